@@ -1,0 +1,887 @@
+//! The Multi-Paxos replica as a pure state machine: messages and ticks in, messages and
+//! committed batches out. It owns acceptor, learner and (when elected) leader state, and
+//! keeps one invariant above all: a value committed in a slot never changes.
+//!
+//! # Contract with the caller
+//! The replica never does I/O and never reads a clock. The caller:
+//! 1. feeds it input: [`Replica::step`] for every message received, [`Replica::tick`] once
+//!    per tick of its clock, [`Replica::propose`] for every client command;
+//! 2. calls [`Replica::flush`] after a round of input, which proposes queued commands;
+//! 3. sends every message from [`Replica::drain_messages`] to the replica it names, in any
+//!    order (the protocol tolerates loss, delay, duplication and reordering);
+//! 4. applies every batch from [`Replica::pop_committed`] to its state machine, in the order
+//!    they come. Batches come in slot order, each exactly once.
+//!
+//! Rules are those of Lamport's "Paxos Made Simple" (§2 for the synod, §3 for the
+//! multi-slot log); leases and catch-up follow "Paxos Made Live" (§5).
+
+use std::collections::{BTreeMap, VecDeque};
+
+use super::message::{LearnEntry, Message, PromiseEntry};
+use super::types::{Ballot, Batch, ReplicaId, Slot, MAX_REPLICAS};
+
+/// Timing and sizing of one replica. All durations are in ticks of the caller's clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Number of replicas in the cluster, `1..=MAX_REPLICAS`.
+    pub replicas: usize,
+    /// A leader sends a heartbeat (a [`Message::Commit`]) every this many ticks.
+    pub heartbeat_ticks: u32,
+    /// A follower that hears nothing from a leader for this many ticks (plus its stagger)
+    /// starts an election.
+    pub election_ticks: u32,
+    /// Extra ticks of election timeout per replica index, so that the lowest-numbered live
+    /// replica tries first and the others see its prepare before their own timers fire.
+    pub election_stagger_ticks: u32,
+    /// The most slots a leader keeps proposed but not yet committed.
+    pub window: usize,
+    /// The most commands a leader puts in one slot.
+    pub batch_max: usize,
+    /// A leader re-sends an accept that has not reached a majority after this many ticks.
+    pub retransmit_ticks: u32,
+    /// The most committed entries one [`Message::Learn`] carries.
+    pub learn_max: usize,
+    /// The most commands a replica holds while it knows no leader to forward them to.
+    pub buffer_max: usize,
+}
+
+impl Config {
+    /// Defaults for `replicas` replicas: heartbeat every 10 ticks, elections after 100.
+    pub fn new(replicas: usize) -> Self {
+        Self {
+            replicas,
+            heartbeat_ticks: 10,
+            election_ticks: 100,
+            election_stagger_ticks: 30,
+            window: 8,
+            batch_max: 1024,
+            retransmit_ticks: 20,
+            learn_max: 64,
+            buffer_max: 65_536,
+        }
+    }
+
+    /// Checks the configuration, naming the first field that is out of range.
+    pub fn validate(&self) -> Result<(), &'static str> {
+        if self.replicas == 0 || self.replicas > MAX_REPLICAS {
+            return Err("replicas");
+        }
+        if self.heartbeat_ticks == 0 {
+            return Err("heartbeat_ticks");
+        }
+        if self.election_ticks <= self.heartbeat_ticks {
+            return Err("election_ticks");
+        }
+        if self.window == 0 {
+            return Err("window");
+        }
+        if self.batch_max == 0 {
+            return Err("batch_max");
+        }
+        if self.retransmit_ticks == 0 {
+            return Err("retransmit_ticks");
+        }
+        if self.learn_max == 0 {
+            return Err("learn_max");
+        }
+        Ok(())
+    }
+
+    /// The number of replicas that make a majority.
+    pub fn quorum(&self) -> usize {
+        self.replicas / 2 + 1
+    }
+}
+
+/// Which role a replica plays; see [`Replica::role`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RoleKind {
+    /// Accepts what the leader proposes.
+    Follower,
+    /// Runs phase 1 to become leader.
+    Candidate,
+    /// Proposes client commands.
+    Leader,
+}
+
+/// Counters of what a replica did and what it ignored; they only ever grow.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Elections this replica started.
+    pub elections_started: u64,
+    /// Times this replica became leader.
+    pub leader_changes: u64,
+    /// Batches this replica proposed as leader (re-proposals after phase 1 included).
+    pub batches_proposed: u64,
+    /// Messages dropped as stale or duplicate (expected protocol noise).
+    pub messages_ignored: u64,
+    /// Client commands dropped because no leader was known and the buffer was full, or a
+    /// forward arrived at a replica that does not lead; clients retry them.
+    pub commands_dropped: u64,
+    /// Learn requests that asked for entries already freed.
+    pub learn_unavailable: u64,
+}
+
+#[derive(Debug)]
+struct Entry<C> {
+    ballot: Ballot,
+    batch: Batch<C>,
+    committed: bool,
+}
+
+#[derive(Debug)]
+struct Proposal {
+    acks: u64,
+    ticks_since_sent: u32,
+}
+
+#[derive(Debug)]
+struct LeaderState<C> {
+    ballot: Ballot,
+    slot_next: Slot,
+    proposals: BTreeMap<Slot, Proposal>,
+    queue: VecDeque<C>,
+    ticks_since_heartbeat: u32,
+    slot_committed_sent: Slot,
+    peer_delivered: Vec<Slot>,
+}
+
+#[derive(Debug)]
+struct CandidateState<C> {
+    ballot: Ballot,
+    slot_first: Slot,
+    promises: u64,
+    accepted: BTreeMap<Slot, PromiseEntry<C>>,
+}
+
+#[derive(Debug)]
+enum Role<C> {
+    Follower { leader: Option<ReplicaId> },
+    Candidate(CandidateState<C>),
+    Leader(LeaderState<C>),
+}
+
+/// One Multi-Paxos replica: acceptor, learner and, when elected, leader. See the module
+/// docs for the contract with the caller.
+#[derive(Debug)]
+pub struct Replica<C> {
+    id: ReplicaId,
+    config: Config,
+    /// Acceptor: the highest ballot promised; nothing below it is accepted.
+    ballot_promised: Ballot,
+    /// Accepted and committed entries at or above `slot_truncated`.
+    log: BTreeMap<Slot, Entry<C>>,
+    /// Every slot below this is committed and present in `log` (or freed).
+    slot_committed: Slot,
+    /// Every slot below this was handed out by `pop_committed`.
+    slot_delivered: Slot,
+    /// Entries below this were freed after every replica applied them.
+    slot_truncated: Slot,
+    role: Role<C>,
+    /// Commands waiting for a known leader (at followers and candidates).
+    buffered: VecDeque<C>,
+    ticks_since_heard: u32,
+    learn_cooldown: u32,
+    outbox: Vec<(ReplicaId, Message<C>)>,
+    counters: Counters,
+}
+
+impl<C: Clone> Replica<C> {
+    /// A fresh replica `id` of a cluster configured by `config`. Replica 0 starts an
+    /// election on its first tick; the others wait for it.
+    ///
+    /// # Panics
+    /// If `config` does not validate or `id` is not below `config.replicas`.
+    pub fn new(id: ReplicaId, config: Config) -> Self {
+        if let Err(field) = config.validate() {
+            panic!("invalid protocol config: {field} is out of range: {config:?}");
+        }
+        assert!(id.index() < config.replicas, "{id:?} is not in a cluster of {}", config.replicas);
+        let mut replica = Self {
+            id,
+            config,
+            ballot_promised: Ballot::ZERO,
+            log: BTreeMap::new(),
+            slot_committed: Slot::ZERO,
+            slot_delivered: Slot::ZERO,
+            slot_truncated: Slot::ZERO,
+            role: Role::Follower { leader: None },
+            buffered: VecDeque::new(),
+            ticks_since_heard: 0,
+            learn_cooldown: 0,
+            outbox: Vec::new(),
+            counters: Counters::default(),
+        };
+        if id.index() == 0 {
+            replica.ticks_since_heard = replica.election_timeout();
+        }
+        replica
+    }
+
+    // ----- inspection -------------------------------------------------------------------
+
+    /// This replica's id.
+    pub fn id(&self) -> ReplicaId {
+        self.id
+    }
+
+    /// The configuration the replica runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The role the replica plays now.
+    pub fn role(&self) -> RoleKind {
+        match self.role {
+            Role::Follower { .. } => RoleKind::Follower,
+            Role::Candidate(_) => RoleKind::Candidate,
+            Role::Leader(_) => RoleKind::Leader,
+        }
+    }
+
+    /// Whether the replica currently believes it leads.
+    pub fn is_leader(&self) -> bool {
+        matches!(self.role, Role::Leader(_))
+    }
+
+    /// The replica this one believes leads, if any.
+    pub fn leader(&self) -> Option<ReplicaId> {
+        match &self.role {
+            Role::Follower { leader } => *leader,
+            Role::Candidate(_) => None,
+            Role::Leader(_) => Some(self.id),
+        }
+    }
+
+    /// The highest ballot this replica has promised.
+    pub fn ballot_promised(&self) -> Ballot {
+        self.ballot_promised
+    }
+
+    /// Every slot below this is known committed here.
+    pub fn slot_committed(&self) -> Slot {
+        self.slot_committed
+    }
+
+    /// Every slot below this has been handed out by [`Replica::pop_committed`].
+    pub fn slot_delivered(&self) -> Slot {
+        self.slot_delivered
+    }
+
+    /// Entries below this slot have been freed.
+    pub fn slot_truncated(&self) -> Slot {
+        self.slot_truncated
+    }
+
+    /// Number of log entries held in memory.
+    pub fn log_len(&self) -> usize {
+        self.log.len()
+    }
+
+    /// Commands queued at the leader or buffered at a non-leader, not yet proposed.
+    pub fn commands_waiting(&self) -> usize {
+        let queued = match &self.role {
+            Role::Leader(leader) => leader.queue.len(),
+            _ => 0,
+        };
+        queued + self.buffered.len()
+    }
+
+    /// What the replica has done so far.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The committed value of `slot`, if it is still held.
+    pub fn committed_batch(&self, slot: Slot) -> Option<&Batch<C>> {
+        self.log.get(&slot).filter(|entry| entry.committed).map(|entry| &entry.batch)
+    }
+
+    // ----- output -----------------------------------------------------------------------
+
+    /// Messages to send, each with its destination. The caller sends all of them.
+    pub fn drain_messages(&mut self) -> std::vec::Drain<'_, (ReplicaId, Message<C>)> {
+        self.outbox.drain(..)
+    }
+
+    /// Whether any message waits in the outbox.
+    pub fn has_messages(&self) -> bool {
+        !self.outbox.is_empty()
+    }
+
+    /// The next committed batch to apply, in slot order, each exactly once.
+    pub fn pop_committed(&mut self) -> Option<(Slot, Batch<C>)> {
+        if self.slot_delivered >= self.slot_committed {
+            return None;
+        }
+        let slot = self.slot_delivered;
+        let entry = self.log.get(&slot).unwrap_or_else(|| {
+            panic!("{:?}: committed {slot:?} missing from the log (truncated {:?})", self.id, self.slot_truncated)
+        });
+        debug_assert!(entry.committed);
+        self.slot_delivered = slot.next();
+        Some((slot, entry.batch.clone()))
+    }
+
+    // ----- input ------------------------------------------------------------------------
+
+    /// Queues a client command. A leader proposes it at the next [`Replica::flush`]; any
+    /// other replica forwards it to the leader it knows, or holds it until it knows one.
+    pub fn propose(&mut self, command: C) {
+        match &mut self.role {
+            Role::Leader(leader) => leader.queue.push_back(command),
+            _ => self.buffer(command),
+        }
+    }
+
+    /// Proposes queued commands (as many batches as the window allows), forwards buffered
+    /// ones, and announces a commit index that moved without an accept to carry it.
+    pub fn flush(&mut self) {
+        self.flush_inner();
+        self.check_invariants();
+    }
+
+    /// Advances the replica's clock by one tick: heartbeats, retransmission, elections.
+    pub fn tick(&mut self) {
+        self.learn_cooldown = self.learn_cooldown.saturating_sub(1);
+        if self.is_leader() {
+            self.tick_leader();
+        } else {
+            self.ticks_since_heard = self.ticks_since_heard.saturating_add(1);
+            if self.ticks_since_heard >= self.election_timeout() {
+                self.become_candidate();
+            }
+        }
+        self.flush_inner();
+        self.check_invariants();
+    }
+
+    /// Handles one message from replica `from`.
+    pub fn step(&mut self, from: ReplicaId, message: Message<C>) {
+        if from == self.id || from.index() >= self.config.replicas {
+            self.counters.messages_ignored += 1;
+            return;
+        }
+        match message {
+            Message::Prepare { ballot, slot_first } => self.on_prepare(from, ballot, slot_first),
+            Message::Promise { ballot, accepted, .. } => self.on_promise(from, ballot, accepted),
+            Message::Accept { ballot, slot, batch, slot_committed } => {
+                self.on_accept(from, ballot, slot, batch, slot_committed)
+            }
+            Message::Accepted { ballot, slot, slot_delivered } => {
+                self.on_accepted(from, ballot, slot, slot_delivered)
+            }
+            Message::Commit { ballot, slot_committed, slot_truncate } => {
+                self.on_commit(from, ballot, slot_committed, slot_truncate)
+            }
+            Message::Progress { ballot, slot_delivered } => self.on_progress(from, ballot, slot_delivered),
+            Message::Nack { ballot_promised } => self.on_nack(ballot_promised),
+            Message::LearnRequest { slot_first } => self.on_learn_request(from, slot_first),
+            Message::Learn { slot_committed, entries } => self.on_learn(from, slot_committed, entries),
+            Message::Forward { commands } => self.on_forward(from, commands),
+        }
+        self.check_invariants();
+    }
+
+    // ----- handlers ---------------------------------------------------------------------
+
+    fn on_prepare(&mut self, from: ReplicaId, ballot: Ballot, slot_first: Slot) {
+        if ballot < self.ballot_promised {
+            self.send(from, Message::Nack { ballot_promised: self.ballot_promised });
+            return;
+        }
+        if ballot > self.ballot_promised {
+            self.ballot_promised = ballot;
+            self.become_follower(Some(from));
+        }
+        // A repeated prepare of the ballot already promised gets the same answer again.
+        self.ticks_since_heard = 0;
+        debug_assert!(
+            slot_first >= self.slot_truncated || self.slot_truncated <= self.slot_committed,
+            "prepare below the truncation point"
+        );
+        let accepted = self
+            .log
+            .range(slot_first..)
+            .map(|(&slot, entry)| PromiseEntry {
+                slot,
+                ballot: entry.ballot,
+                batch: entry.batch.clone(),
+                committed: entry.committed,
+            })
+            .collect();
+        self.send(from, Message::Promise { ballot, slot_committed: self.slot_committed, accepted });
+    }
+
+    fn on_promise(&mut self, from: ReplicaId, ballot: Ballot, accepted: Vec<PromiseEntry<C>>) {
+        if ballot > self.ballot_promised {
+            // A promise for a ballot we never sent: noise from a past life. Ignore it.
+            self.counters.messages_ignored += 1;
+            return;
+        }
+        let Role::Candidate(candidate) = &mut self.role else {
+            self.counters.messages_ignored += 1;
+            return;
+        };
+        if candidate.ballot != ballot || candidate.promises & from.bit() != 0 {
+            self.counters.messages_ignored += 1;
+            return;
+        }
+        candidate.promises |= from.bit();
+        for entry in accepted {
+            merge_promise_entry(&mut candidate.accepted, entry);
+        }
+        if candidate.promises.count_ones() as usize >= self.config.quorum() {
+            self.become_leader();
+        }
+    }
+
+    fn on_accept(&mut self, from: ReplicaId, ballot: Ballot, slot: Slot, batch: Batch<C>, slot_committed: Slot) {
+        if ballot < self.ballot_promised {
+            self.send(from, Message::Nack { ballot_promised: self.ballot_promised });
+            return;
+        }
+        self.follow(from, ballot);
+        let decided = slot < self.slot_truncated || self.log.get(&slot).is_some_and(|entry| entry.committed);
+        if !decided {
+            self.log.insert(slot, Entry { ballot, batch, committed: false });
+        }
+        self.send(from, Message::Accepted { ballot, slot, slot_delivered: self.slot_delivered });
+        self.learn_commit(from, ballot, slot_committed);
+    }
+
+    fn on_accepted(&mut self, from: ReplicaId, ballot: Ballot, slot: Slot, slot_delivered: Slot) {
+        let quorum = self.config.quorum();
+        let Role::Leader(leader) = &mut self.role else {
+            self.counters.messages_ignored += 1;
+            return;
+        };
+        if ballot != leader.ballot {
+            self.counters.messages_ignored += 1;
+            return;
+        }
+        let delivered = &mut leader.peer_delivered[from.index()];
+        *delivered = (*delivered).max(slot_delivered);
+        let Some(proposal) = leader.proposals.get_mut(&slot) else {
+            // Already committed: a duplicate or a late acceptor.
+            self.counters.messages_ignored += 1;
+            return;
+        };
+        proposal.acks |= from.bit();
+        if proposal.acks.count_ones() as usize >= quorum {
+            leader.proposals.remove(&slot);
+            self.commit_slot(slot);
+        }
+    }
+
+    fn on_commit(&mut self, from: ReplicaId, ballot: Ballot, slot_committed: Slot, slot_truncate: Slot) {
+        if ballot < self.ballot_promised {
+            self.send(from, Message::Nack { ballot_promised: self.ballot_promised });
+            return;
+        }
+        self.follow(from, ballot);
+        self.learn_commit(from, ballot, slot_committed);
+        self.truncate(slot_truncate);
+        self.send(from, Message::Progress { ballot, slot_delivered: self.slot_delivered });
+    }
+
+    fn on_progress(&mut self, from: ReplicaId, ballot: Ballot, slot_delivered: Slot) {
+        match &mut self.role {
+            Role::Leader(leader) if leader.ballot == ballot => {
+                let delivered = &mut leader.peer_delivered[from.index()];
+                *delivered = (*delivered).max(slot_delivered);
+            }
+            _ => self.counters.messages_ignored += 1,
+        }
+    }
+
+    fn on_nack(&mut self, ballot_promised: Ballot) {
+        if ballot_promised <= self.ballot_promised {
+            self.counters.messages_ignored += 1;
+            return;
+        }
+        self.ballot_promised = ballot_promised;
+        self.become_follower(Some(ballot_promised.replica()));
+        self.ticks_since_heard = 0;
+    }
+
+    fn on_learn_request(&mut self, from: ReplicaId, slot_first: Slot) {
+        if slot_first < self.slot_truncated {
+            self.counters.learn_unavailable += 1;
+            return;
+        }
+        let entries: Vec<LearnEntry<C>> = self
+            .log
+            .range(slot_first..self.slot_committed)
+            .take(self.config.learn_max)
+            .map(|(&slot, entry)| LearnEntry { slot, ballot: entry.ballot, batch: entry.batch.clone() })
+            .collect();
+        if entries.is_empty() {
+            self.counters.messages_ignored += 1;
+            return;
+        }
+        self.send(from, Message::Learn { slot_committed: self.slot_committed, entries });
+    }
+
+    fn on_learn(&mut self, from: ReplicaId, slot_committed: Slot, entries: Vec<LearnEntry<C>>) {
+        for entry in entries {
+            if entry.slot < self.slot_committed || entry.slot < self.slot_truncated {
+                continue;
+            }
+            match self.log.get_mut(&entry.slot) {
+                Some(existing) if existing.committed => {}
+                Some(existing) => {
+                    existing.ballot = entry.ballot;
+                    existing.batch = entry.batch;
+                    existing.committed = true;
+                }
+                None => {
+                    self.log.insert(entry.slot, Entry { ballot: entry.ballot, batch: entry.batch, committed: true });
+                }
+            }
+        }
+        self.advance_committed();
+        if self.slot_committed < slot_committed {
+            // More to learn: ask again at once rather than after the cooldown.
+            self.learn_cooldown = 0;
+            self.request_learn(from);
+        }
+    }
+
+    fn on_forward(&mut self, from: ReplicaId, commands: Vec<C>) {
+        match &mut self.role {
+            Role::Leader(leader) => leader.queue.extend(commands),
+            Role::Candidate(_) => commands.into_iter().for_each(|command| self.buffer(command)),
+            // Never bounce commands back to the replica that forwarded them: it believes we
+            // lead, we believe it does, and neither is right yet. Its clients will retry.
+            Role::Follower { leader } if *leader == Some(from) => {
+                self.counters.commands_dropped += commands.len() as u64
+            }
+            Role::Follower { .. } => commands.into_iter().for_each(|command| self.buffer(command)),
+        }
+    }
+
+    // ----- transitions ------------------------------------------------------------------
+
+    fn become_follower(&mut self, leader: Option<ReplicaId>) {
+        let old = std::mem::replace(&mut self.role, Role::Follower { leader });
+        if let Role::Leader(state) = old {
+            // Commands not yet proposed go to the next leader; proposals in flight are
+            // either recovered by its phase 1 or retried by their clients.
+            for command in state.queue {
+                self.buffer(command);
+            }
+        }
+    }
+
+    /// Follows the leader of `ballot` (>= our promise), heard from just now.
+    fn follow(&mut self, from: ReplicaId, ballot: Ballot) {
+        debug_assert!(ballot >= self.ballot_promised);
+        let is_current = matches!(self.role, Role::Follower { leader: Some(leader) } if leader == from);
+        if ballot > self.ballot_promised || !is_current {
+            self.ballot_promised = ballot;
+            self.become_follower(Some(from));
+        }
+        self.ticks_since_heard = 0;
+    }
+
+    fn become_candidate(&mut self) {
+        let ballot = self.ballot_promised.next_for(self.id);
+        self.ballot_promised = ballot;
+        self.ticks_since_heard = 0;
+        self.counters.elections_started += 1;
+        let slot_first = self.slot_committed;
+        let mut accepted = BTreeMap::new();
+        for (&slot, entry) in self.log.range(slot_first..) {
+            merge_promise_entry(
+                &mut accepted,
+                PromiseEntry { slot, ballot: entry.ballot, batch: entry.batch.clone(), committed: entry.committed },
+            );
+        }
+        if let Role::Leader(state) = std::mem::replace(&mut self.role, Role::Follower { leader: None }) {
+            self.buffered.extend(state.queue);
+        }
+        self.role = Role::Candidate(CandidateState { ballot, slot_first, promises: self.id.bit(), accepted });
+        self.broadcast(|| Message::Prepare { ballot, slot_first });
+        if self.config.quorum() == 1 {
+            self.become_leader();
+        }
+    }
+
+    /// Phase 1 is done: adopt every committed value reported, re-propose the highest-ballot
+    /// accepted value of every other slot, and fill holes with no-ops ("Paxos Made Simple" §3).
+    fn become_leader(&mut self) {
+        let Role::Candidate(candidate) = std::mem::replace(&mut self.role, Role::Follower { leader: None }) else {
+            unreachable!("become_leader is only called on a candidate");
+        };
+        let ballot = candidate.ballot;
+        self.counters.leader_changes += 1;
+        let slot_last = candidate.accepted.keys().next_back().copied();
+        let mut reproposals = Vec::new();
+        let mut accepted = candidate.accepted;
+        if let Some(slot_last) = slot_last {
+            let mut slot = self.slot_committed;
+            while slot <= slot_last {
+                let already = self.log.get(&slot).is_some_and(|entry| entry.committed);
+                match accepted.remove(&slot) {
+                    _ if already => {}
+                    Some(entry) if entry.committed => {
+                        self.log.insert(slot, Entry { ballot: entry.ballot, batch: entry.batch, committed: true });
+                    }
+                    Some(entry) => reproposals.push((slot, entry.batch)),
+                    None => reproposals.push((slot, Batch::noop())),
+                }
+                slot = slot.next();
+            }
+        }
+        let slot_next = slot_last.map_or(self.slot_committed, Slot::next).max(self.slot_committed);
+        let mut state = LeaderState {
+            ballot,
+            slot_next,
+            proposals: BTreeMap::new(),
+            queue: std::mem::take(&mut self.buffered),
+            ticks_since_heartbeat: 0,
+            slot_committed_sent: self.slot_committed,
+            peer_delivered: vec![Slot::ZERO; self.config.replicas],
+        };
+        self.advance_committed();
+        state.slot_committed_sent = self.slot_committed;
+        self.role = Role::Leader(state);
+        for (slot, batch) in reproposals {
+            self.propose_in(slot, batch);
+        }
+        // Tell everyone at once who leads, even when there was nothing to re-propose.
+        self.send_commit();
+    }
+
+    // ----- leader mechanics -------------------------------------------------------------
+
+    fn flush_inner(&mut self) {
+        match &self.role {
+            Role::Leader(_) => self.flush_leader(),
+            Role::Follower { leader: Some(leader) } if !self.buffered.is_empty() => {
+                let leader = *leader;
+                let commands: Vec<C> = self.buffered.drain(..).collect();
+                self.send(leader, Message::Forward { commands });
+            }
+            _ => {}
+        }
+    }
+
+    fn flush_leader(&mut self) {
+        let batch_max = self.config.batch_max;
+        let window = self.config.window;
+        loop {
+            let Role::Leader(leader) = &mut self.role else { return };
+            if leader.queue.is_empty() || leader.proposals.len() >= window {
+                break;
+            }
+            let take = leader.queue.len().min(batch_max);
+            let batch = Batch::new(leader.queue.drain(..take).collect());
+            let slot = leader.slot_next;
+            self.propose_in(slot, batch);
+        }
+        let Role::Leader(leader) = &self.role else { return };
+        if self.slot_committed > leader.slot_committed_sent {
+            self.send_commit();
+        }
+    }
+
+    /// Proposes `batch` in `slot` in the leader's ballot: accept it locally, send it out.
+    fn propose_in(&mut self, slot: Slot, batch: Batch<C>) {
+        let slot_committed = self.slot_committed;
+        let id = self.id;
+        let Role::Leader(leader) = &mut self.role else {
+            unreachable!("propose_in is only called on a leader");
+        };
+        let ballot = leader.ballot;
+        leader.proposals.insert(slot, Proposal { acks: id.bit(), ticks_since_sent: 0 });
+        leader.slot_next = leader.slot_next.max(slot.next());
+        leader.slot_committed_sent = slot_committed;
+        self.counters.batches_proposed += 1;
+        self.log.insert(slot, Entry { ballot, batch: batch.clone(), committed: false });
+        self.broadcast(|| Message::Accept { ballot, slot, batch: batch.clone(), slot_committed });
+        if self.config.quorum() == 1 {
+            if let Role::Leader(leader) = &mut self.role {
+                leader.proposals.remove(&slot);
+            }
+            self.commit_slot(slot);
+        }
+    }
+
+    fn commit_slot(&mut self, slot: Slot) {
+        let entry = self.log.get_mut(&slot).unwrap_or_else(|| {
+            panic!("{:?}: committing {slot:?} which is not in the log", self.id);
+        });
+        entry.committed = true;
+        self.advance_committed();
+    }
+
+    fn send_commit(&mut self) {
+        let slot_committed = self.slot_committed;
+        let slot_truncate = self.slot_truncate_global();
+        let Role::Leader(leader) = &mut self.role else { return };
+        let ballot = leader.ballot;
+        leader.slot_committed_sent = slot_committed;
+        leader.ticks_since_heartbeat = 0;
+        self.broadcast(|| Message::Commit { ballot, slot_committed, slot_truncate });
+        self.truncate(slot_truncate);
+    }
+
+    /// The slot below which every replica has applied everything, as far as this leader knows.
+    fn slot_truncate_global(&self) -> Slot {
+        let Role::Leader(leader) = &self.role else { return self.slot_truncated };
+        leader
+            .peer_delivered
+            .iter()
+            .enumerate()
+            .map(|(index, &slot)| if index == self.id.index() { self.slot_delivered } else { slot })
+            .min()
+            .unwrap_or(Slot::ZERO)
+    }
+
+    fn tick_leader(&mut self) {
+        let retransmit_ticks = self.config.retransmit_ticks;
+        let heartbeat_ticks = self.config.heartbeat_ticks;
+        let slot_committed = self.slot_committed;
+        let Role::Leader(leader) = &mut self.role else { return };
+        leader.ticks_since_heartbeat += 1;
+        let heartbeat_due = leader.ticks_since_heartbeat >= heartbeat_ticks;
+        let ballot = leader.ballot;
+        let mut resend = Vec::new();
+        for (&slot, proposal) in leader.proposals.iter_mut() {
+            proposal.ticks_since_sent += 1;
+            if proposal.ticks_since_sent >= retransmit_ticks {
+                proposal.ticks_since_sent = 0;
+                resend.push((slot, proposal.acks));
+            }
+        }
+        for (slot, acks) in resend {
+            let batch = self.log.get(&slot).expect("a proposal's entry is in the log until it commits").batch.clone();
+            for peer in self.peers() {
+                if acks & peer.bit() == 0 {
+                    self.send(peer, Message::Accept { ballot, slot, batch: batch.clone(), slot_committed });
+                }
+            }
+        }
+        if heartbeat_due {
+            self.send_commit();
+        }
+    }
+
+    // ----- learner mechanics ------------------------------------------------------------
+
+    /// The leader of `ballot` says every slot below `slot_committed` is committed. An entry
+    /// we accepted in that same ballot holds the leader's value, so it is the chosen one.
+    fn learn_commit(&mut self, leader: ReplicaId, ballot: Ballot, slot_committed: Slot) {
+        if slot_committed <= self.slot_committed {
+            return;
+        }
+        for (_, entry) in self.log.range_mut(self.slot_committed..slot_committed) {
+            if entry.ballot == ballot {
+                entry.committed = true;
+            }
+        }
+        self.advance_committed();
+        if self.slot_committed < slot_committed {
+            self.request_learn(leader);
+        }
+    }
+
+    fn request_learn(&mut self, from: ReplicaId) {
+        if self.learn_cooldown > 0 {
+            return;
+        }
+        self.learn_cooldown = self.config.heartbeat_ticks;
+        self.send(from, Message::LearnRequest { slot_first: self.slot_committed });
+    }
+
+    fn advance_committed(&mut self) {
+        while self.log.get(&self.slot_committed).is_some_and(|entry| entry.committed) {
+            self.slot_committed = self.slot_committed.next();
+        }
+    }
+
+    /// Frees entries below `slot` that this replica has also delivered.
+    fn truncate(&mut self, slot: Slot) {
+        let slot = slot.min(self.slot_delivered);
+        if slot <= self.slot_truncated {
+            return;
+        }
+        self.log = self.log.split_off(&slot);
+        self.slot_truncated = slot;
+    }
+
+    // ----- helpers ----------------------------------------------------------------------
+
+    fn buffer(&mut self, command: C) {
+        if self.buffered.len() >= self.config.buffer_max {
+            self.buffered.pop_front();
+            self.counters.commands_dropped += 1;
+        }
+        self.buffered.push_back(command);
+    }
+
+    fn election_timeout(&self) -> u32 {
+        self.config.election_ticks + self.config.election_stagger_ticks * self.id.index() as u32
+    }
+
+    fn peers(&self) -> impl Iterator<Item = ReplicaId> {
+        let id = self.id;
+        (0..self.config.replicas).map(ReplicaId::new).filter(move |&peer| peer != id)
+    }
+
+    fn send(&mut self, to: ReplicaId, message: Message<C>) {
+        self.outbox.push((to, message));
+    }
+
+    fn broadcast(&mut self, mut message: impl FnMut() -> Message<C>) {
+        for peer in self.peers() {
+            self.outbox.push((peer, message()));
+        }
+    }
+
+    /// Asserts the replica's invariants; runs after every input in debug and test builds.
+    fn check_invariants(&self) {
+        if !cfg!(debug_assertions) {
+            return;
+        }
+        let id = self.id;
+        assert!(self.slot_delivered <= self.slot_committed, "{id:?}: delivered beyond committed");
+        assert!(self.slot_truncated <= self.slot_delivered, "{id:?}: truncated beyond delivered");
+        if let Some((&first, _)) = self.log.iter().next() {
+            assert!(first >= self.slot_truncated, "{id:?}: entry {first:?} below truncation point");
+        }
+        if let Some(entry) = self.log.get(&self.slot_committed) {
+            assert!(!entry.committed, "{id:?}: {:?} committed but commit index not advanced", self.slot_committed);
+        }
+        match &self.role {
+            Role::Leader(leader) => {
+                assert_eq!(leader.ballot, self.ballot_promised, "{id:?}: leader's ballot is not its promise");
+                assert!(leader.ballot.replica() == id, "{id:?}: leads in {:?} it does not own", leader.ballot);
+                for (&slot, proposal) in &leader.proposals {
+                    assert!(slot < leader.slot_next, "{id:?}: proposal {slot:?} at or above slot_next");
+                    assert!(proposal.acks & id.bit() != 0, "{id:?}: leader did not accept its own {slot:?}");
+                    let entry = self.log.get(&slot).expect("a proposal's entry is in the log");
+                    assert_eq!(entry.ballot, leader.ballot, "{id:?}: proposal {slot:?} in a foreign ballot");
+                }
+            }
+            Role::Candidate(candidate) => {
+                assert_eq!(candidate.ballot, self.ballot_promised, "{id:?}: candidate's ballot is not its promise");
+            }
+            Role::Follower { .. } => {}
+        }
+    }
+}
+
+/// Keeps, per slot, the value a new leader must re-propose: a committed one if any
+/// acceptor reported it so, else the one accepted in the highest ballot.
+fn merge_promise_entry<C>(merged: &mut BTreeMap<Slot, PromiseEntry<C>>, entry: PromiseEntry<C>) {
+    match merged.get(&entry.slot) {
+        Some(existing) if existing.committed => {}
+        Some(existing) if !entry.committed && existing.ballot >= entry.ballot => {}
+        _ => {
+            merged.insert(entry.slot, entry);
+        }
+    }
+}

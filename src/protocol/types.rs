@@ -1,0 +1,164 @@
+//! The protocol's vocabulary as newtypes: replica ids, ballots, slots and batches, so that
+//! none of them can be mixed up with another integer.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// The most replicas one cluster may have: acknowledgements are kept in a `u64` bit set.
+pub const MAX_REPLICAS: usize = 64;
+
+/// The identity of one replica: its index in the cluster, `0..replicas`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ReplicaId(u8);
+
+impl ReplicaId {
+    /// The replica with index `index`.
+    ///
+    /// # Panics
+    /// If `index >= MAX_REPLICAS`; callers validate the replica count first.
+    pub fn new(index: usize) -> Self {
+        assert!(index < MAX_REPLICAS, "replica index {index} is not below {MAX_REPLICAS}");
+        Self(index as u8)
+    }
+
+    /// The replica's index, `0..replicas`.
+    pub fn index(self) -> usize {
+        usize::from(self.0)
+    }
+
+    pub(crate) fn bit(self) -> u64 {
+        1u64 << self.0
+    }
+}
+
+impl fmt::Debug for ReplicaId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "r{}", self.0)
+    }
+}
+
+impl fmt::Display for ReplicaId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// A Paxos ballot: a round number and the replica that owns it, totally ordered by round
+/// and then by replica. Encoded in one `u64` as `round << 8 | replica`, so comparing the
+/// integers compares the ballots and no two replicas ever own the same ballot.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Ballot(u64);
+
+impl Ballot {
+    /// The ballot below every ballot any replica uses; nothing is ever accepted in it.
+    pub const ZERO: Ballot = Ballot(0);
+
+    /// The ballot of `round` owned by `replica`.
+    pub fn new(round: u64, replica: ReplicaId) -> Self {
+        Self(round << 8 | u64::from(replica.0))
+    }
+
+    /// The ballot's round.
+    pub fn round(self) -> u64 {
+        self.0 >> 8
+    }
+
+    /// The replica that owns (leads in) this ballot.
+    pub fn replica(self) -> ReplicaId {
+        ReplicaId((self.0 & 0xff) as u8)
+    }
+
+    /// The raw encoding, for stats and logs.
+    pub fn as_u64(self) -> u64 {
+        self.0
+    }
+
+    /// The ballot `replica` uses to start an election after having seen `self`.
+    pub(crate) fn next_for(self, replica: ReplicaId) -> Ballot {
+        Ballot::new(self.round() + 1, replica)
+    }
+}
+
+impl fmt::Debug for Ballot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "b{}.{}", self.round(), self.0 & 0xff)
+    }
+}
+
+/// A position in the replicated log. Slot `n` holds the `n`-th batch every replica applies.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Slot(u64);
+
+impl Slot {
+    /// The first slot of the log.
+    pub const ZERO: Slot = Slot(0);
+
+    /// The slot numbered `n`.
+    pub const fn new(n: u64) -> Self {
+        Self(n)
+    }
+
+    /// The slot's number.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+
+    /// The slot after this one.
+    pub const fn next(self) -> Slot {
+        Slot(self.0 + 1)
+    }
+}
+
+impl fmt::Debug for Slot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "s{}", self.0)
+    }
+}
+
+/// The value of one slot: the client commands the leader batched into it, in order. An
+/// empty batch is a no-op, which a new leader uses to fill holes it finds in the log.
+/// Cloning is a reference-count increment, so sending one batch to every peer is cheap.
+pub struct Batch<C>(Arc<[C]>);
+
+impl<C> Batch<C> {
+    /// A batch holding `commands`, in order.
+    pub fn new(commands: Vec<C>) -> Self {
+        Self(commands.into())
+    }
+
+    /// The no-op batch.
+    pub fn noop() -> Self {
+        Self(Vec::new().into())
+    }
+
+    /// Whether this is the no-op batch.
+    pub fn is_noop(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The batch's commands, in the order they are applied.
+    pub fn commands(&self) -> &[C] {
+        &self.0
+    }
+
+    /// Whether `self` and `other` are the same proposal (the same allocation).
+    pub fn same_as(&self, other: &Batch<C>) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl<C> Clone for Batch<C> {
+    fn clone(&self) -> Self {
+        Self(Arc::clone(&self.0))
+    }
+}
+
+impl<C: fmt::Debug> fmt::Debug for Batch<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_noop() {
+            f.write_str("noop")
+        } else {
+            f.debug_list().entries(self.0.iter()).finish()
+        }
+    }
+}

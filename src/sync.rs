@@ -1,0 +1,156 @@
+//! The one import point for synchronisation primitives: std and parking_lot in normal
+//! builds, loom's model-checked versions under `--cfg corum_loom`.
+//!
+//! Every atomic, cell, lock, condition variable, `Arc` and thread that corum's concurrent
+//! code touches comes from here, so that building with `RUSTFLAGS="--cfg corum_loom"`
+//! switches all of them at once (and no other crate's, which a plain `--cfg loom` would).
+//! The API is the small common subset both sides support: locks that do not poison, a
+//! condition variable whose timed wait is an untimed wait under loom (loom has no clock),
+//! and `UnsafeCell` accessed through `with`/`with_mut` closures as loom requires.
+
+#[cfg(not(corum_loom))]
+mod imp {
+    pub(crate) use std::sync::atomic;
+    pub(crate) use std::sync::Arc;
+    pub(crate) use std::thread;
+
+    /// A mutual-exclusion lock that does not poison.
+    pub(crate) type Mutex<T> = parking_lot::Mutex<T>;
+    /// The guard of [`Mutex`].
+    pub(crate) type MutexGuard<'a, T> = parking_lot::MutexGuard<'a, T>;
+    /// A reader-writer lock that does not poison.
+    pub(crate) type RwLock<T> = parking_lot::RwLock<T>;
+
+    /// A condition variable over [`Mutex`].
+    #[derive(Debug, Default)]
+    pub(crate) struct Condvar(parking_lot::Condvar);
+
+    impl Condvar {
+        pub(crate) fn new() -> Self {
+            Self(parking_lot::Condvar::new())
+        }
+
+        /// Waits for a notification or until `timeout` passes.
+        pub(crate) fn wait_for<T>(&self, guard: &mut MutexGuard<'_, T>, timeout: std::time::Duration) {
+            let _ = self.0.wait_for(guard, timeout);
+        }
+
+        pub(crate) fn notify_all(&self) {
+            self.0.notify_all();
+        }
+    }
+
+    /// Lets the scheduler run another thread.
+    pub(crate) fn yield_now() {
+        std::thread::yield_now();
+    }
+
+    /// A spin-loop hint; a real spin in normal builds.
+    pub(crate) fn spin_loop() {
+        std::hint::spin_loop();
+    }
+
+    /// An `UnsafeCell` with loom's closure-based access API.
+    #[derive(Debug)]
+    pub(crate) struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
+
+    impl<T> UnsafeCell<T> {
+        pub(crate) const fn new(value: T) -> Self {
+            Self(std::cell::UnsafeCell::new(value))
+        }
+
+        pub(crate) fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+            f(self.0.get())
+        }
+
+        pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+            f(self.0.get())
+        }
+    }
+}
+
+#[cfg(corum_loom)]
+mod imp {
+    pub(crate) use loom::cell::UnsafeCell;
+    pub(crate) use loom::sync::atomic;
+    pub(crate) use loom::sync::Arc;
+    pub(crate) use loom::thread;
+
+    /// loom's mutex with parking_lot's non-poisoning `lock`.
+    #[derive(Debug)]
+    pub(crate) struct Mutex<T>(loom::sync::Mutex<T>);
+
+    /// The guard of [`Mutex`].
+    pub(crate) type MutexGuard<'a, T> = loom::sync::MutexGuard<'a, T>;
+
+    impl<T> Mutex<T> {
+        pub(crate) fn new(value: T) -> Self {
+            Self(loom::sync::Mutex::new(value))
+        }
+
+        pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+            self.0.lock().expect("corum never panics while holding a lock under loom")
+        }
+    }
+
+    /// loom's reader-writer lock with parking_lot's non-poisoning API.
+    #[derive(Debug)]
+    pub(crate) struct RwLock<T>(loom::sync::RwLock<T>);
+
+    impl<T> RwLock<T> {
+        pub(crate) fn new(value: T) -> Self {
+            Self(loom::sync::RwLock::new(value))
+        }
+
+        pub(crate) fn read(&self) -> loom::sync::RwLockReadGuard<'_, T> {
+            self.0.read().expect("corum never panics while holding a lock under loom")
+        }
+
+        pub(crate) fn write(&self) -> loom::sync::RwLockWriteGuard<'_, T> {
+            self.0.write().expect("corum never panics while holding a lock under loom")
+        }
+    }
+
+    /// loom's condition variable; loom has no clock, so a timed wait waits for a notification.
+    #[derive(Debug)]
+    pub(crate) struct Condvar(loom::sync::Condvar);
+
+    impl Condvar {
+        pub(crate) fn new() -> Self {
+            Self(loom::sync::Condvar::new())
+        }
+
+        pub(crate) fn wait_for<'a, T>(&self, guard: &mut MutexGuard<'a, T>, _timeout: std::time::Duration) {
+            // loom's `wait` takes the guard by value; swap it through a temporary owner.
+            // SAFETY: `guard` is valid and exclusively borrowed. We move it out, hand it to
+            // `wait`, which returns a guard for the same mutex, and write that back before
+            // anyone can observe the hole. `wait` does not unwind under corum's loom tests
+            // (a poisoned mutex is impossible: corum code never panics while holding one), and
+            // if it did, loom aborts the model run rather than continuing with the hole.
+            unsafe {
+                let owned = std::ptr::read(guard);
+                let back = self
+                    .0
+                    .wait(owned)
+                    .expect("corum never panics while holding a lock under loom");
+                std::ptr::write(guard, back);
+            }
+        }
+
+        pub(crate) fn notify_all(&self) {
+            self.0.notify_all();
+        }
+    }
+
+    /// Under loom a spin or a yield must hand control to the model's scheduler.
+    pub(crate) fn yield_now() {
+        loom::thread::yield_now();
+    }
+
+    /// Under loom a spin hint is a yield, so spin loops stay finite in the model.
+    pub(crate) fn spin_loop() {
+        loom::thread::yield_now();
+    }
+}
+
+pub(crate) use imp::*;
