@@ -12,7 +12,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 /// The identity of one client session (one [`crate::Handle`]).
-pub type ClientId = u64;
+pub(crate) type ClientId = u64;
 
 #[derive(Debug, Default, Clone)]
 struct ClientRecord {

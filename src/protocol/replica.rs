@@ -149,7 +149,6 @@ struct LeaderState<C> {
 #[derive(Debug)]
 struct CandidateState<C> {
     ballot: Ballot,
-    slot_first: Slot,
     promises: u64,
     accepted: BTreeMap<Slot, PromiseEntry<C>>,
 }
@@ -285,6 +284,14 @@ impl<C: Clone> Replica<C> {
             _ => 0,
         };
         queued + self.buffered.len()
+    }
+
+    /// Slots this replica, as leader, has proposed and not yet seen committed.
+    pub fn proposals_in_flight(&self) -> usize {
+        match &self.role {
+            Role::Leader(leader) => leader.proposals.len(),
+            _ => 0,
+        }
     }
 
     /// What the replica has done so far.
@@ -601,7 +608,7 @@ impl<C: Clone> Replica<C> {
         if let Role::Leader(state) = std::mem::replace(&mut self.role, Role::Follower { leader: None }) {
             self.buffered.extend(state.queue);
         }
-        self.role = Role::Candidate(CandidateState { ballot, slot_first, promises: self.id.bit(), accepted });
+        self.role = Role::Candidate(CandidateState { ballot, promises: self.id.bit(), accepted });
         self.broadcast(|| Message::Prepare { ballot, slot_first });
         if self.config.quorum() == 1 {
             self.become_leader();

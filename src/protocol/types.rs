@@ -73,6 +73,11 @@ impl Ballot {
         self.0
     }
 
+    /// The ballot whose encoding is `raw` (see [`Ballot::as_u64`]).
+    pub fn from_u64(raw: u64) -> Self {
+        Self(raw)
+    }
+
     /// The ballot `replica` uses to start an election after having seen `self`.
     pub(crate) fn next_for(self, replica: ReplicaId) -> Ballot {
         Ballot::new(self.round() + 1, replica)

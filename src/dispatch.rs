@@ -1,0 +1,48 @@
+//! The trait a user implements for the sequential object corum replicates.
+
+/// A sequential, deterministic object that corum replicates.
+///
+/// Every replica holds its own copy and applies the same write operations in the same
+/// order, so `dispatch_mut` must be deterministic: the same operations in the same order
+/// must give the same state and the same responses on every copy (no clocks, no randomness,
+/// no iteration over a `HashMap` whose order depends on a per-instance random seed when
+/// that order affects a response). Reads run on a replica's copy from the caller's thread,
+/// concurrently with other reads, which is why the object must be `Sync`.
+///
+/// If `dispatch_mut` panics, the panic is caught on every replica: the write's caller gets
+/// [`Error::OperationPanicked`](crate::Error::OperationPanicked), and since the panic is
+/// deterministic every copy is left in the same state, and the cluster keeps serving.
+///
+/// ```
+/// use corum::Dispatch;
+///
+/// #[derive(Clone, Default)]
+/// struct Counter(u64);
+///
+/// impl Dispatch for Counter {
+///     type ReadOp = ();
+///     type WriteOp = u64;
+///     type Response = u64;
+///     fn dispatch(&self, _op: &()) -> u64 {
+///         self.0
+///     }
+///     fn dispatch_mut(&mut self, add: &u64) -> u64 {
+///         self.0 += add;
+///         self.0
+///     }
+/// }
+/// ```
+pub trait Dispatch: Clone + Send + Sync + 'static {
+    /// An operation that only reads the object.
+    type ReadOp;
+    /// An operation that changes the object; shared by every replica, so `Send + Sync`.
+    type WriteOp: Send + Sync + 'static;
+    /// What an operation returns to its caller.
+    type Response: Send + 'static;
+
+    /// Serves a read from this copy.
+    fn dispatch(&self, op: &Self::ReadOp) -> Self::Response;
+
+    /// Applies a write to this copy. Must be deterministic (see the trait docs).
+    fn dispatch_mut(&mut self, op: &Self::WriteOp) -> Self::Response;
+}

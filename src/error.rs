@@ -1,0 +1,113 @@
+//! The errors corum returns: one enum for calls on a running cluster, one for configuration.
+
+use std::fmt;
+use std::time::Duration;
+
+/// What went wrong with a call on a cluster or its handles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// The builder's configuration is invalid; nothing was started.
+    Config(ConfigError),
+    /// The cluster has been shut down (or is shutting down); the call did nothing.
+    Shutdown,
+    /// No majority of replicas committed (or, for a read, caught up with) the operation
+    /// before the deadline. A write may still take effect later: its outcome is unknown.
+    NoQuorum {
+        /// How long the call waited.
+        waited: Duration,
+    },
+    /// The object's `dispatch_mut` (or, for a read, `dispatch`) panicked on this operation.
+    /// Every replica recorded the same outcome; the cluster keeps serving.
+    OperationPanicked,
+    /// A fault-injection call named a replica the cluster does not have.
+    NoSuchReplica {
+        /// The index given.
+        replica: usize,
+        /// The cluster's replica count.
+        replicas: usize,
+    },
+    /// The operating system refused to start a replica thread; nothing was started.
+    Spawn {
+        /// The replica whose thread could not start.
+        replica: usize,
+        /// The operating system's reason.
+        reason: String,
+    },
+}
+
+/// Why a [`Builder`](crate::Builder) configuration was rejected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A cluster needs at least one replica.
+    ZeroReplicas,
+    /// More replicas than [`MAX_REPLICAS`](crate::protocol::MAX_REPLICAS).
+    TooManyReplicas {
+        /// The count asked for.
+        requested: usize,
+        /// The most supported.
+        max: usize,
+    },
+    /// A core index is not among the cores this process may run on.
+    CoreUnavailable {
+        /// The index asked for (into the list of usable cores).
+        core: usize,
+        /// How many cores the process may use.
+        available: usize,
+    },
+    /// `cores` was given an empty list.
+    NoCores,
+    /// A setting that must be positive is zero.
+    Zero {
+        /// The setting's builder method.
+        setting: &'static str,
+    },
+    /// The election timeout must be longer than the heartbeat interval.
+    ElectionNotAboveHeartbeat,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Config(error) => write!(f, "invalid configuration: {error}"),
+            Error::Shutdown => f.write_str("the cluster has been shut down"),
+            Error::NoQuorum { waited } => {
+                write!(f, "no quorum: the operation did not complete within {waited:?}; its outcome is unknown")
+            }
+            Error::OperationPanicked => f.write_str("the object panicked while applying this operation"),
+            Error::NoSuchReplica { replica, replicas } => {
+                write!(f, "no replica {replica}: the cluster has {replicas}")
+            }
+            Error::Spawn { replica, reason } => write!(f, "could not start replica {replica}'s thread: {reason}"),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::ZeroReplicas => f.write_str("a cluster needs at least one replica"),
+            ConfigError::TooManyReplicas { requested, max } => {
+                write!(f, "{requested} replicas requested, at most {max} are supported")
+            }
+            ConfigError::CoreUnavailable { core, available } => {
+                write!(f, "core index {core} does not exist: this process may use {available} cores")
+            }
+            ConfigError::NoCores => f.write_str("the list of cores is empty"),
+            ConfigError::Zero { setting } => write!(f, "{setting} must be positive"),
+            ConfigError::ElectionNotAboveHeartbeat => {
+                f.write_str("the election timeout must be longer than the heartbeat interval")
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+impl std::error::Error for ConfigError {}
+
+impl From<ConfigError> for Error {
+    fn from(error: ConfigError) -> Self {
+        Error::Config(error)
+    }
+}

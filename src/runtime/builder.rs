@@ -1,0 +1,323 @@
+//! Configuration and start-up of a cluster: validation, rings, pinned replica threads.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use crossbeam_utils::CachePadded;
+
+use super::cluster::Cluster;
+use super::replica::ReplicaThread;
+use super::{IdleStrategy, Options, ReplicaShared, Shared, StatsCell, RUNNING};
+use crate::error::{ConfigError, Error};
+use crate::protocol::{self, ReplicaId, MAX_REPLICAS};
+use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize};
+use crate::sync::{thread, Arc, RwLock};
+use crate::transport::event::EventCount;
+use crate::transport::queue::Queue;
+use crate::transport::ring::ring;
+use crate::Dispatch;
+
+/// Configures and starts a [`Cluster`] replicating one object.
+///
+/// Every setting has a default; [`Builder::build`] checks them all and returns
+/// [`Error::Config`] naming the first one that is invalid.
+///
+/// ```
+/// use std::time::Duration;
+/// use corum::{Builder, Dispatch};
+///
+/// #[derive(Clone, Default)]
+/// struct Counter(u64);
+/// impl Dispatch for Counter {
+///     type ReadOp = ();
+///     type WriteOp = u64;
+///     type Response = u64;
+///     fn dispatch(&self, _: &()) -> u64 { self.0 }
+///     fn dispatch_mut(&mut self, add: &u64) -> u64 { self.0 += add; self.0 }
+/// }
+///
+/// let cluster = Builder::new(Counter::default())
+///     .replicas(3)
+///     .deadline(Duration::from_secs(2))
+///     .build()?;
+/// assert_eq!(cluster.handle().execute_mut(2)?, 2);
+/// cluster.shutdown()?;
+/// # Ok::<(), corum::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Builder<D> {
+    object: D,
+    replicas: usize,
+    cores: Option<Vec<usize>>,
+    pin: bool,
+    batch_max: usize,
+    window: usize,
+    tick: Duration,
+    heartbeat_ticks: u32,
+    election_ticks: u32,
+    deadline: Duration,
+    retry_after: Duration,
+    idle: IdleStrategy,
+    ring_capacity: usize,
+    submission_capacity: usize,
+}
+
+impl<D: Dispatch> Builder<D> {
+    /// A builder for a cluster whose replicas all start from a clone of `object`.
+    pub fn new(object: D) -> Self {
+        Self {
+            object,
+            replicas: 3,
+            cores: None,
+            pin: true,
+            batch_max: 1024,
+            window: 8,
+            tick: Duration::from_millis(1),
+            heartbeat_ticks: 10,
+            election_ticks: 100,
+            deadline: Duration::from_secs(5),
+            retry_after: Duration::from_millis(250),
+            idle: IdleStrategy::Park,
+            ring_capacity: 1024,
+            submission_capacity: 4096,
+        }
+    }
+
+    /// Number of replicas (default 3). A cluster of `n` tolerates `(n - 1) / 2` crashed or
+    /// stalled replicas; 1 replica gives ordering without fault tolerance.
+    pub fn replicas(mut self, replicas: usize) -> Self {
+        self.replicas = replicas;
+        self
+    }
+
+    /// The cores to pin replicas to, as indices into the list of cores this process may
+    /// use (read once, when the first cluster is built). Replica `i` is pinned to
+    /// `cores[i % cores.len()]`. Default: all usable cores, round-robin.
+    pub fn cores(mut self, cores: impl IntoIterator<Item = usize>) -> Self {
+        self.cores = Some(cores.into_iter().collect());
+        self
+    }
+
+    /// Whether to pin replica threads to cores at all (default `true`).
+    pub fn pin(mut self, pin: bool) -> Self {
+        self.pin = pin;
+        self
+    }
+
+    /// The most writes a leader puts in one slot (default 1024).
+    pub fn batch_max(mut self, batch_max: usize) -> Self {
+        self.batch_max = batch_max;
+        self
+    }
+
+    /// The most slots a leader keeps in flight before batching what queues up (default 8).
+    pub fn window(mut self, window: usize) -> Self {
+        self.window = window;
+        self
+    }
+
+    /// The protocol's clock tick (default 1 ms): heartbeats and election timeouts count it.
+    pub fn tick(mut self, tick: Duration) -> Self {
+        self.tick = tick;
+        self
+    }
+
+    /// Ticks between a leader's heartbeats (default 10).
+    pub fn heartbeat_ticks(mut self, ticks: u32) -> Self {
+        self.heartbeat_ticks = ticks;
+        self
+    }
+
+    /// Ticks without a heartbeat before a follower starts an election (default 100; the
+    /// replica with index `i` waits `30 * i` ticks more, so the lowest live one goes first).
+    pub fn election_ticks(mut self, ticks: u32) -> Self {
+        self.election_ticks = ticks;
+        self
+    }
+
+    /// How long a call may take before it fails with [`Error::NoQuorum`] (default 5 s).
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// How long a client waits for a write before submitting it again when no leader
+    /// change prompted it sooner (default 250 ms). Retries are applied at most once.
+    pub fn retry_after(mut self, retry_after: Duration) -> Self {
+        self.retry_after = retry_after;
+        self
+    }
+
+    /// How idle replica threads and waiting clients wait (default [`IdleStrategy::Park`]).
+    pub fn idle(mut self, idle: IdleStrategy) -> Self {
+        self.idle = idle;
+        self
+    }
+
+    /// Capacity of each replica-to-replica ring, in messages (default 1024).
+    pub fn ring_capacity(mut self, capacity: usize) -> Self {
+        self.ring_capacity = capacity;
+        self
+    }
+
+    /// Capacity of each replica's client submission queue, in writes (default 4096). A full
+    /// queue makes submitting clients wait: back-pressure, not loss.
+    pub fn submission_capacity(mut self, capacity: usize) -> Self {
+        self.submission_capacity = capacity;
+        self
+    }
+
+    fn validate(&self) -> Result<Vec<Option<core_affinity::CoreId>>, ConfigError> {
+        if self.replicas == 0 {
+            return Err(ConfigError::ZeroReplicas);
+        }
+        if self.replicas > MAX_REPLICAS {
+            return Err(ConfigError::TooManyReplicas { requested: self.replicas, max: MAX_REPLICAS });
+        }
+        for (setting, value) in [
+            ("batch_max", self.batch_max),
+            ("window", self.window),
+            ("ring_capacity", self.ring_capacity),
+            ("submission_capacity", self.submission_capacity),
+            ("heartbeat_ticks", self.heartbeat_ticks as usize),
+            ("election_ticks", self.election_ticks as usize),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Zero { setting });
+            }
+        }
+        for (setting, value) in [("tick", self.tick), ("deadline", self.deadline), ("retry_after", self.retry_after)] {
+            if value.is_zero() {
+                return Err(ConfigError::Zero { setting });
+            }
+        }
+        if self.election_ticks <= self.heartbeat_ticks {
+            return Err(ConfigError::ElectionNotAboveHeartbeat);
+        }
+        let available = usable_cores();
+        let chosen: Vec<usize> = match &self.cores {
+            Some(cores) if cores.is_empty() => return Err(ConfigError::NoCores),
+            Some(cores) => {
+                if let Some(&core) = cores.iter().find(|&&core| core >= available.len()) {
+                    return Err(ConfigError::CoreUnavailable { core, available: available.len() });
+                }
+                cores.clone()
+            }
+            None => (0..available.len()).collect(),
+        };
+        Ok((0..self.replicas)
+            .map(|i| if !self.pin || chosen.is_empty() { None } else { Some(available[chosen[i % chosen.len()]]) })
+            .collect())
+    }
+
+    fn protocol_config(&self) -> protocol::Config {
+        protocol::Config {
+            replicas: self.replicas,
+            heartbeat_ticks: self.heartbeat_ticks,
+            election_ticks: self.election_ticks,
+            election_stagger_ticks: (self.election_ticks * 3 / 10).max(1),
+            window: self.window,
+            batch_max: self.batch_max,
+            retransmit_ticks: self.heartbeat_ticks * 2,
+            learn_max: 64,
+            buffer_max: self.submission_capacity * 4,
+        }
+    }
+
+    /// Starts the replica threads and returns the running cluster.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an invalid setting (nothing is started), [`Error::Spawn`] if
+    /// the operating system refuses a thread (those already started are stopped).
+    pub fn build(self) -> Result<Cluster<D>, Error> {
+        let pinning = self.validate()?;
+        let config = self.protocol_config();
+        let n = self.replicas;
+        let election = self.tick * self.election_ticks;
+        let options = Options {
+            tick: self.tick,
+            deadline: self.deadline,
+            retry_after: self.retry_after,
+            read_failover: election,
+            idle: self.idle,
+            pending_max: self.ring_capacity * 4,
+        };
+        let replicas = (0..n)
+            .map(|_| ReplicaShared {
+                object: RwLock::new(self.object.clone()),
+                slot_applied: CachePadded::new(AtomicU64::new(0)),
+                applied: EventCount::new(),
+                submissions: Queue::new(self.submission_capacity),
+                wake: EventCount::new(),
+                status: AtomicU8::new(RUNNING),
+                stats: StatsCell::default(),
+            })
+            .collect();
+        let shared = Arc::new(Shared {
+            replicas,
+            slot_committed: CachePadded::new(AtomicU64::new(0)),
+            leader: CachePadded::new(AtomicUsize::new(0)),
+            closed: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            next_client: AtomicU64::new(0),
+            options,
+        });
+
+        // One ring per ordered pair: outgoing[i][j] sends from i to j.
+        let mut outgoing: Vec<Vec<Option<_>>> = (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
+        let mut incoming: Vec<Vec<_>> = (0..n).map(|_| Vec::new()).collect();
+        for (from, row) in outgoing.iter_mut().enumerate() {
+            for (to, slot) in row.iter_mut().enumerate() {
+                if from != to {
+                    let (producer, consumer) = ring(self.ring_capacity);
+                    *slot = Some(producer);
+                    incoming[to].push((ReplicaId::new(from), consumer));
+                }
+            }
+        }
+
+        let mut threads = Vec::with_capacity(n);
+        for (index, (outgoing, incoming)) in outgoing.into_iter().zip(incoming).enumerate() {
+            let replica = ReplicaThread::new(
+                index,
+                protocol::Replica::new(ReplicaId::new(index), config.clone()),
+                Arc::clone(&shared),
+                outgoing,
+                incoming,
+                (0..n).map(|_| VecDeque::new()).collect(),
+            );
+            let core = pinning[index];
+            let spawned = thread::Builder::new().name(format!("corum-replica-{index}")).spawn(move || {
+                #[cfg(not(corum_loom))]
+                if let Some(core) = core {
+                    // Pinning is best effort: a refused pin leaves the thread unpinned.
+                    let _ = core_affinity::set_for_current(core);
+                }
+                #[cfg(corum_loom)]
+                let _ = core;
+                replica.run();
+            });
+            match spawned {
+                Ok(handle) => threads.push(Some(handle)),
+                Err(error) => {
+                    let partial = Cluster::from_parts(shared, threads, pinning.iter().map(|c| c.map(|c| c.id)).collect());
+                    drop(partial);
+                    return Err(Error::Spawn { replica: index, reason: error.to_string() });
+                }
+            }
+        }
+        Ok(Cluster::from_parts(shared, threads, pinning.iter().map(|c| c.map(|c| c.id)).collect()))
+    }
+}
+
+/// The cores this process may run on, read once per process: once a thread is pinned,
+/// `core_affinity::get_core_ids` called from it returns only its own core.
+fn usable_cores() -> &'static [core_affinity::CoreId] {
+    static CORES: std::sync::OnceLock<Vec<core_affinity::CoreId>> = std::sync::OnceLock::new();
+    CORES.get_or_init(|| core_affinity::get_core_ids().unwrap_or_default())
+}
+
+/// How many cores this process may use, as corum sees them (read once per process).
+pub fn available_cores() -> usize {
+    usable_cores().len()
+}

@@ -1,0 +1,299 @@
+//! The running cluster: handles, stats, fault injection and shutdown.
+
+use std::fmt;
+use std::time::Duration;
+
+use super::handle::Handle;
+use super::idle::now;
+use super::{Shared, CRASHED, PAUSED, RUNNING};
+use crate::protocol::{Ballot, RoleKind, Slot};
+use crate::sync::atomic::Ordering;
+use crate::sync::thread::JoinHandle;
+use crate::sync::{Arc, Mutex};
+use crate::{Dispatch, Error};
+
+/// A running set of replicas of one object. Created by [`Builder::build`](crate::Builder::build).
+///
+/// Hand out [`Handle`]s with [`Cluster::handle`]; end with [`Cluster::shutdown`], which
+/// returns every live replica's copy. Dropping a cluster without `shutdown` stops its
+/// threads too, and calls on its handles then fail with [`Error::Shutdown`].
+pub struct Cluster<D: Dispatch> {
+    shared: Arc<Shared<D>>,
+    threads: Mutex<Vec<Option<JoinHandle<()>>>>,
+    cores: Vec<Option<usize>>,
+}
+
+/// Where a replica thread is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ReplicaStatus {
+    /// Serving.
+    Running,
+    /// Paused by [`Faults::pause`]: keeps its state, takes no messages.
+    Paused,
+    /// Crashed by [`Faults::crash`]: its thread has exited and its copy is out of service.
+    Crashed,
+    /// Stopped by shutdown.
+    Stopped,
+}
+
+/// A snapshot of one replica's progress, from [`Cluster::stats`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReplicaStats {
+    /// The replica's index.
+    pub replica: usize,
+    /// Its thread's status.
+    pub status: ReplicaStatus,
+    /// The role it plays.
+    pub role: RoleKind,
+    /// The highest ballot it has promised (its own when it leads).
+    pub ballot: Ballot,
+    /// Every slot below this is known committed at this replica.
+    pub slot_committed: Slot,
+    /// Every slot below this has been applied to this replica's copy.
+    pub slot_applied: Slot,
+    /// Batches it proposed while leading.
+    pub batches_proposed: u64,
+    /// Times it became leader.
+    pub leader_changes: u64,
+    /// Elections it started.
+    pub elections_started: u64,
+    /// Messages it dropped towards crashed or stalled peers, and client writes it dropped
+    /// for want of a leader (their clients retry them).
+    pub messages_dropped: u64,
+    /// Writes queued, buffered or proposed at it and not yet committed.
+    pub commands_waiting: u64,
+    /// Log entries it holds in memory.
+    pub log_len: u64,
+    /// The core it is pinned to (an index into the usable cores' ids), if any.
+    pub core: Option<usize>,
+}
+
+impl<D: Dispatch> fmt::Debug for Cluster<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cluster").field("replicas", &self.shared.replicas.len()).finish_non_exhaustive()
+    }
+}
+
+impl<D: Dispatch> Cluster<D> {
+    pub(crate) fn from_parts(shared: Arc<Shared<D>>, threads: Vec<Option<JoinHandle<()>>>, cores: Vec<Option<usize>>) -> Self {
+        Self { shared, threads: Mutex::new(threads), cores }
+    }
+
+    /// A new client session. Each handle has its own client id for exactly-once writes;
+    /// give each client thread its own (cloning a handle opens a new session too).
+    pub fn handle(&self) -> Handle<D> {
+        Handle::new(Arc::clone(&self.shared))
+    }
+
+    /// Number of replicas.
+    pub fn replicas(&self) -> usize {
+        self.shared.replicas.len()
+    }
+
+    /// The replica that most recently became leader, if it is running.
+    pub fn leader(&self) -> Option<usize> {
+        let leader = self.shared.leader.load(Ordering::Relaxed);
+        let stats = self.stats();
+        (stats[leader].role == RoleKind::Leader && stats[leader].status == ReplicaStatus::Running).then_some(leader)
+    }
+
+    /// A snapshot of every replica's progress. Each replica publishes its numbers after
+    /// every round of work, so they may lag by one round.
+    pub fn stats(&self) -> Vec<ReplicaStats> {
+        self.shared
+            .replicas
+            .iter()
+            .enumerate()
+            .map(|(replica, shared)| {
+                let stats = &shared.stats;
+                let load = |counter: &crate::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+                ReplicaStats {
+                    replica,
+                    status: status_of(shared.status()),
+                    role: match stats.role.load(Ordering::Relaxed) {
+                        2 => RoleKind::Leader,
+                        1 => RoleKind::Candidate,
+                        _ => RoleKind::Follower,
+                    },
+                    ballot: ballot_from(load(&stats.ballot)),
+                    slot_committed: Slot::new(load(&stats.slot_committed)),
+                    slot_applied: shared.slot_applied(),
+                    batches_proposed: load(&stats.batches_proposed),
+                    leader_changes: load(&stats.leader_changes),
+                    elections_started: load(&stats.elections_started),
+                    messages_dropped: load(&stats.messages_dropped),
+                    commands_waiting: load(&stats.commands_waiting),
+                    log_len: load(&stats.log_len),
+                    core: self.cores[replica],
+                }
+            })
+            .collect()
+    }
+
+    /// Fault injection, for testing corum and the objects it replicates.
+    pub fn faults(&self) -> Faults<'_, D> {
+        Faults { cluster: self }
+    }
+
+    /// Stops taking calls, lets every write already submitted finish (up to the deadline),
+    /// stops the replica threads, and returns the copies of every replica that is not
+    /// crashed and has applied everything committed, in replica order.
+    ///
+    /// # Errors
+    /// [`Error::NoQuorum`] if no replica could catch up with the commit watermark before
+    /// the deadline (a majority was lost with committed writes not yet applied anywhere
+    /// alive).
+    pub fn shutdown(self) -> Result<Vec<D>, Error> {
+        self.shared.closed.store(true, Ordering::Release);
+        let started = now();
+        let deadline = started + self.shared.options.deadline;
+        while !self.settled() && now() < deadline {
+            crate::sync::yield_now();
+            #[cfg(not(corum_loom))]
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        self.stop_threads();
+        let watermark = self.shared.slot_committed();
+        let copies: Vec<D> = self
+            .shared
+            .replicas
+            .iter()
+            .filter(|replica| replica.status() != CRASHED && replica.slot_applied() >= watermark)
+            .map(|replica| replica.object.read().clone())
+            .collect();
+        if copies.is_empty() {
+            return Err(Error::NoQuorum { waited: now().saturating_duration_since(started) });
+        }
+        Ok(copies)
+    }
+
+    /// Whether every live replica has applied everything committed and holds no write.
+    fn settled(&self) -> bool {
+        let watermark = self.shared.slot_committed();
+        let settled = self.shared.replicas.iter().filter(|replica| replica.status() == RUNNING).all(|replica| {
+            replica.slot_applied() >= watermark
+                && replica.submissions.is_empty()
+                && replica.stats.commands_waiting.load(Ordering::Relaxed) == 0
+        });
+        settled && self.shared.slot_committed() == watermark
+    }
+
+    fn stop_threads(&self) {
+        self.shared.closed.store(true, Ordering::Release);
+        self.shared.stop.store(true, Ordering::Release);
+        for replica in self.shared.replicas.iter() {
+            replica.wake.notify();
+            replica.applied.notify();
+        }
+        let mut threads = self.threads.lock();
+        for thread in threads.iter_mut() {
+            if let Some(thread) = thread.take() {
+                // A replica thread catches every panic of the user's code; one that still
+                // panicked has already reported it, and shutdown goes on without it.
+                let _ = thread.join();
+            }
+        }
+    }
+
+    fn replica_checked(&self, replica: usize) -> Result<&super::ReplicaShared<D>, Error> {
+        if self.shared.is_stopped() {
+            return Err(Error::Shutdown);
+        }
+        self.shared
+            .replicas
+            .get(replica)
+            .ok_or(Error::NoSuchReplica { replica, replicas: self.shared.replicas.len() })
+    }
+}
+
+impl<D: Dispatch> Drop for Cluster<D> {
+    fn drop(&mut self) {
+        self.stop_threads();
+    }
+}
+
+/// Fault injection on a running cluster, from [`Cluster::faults`]: pause, resume and crash
+/// replicas to test how an object behaves while a minority is slow or gone.
+///
+/// ```
+/// use corum::{Builder, Dispatch};
+/// # #[derive(Clone, Default)] struct Counter(u64);
+/// # impl Dispatch for Counter {
+/// #     type ReadOp = (); type WriteOp = u64; type Response = u64;
+/// #     fn dispatch(&self, _: &()) -> u64 { self.0 }
+/// #     fn dispatch_mut(&mut self, add: &u64) -> u64 { self.0 += add; self.0 }
+/// # }
+/// let cluster = Builder::new(Counter::default()).replicas(3).build()?;
+/// let handle = cluster.handle();
+/// handle.execute_mut(1)?;
+/// cluster.faults().crash(0)?; // replica 0 led: a new leader takes over
+/// assert_eq!(handle.execute_mut(1)?, 2);
+/// assert_eq!(cluster.shutdown()?.len(), 2, "two live replicas");
+/// # Ok::<(), corum::Error>(())
+/// ```
+pub struct Faults<'a, D: Dispatch> {
+    cluster: &'a Cluster<D>,
+}
+
+impl<D: Dispatch> fmt::Debug for Faults<'_, D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Faults").finish_non_exhaustive()
+    }
+}
+
+impl<D: Dispatch> Faults<'_, D> {
+    /// Stops replica `replica`'s thread for good and takes its copy out of service, as if
+    /// its core died. Returns once the thread has exited. Crashing a crashed replica does
+    /// nothing.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchReplica`] for an index out of range, [`Error::Shutdown`] after shutdown.
+    pub fn crash(&self, replica: usize) -> Result<(), Error> {
+        let target = self.cluster.replica_checked(replica)?;
+        target.status.store(CRASHED, Ordering::Release);
+        target.wake.notify();
+        let thread = self.cluster.threads.lock()[replica].take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+        Ok(())
+    }
+
+    /// Pauses replica `replica`: it keeps its state but takes no messages and serves no
+    /// reads until [`Faults::resume`], like a descheduled thread.
+    ///
+    /// # Errors
+    /// As for [`Faults::crash`]; pausing a crashed replica does nothing.
+    pub fn pause(&self, replica: usize) -> Result<(), Error> {
+        let target = self.cluster.replica_checked(replica)?;
+        let _ = target.status.compare_exchange(RUNNING, PAUSED, Ordering::AcqRel, Ordering::Acquire);
+        target.wake.notify();
+        Ok(())
+    }
+
+    /// Resumes a paused replica, which then catches up with what it missed.
+    ///
+    /// # Errors
+    /// As for [`Faults::crash`]; resuming a replica that is not paused does nothing.
+    pub fn resume(&self, replica: usize) -> Result<(), Error> {
+        let target = self.cluster.replica_checked(replica)?;
+        let _ = target.status.compare_exchange(PAUSED, RUNNING, Ordering::AcqRel, Ordering::Acquire);
+        target.wake.notify();
+        Ok(())
+    }
+}
+
+fn status_of(status: u8) -> ReplicaStatus {
+    match status {
+        RUNNING => ReplicaStatus::Running,
+        PAUSED => ReplicaStatus::Paused,
+        CRASHED => ReplicaStatus::Crashed,
+        _ => ReplicaStatus::Stopped,
+    }
+}
+
+fn ballot_from(raw: u64) -> Ballot {
+    Ballot::from_u64(raw)
+}

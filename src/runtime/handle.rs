@@ -1,0 +1,295 @@
+//! Client handles: linearizable writes (synchronous or pipelined through tickets) and
+//! linearizable reads served by a replica's own copy.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Instant;
+
+use super::completion::Completion;
+use super::idle::{now, park_slice, Idler};
+use super::{Command, Request, Shared, RUNNING};
+use crate::session::ClientId;
+use crate::sync::atomic::Ordering;
+use crate::sync::{Arc, Mutex};
+use crate::{Dispatch, Error};
+
+/// One client session's state, shared by its handle and tickets.
+struct Session<D: Dispatch> {
+    client: ClientId,
+    /// The replica whose copy serves this session's reads while it runs.
+    home: usize,
+    /// Next sequence number and the writes not yet known complete, by number. The lowest
+    /// key is the session's floor (see `crate::session`).
+    state: Mutex<SessionState<D>>,
+}
+
+struct SessionState<D: Dispatch> {
+    next_sequence: u64,
+    outstanding: BTreeMap<u64, Command<D>>,
+}
+
+/// A client's handle on a cluster: one session with its own client id.
+///
+/// Writes ([`Handle::execute_mut`], [`Handle::submit`]) are linearizable and take effect
+/// exactly once, also when they are retried across a leader change. Reads
+/// ([`Handle::execute`]) are linearizable and served from a replica's own copy, so they
+/// scale with replicas. Cloning a handle opens a new session; give each thread its own.
+pub struct Handle<D: Dispatch> {
+    shared: Arc<Shared<D>>,
+    session: Arc<Session<D>>,
+}
+
+/// A write in flight, from [`Handle::submit`]. [`Ticket::wait`] returns its response.
+///
+/// Writes submitted from one handle without waiting in between are concurrent operations:
+/// they are normally applied in submission order, but a leader change may reorder them.
+/// Wait for a ticket before submitting a write that must come after it. A ticket dropped
+/// without waiting leaves its write submitted once: it is not retried if a leader fails.
+#[must_use = "a write's outcome is only known by waiting for its ticket"]
+pub struct Ticket<D: Dispatch> {
+    shared: Arc<Shared<D>>,
+    session: Arc<Session<D>>,
+    command: Command<D>,
+    submitted_to: usize,
+    started: Instant,
+}
+
+impl<D: Dispatch> fmt::Debug for Handle<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handle").field("client", &self.session.client).field("home", &self.session.home).finish()
+    }
+}
+
+impl<D: Dispatch> fmt::Debug for Ticket<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ticket")
+            .field("client", &self.command.client)
+            .field("sequence", &self.command.sequence)
+            .field("done", &self.command.completion.is_done())
+            .finish()
+    }
+}
+
+impl<D: Dispatch> Clone for Handle<D> {
+    /// Opens a new session (a new client id) on the same cluster.
+    fn clone(&self) -> Self {
+        Handle::new(Arc::clone(&self.shared))
+    }
+}
+
+impl<D: Dispatch> Handle<D> {
+    pub(crate) fn new(shared: Arc<Shared<D>>) -> Self {
+        // Relaxed: ids only need to be unique, which the RMW guarantees.
+        let client = shared.next_client.fetch_add(1, Ordering::Relaxed);
+        let home = (client % shared.replicas.len() as u64) as usize;
+        let state = Mutex::new(SessionState { next_sequence: 0, outstanding: BTreeMap::new() });
+        Self { shared, session: Arc::new(Session { client, home, state }) }
+    }
+
+    /// This session's client id.
+    pub fn client_id(&self) -> u64 {
+        self.session.client
+    }
+
+    /// Applies `op` to the replicated object, linearizably and exactly once, and returns
+    /// its response. Waits for a majority to commit it and a replica to apply it.
+    ///
+    /// # Errors
+    /// [`Error::Shutdown`] after shutdown; [`Error::NoQuorum`] if it did not complete
+    /// within the deadline (it may still take effect); [`Error::OperationPanicked`] if the
+    /// object's `dispatch_mut` panicked on it.
+    pub fn execute_mut(&self, op: D::WriteOp) -> Result<D::Response, Error> {
+        self.submit(op)?.wait()
+    }
+
+    /// Submits `op` and returns at once with a [`Ticket`] for its response, so one thread
+    /// can keep many writes in flight (they share batches and rounds of the protocol).
+    ///
+    /// # Errors
+    /// [`Error::Shutdown`] after shutdown; [`Error::NoQuorum`] if the submission queue
+    /// stayed full until the deadline.
+    pub fn submit(&self, op: D::WriteOp) -> Result<Ticket<D>, Error> {
+        if self.shared.is_closed() {
+            return Err(Error::Shutdown);
+        }
+        let command = {
+            let mut state = self.session.state.lock();
+            // Writes whose tickets were dropped leave the outstanding set once applied.
+            while let Some(entry) = state.outstanding.first_entry() {
+                if !entry.get().completion.is_done() {
+                    break;
+                }
+                entry.remove();
+            }
+            let sequence = state.next_sequence;
+            state.next_sequence += 1;
+            let floor = state.outstanding.keys().next().copied().unwrap_or(sequence);
+            let command = Arc::new(Request {
+                client: self.session.client,
+                sequence,
+                floor,
+                op,
+                completion: Completion::new(),
+            });
+            state.outstanding.insert(sequence, Arc::clone(&command));
+            command
+        };
+        let started = now();
+        let mut ticket = Ticket {
+            shared: Arc::clone(&self.shared),
+            session: Arc::clone(&self.session),
+            command,
+            submitted_to: 0,
+            started,
+        };
+        let deadline = started + self.shared.options.deadline;
+        let mut idler = Idler::new(self.shared.options.idle);
+        loop {
+            if ticket.try_submit() {
+                return Ok(ticket);
+            }
+            if self.shared.is_stopped() {
+                ticket.forget();
+                return Err(Error::Shutdown);
+            }
+            if now() >= deadline {
+                ticket.forget();
+                return Err(Error::NoQuorum { waited: now().saturating_duration_since(started) });
+            }
+            // The queue is full: wait for the replica to drain it.
+            idler.idle(|| std::thread::sleep(park_slice(deadline, self.shared.options.tick)));
+        }
+    }
+
+    /// Serves `op` from a replica's copy, linearizably: the copy has applied every write
+    /// that completed before this call began. Runs on the calling thread, concurrently with
+    /// other reads, on this session's home replica (another one if the home is paused or
+    /// crashed, or does not catch up within an election timeout).
+    ///
+    /// # Errors
+    /// [`Error::Shutdown`] after shutdown; [`Error::NoQuorum`] if no running replica caught
+    /// up within the deadline; [`Error::OperationPanicked`] if `dispatch` panicked.
+    pub fn execute(&self, op: D::ReadOp) -> Result<D::Response, Error> {
+        if self.shared.is_closed() {
+            return Err(Error::Shutdown);
+        }
+        let started = now();
+        let options = &self.shared.options;
+        let deadline = started + options.deadline;
+        // Every write completed before this point is below the watermark.
+        let watermark = self.shared.slot_committed();
+        let mut replica = self.shared.running_from(self.session.home).unwrap_or(self.session.home);
+        let mut switch_at = started + options.read_failover;
+        let mut idler = Idler::new(options.idle);
+        loop {
+            let target = &self.shared.replicas[replica];
+            if target.slot_applied() >= watermark {
+                let object = target.object.read();
+                return catch_unwind(AssertUnwindSafe(|| object.dispatch(&op))).map_err(|_| Error::OperationPanicked);
+            }
+            if self.shared.is_stopped() {
+                return Err(Error::Shutdown);
+            }
+            let time = now();
+            if time >= deadline {
+                return Err(Error::NoQuorum { waited: time.saturating_duration_since(started) });
+            }
+            if time >= switch_at || target.status() != RUNNING {
+                replica = self.shared.running_from((replica + 1) % self.shared.replicas.len()).unwrap_or(replica);
+                switch_at = time + options.read_failover;
+                idler.reset();
+                continue;
+            }
+            idler.idle(|| {
+                let key = target.applied.prepare_wait();
+                if target.slot_applied() >= watermark || self.shared.is_stopped() {
+                    target.applied.cancel_wait(key);
+                } else {
+                    target.applied.wait(key, park_slice(deadline, options.tick));
+                }
+            });
+        }
+    }
+
+    /// Serves `op` from this session's home replica's copy as it is, without waiting for it
+    /// to catch up: cheaper than [`Handle::execute`], but it may miss writes that completed
+    /// recently (those a lagging replica has not applied yet). Never older than the last
+    /// write this copy applied.
+    ///
+    /// # Errors
+    /// [`Error::Shutdown`] after shutdown; [`Error::OperationPanicked`] if `dispatch` panicked.
+    pub fn execute_stale(&self, op: D::ReadOp) -> Result<D::Response, Error> {
+        if self.shared.is_closed() {
+            return Err(Error::Shutdown);
+        }
+        let replica = self.shared.running_from(self.session.home).unwrap_or(self.session.home);
+        let object = self.shared.replicas[replica].object.read();
+        catch_unwind(AssertUnwindSafe(|| object.dispatch(&op))).map_err(|_| Error::OperationPanicked)
+    }
+}
+
+impl<D: Dispatch> Ticket<D> {
+    /// Whether the write has been applied (so `wait` will not block).
+    pub fn is_done(&self) -> bool {
+        self.command.completion.is_done()
+    }
+
+    /// Waits for the write's response. While waiting, resubmits the write to a new leader
+    /// if leadership moved, and to the current one after the retry interval; duplicates are
+    /// applied once.
+    ///
+    /// # Errors
+    /// As for [`Handle::execute_mut`].
+    pub fn wait(mut self) -> Result<D::Response, Error> {
+        let shared = Arc::clone(&self.shared);
+        let options = &shared.options;
+        let deadline = self.started + options.deadline;
+        let mut retry_at = self.started + options.retry_after;
+        let mut idler = Idler::new(options.idle);
+        loop {
+            if let Some(outcome) = self.command.completion.take() {
+                self.forget();
+                return outcome;
+            }
+            if self.shared.is_stopped() {
+                self.forget();
+                return Err(Error::Shutdown);
+            }
+            let time = now();
+            if time >= deadline {
+                self.forget();
+                return Err(Error::NoQuorum { waited: time.saturating_duration_since(self.started) });
+            }
+            let target = self.shared.write_target(self.session.home);
+            if target != self.submitted_to || time >= retry_at {
+                // A new leader, or a long silence: submit again. If the queue is full the
+                // retry simply waits for the next round.
+                if self.try_submit() {
+                    retry_at = time + options.retry_after;
+                    idler.reset();
+                }
+            }
+            let command = &self.command;
+            idler.idle(|| command.completion.wait_for(park_slice(deadline, options.tick)));
+        }
+    }
+
+    /// Pushes the command to the current write target's queue; false if it is full.
+    fn try_submit(&mut self) -> bool {
+        let target = self.shared.write_target(self.session.home);
+        let replica = &self.shared.replicas[target];
+        if replica.submissions.push(Arc::clone(&self.command)).is_err() {
+            return false;
+        }
+        replica.wake.notify();
+        self.submitted_to = target;
+        true
+    }
+
+    /// Removes the write from its session's outstanding set: its outcome has been
+    /// reported (or given up on), so the session's floor may pass it.
+    fn forget(&mut self) {
+        self.session.state.lock().outstanding.remove(&self.command.sequence);
+    }
+}

@@ -1,0 +1,98 @@
+//! How a thread with nothing to do waits: spin briefly, then yield, then park, so that
+//! corum stays correct (only slower) with more busy threads than cores.
+
+use std::time::{Duration, Instant};
+
+use crate::sync::{spin_loop, yield_now};
+
+/// How replica threads and waiting clients spend time with nothing to do.
+///
+/// ```
+/// use corum::{Builder, IdleStrategy};
+/// # #[derive(Clone, Default)] struct Counter(u64);
+/// # impl corum::Dispatch for Counter {
+/// #     type ReadOp = (); type WriteOp = u64; type Response = u64;
+/// #     fn dispatch(&self, _: &()) -> u64 { self.0 }
+/// #     fn dispatch_mut(&mut self, add: &u64) -> u64 { self.0 += add; self.0 }
+/// # }
+/// // Every thread has a core of its own: never give the core away.
+/// let builder = Builder::new(Counter::default()).idle(IdleStrategy::Spin);
+/// # drop(builder);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum IdleStrategy {
+    /// Spin briefly, then yield, then park until woken or the next tick (the default).
+    /// Right when threads may outnumber cores.
+    #[default]
+    Park,
+    /// Spin briefly, then yield the core on every idle round, never park.
+    Yield,
+    /// Busy-spin. Lowest latency, but only when every replica and client thread has a
+    /// core of its own: a spinning thread steals the core of any thread it shares with.
+    Spin,
+}
+
+/// Rounds of exponential spinning before yielding; none under loom, where a spin is a
+/// scheduling point and each one multiplies the interleavings to explore.
+const SPIN_ROUNDS: u32 = if cfg!(corum_loom) { 0 } else { 6 };
+/// Rounds of yielding before parking.
+const YIELD_ROUNDS: u32 = if cfg!(corum_loom) { 0 } else { 16 };
+
+/// One waiting thread's progress through the idle strategy.
+#[derive(Debug)]
+pub(crate) struct Idler {
+    strategy: IdleStrategy,
+    round: u32,
+}
+
+impl Idler {
+    pub(crate) fn new(strategy: IdleStrategy) -> Self {
+        Self { strategy, round: 0 }
+    }
+
+    /// Work was found: start over with spinning.
+    pub(crate) fn reset(&mut self) {
+        self.round = 0;
+    }
+
+    /// One idle round. `park` is called in the park phase; it must announce the thread,
+    /// re-check the condition it waits for, and sleep only if it still does not hold.
+    pub(crate) fn idle(&mut self, park: impl FnOnce()) {
+        self.round = self.round.saturating_add(1);
+        let spin = self.round <= SPIN_ROUNDS;
+        match self.strategy {
+            IdleStrategy::Spin => spin_loop(),
+            IdleStrategy::Yield if spin => spin_for(self.round),
+            IdleStrategy::Yield => yield_now(),
+            IdleStrategy::Park if spin => spin_for(self.round),
+            IdleStrategy::Park if self.round <= SPIN_ROUNDS + YIELD_ROUNDS => yield_now(),
+            IdleStrategy::Park => park(),
+        }
+    }
+}
+
+fn spin_for(round: u32) {
+    for _ in 0..1u32 << round.min(6) {
+        spin_loop();
+    }
+}
+
+/// The current time. Under loom time stands still (loom explores schedules, not clocks),
+/// so deadlines never pass and ticks come only when first due.
+pub(crate) fn now() -> Instant {
+    #[cfg(corum_loom)]
+    {
+        static FROZEN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        *FROZEN.get_or_init(Instant::now)
+    }
+    #[cfg(not(corum_loom))]
+    {
+        Instant::now()
+    }
+}
+
+/// How long to sleep at most when parking before `deadline`, in slices of `slice`.
+pub(crate) fn park_slice(deadline: Instant, slice: Duration) -> Duration {
+    deadline.saturating_duration_since(now()).min(slice).max(Duration::from_micros(50))
+}

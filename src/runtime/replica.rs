@@ -1,0 +1,286 @@
+//! One replica thread: the loop that feeds its protocol core from the rings and the
+//! submission queue, sends what the core emits, applies what it commits, and parks when
+//! there is nothing to do. The order inside one round is what makes reads linearizable:
+//! a leader raises the shared commit watermark *before* it sends the messages that let
+//! anyone (itself included) apply the newly committed slots.
+
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Instant;
+
+use super::idle::{now, Idler};
+use super::{Command, ReplicaShared, Shared, CRASHED, PAUSED, RUNNING, STOPPED};
+use crate::protocol::{self, Message, ReplicaId, RoleKind};
+use crate::session::Sessions;
+use crate::sync::atomic::Ordering;
+use crate::sync::Arc;
+use crate::transport::ring::{Consumer, Producer};
+use crate::{Dispatch, Error};
+
+type Wire<D> = Message<Command<D>>;
+
+/// Most messages taken from one ring, and writes from the submission queue, per round, so
+/// that one busy input cannot starve the others.
+const INPUT_BUDGET: usize = 256;
+
+pub(crate) struct ReplicaThread<D: Dispatch> {
+    index: usize,
+    core: protocol::Replica<Command<D>>,
+    shared: Arc<Shared<D>>,
+    /// `outgoing[j]` sends to replica `j`; `None` at our own index.
+    outgoing: Vec<Option<Producer<Wire<D>>>>,
+    incoming: Vec<(ReplicaId, Consumer<Wire<D>>)>,
+    /// Messages waiting for room in a full ring, per destination.
+    pending: Vec<VecDeque<Wire<D>>>,
+    sessions: Sessions,
+    completed: Vec<(Command<D>, Result<D::Response, Error>)>,
+    next_tick: Instant,
+    idler: Idler,
+    slot_committed_published: u64,
+    messages_dropped: u64,
+}
+
+impl<D: Dispatch> ReplicaThread<D> {
+    pub(crate) fn new(
+        index: usize,
+        core: protocol::Replica<Command<D>>,
+        shared: Arc<Shared<D>>,
+        outgoing: Vec<Option<Producer<Wire<D>>>>,
+        incoming: Vec<(ReplicaId, Consumer<Wire<D>>)>,
+        pending: Vec<VecDeque<Wire<D>>>,
+    ) -> Self {
+        let idler = Idler::new(shared.options.idle);
+        Self {
+            index,
+            core,
+            shared,
+            outgoing,
+            incoming,
+            pending,
+            sessions: Sessions::default(),
+            completed: Vec::new(),
+            next_tick: now(),
+            idler,
+            slot_committed_published: 0,
+            messages_dropped: 0,
+        }
+    }
+
+    fn me(&self) -> &ReplicaShared<D> {
+        &self.shared.replicas[self.index]
+    }
+
+    pub(crate) fn run(mut self) {
+        loop {
+            if self.shared.is_stopped() {
+                break;
+            }
+            match self.me().status() {
+                RUNNING => {}
+                PAUSED => {
+                    self.park_while_paused();
+                    continue;
+                }
+                _ => break,
+            }
+            let mut progressed = self.receive();
+            progressed |= self.intake();
+            let now = now();
+            if now >= self.next_tick {
+                self.core.tick();
+                self.next_tick = now + self.shared.options.tick;
+            }
+            self.core.flush();
+            self.publish_leadership();
+            progressed |= self.send();
+            progressed |= self.apply();
+            if progressed {
+                self.idler.reset();
+                self.publish_stats();
+            } else {
+                self.idle();
+            }
+        }
+        self.publish_stats();
+        // A crashed replica stays crashed; anything else that exits has stopped.
+        let _ = self.me().status.compare_exchange(RUNNING, STOPPED, Ordering::AcqRel, Ordering::Acquire);
+        let _ = self.me().status.compare_exchange(PAUSED, STOPPED, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// Steps the core with every message waiting in the rings (up to a budget per ring).
+    fn receive(&mut self) -> bool {
+        let mut any = false;
+        for (from, consumer) in &mut self.incoming {
+            for _ in 0..INPUT_BUDGET {
+                let Some(message) = consumer.pop() else { break };
+                self.core.step(*from, message);
+                any = true;
+            }
+        }
+        any
+    }
+
+    /// Takes client writes from the submission queue, unless a majority of peers cannot
+    /// take more messages: then the writes wait in the queue, which makes clients wait.
+    fn intake(&mut self) -> bool {
+        if self.backlogged() {
+            return false;
+        }
+        let mut any = false;
+        for _ in 0..INPUT_BUDGET {
+            let Some(command) = self.me().submissions.pop() else { break };
+            self.core.propose(command);
+            any = true;
+        }
+        any
+    }
+
+    /// Whether so many peers have a full backlog that no majority can be reached quickly.
+    fn backlogged(&self) -> bool {
+        let limit = self.shared.options.pending_max / 2;
+        let stuck = self.pending.iter().filter(|queue| queue.len() >= limit).count();
+        self.pending.len() - stuck < self.core.config().quorum()
+    }
+
+    /// A leader raises the shared commit watermark before the messages that let anyone
+    /// apply the new slots leave this thread (see the module docs), and tells clients
+    /// where to submit.
+    fn publish_leadership(&mut self) {
+        if !self.core.is_leader() {
+            return;
+        }
+        let committed = self.core.slot_committed().get();
+        if committed > self.slot_committed_published {
+            // Release pairs with the Acquire load of readers (`Shared::slot_committed`).
+            self.shared.slot_committed.fetch_max(committed, Ordering::Release);
+            self.slot_committed_published = committed;
+        }
+        if self.shared.leader.load(Ordering::Relaxed) != self.index {
+            self.shared.leader.store(self.index, Ordering::Relaxed);
+        }
+    }
+
+    /// Moves the core's messages into the rings; what does not fit waits in `pending`,
+    /// bounded: beyond `pending_max` the oldest messages to that peer are dropped and
+    /// counted (the protocol tolerates loss; the peer catches up by learning).
+    fn send(&mut self) -> bool {
+        for (to, message) in self.core.drain_messages() {
+            self.pending[to.index()].push_back(message);
+        }
+        let pending_max = self.shared.options.pending_max;
+        let mut any = false;
+        for (peer, queue) in self.pending.iter_mut().enumerate() {
+            if queue.is_empty() {
+                continue;
+            }
+            let target = &self.shared.replicas[peer];
+            if matches!(target.status(), CRASHED | STOPPED) {
+                self.messages_dropped += queue.len() as u64;
+                queue.clear();
+                continue;
+            }
+            let producer = self.outgoing[peer].as_mut().expect("a ring leads to every peer");
+            let mut sent = false;
+            while let Some(message) = queue.pop_front() {
+                if let Err(message) = producer.push(message) {
+                    queue.push_front(message);
+                    break;
+                }
+                sent = true;
+            }
+            if queue.len() > pending_max {
+                let excess = queue.len() - pending_max;
+                queue.drain(..excess);
+                self.messages_dropped += excess as u64;
+            }
+            if sent {
+                target.wake.notify();
+                any = true;
+            }
+        }
+        any
+    }
+
+    /// Applies every committed batch, in slot order, skipping duplicates; then publishes
+    /// how far it applied and completes the writes' callers.
+    fn apply(&mut self) -> bool {
+        let me = &self.shared.replicas[self.index];
+        let mut applied_to = None;
+        {
+            let mut object = None;
+            while let Some((slot, batch)) = self.core.pop_committed() {
+                let object = object.get_or_insert_with(|| me.object.write());
+                for command in batch.commands() {
+                    if !self.sessions.admit(command.client, command.sequence, command.floor) {
+                        // A duplicate: its first application completed the caller already.
+                        continue;
+                    }
+                    // The object's code is the user's: a panic is caught here, on every
+                    // replica alike, and reported to the caller instead of killing us.
+                    let outcome = catch_unwind(AssertUnwindSafe(|| object.dispatch_mut(&command.op)))
+                        .map_err(|_| Error::OperationPanicked);
+                    self.completed.push((Arc::clone(command), outcome));
+                }
+                applied_to = Some(slot.next());
+            }
+        }
+        let Some(applied_to) = applied_to else { return false };
+        // Release pairs with readers' Acquire load: the object they lock next holds these.
+        me.slot_applied.store(applied_to.get(), Ordering::Release);
+        me.applied.notify();
+        for (command, outcome) in self.completed.drain(..) {
+            command.completion.complete(outcome);
+        }
+        true
+    }
+
+    fn idle(&mut self) {
+        let me = &self.shared.replicas[self.index];
+        let timeout = self.next_tick.saturating_duration_since(now()).max(std::time::Duration::from_micros(50));
+        let incoming = &self.incoming;
+        let shared = &self.shared;
+        self.idler.idle(|| {
+            let key = me.wake.prepare_wait();
+            let ready = shared.is_stopped()
+                || me.status() != RUNNING
+                || !me.submissions.is_empty()
+                || incoming.iter().any(|(_, consumer)| !consumer.is_empty());
+            if ready {
+                me.wake.cancel_wait(key);
+            } else {
+                me.wake.wait(key, timeout);
+            }
+        });
+    }
+
+    fn park_while_paused(&mut self) {
+        let me = &self.shared.replicas[self.index];
+        let key = me.wake.prepare_wait();
+        if me.status() != PAUSED || self.shared.is_stopped() {
+            me.wake.cancel_wait(key);
+        } else {
+            me.wake.wait(key, self.shared.options.tick);
+        }
+    }
+
+    fn publish_stats(&self) {
+        let stats = &self.me().stats;
+        let counters = self.core.counters();
+        let role = match self.core.role() {
+            RoleKind::Follower => 0,
+            RoleKind::Candidate => 1,
+            RoleKind::Leader => 2,
+        };
+        // Relaxed: stats are a best-effort snapshot, read by `Cluster::stats` only.
+        stats.role.store(role, Ordering::Relaxed);
+        stats.ballot.store(self.core.ballot_promised().as_u64(), Ordering::Relaxed);
+        stats.slot_committed.store(self.core.slot_committed().get(), Ordering::Relaxed);
+        stats.batches_proposed.store(counters.batches_proposed, Ordering::Relaxed);
+        stats.leader_changes.store(counters.leader_changes, Ordering::Relaxed);
+        stats.elections_started.store(counters.elections_started, Ordering::Relaxed);
+        stats.messages_dropped.store(self.messages_dropped + counters.commands_dropped, Ordering::Relaxed);
+        let waiting = self.core.commands_waiting() + self.core.proposals_in_flight();
+        stats.commands_waiting.store(waiting as u64, Ordering::Relaxed);
+        stats.log_len.store(self.core.log_len() as u64, Ordering::Relaxed);
+    }
+}

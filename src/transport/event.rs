@@ -1,0 +1,117 @@
+//! An event count: lets a thread park until "something may have changed" without lost
+//! wake-ups, while a notifier with nobody waiting pays one fence and one load.
+//!
+//! The waiter announces itself (`prepare_wait`), re-checks its condition, and only then
+//! sleeps, unless the epoch moved since it announced. The notifier publishes its change,
+//! then looks for announced waiters. Both sides put a SeqCst fence between their write and
+//! their read (the store-buffering pattern), so at least one of them sees the other: either
+//! the waiter's re-check sees the change, or the notifier sees the waiter and bumps the
+//! epoch under the lock the waiter sleeps on. (The scheme of folly's `EventCount`.)
+
+use crate::sync::atomic::{fence, AtomicU64, AtomicUsize, Ordering};
+use crate::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+/// See the module docs.
+#[derive(Debug)]
+pub(crate) struct EventCount {
+    epoch: AtomicU64,
+    waiters: AtomicUsize,
+    lock: Mutex<()>,
+    condvar: Condvar,
+}
+
+/// A waiter's ticket from [`EventCount::prepare_wait`].
+#[derive(Debug)]
+#[must_use = "a prepared wait must be completed with wait or cancel_wait"]
+pub(crate) struct WaitKey(u64);
+
+impl Default for EventCount {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl EventCount {
+    pub(crate) fn new() -> Self {
+        Self { epoch: AtomicU64::new(0), waiters: AtomicUsize::new(0), lock: Mutex::new(()), condvar: Condvar::new() }
+    }
+
+    /// Announces a waiter. The caller must re-check its condition afterwards, then call
+    /// [`EventCount::wait`] or [`EventCount::cancel_wait`].
+    pub(crate) fn prepare_wait(&self) -> WaitKey {
+        self.waiters.fetch_add(1, Ordering::Relaxed);
+        // SeqCst fence pairs with the one in `notify`: our announcement above and the
+        // notifier's change cannot both be missed by the two subsequent reads.
+        fence(Ordering::SeqCst);
+        // Acquire pairs with the Release increment in `notify`: if we already see a bumped
+        // epoch, we also see the change published before it, so the caller's re-check
+        // cannot miss a change whose notification our key has already absorbed.
+        WaitKey(self.epoch.load(Ordering::Acquire))
+    }
+
+    /// Withdraws a prepared wait (the condition turned out to hold).
+    pub(crate) fn cancel_wait(&self, key: WaitKey) {
+        let _ = key;
+        self.waiters.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Sleeps until a notification after `prepare_wait`, or until `timeout` passes (loom:
+    /// until a notification). May return early; callers re-check their condition.
+    pub(crate) fn wait(&self, key: WaitKey, timeout: Duration) {
+        let mut guard = self.lock.lock();
+        // Under the lock: a notifier bumps the epoch before taking the lock to notify, so
+        // an unchanged epoch here means its notification is still to come.
+        if self.epoch.load(Ordering::Relaxed) == key.0 {
+            self.condvar.wait_for(&mut guard, timeout);
+        }
+        drop(guard);
+        self.waiters.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Wakes every waiter that prepared before this call. Call it after publishing the
+    /// change waiters wait for.
+    pub(crate) fn notify(&self) {
+        // SeqCst fence pairs with the one in `prepare_wait` (see the module docs).
+        fence(Ordering::SeqCst);
+        if self.waiters.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        // Release pairs with the Acquire load in `prepare_wait`.
+        self.epoch.fetch_add(1, Ordering::Release);
+        let _guard = self.lock.lock();
+        self.condvar.notify_all();
+    }
+}
+
+#[cfg(all(test, not(corum_loom)))]
+mod tests {
+    use super::EventCount;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    #[test]
+    fn a_waiter_is_woken_by_a_later_notify() {
+        let event = Arc::new(EventCount::new());
+        let flag = Arc::new(AtomicBool::new(false));
+        let waiter = {
+            let (event, flag) = (Arc::clone(&event), Arc::clone(&flag));
+            std::thread::spawn(move || {
+                while !flag.load(Ordering::Acquire) {
+                    let key = event.prepare_wait();
+                    if flag.load(Ordering::Acquire) {
+                        event.cancel_wait(key);
+                        break;
+                    }
+                    // A long timeout: only the notification can end this wait in time.
+                    event.wait(key, Duration::from_secs(60));
+                }
+            })
+        };
+        std::thread::sleep(Duration::from_millis(20));
+        flag.store(true, Ordering::Release);
+        event.notify();
+        waiter.join().expect("waiter woke");
+    }
+}

@@ -1,0 +1,7 @@
+//! The transport between replica threads and from clients: bounded lock-free rings and a
+//! wake-up primitive for threads that park when idle. Everything here is built on
+//! [`crate::sync`], so the loom suite checks the same code that runs in production.
+
+pub(crate) mod event;
+pub(crate) mod queue;
+pub(crate) mod ring;
