@@ -13,4 +13,6 @@ mod transport;
 pub use dispatch::Dispatch;
 pub use error::{ConfigError, Error};
 pub use protocol::RoleKind;
-pub use runtime::{available_cores, Builder, Cluster, Faults, Handle, IdleStrategy, ReplicaStats, ReplicaStatus, Ticket};
+pub use runtime::{
+    available_cores, Builder, Cluster, Faults, Handle, IdleStrategy, ReplicaStats, ReplicaStatus, Ticket,
+};

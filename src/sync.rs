@@ -129,10 +129,7 @@ mod imp {
             // if it did, loom aborts the model run rather than continuing with the hole.
             unsafe {
                 let owned = std::ptr::read(guard);
-                let back = self
-                    .0
-                    .wait(owned)
-                    .expect("corum never panics while holding a lock under loom");
+                let back = self.0.wait(owned).expect("corum never panics while holding a lock under loom");
                 std::ptr::write(guard, back);
             }
         }

@@ -375,9 +375,7 @@ impl<C: Clone> Replica<C> {
             Message::Accept { ballot, slot, batch, slot_committed } => {
                 self.on_accept(from, ballot, slot, batch, slot_committed)
             }
-            Message::Accepted { ballot, slot, slot_delivered } => {
-                self.on_accepted(from, ballot, slot, slot_delivered)
-            }
+            Message::Accepted { ballot, slot, slot_delivered } => self.on_accepted(from, ballot, slot, slot_delivered),
             Message::Commit { ballot, slot_committed, slot_truncate } => {
                 self.on_commit(from, ballot, slot_committed, slot_truncate)
             }

@@ -308,7 +308,9 @@ fn an_acceptor_never_accepts_below_its_promise() {
     );
     let sent: Vec<_> = replica.drain_messages().collect();
     assert!(matches!(sent[0].1, Message::Promise { ballot, .. } if ballot == high));
-    assert!(matches!(sent[1], (to, Message::Nack { ballot_promised }) if to == ReplicaId::new(0) && ballot_promised == high));
+    assert!(
+        matches!(sent[1], (to, Message::Nack { ballot_promised }) if to == ReplicaId::new(0) && ballot_promised == high)
+    );
     // A later prepare from the same candidate reports nothing accepted.
     replica.step(ReplicaId::new(2), Message::Prepare { ballot: high, slot_first: Slot::ZERO });
     let sent: Vec<_> = replica.drain_messages().collect();

@@ -300,7 +300,8 @@ impl<D: Dispatch> Builder<D> {
             match spawned {
                 Ok(handle) => threads.push(Some(handle)),
                 Err(error) => {
-                    let partial = Cluster::from_parts(shared, threads, pinning.iter().map(|c| c.map(|c| c.id)).collect());
+                    let partial =
+                        Cluster::from_parts(shared, threads, pinning.iter().map(|c| c.map(|c| c.id)).collect());
                     drop(partial);
                     return Err(Error::Spawn { replica: index, reason: error.to_string() });
                 }

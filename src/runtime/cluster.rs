@@ -77,7 +77,11 @@ impl<D: Dispatch> fmt::Debug for Cluster<D> {
 }
 
 impl<D: Dispatch> Cluster<D> {
-    pub(crate) fn from_parts(shared: Arc<Shared<D>>, threads: Vec<Option<JoinHandle<()>>>, cores: Vec<Option<usize>>) -> Self {
+    pub(crate) fn from_parts(
+        shared: Arc<Shared<D>>,
+        threads: Vec<Option<JoinHandle<()>>>,
+        cores: Vec<Option<usize>>,
+    ) -> Self {
         Self { shared, threads: Mutex::new(threads), cores }
     }
 
@@ -201,10 +205,7 @@ impl<D: Dispatch> Cluster<D> {
         if self.shared.is_stopped() {
             return Err(Error::Shutdown);
         }
-        self.shared
-            .replicas
-            .get(replica)
-            .ok_or(Error::NoSuchReplica { replica, replicas: self.shared.replicas.len() })
+        self.shared.replicas.get(replica).ok_or(Error::NoSuchReplica { replica, replicas: self.shared.replicas.len() })
     }
 }
 

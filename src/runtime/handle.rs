@@ -125,13 +125,8 @@ impl<D: Dispatch> Handle<D> {
             let sequence = state.next_sequence;
             state.next_sequence += 1;
             let floor = state.outstanding.keys().next().copied().unwrap_or(sequence);
-            let command = Arc::new(Request {
-                client: self.session.client,
-                sequence,
-                floor,
-                op,
-                completion: Completion::new(),
-            });
+            let command =
+                Arc::new(Request { client: self.session.client, sequence, floor, op, completion: Completion::new() });
             state.outstanding.insert(sequence, Arc::clone(&command));
             command
         };

@@ -19,6 +19,9 @@ use crate::{Dispatch, Error};
 
 type Wire<D> = Message<Command<D>>;
 
+/// A write applied by this replica, with its outcome, waiting for its caller's completion.
+type Applied<D> = (Command<D>, Result<<D as Dispatch>::Response, Error>);
+
 /// Most messages taken from one ring, and writes from the submission queue, per round, so
 /// that one busy input cannot starve the others.
 const INPUT_BUDGET: usize = 256;
@@ -33,7 +36,7 @@ pub(crate) struct ReplicaThread<D: Dispatch> {
     /// Messages waiting for room in a full ring, per destination.
     pending: Vec<VecDeque<Wire<D>>>,
     sessions: Sessions,
-    completed: Vec<(Command<D>, Result<D::Response, Error>)>,
+    completed: Vec<Applied<D>>,
     next_tick: Instant,
     idler: Idler,
     slot_committed_published: u64,

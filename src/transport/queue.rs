@@ -65,7 +65,12 @@ impl<T> Queue<T> {
             let sequence = cell.sequence.load(Ordering::Acquire);
             let lag = sequence.wrapping_sub(pos) as isize;
             if lag == 0 {
-                match self.enqueue_pos.compare_exchange_weak(pos, pos.wrapping_add(1), Ordering::Relaxed, Ordering::Relaxed) {
+                match self.enqueue_pos.compare_exchange_weak(
+                    pos,
+                    pos.wrapping_add(1),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                ) {
                     Ok(_) => {
                         // SAFETY: the CAS made position `pos` ours alone, and the sequence
                         // says the consumer is done with the cell's previous value.
@@ -93,7 +98,12 @@ impl<T> Queue<T> {
             let sequence = cell.sequence.load(Ordering::Acquire);
             let lag = sequence.wrapping_sub(pos.wrapping_add(1)) as isize;
             if lag == 0 {
-                match self.dequeue_pos.compare_exchange_weak(pos, pos.wrapping_add(1), Ordering::Relaxed, Ordering::Relaxed) {
+                match self.dequeue_pos.compare_exchange_weak(
+                    pos,
+                    pos.wrapping_add(1),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                ) {
                     Ok(_) => {
                         // SAFETY: the producer of `pos` published the value (sequence pos+1)
                         // and the CAS made this read ours alone.

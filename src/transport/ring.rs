@@ -76,10 +76,7 @@ pub(crate) fn ring<T>(capacity: usize) -> (Producer<T>, Consumer<T>) {
         head: CachePadded::new(AtomicUsize::new(0)),
         tail: CachePadded::new(AtomicUsize::new(0)),
     });
-    (
-        Producer { ring: Arc::clone(&ring), tail: 0, head_cached: 0 },
-        Consumer { ring, head: 0, tail_cached: 0 },
-    )
+    (Producer { ring: Arc::clone(&ring), tail: 0, head_cached: 0 }, Consumer { ring, head: 0, tail_cached: 0 })
 }
 
 impl<T> Producer<T> {

@@ -1,0 +1,144 @@
+//! Every misuse and fault a user can cause gets a typed error, never a hang or a panic in a
+//! replica thread.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Kv, KvRead, KvWrite, WriteId};
+use corum::{Builder, ConfigError, Error, ReplicaStatus};
+
+fn id(number: u32) -> WriteId {
+    WriteId { client: 0, number }
+}
+
+#[test]
+fn zero_replicas_is_a_config_error() {
+    let error = Builder::new(Kv::default()).replicas(0).build().unwrap_err();
+    assert_eq!(error, Error::Config(ConfigError::ZeroReplicas));
+}
+
+#[test]
+fn too_many_replicas_is_a_config_error() {
+    let error = Builder::new(Kv::default()).replicas(65).build().unwrap_err();
+    assert_eq!(error, Error::Config(ConfigError::TooManyReplicas { requested: 65, max: 64 }));
+}
+
+#[test]
+fn a_core_that_does_not_exist_is_a_config_error() {
+    let available = corum::available_cores();
+    let error = Builder::new(Kv::default()).cores([0, available + 7]).build().unwrap_err();
+    assert_eq!(error, Error::Config(ConfigError::CoreUnavailable { core: available + 7, available }));
+    let error = Builder::new(Kv::default()).cores([]).build().unwrap_err();
+    assert_eq!(error, Error::Config(ConfigError::NoCores));
+}
+
+#[test]
+fn zero_sizes_and_durations_are_config_errors() {
+    let cases: Vec<(Builder<Kv>, &str)> = vec![
+        (Builder::new(Kv::default()).batch_max(0), "batch_max"),
+        (Builder::new(Kv::default()).window(0), "window"),
+        (Builder::new(Kv::default()).ring_capacity(0), "ring_capacity"),
+        (Builder::new(Kv::default()).submission_capacity(0), "submission_capacity"),
+        (Builder::new(Kv::default()).heartbeat_ticks(0), "heartbeat_ticks"),
+        (Builder::new(Kv::default()).tick(Duration::ZERO), "tick"),
+        (Builder::new(Kv::default()).deadline(Duration::ZERO), "deadline"),
+        (Builder::new(Kv::default()).retry_after(Duration::ZERO), "retry_after"),
+    ];
+    for (builder, setting) in cases {
+        assert_eq!(builder.build().unwrap_err(), Error::Config(ConfigError::Zero { setting }));
+    }
+    let error = Builder::new(Kv::default()).heartbeat_ticks(10).election_ticks(10).build().unwrap_err();
+    assert_eq!(error, Error::Config(ConfigError::ElectionNotAboveHeartbeat));
+}
+
+#[test]
+fn every_call_after_shutdown_is_refused() {
+    let cluster = Builder::new(Kv::default()).replicas(3).build().expect("build");
+    let handle = cluster.handle();
+    handle.execute_mut(KvWrite::Put { id: id(0), key: 1, value: 1 }).expect("write before shutdown");
+    cluster.shutdown().expect("shutdown");
+    assert_eq!(handle.execute_mut(KvWrite::Put { id: id(1), key: 1, value: 2 }), Err(Error::Shutdown));
+    assert_eq!(handle.submit(KvWrite::Put { id: id(2), key: 1, value: 2 }).unwrap_err(), Error::Shutdown);
+    assert_eq!(handle.execute(KvRead::Get(1)), Err(Error::Shutdown));
+    assert_eq!(handle.execute_stale(KvRead::Get(1)), Err(Error::Shutdown));
+    assert_eq!(handle.clone().execute(KvRead::Get(1)), Err(Error::Shutdown));
+}
+
+#[test]
+fn dropping_a_cluster_stops_it_and_its_handles_get_errors() {
+    let cluster = Builder::new(Kv::default()).replicas(3).build().expect("build");
+    let handle = cluster.handle();
+    drop(cluster);
+    assert_eq!(handle.execute_mut(KvWrite::Put { id: id(0), key: 1, value: 1 }), Err(Error::Shutdown));
+}
+
+#[test]
+fn fault_injection_on_a_missing_replica_is_an_error() {
+    let cluster = Builder::new(Kv::default()).replicas(3).build().expect("build");
+    assert_eq!(cluster.faults().crash(3), Err(Error::NoSuchReplica { replica: 3, replicas: 3 }));
+    assert_eq!(cluster.faults().pause(9), Err(Error::NoSuchReplica { replica: 9, replicas: 3 }));
+    cluster.shutdown().expect("shutdown");
+}
+
+#[test]
+fn without_a_majority_writes_fail_with_no_quorum_within_the_deadline() {
+    let deadline = Duration::from_millis(300);
+    let cluster = Builder::new(Kv::default()).replicas(3).deadline(deadline).build().expect("build");
+    let handle = cluster.handle();
+    handle.execute_mut(KvWrite::Put { id: id(0), key: 1, value: 1 }).expect("write with a majority");
+    cluster.faults().crash(1).expect("crash");
+    cluster.faults().crash(2).expect("crash");
+    let started = Instant::now();
+    let outcome = handle.execute_mut(KvWrite::Put { id: id(1), key: 1, value: 2 });
+    let waited = started.elapsed();
+    assert!(matches!(outcome, Err(Error::NoQuorum { .. })), "{outcome:?}");
+    assert!(waited >= deadline, "failed only after the deadline: {waited:?}");
+    assert!(waited < deadline * 10, "and not much later: {waited:?}");
+    // Reads of what was committed still succeed: the survivor applied it.
+    assert_eq!(handle.execute(KvRead::Get(1)), Ok(Some(1)));
+    let stats = cluster.stats();
+    assert_eq!(stats[1].status, ReplicaStatus::Crashed);
+    let copies = cluster.shutdown().expect("the survivor applied everything committed");
+    assert_eq!(copies.len(), 1);
+    assert_eq!(copies[0].map.get(&1), Some(&1), "the write that timed out never committed");
+}
+
+#[test]
+fn a_panicking_write_fails_alone_and_the_replicas_stay_equal() {
+    let cluster = Builder::new(Kv::default()).replicas(3).build().expect("build");
+    let handle = cluster.handle();
+    handle.execute_mut(KvWrite::Add { id: id(0), key: 5, delta: 1 }).expect("write");
+    assert_eq!(handle.execute_mut(KvWrite::Explode { id: id(1) }), Err(Error::OperationPanicked));
+    // The cluster keeps serving, and applies the next write once.
+    assert_eq!(handle.execute_mut(KvWrite::Add { id: id(2), key: 5, delta: 1 }), Ok(Some(2)));
+    assert_eq!(handle.execute(KvRead::Get(5)), Ok(Some(2)));
+    let copies = cluster.shutdown().expect("shutdown");
+    assert_eq!(copies.len(), 3);
+    assert!(copies.iter().all(|copy| copy == &copies[0]), "replicas equal after the panic");
+    assert_eq!(copies[0].history.len(), 3, "the panicking write is recorded once, like every other");
+}
+
+#[test]
+fn a_panicking_read_is_an_error_for_its_caller_only() {
+    #[derive(Clone, Default)]
+    struct Fragile;
+    impl corum::Dispatch for Fragile {
+        type ReadOp = bool;
+        type WriteOp = ();
+        type Response = u8;
+        fn dispatch(&self, explode: &bool) -> u8 {
+            assert!(!explode, "a planned panic in dispatch");
+            1
+        }
+        fn dispatch_mut(&mut self, _: &()) -> u8 {
+            2
+        }
+    }
+    let cluster = Builder::new(Fragile).replicas(3).build().expect("build");
+    let handle = cluster.handle();
+    assert_eq!(handle.execute(true), Err(Error::OperationPanicked));
+    assert_eq!(handle.execute(false), Ok(1));
+    assert_eq!(handle.execute_mut(()), Ok(2));
+    cluster.shutdown().expect("shutdown");
+}

@@ -1,0 +1,261 @@
+//! The threaded runtime end to end: real replica threads, real client threads, checked
+//! histories.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{check_copies, Kv, KvRead, KvWrite, Rng, WriteId};
+use corum::{Builder, Handle, RoleKind};
+
+type Acked = Arc<Mutex<HashMap<WriteId, Option<u64>>>>;
+type Submitted = Arc<Mutex<HashMap<WriteId, KvWrite>>>;
+
+/// Each client owns key `1_000_000 + client`, to which only it adds 1: a linearizable read
+/// of that key must return exactly the value of the client's last acknowledged add. Other
+/// writes are puts on 100 shared keys. Every fourth write goes through a pipelined burst.
+fn client_workload(
+    handle: Handle<Kv>,
+    client: u32,
+    ops: u32,
+    acked: Acked,
+    submitted: Submitted,
+    progress: Arc<AtomicUsize>,
+) {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ u64::from(client + 1));
+    let own_key = 1_000_000 + u64::from(client);
+    let mut own_value = 0u64;
+    let mut number = 0u32;
+    let mut next_id = || {
+        number += 1;
+        WriteId { client, number }
+    };
+    let mut done = 0;
+    while done < ops {
+        match rng.below(8) {
+            0..=3 => {
+                let read = handle.execute(KvRead::Get(own_key)).expect("read");
+                assert_eq!(read.unwrap_or(0), own_value, "client {client} read a stale value of its own key");
+                handle.execute(KvRead::Get(rng.below(100))).expect("read");
+                done += 2;
+            }
+            4 => {
+                let write = KvWrite::Add { id: next_id(), key: own_key, delta: 1 };
+                submitted.lock().unwrap().insert(write.id(), write);
+                let response = handle.execute_mut(write).expect("write");
+                own_value += 1;
+                assert_eq!(response, Some(own_value));
+                acked.lock().unwrap().insert(write.id(), response);
+                done += 1;
+            }
+            5 | 6 => {
+                let write = KvWrite::Put { id: next_id(), key: rng.below(100), value: rng.next() };
+                submitted.lock().unwrap().insert(write.id(), write);
+                let response = handle.execute_mut(write).expect("write");
+                acked.lock().unwrap().insert(write.id(), response);
+                done += 1;
+            }
+            _ => {
+                let writes: Vec<KvWrite> =
+                    (0..16).map(|_| KvWrite::Put { id: next_id(), key: rng.below(100), value: rng.next() }).collect();
+                submitted.lock().unwrap().extend(writes.iter().map(|w| (w.id(), *w)));
+                let tickets: Vec<_> = writes.iter().map(|w| handle.submit(*w).expect("submit")).collect();
+                for (write, ticket) in writes.iter().zip(tickets) {
+                    let response = ticket.wait().expect("pipelined write");
+                    acked.lock().unwrap().insert(write.id(), response);
+                }
+                done += 16;
+            }
+        }
+        progress.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn run_clients(
+    cluster: &corum::Cluster<Kv>,
+    clients: u32,
+    ops: u32,
+) -> (Acked, Submitted, Vec<std::thread::JoinHandle<()>>, Arc<AtomicUsize>) {
+    let acked: Acked = Arc::default();
+    let submitted: Submitted = Arc::default();
+    let progress = Arc::new(AtomicUsize::new(0));
+    let threads = (0..clients)
+        .map(|client| {
+            let (handle, acked, submitted, progress) =
+                (cluster.handle(), Arc::clone(&acked), Arc::clone(&submitted), Arc::clone(&progress));
+            std::thread::spawn(move || client_workload(handle, client, ops, acked, submitted, progress))
+        })
+        .collect();
+    (acked, submitted, threads, progress)
+}
+
+#[test]
+fn three_replicas_four_clients_100k_mixed_ops_agree_with_a_sequential_replay() {
+    let cluster = Builder::new(Kv::default()).replicas(3).build().expect("build");
+    let (acked, submitted, threads, _) = run_clients(&cluster, 4, 25_000);
+    for thread in threads {
+        thread.join().expect("client thread");
+    }
+    let stats = cluster.stats();
+    let copies = cluster.shutdown().expect("shutdown");
+    assert_eq!(copies.len(), 3);
+    let acked = acked.lock().unwrap();
+    check_copies(&copies, &acked, &submitted.lock().unwrap());
+    assert!(acked.len() > 20_000, "{} writes acknowledged", acked.len());
+    let batches: u64 = stats.iter().map(|s| s.batches_proposed).sum();
+    assert!(batches < acked.len() as u64, "writes were batched: {batches} batches for {} writes", acked.len());
+}
+
+#[test]
+fn a_crashed_leader_is_replaced_and_no_acknowledged_write_is_lost_or_doubled() {
+    let cluster = Builder::new(Kv::default()).replicas(3).build().expect("build");
+    let (acked, submitted, threads, progress) = run_clients(&cluster, 3, 6_000);
+    while progress.load(Ordering::Relaxed) < 1_000 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let old_leader = cluster.leader().expect("a leader while clients run");
+    cluster.faults().crash(old_leader).expect("crash the leader");
+    let at_crash = progress.load(Ordering::Relaxed);
+    for thread in threads {
+        thread.join().expect("client thread: every call succeeded across the leader change");
+    }
+    assert!(progress.load(Ordering::Relaxed) > at_crash, "the run continued after the crash");
+    let stats = cluster.stats();
+    let new_leaders: Vec<_> = stats.iter().filter(|s| s.role == RoleKind::Leader && s.replica != old_leader).collect();
+    assert_eq!(new_leaders.len(), 1, "one new leader: {stats:#?}");
+    let copies = cluster.shutdown().expect("shutdown");
+    assert_eq!(copies.len(), 2, "the two live replicas");
+    check_copies(&copies, &acked.lock().unwrap(), &submitted.lock().unwrap());
+}
+
+#[test]
+fn a_crashed_follower_serving_reads_is_replaced_for_its_clients() {
+    let cluster = Builder::new(Kv::default()).replicas(3).build().expect("build");
+    let (acked, submitted, threads, progress) = run_clients(&cluster, 3, 3_000);
+    while progress.load(Ordering::Relaxed) < 500 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let leader = cluster.leader().expect("a leader");
+    cluster.faults().crash((leader + 1) % 3).expect("crash a follower");
+    for thread in threads {
+        thread.join().expect("client thread");
+    }
+    let copies = cluster.shutdown().expect("shutdown");
+    assert_eq!(copies.len(), 2);
+    check_copies(&copies, &acked.lock().unwrap(), &submitted.lock().unwrap());
+}
+
+#[test]
+fn five_replicas_survive_two_crashes() {
+    let cluster = Builder::new(Kv::default()).replicas(5).build().expect("build");
+    let (acked, submitted, threads, progress) = run_clients(&cluster, 2, 2_000);
+    while progress.load(Ordering::Relaxed) < 300 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let leader = cluster.leader().expect("a leader");
+    cluster.faults().crash(leader).expect("crash");
+    cluster.faults().crash((leader + 2) % 5).expect("crash");
+    for thread in threads {
+        thread.join().expect("client thread");
+    }
+    let copies = cluster.shutdown().expect("shutdown");
+    assert_eq!(copies.len(), 3);
+    check_copies(&copies, &acked.lock().unwrap(), &submitted.lock().unwrap());
+}
+
+#[test]
+fn one_thread_keeps_many_writes_in_flight() {
+    let cluster = Builder::new(Kv::default()).replicas(3).build().expect("build");
+    let handle = cluster.handle();
+    let mut expected = 0;
+    for round in 0..100u32 {
+        let tickets: Vec<_> = (0..100u32)
+            .map(|i| {
+                let id = WriteId { client: 0, number: round * 100 + i };
+                handle.submit(KvWrite::Add { id, key: 7, delta: 1 }).expect("submit")
+            })
+            .collect();
+        let mut responses: Vec<u64> = tickets.into_iter().map(|t| t.wait().expect("wait").expect("value")).collect();
+        responses.sort_unstable();
+        let want: Vec<u64> = (expected + 1..=expected + 100).collect();
+        assert_eq!(responses, want, "each add saw a distinct count");
+        expected += 100;
+    }
+    assert_eq!(handle.execute(KvRead::Get(7)).expect("read"), Some(10_000));
+    let stats = cluster.stats();
+    let leader = stats.iter().find(|s| s.role == RoleKind::Leader).expect("leader");
+    assert!(leader.batches_proposed < 10_000, "pipelined writes share batches: {}", leader.batches_proposed);
+    cluster.shutdown().expect("shutdown");
+}
+
+#[test]
+fn reads_wait_for_the_home_replica_to_catch_up() {
+    // Every handle reads from its home replica; a write through one handle must be visible
+    // to a read through another handle at once, whichever replica serves it.
+    let cluster = Builder::new(Kv::default()).replicas(3).build().expect("build");
+    let handles: Vec<_> = (0..3).map(|_| cluster.handle()).collect();
+    for number in 0..300u32 {
+        let writer = &handles[number as usize % 3];
+        let id = WriteId { client: 0, number };
+        writer.execute_mut(KvWrite::Put { id, key: 1, value: u64::from(number) }).expect("write");
+        for reader in &handles {
+            assert_eq!(reader.execute(KvRead::Get(1)).expect("read"), Some(u64::from(number)));
+        }
+    }
+    cluster.shutdown().expect("shutdown");
+}
+
+#[test]
+fn stats_describe_every_replica() {
+    let cluster = Builder::new(Kv::default()).replicas(3).build().expect("build");
+    let handle = cluster.handle();
+    for number in 0..50 {
+        handle.execute_mut(KvWrite::Add { id: WriteId { client: 0, number }, key: 0, delta: 1 }).expect("write");
+    }
+    // Followers learn the last commit with the leader's next message; wait for it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let stats = loop {
+        let stats = cluster.stats();
+        if stats.iter().all(|s| s.slot_applied == stats[0].slot_applied) || std::time::Instant::now() > deadline {
+            break stats;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    assert_eq!(stats.len(), 3);
+    assert_eq!(stats.iter().filter(|s| s.role == RoleKind::Leader).count(), 1);
+    assert!(stats.iter().all(|s| s.slot_applied.get() >= 1 && s.slot_applied == stats[0].slot_applied), "{stats:#?}");
+    assert!(stats.iter().all(|s| s.status == corum::ReplicaStatus::Running));
+    let leader = stats.iter().find(|s| s.role == RoleKind::Leader).expect("leader");
+    assert_eq!(leader.leader_changes, 1);
+    assert!(stats.iter().all(|s| s.ballot == leader.ballot));
+    cluster.shutdown().expect("shutdown");
+}
+
+#[test]
+fn more_replicas_than_cores_still_make_progress() {
+    let replicas = corum::available_cores().max(1) * 2 + 1;
+    let cluster = Builder::new(Kv::default()).replicas(replicas.min(9)).build().expect("build");
+    let handle = cluster.handle();
+    for number in 0..200 {
+        handle.execute_mut(KvWrite::Add { id: WriteId { client: 0, number }, key: 0, delta: 1 }).expect("write");
+    }
+    assert_eq!(handle.execute(KvRead::Get(0)).expect("read"), Some(200));
+    cluster.shutdown().expect("shutdown");
+}
+
+#[test]
+fn eager_retries_are_applied_exactly_once() {
+    // Clients resubmit every write after 50 us: most writes are committed several times,
+    // and the replicated exactly-once table must apply each once.
+    let cluster =
+        Builder::new(Kv::default()).replicas(3).retry_after(Duration::from_micros(50)).build().expect("build");
+    let (acked, submitted, threads, _) = run_clients(&cluster, 3, 3_000);
+    for thread in threads {
+        thread.join().expect("client thread");
+    }
+    let copies = cluster.shutdown().expect("shutdown");
+    check_copies(&copies, &acked.lock().unwrap(), &submitted.lock().unwrap());
+}
