@@ -1,7 +1,6 @@
 //! The running cluster: handles, stats, fault injection and shutdown.
 
 use std::fmt;
-use std::time::Duration;
 
 use super::handle::Handle;
 use super::idle::now;
@@ -156,7 +155,7 @@ impl<D: Dispatch> Cluster<D> {
         while !self.settled() && now() < deadline {
             crate::sync::yield_now();
             #[cfg(not(corum_loom))]
-            std::thread::sleep(Duration::from_micros(200));
+            std::thread::sleep(std::time::Duration::from_micros(200));
         }
         self.stop_threads();
         let watermark = self.shared.slot_committed();

@@ -10,19 +10,20 @@ use crate::Error;
 
 /// See the module docs. `done` is written once, under `value`'s lock, after `value`.
 #[derive(Debug)]
-pub(crate) struct Completion<R> {
+pub struct Completion<R> {
     done: AtomicBool,
     value: Mutex<Option<Result<R, Error>>>,
     condvar: Condvar,
 }
 
 impl<R> Completion<R> {
-    pub(crate) fn new() -> Self {
+    /// An empty slot.
+    pub fn new() -> Self {
         Self { done: AtomicBool::new(false), value: Mutex::new(None), condvar: Condvar::new() }
     }
 
     /// Fills the slot unless it is already filled; returns whether this call filled it.
-    pub(crate) fn complete(&self, outcome: Result<R, Error>) -> bool {
+    pub fn complete(&self, outcome: Result<R, Error>) -> bool {
         // Acquire pairs with the Release store below (made by another replica): a slot seen
         // filled stays filled, so the common case for the second and third replica to apply
         // a write is this one load.
@@ -45,13 +46,13 @@ impl<R> Completion<R> {
     }
 
     /// Whether the slot has been filled.
-    pub(crate) fn is_done(&self) -> bool {
+    pub fn is_done(&self) -> bool {
         // Acquire pairs with the Release store in `complete`.
         self.done.load(Ordering::Acquire)
     }
 
     /// Takes the outcome out, if the slot is filled and not yet taken.
-    pub(crate) fn take(&self) -> Option<Result<R, Error>> {
+    pub fn take(&self) -> Option<Result<R, Error>> {
         if !self.is_done() {
             return None;
         }
@@ -59,7 +60,7 @@ impl<R> Completion<R> {
     }
 
     /// Sleeps until the slot is filled or `timeout` passes (loom: until filled).
-    pub(crate) fn wait_for(&self, timeout: Duration) {
+    pub fn wait_for(&self, timeout: Duration) {
         let mut value = self.value.lock();
         if !self.done.load(Ordering::Relaxed) {
             self.condvar.wait_for(&mut value, timeout);

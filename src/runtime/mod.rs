@@ -6,6 +6,7 @@
 
 mod builder;
 mod cluster;
+#[cfg_attr(not(corum_loom), allow(unreachable_pub))]
 mod completion;
 mod handle;
 mod idle;
@@ -27,7 +28,10 @@ use crate::sync::{Arc, RwLock};
 use crate::transport::event::EventCount;
 use crate::transport::queue::Queue;
 use crate::Dispatch;
-use completion::Completion;
+#[cfg(corum_loom)]
+pub use completion::Completion;
+#[cfg(not(corum_loom))]
+pub(crate) use completion::Completion;
 
 /// One client write in flight: who sent it, its number, the client's floor (every write of
 /// this client numbered below it has completed), the operation, and where to put the

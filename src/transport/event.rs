@@ -14,7 +14,7 @@ use std::time::Duration;
 
 /// See the module docs.
 #[derive(Debug)]
-pub(crate) struct EventCount {
+pub struct EventCount {
     epoch: AtomicU64,
     waiters: AtomicUsize,
     lock: Mutex<()>,
@@ -24,7 +24,7 @@ pub(crate) struct EventCount {
 /// A waiter's ticket from [`EventCount::prepare_wait`].
 #[derive(Debug)]
 #[must_use = "a prepared wait must be completed with wait or cancel_wait"]
-pub(crate) struct WaitKey(u64);
+pub struct WaitKey(u64);
 
 impl Default for EventCount {
     fn default() -> Self {
@@ -33,13 +33,14 @@ impl Default for EventCount {
 }
 
 impl EventCount {
-    pub(crate) fn new() -> Self {
+    /// An event count with no waiter.
+    pub fn new() -> Self {
         Self { epoch: AtomicU64::new(0), waiters: AtomicUsize::new(0), lock: Mutex::new(()), condvar: Condvar::new() }
     }
 
     /// Announces a waiter. The caller must re-check its condition afterwards, then call
     /// [`EventCount::wait`] or [`EventCount::cancel_wait`].
-    pub(crate) fn prepare_wait(&self) -> WaitKey {
+    pub fn prepare_wait(&self) -> WaitKey {
         self.waiters.fetch_add(1, Ordering::Relaxed);
         // SeqCst fence pairs with the one in `notify`: our announcement above and the
         // notifier's change cannot both be missed by the two subsequent reads.
@@ -51,14 +52,14 @@ impl EventCount {
     }
 
     /// Withdraws a prepared wait (the condition turned out to hold).
-    pub(crate) fn cancel_wait(&self, key: WaitKey) {
+    pub fn cancel_wait(&self, key: WaitKey) {
         let _ = key;
         self.waiters.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Sleeps until a notification after `prepare_wait`, or until `timeout` passes (loom:
     /// until a notification). May return early; callers re-check their condition.
-    pub(crate) fn wait(&self, key: WaitKey, timeout: Duration) {
+    pub fn wait(&self, key: WaitKey, timeout: Duration) {
         let mut guard = self.lock.lock();
         // Under the lock: a notifier bumps the epoch before taking the lock to notify, so
         // an unchanged epoch here means its notification is still to come.
@@ -71,7 +72,7 @@ impl EventCount {
 
     /// Wakes every waiter that prepared before this call. Call it after publishing the
     /// change waiters wait for.
-    pub(crate) fn notify(&self) {
+    pub fn notify(&self) {
         // SeqCst fence pairs with the one in `prepare_wait` (see the module docs).
         fence(Ordering::SeqCst);
         if self.waiters.load(Ordering::Relaxed) == 0 {

@@ -21,7 +21,7 @@ struct Cell<T> {
 }
 
 /// A bounded lock-free queue for many producers (and, in corum, one consumer).
-pub(crate) struct Queue<T> {
+pub struct Queue<T> {
     cells: Box<[Cell<T>]>,
     mask: usize,
     enqueue_pos: CachePadded<AtomicUsize>,
@@ -42,7 +42,7 @@ impl<T> std::fmt::Debug for Queue<T> {
 
 impl<T> Queue<T> {
     /// A queue of `capacity` values (rounded up to a power of two, at least 2).
-    pub(crate) fn new(capacity: usize) -> Self {
+    pub fn new(capacity: usize) -> Self {
         let capacity = capacity.max(2).next_power_of_two();
         let cells = (0..capacity)
             .map(|i| Cell { sequence: AtomicUsize::new(i), value: UnsafeCell::new(MaybeUninit::uninit()) })
@@ -56,7 +56,7 @@ impl<T> Queue<T> {
     }
 
     /// Appends `value`, or hands it back if the queue is full.
-    pub(crate) fn push(&self, value: T) -> Result<(), T> {
+    pub fn push(&self, value: T) -> Result<(), T> {
         let mut pos = self.enqueue_pos.load(Ordering::Relaxed);
         loop {
             let cell = &self.cells[pos & self.mask];
@@ -90,7 +90,7 @@ impl<T> Queue<T> {
     }
 
     /// Removes the oldest value, if any.
-    pub(crate) fn pop(&self) -> Option<T> {
+    pub fn pop(&self) -> Option<T> {
         let mut pos = self.dequeue_pos.load(Ordering::Relaxed);
         loop {
             let cell = &self.cells[pos & self.mask];
@@ -123,7 +123,7 @@ impl<T> Queue<T> {
     }
 
     /// Whether the queue looks empty to its consumer.
-    pub(crate) fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         let pos = self.dequeue_pos.load(Ordering::Relaxed);
         // Acquire as in `pop`.
         self.cells[pos & self.mask].sequence.load(Ordering::Acquire) != pos.wrapping_add(1)

@@ -41,14 +41,14 @@ impl<T> Drop for Ring<T> {
 }
 
 /// The sending half of a ring.
-pub(crate) struct Producer<T> {
+pub struct Producer<T> {
     ring: Arc<Ring<T>>,
     tail: usize,
     head_cached: usize,
 }
 
 /// The receiving half of a ring.
-pub(crate) struct Consumer<T> {
+pub struct Consumer<T> {
     ring: Arc<Ring<T>>,
     head: usize,
     tail_cached: usize,
@@ -67,7 +67,7 @@ impl<T> std::fmt::Debug for Consumer<T> {
 }
 
 /// A ring holding up to `capacity` values (rounded up to a power of two, at least 2).
-pub(crate) fn ring<T>(capacity: usize) -> (Producer<T>, Consumer<T>) {
+pub fn ring<T>(capacity: usize) -> (Producer<T>, Consumer<T>) {
     let capacity = capacity.max(2).next_power_of_two();
     let slots = (0..capacity).map(|_| UnsafeCell::new(MaybeUninit::uninit())).collect();
     let ring = Arc::new(Ring {
@@ -81,7 +81,7 @@ pub(crate) fn ring<T>(capacity: usize) -> (Producer<T>, Consumer<T>) {
 
 impl<T> Producer<T> {
     /// Appends `value`, or hands it back if the ring is full.
-    pub(crate) fn push(&mut self, value: T) -> Result<(), T> {
+    pub fn push(&mut self, value: T) -> Result<(), T> {
         let capacity = self.ring.mask + 1;
         if self.tail.wrapping_sub(self.head_cached) == capacity {
             // Acquire pairs with the consumer's Release store of `head` in `pop`: the
@@ -104,7 +104,7 @@ impl<T> Producer<T> {
 
 impl<T> Consumer<T> {
     /// Removes the oldest value, if any.
-    pub(crate) fn pop(&mut self) -> Option<T> {
+    pub fn pop(&mut self) -> Option<T> {
         if self.head == self.tail_cached {
             // Acquire pairs with the producer's Release store of `tail` in `push`.
             self.tail_cached = self.ring.tail.load(Ordering::Acquire);
@@ -123,7 +123,7 @@ impl<T> Consumer<T> {
     }
 
     /// Whether the ring holds no value the consumer has not taken.
-    pub(crate) fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         // Acquire as in `pop`; used by a consumer deciding whether to park.
         self.head == self.ring.tail.load(Ordering::Acquire)
     }

@@ -1,0 +1,1 @@
+//! corum's loom suite lives in `tests/`; see the repository README, section "Verification".

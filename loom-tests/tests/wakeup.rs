@@ -1,0 +1,60 @@
+//! Parking and waking: the event count replica threads and readers park on, and the
+//! completion slot a writing client waits on. A lost wake-up shows as a deadlock, which
+//! loom reports (timed waits are untimed under loom, so only a notification can end them).
+#![cfg(corum_loom)]
+
+use std::time::Duration;
+
+use corum::__loom::{Completion, EventCount};
+use loom::sync::atomic::{AtomicBool, Ordering};
+use loom::sync::Arc;
+use loom::thread;
+
+/// A consumer parks until a producer publishes a flag: never a lost wake-up.
+#[test]
+fn event_count_never_loses_a_wake_up() {
+    loom::model(|| {
+        let event = Arc::new(EventCount::new());
+        let flag = Arc::new(AtomicBool::new(false));
+        let waiter = {
+            let (event, flag) = (Arc::clone(&event), Arc::clone(&flag));
+            thread::spawn(move || loop {
+                if flag.load(Ordering::Acquire) {
+                    return;
+                }
+                let key = event.prepare_wait();
+                if flag.load(Ordering::Acquire) {
+                    event.cancel_wait(key);
+                    return;
+                }
+                event.wait(key, Duration::from_secs(3600));
+            })
+        };
+        flag.store(true, Ordering::Release);
+        event.notify();
+        waiter.join().unwrap();
+    });
+}
+
+/// A response is published exactly once, by the first of two racing replicas, and the
+/// parked client sees it.
+#[test]
+fn completion_is_filled_once_and_the_waiter_wakes() {
+    loom::model(|| {
+        let completion = Arc::new(Completion::<u32>::new());
+        let replicas: Vec<_> = (0..2u32)
+            .map(|replica| {
+                let completion = Arc::clone(&completion);
+                thread::spawn(move || completion.complete(Ok(replica)))
+            })
+            .collect();
+        while !completion.is_done() {
+            completion.wait_for(Duration::from_secs(3600));
+        }
+        let outcome = completion.take().expect("filled").expect("ok");
+        let filled: Vec<bool> = replicas.into_iter().map(|r| r.join().unwrap()).collect();
+        assert_eq!(filled.iter().filter(|&&f| f).count(), 1, "exactly one replica filled it");
+        assert!(filled[outcome as usize], "the value is the filler's");
+        assert!(completion.take().is_none(), "taken once");
+    });
+}
