@@ -9,7 +9,9 @@ use std::time::Duration;
 pub enum Error {
     /// The builder's configuration is invalid; nothing was started.
     Config(ConfigError),
-    /// The cluster has been shut down (or is shutting down); the call did nothing.
+    /// The cluster has been shut down (or is shutting down). A call made after shutdown
+    /// began did nothing; a write already in flight when the replicas stopped may or may
+    /// not have taken effect.
     Shutdown,
     /// No majority of replicas committed (or, for a read, caught up with) the operation
     /// before the deadline. A write may still take effect later: its outcome is unknown.

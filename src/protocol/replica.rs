@@ -304,6 +304,21 @@ impl<C: Clone> Replica<C> {
         self.log.get(&slot).filter(|entry| entry.committed).map(|entry| &entry.batch)
     }
 
+    /// Takes every client command this replica holds that it has not handed out through
+    /// [`Replica::pop_committed`]: queued, buffered, proposed or accepted but not yet
+    /// delivered. For a caller that is shutting the replica down; the replica must not be
+    /// stepped afterwards.
+    pub fn drain_unapplied_commands(&mut self) -> Vec<C> {
+        let mut commands: Vec<C> = self.buffered.drain(..).collect();
+        if let Role::Leader(leader) = &mut self.role {
+            commands.extend(leader.queue.drain(..));
+        }
+        for entry in self.log.range(self.slot_delivered..).map(|(_, entry)| entry) {
+            commands.extend(entry.batch.commands().iter().cloned());
+        }
+        commands
+    }
+
     // ----- output -----------------------------------------------------------------------
 
     /// Messages to send, each with its destination. The caller sends all of them.

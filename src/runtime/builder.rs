@@ -295,7 +295,7 @@ impl<D: Dispatch> Builder<D> {
                 }
                 #[cfg(corum_loom)]
                 let _ = core;
-                replica.run();
+                replica.run()
             });
             match spawned {
                 Ok(handle) => threads.push(Some(handle)),

@@ -4,6 +4,7 @@ use std::fmt;
 
 use super::handle::Handle;
 use super::idle::now;
+use super::replica::ReplicaThread;
 use super::{Shared, CRASHED, PAUSED, RUNNING};
 use crate::protocol::{Ballot, RoleKind, Slot};
 use crate::sync::atomic::Ordering;
@@ -18,7 +19,7 @@ use crate::{Dispatch, Error};
 /// threads too, and calls on its handles then fail with [`Error::Shutdown`].
 pub struct Cluster<D: Dispatch> {
     shared: Arc<Shared<D>>,
-    threads: Mutex<Vec<Option<JoinHandle<()>>>>,
+    threads: Mutex<Vec<Option<JoinHandle<ReplicaThread<D>>>>>,
     cores: Vec<Option<usize>>,
 }
 
@@ -78,7 +79,7 @@ impl<D: Dispatch> fmt::Debug for Cluster<D> {
 impl<D: Dispatch> Cluster<D> {
     pub(crate) fn from_parts(
         shared: Arc<Shared<D>>,
-        threads: Vec<Option<JoinHandle<()>>>,
+        threads: Vec<Option<JoinHandle<ReplicaThread<D>>>>,
         cores: Vec<Option<usize>>,
     ) -> Self {
         Self { shared, threads: Mutex::new(threads), cores }
@@ -191,12 +192,14 @@ impl<D: Dispatch> Cluster<D> {
             replica.applied.notify();
         }
         let mut threads = self.threads.lock();
-        for thread in threads.iter_mut() {
-            if let Some(thread) = thread.take() {
-                // A replica thread catches every panic of the user's code; one that still
-                // panicked has already reported it, and shutdown goes on without it.
-                let _ = thread.join();
-            }
+        // A replica thread catches every panic of the user's code; one that still panicked
+        // has already reported it, and shutdown goes on without it.
+        let stopped: Vec<ReplicaThread<D>> =
+            threads.iter_mut().filter_map(Option::take).filter_map(|thread| thread.join().ok()).collect();
+        // Only now, with every replica thread gone, can nothing move a write between them:
+        // fail every write still held anywhere, so that no waiting client is left parked.
+        for replica in stopped {
+            replica.fail_held_writes();
         }
     }
 
@@ -256,7 +259,9 @@ impl<D: Dispatch> Faults<'_, D> {
         target.wake.notify();
         let thread = self.cluster.threads.lock()[replica].take();
         if let Some(thread) = thread {
-            let _ = thread.join();
+            // The crashed replica's state is dropped; writes it held are retried by their
+            // clients elsewhere (they may also have been committed through its peers).
+            drop(thread.join());
         }
         Ok(())
     }

@@ -40,8 +40,10 @@ impl<R> Completion<R> {
         self.done.store(true, Ordering::Release);
         drop(value);
         // The waiter checks `done` under the lock before it sleeps, so notifying after
-        // releasing the lock cannot be lost.
-        self.condvar.notify_all();
+        // releasing the lock cannot be lost. (The planted bug `completion-no-notify` skips it.)
+        if !cfg!(corum_plant = "completion-no-notify") {
+            self.condvar.notify_all();
+        }
         true
     }
 

@@ -73,7 +73,8 @@ impl<D: Dispatch> ReplicaThread<D> {
         &self.shared.replicas[self.index]
     }
 
-    pub(crate) fn run(mut self) {
+    /// Runs the replica until it is stopped or crashed, and returns its state.
+    pub(crate) fn run(mut self) -> Self {
         loop {
             if self.shared.is_stopped() {
                 break;
@@ -94,9 +95,17 @@ impl<D: Dispatch> ReplicaThread<D> {
                 self.next_tick = now + self.shared.options.tick;
             }
             self.core.flush();
-            self.publish_leadership();
+            // The planted bug `watermark-after-apply` raises the watermark only after the
+            // round's writes were applied and their callers completed.
+            let watermark_late = cfg!(corum_plant = "watermark-after-apply");
+            if !watermark_late {
+                self.publish_leadership();
+            }
             progressed |= self.send();
             progressed |= self.apply();
+            if watermark_late {
+                self.publish_leadership();
+            }
             if progressed {
                 self.idler.reset();
                 self.publish_stats();
@@ -108,6 +117,40 @@ impl<D: Dispatch> ReplicaThread<D> {
         // A crashed replica stays crashed; anything else that exits has stopped.
         let _ = self.me().status.compare_exchange(RUNNING, STOPPED, Ordering::AcqRel, Ordering::Acquire);
         let _ = self.me().status.compare_exchange(PAUSED, STOPPED, Ordering::AcqRel, Ordering::Acquire);
+        self
+    }
+
+    /// After every replica thread has exited: completes every write this replica still
+    /// holds (in its rings, its submission queue, its protocol core) with
+    /// [`Error::Shutdown`]. Writes already completed are left as they are.
+    pub(crate) fn fail_held_writes(mut self) {
+        let mut held: Vec<Command<D>> = Vec::new();
+        let mut collect = |message: Wire<D>| match message {
+            Message::Accept { batch, .. } => held.extend(batch.commands().iter().cloned()),
+            Message::Forward { commands } => held.extend(commands),
+            Message::Promise { accepted, .. } => {
+                accepted.iter().for_each(|entry| held.extend(entry.batch.commands().iter().cloned()))
+            }
+            Message::Learn { entries, .. } => {
+                entries.iter().for_each(|entry| held.extend(entry.batch.commands().iter().cloned()))
+            }
+            _ => {}
+        };
+        for (_, consumer) in &mut self.incoming {
+            while let Some(message) = consumer.pop() {
+                collect(message);
+            }
+        }
+        for queue in &mut self.pending {
+            queue.drain(..).for_each(&mut collect);
+        }
+        while let Some(command) = self.shared.replicas[self.index].submissions.pop() {
+            held.push(command);
+        }
+        held.extend(self.core.drain_unapplied_commands());
+        for command in held {
+            command.completion.complete(Err(Error::Shutdown));
+        }
     }
 
     /// Steps the core with every message waiting in the rings (up to a budget per ring).
@@ -208,6 +251,10 @@ impl<D: Dispatch> ReplicaThread<D> {
     /// how far it applied and completes the writes' callers.
     fn apply(&mut self) -> bool {
         let me = &self.shared.replicas[self.index];
+        if cfg!(corum_plant = "applied-before-apply") {
+            // Planted bug: announce the slots as applied before applying them.
+            me.slot_applied.store(self.core.slot_committed().get(), Ordering::Release);
+        }
         let mut applied_to = None;
         {
             let mut object = None;

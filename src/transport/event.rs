@@ -73,8 +73,11 @@ impl EventCount {
     /// Wakes every waiter that prepared before this call. Call it after publishing the
     /// change waiters wait for.
     pub fn notify(&self) {
-        // SeqCst fence pairs with the one in `prepare_wait` (see the module docs).
-        fence(Ordering::SeqCst);
+        // SeqCst fence pairs with the one in `prepare_wait` (see the module docs). The loom
+        // suite's planted bug `event-no-fence` removes it.
+        if !cfg!(corum_plant = "event-no-fence") {
+            fence(Ordering::SeqCst);
+        }
         if self.waiters.load(Ordering::Relaxed) == 0 {
             return;
         }

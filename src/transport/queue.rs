@@ -14,6 +14,10 @@ use crossbeam_utils::CachePadded;
 use crate::sync::atomic::{AtomicUsize, Ordering};
 use crate::sync::UnsafeCell;
 
+/// The ordering that publishes a pushed value; `Relaxed` only in the loom suite's planted bug.
+const VALUE_PUBLISH: Ordering =
+    if cfg!(corum_plant = "queue-publish-relaxed") { Ordering::Relaxed } else { Ordering::Release };
+
 struct Cell<T> {
     /// Whose turn: `p` free for the producer of position `p`, `p + 1` full for the consumer.
     sequence: AtomicUsize,
@@ -76,7 +80,7 @@ impl<T> Queue<T> {
                         // says the consumer is done with the cell's previous value.
                         cell.value.with_mut(|slot| unsafe { (*slot).write(value) });
                         // Release pairs with the consumer's Acquire load in `pop`.
-                        cell.sequence.store(pos.wrapping_add(1), Ordering::Release);
+                        cell.sequence.store(pos.wrapping_add(1), VALUE_PUBLISH);
                         return Ok(());
                     }
                     Err(current) => pos = current,

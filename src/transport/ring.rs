@@ -14,6 +14,13 @@ use crossbeam_utils::CachePadded;
 use crate::sync::atomic::{AtomicUsize, Ordering};
 use crate::sync::{Arc, UnsafeCell};
 
+/// The ordering that publishes a written slot; `Relaxed` only in the loom suite's planted bug.
+const TAIL_PUBLISH: Ordering =
+    if cfg!(corum_plant = "ring-tail-relaxed") { Ordering::Relaxed } else { Ordering::Release };
+/// The ordering that hands a read slot back; `Relaxed` only in the loom suite's planted bug.
+const HEAD_PUBLISH: Ordering =
+    if cfg!(corum_plant = "ring-head-relaxed") { Ordering::Relaxed } else { Ordering::Release };
+
 struct Ring<T> {
     slots: Box<[UnsafeCell<MaybeUninit<T>>]>,
     mask: usize,
@@ -97,7 +104,7 @@ impl<T> Producer<T> {
         self.tail = self.tail.wrapping_add(1);
         // Release pairs with the consumer's Acquire load of `tail` in `pop`: it publishes
         // the value written above.
-        self.ring.tail.store(self.tail, Ordering::Release);
+        self.ring.tail.store(self.tail, TAIL_PUBLISH);
         Ok(())
     }
 }
@@ -118,7 +125,7 @@ impl<T> Consumer<T> {
         self.head = self.head.wrapping_add(1);
         // Release pairs with the producer's Acquire load of `head` in `push`: our read of
         // the slot happens before the producer overwrites it.
-        self.ring.head.store(self.head, Ordering::Release);
+        self.ring.head.store(self.head, HEAD_PUBLISH);
         Some(value)
     }
 

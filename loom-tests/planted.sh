@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Shows that the loom suite has teeth: for each planted bug, builds corum with it
+# (`--cfg corum_plant="NAME"`, see the `corum_plant` cfgs in src/) and checks that the loom
+# test meant to catch it fails, printing how it failed. Exits non-zero if a bug goes
+# uncaught. Run from anywhere: `bash loom-tests/planted.sh`.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+# plant : test file : test name filter
+plants=(
+    "ring-tail-relaxed:ring:fifo_through_wrap_around_with_back_pressure"
+    "ring-head-relaxed:ring:racing_on_the_last_slot"
+    "queue-publish-relaxed:queue:two_producers_lose_nothing"
+    "event-no-fence:wakeup:event_count_never_loses_a_wake_up"
+    "completion-no-notify:wakeup:completion_is_filled_once_and_the_waiter_wakes"
+    "applied-before-apply:cluster:two_replicas_write_then_read_on_each_copy"
+    "watermark-after-apply:cluster:two_replicas_write_then_read_on_each_copy"
+)
+
+uncaught=0
+for entry in "${plants[@]}"; do
+    IFS=: read -r plant test filter <<<"$entry"
+    log=$(mktemp)
+    started=$(date +%s)
+    RUSTFLAGS="--cfg corum_loom --cfg corum_plant=\"$plant\"" CARGO_TARGET_DIR=target/loom-plant \
+        cargo test -q -p corum-loom-tests --release --test "$test" -- --exact "$filter" >"$log" 2>&1
+    seconds=$(( $(date +%s) - started ))
+    # loom reports a deadlock by aborting the process, so no test result line follows it.
+    if grep -q "test result: FAILED" "$log" || grep -q "^deadlock;" "$log"; then
+        # The first panic message: the line after loom's or the test's "panicked at".
+        why=$(grep -m1 -A1 "panicked at" "$log" | tail -n 1 | cut -c 1-150)
+        echo "caught   $plant by $test::$filter (${seconds}s): $why"
+    elif grep -q "test result: ok" "$log"; then
+        echo "MISSED   $plant: $test::$filter passed with the bug planted"
+        uncaught=1
+    else
+        echo "ERROR    $plant: the build or run failed before any test result:"
+        tail -n 20 "$log"
+        uncaught=1
+    fi
+    rm -f "$log"
+done
+exit $uncaught

@@ -1,0 +1,136 @@
+//! Whole tiny clusters through the real runtime code under loom: replica threads, rings,
+//! submission queue, completion slots, the read watermark, and shutdown, as in production.
+//!
+//! A cluster is too large a model to explore exhaustively. Each scenario runs under a
+//! preemption bound (`LOOM_MAX_PREEMPTIONS` overrides it): loom still explores every
+//! order of the points where threads block, park or yield, and every value a weak-memory
+//! load may return, but at most that many forced switches elsewhere. Two-replica models
+//! use bound 1; three-replica models use bound 0, because bound 1 did not finish within
+//! 13 minutes here.
+#![cfg(corum_loom)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use corum::{Builder, Dispatch, Error};
+
+#[derive(Clone, Default, Debug, PartialEq)]
+struct Counter(u64);
+
+impl Dispatch for Counter {
+    type ReadOp = ();
+    type WriteOp = u64;
+    type Response = u64;
+    fn dispatch(&self, _: &()) -> u64 {
+        self.0
+    }
+    fn dispatch_mut(&mut self, add: &u64) -> u64 {
+        self.0 += add;
+        self.0
+    }
+}
+
+/// Runs `model` under `bound` preemptions (unless `LOOM_MAX_PREEMPTIONS` says otherwise)
+/// and prints how many executions loom explored.
+fn check(name: &str, bound: usize, model: impl Fn() + Sync + Send + 'static) {
+    static EXECUTIONS: AtomicUsize = AtomicUsize::new(0);
+    let mut builder = loom::model::Builder::new();
+    if builder.preemption_bound.is_none() {
+        builder.preemption_bound = Some(bound);
+    }
+    // The runtime's loops are long paths of atomic operations; loom's default cap of 1,000
+    // branches per execution is too short for a whole cluster.
+    builder.max_branches = 20_000;
+    let bound = builder.preemption_bound;
+    EXECUTIONS.store(0, Ordering::Relaxed);
+    builder.check(move || {
+        EXECUTIONS.fetch_add(1, Ordering::Relaxed);
+        model();
+    });
+    println!("{name}: {} executions, preemption bound {bound:?}", EXECUTIONS.load(Ordering::Relaxed));
+}
+
+fn two_replicas() -> corum::Cluster<Counter> {
+    Builder::new(Counter::default()).replicas(2).pin(false).build().expect("build")
+}
+
+/// One write and reads through both replicas' copies: each read starts after the write
+/// completed, so each sees it (the watermark's Release/Acquire pairing and the applied
+/// slot's), and at shutdown both replicas applied the same sequence.
+#[test]
+fn two_replicas_write_then_read_on_each_copy() {
+    check("two_replicas_write_then_read_on_each_copy", 1, || {
+        let cluster = two_replicas();
+        let writer = cluster.handle(); // client 0: home replica 0
+        let reader = cluster.handle(); // client 1: home replica 1
+        assert_eq!(writer.execute_mut(5), Ok(5));
+        assert_eq!(reader.execute(()), Ok(5), "a read on replica 1's copy missed a completed write");
+        assert_eq!(writer.execute(()), Ok(5));
+        let copies = cluster.shutdown().expect("shutdown");
+        assert_eq!(copies, vec![Counter(5), Counter(5)]);
+    });
+}
+
+/// Shutdown of an idle cluster wakes every parked replica thread.
+#[test]
+fn shutdown_wakes_parked_replicas() {
+    check("shutdown_wakes_parked_replicas", 1, || {
+        let cluster = two_replicas();
+        assert_eq!(cluster.shutdown().expect("shutdown"), vec![Counter(0), Counter(0)]);
+    });
+}
+
+/// A client parked on a write that cannot commit (its peer crashed) is woken by the
+/// cluster stopping, with `Error::Shutdown`, and nothing deadlocks.
+#[test]
+fn stopping_fails_a_parked_client() {
+    check("stopping_fails_a_parked_client", 1, || {
+        let cluster = two_replicas();
+        cluster.faults().crash(1).expect("crash");
+        let handle = cluster.handle();
+        let client = loom::thread::spawn(move || handle.execute_mut(1));
+        drop(cluster);
+        assert_eq!(client.join().expect("client"), Err(Error::Shutdown));
+    });
+}
+
+/// The cluster stops while a write is in flight: the write either completed or failed
+/// with `Error::Shutdown`; the client is never left parked.
+#[test]
+fn stopping_with_a_write_in_flight() {
+    check("stopping_with_a_write_in_flight", 1, || {
+        let cluster = two_replicas();
+        let handle = cluster.handle();
+        let client = loom::thread::spawn(move || handle.execute_mut(1));
+        drop(cluster);
+        let outcome = client.join().expect("client");
+        assert!(matches!(outcome, Ok(1) | Err(Error::Shutdown)), "{outcome:?}");
+    });
+}
+
+/// Three replicas with one crashed: the remaining majority commits the write and both
+/// live replicas apply it.
+#[test]
+fn three_replicas_with_one_crashed_commit_a_write() {
+    check("three_replicas_with_one_crashed_commit_a_write", 0, || {
+        let cluster = Builder::new(Counter::default()).replicas(3).pin(false).build().expect("build");
+        cluster.faults().crash(2).expect("crash");
+        let handle = cluster.handle();
+        assert_eq!(handle.execute_mut(5), Ok(5));
+        assert_eq!(handle.execute(()), Ok(5));
+        assert_eq!(cluster.shutdown().expect("shutdown"), vec![Counter(5), Counter(5)]);
+    });
+}
+
+/// Three replicas, two writes from two clients: every replica applies the same sequence.
+#[test]
+fn three_replicas_two_clients_agree() {
+    check("three_replicas_two_clients_agree", 0, || {
+        let cluster = Builder::new(Counter::default()).replicas(3).pin(false).build().expect("build");
+        let other = cluster.handle();
+        let client = loom::thread::spawn(move || other.execute_mut(2));
+        let mine = cluster.handle().execute_mut(1).expect("write");
+        let theirs = client.join().expect("client").expect("write");
+        assert!(matches!((mine, theirs), (1, 3) | (3, 2)), "responses {mine} and {theirs} fit no order");
+        assert_eq!(cluster.shutdown().expect("shutdown"), vec![Counter(3); 3]);
+    });
+}
