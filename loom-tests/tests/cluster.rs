@@ -9,9 +9,8 @@
 //! 13 minutes here.
 #![cfg(corum_loom)]
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use corum::{Builder, Dispatch, Error};
+use corum_loom_tests::check;
 
 #[derive(Clone, Default, Debug, PartialEq)]
 struct Counter(u64);
@@ -29,26 +28,6 @@ impl Dispatch for Counter {
     }
 }
 
-/// Runs `model` under `bound` preemptions (unless `LOOM_MAX_PREEMPTIONS` says otherwise)
-/// and prints how many executions loom explored.
-fn check(name: &str, bound: usize, model: impl Fn() + Sync + Send + 'static) {
-    static EXECUTIONS: AtomicUsize = AtomicUsize::new(0);
-    let mut builder = loom::model::Builder::new();
-    if builder.preemption_bound.is_none() {
-        builder.preemption_bound = Some(bound);
-    }
-    // The runtime's loops are long paths of atomic operations; loom's default cap of 1,000
-    // branches per execution is too short for a whole cluster.
-    builder.max_branches = 20_000;
-    let bound = builder.preemption_bound;
-    EXECUTIONS.store(0, Ordering::Relaxed);
-    builder.check(move || {
-        EXECUTIONS.fetch_add(1, Ordering::Relaxed);
-        model();
-    });
-    println!("{name}: {} executions, preemption bound {bound:?}", EXECUTIONS.load(Ordering::Relaxed));
-}
-
 fn two_replicas() -> corum::Cluster<Counter> {
     Builder::new(Counter::default()).replicas(2).pin(false).build().expect("build")
 }
@@ -58,7 +37,7 @@ fn two_replicas() -> corum::Cluster<Counter> {
 /// slot's), and at shutdown both replicas applied the same sequence.
 #[test]
 fn two_replicas_write_then_read_on_each_copy() {
-    check("two_replicas_write_then_read_on_each_copy", 1, || {
+    check("two_replicas_write_then_read_on_each_copy", Some(1), || {
         let cluster = two_replicas();
         let writer = cluster.handle(); // client 0: home replica 0
         let reader = cluster.handle(); // client 1: home replica 1
@@ -73,7 +52,7 @@ fn two_replicas_write_then_read_on_each_copy() {
 /// Shutdown of an idle cluster wakes every parked replica thread.
 #[test]
 fn shutdown_wakes_parked_replicas() {
-    check("shutdown_wakes_parked_replicas", 1, || {
+    check("shutdown_wakes_parked_replicas", Some(1), || {
         let cluster = two_replicas();
         assert_eq!(cluster.shutdown().expect("shutdown"), vec![Counter(0), Counter(0)]);
     });
@@ -83,7 +62,7 @@ fn shutdown_wakes_parked_replicas() {
 /// cluster stopping, with `Error::Shutdown`, and nothing deadlocks.
 #[test]
 fn stopping_fails_a_parked_client() {
-    check("stopping_fails_a_parked_client", 1, || {
+    check("stopping_fails_a_parked_client", Some(1), || {
         let cluster = two_replicas();
         cluster.faults().crash(1).expect("crash");
         let handle = cluster.handle();
@@ -97,7 +76,7 @@ fn stopping_fails_a_parked_client() {
 /// with `Error::Shutdown`; the client is never left parked.
 #[test]
 fn stopping_with_a_write_in_flight() {
-    check("stopping_with_a_write_in_flight", 1, || {
+    check("stopping_with_a_write_in_flight", Some(1), || {
         let cluster = two_replicas();
         let handle = cluster.handle();
         let client = loom::thread::spawn(move || handle.execute_mut(1));
@@ -111,7 +90,7 @@ fn stopping_with_a_write_in_flight() {
 /// live replicas apply it.
 #[test]
 fn three_replicas_with_one_crashed_commit_a_write() {
-    check("three_replicas_with_one_crashed_commit_a_write", 0, || {
+    check("three_replicas_with_one_crashed_commit_a_write", Some(0), || {
         let cluster = Builder::new(Counter::default()).replicas(3).pin(false).build().expect("build");
         cluster.faults().crash(2).expect("crash");
         let handle = cluster.handle();
@@ -124,7 +103,7 @@ fn three_replicas_with_one_crashed_commit_a_write() {
 /// Three replicas, two writes from two clients: every replica applies the same sequence.
 #[test]
 fn three_replicas_two_clients_agree() {
-    check("three_replicas_two_clients_agree", 0, || {
+    check("three_replicas_two_clients_agree", Some(0), || {
         let cluster = Builder::new(Counter::default()).replicas(3).pin(false).build().expect("build");
         let other = cluster.handle();
         let client = loom::thread::spawn(move || other.execute_mut(2));

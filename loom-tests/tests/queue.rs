@@ -1,6 +1,8 @@
 //! The client submission queue (bounded MPSC) under loom.
 #![cfg(corum_loom)]
 
+use corum_loom_tests::check;
+
 use corum::__loom::Queue;
 use loom::sync::Arc;
 use loom::thread;
@@ -8,7 +10,7 @@ use loom::thread;
 /// Two producers and the consumer: nothing lost, nothing duplicated, FIFO per producer.
 #[test]
 fn two_producers_lose_nothing() {
-    loom::model(|| {
+    check("two_producers_lose_nothing", None, || {
         let queue = Arc::new(Queue::new(2));
         let producers: Vec<_> = (0..2u32)
             .map(|p| {
@@ -41,7 +43,7 @@ fn two_producers_lose_nothing() {
 /// A full queue hands the value back and loses nothing already queued.
 #[test]
 fn full_queue_applies_back_pressure() {
-    loom::model(|| {
+    check("full_queue_applies_back_pressure", None, || {
         let queue = Arc::new(Queue::new(2));
         queue.push(1).unwrap();
         let producer = {

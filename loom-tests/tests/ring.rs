@@ -1,13 +1,15 @@
 //! The replica-to-replica SPSC ring under loom.
 #![cfg(corum_loom)]
 
+use corum_loom_tests::check;
+
 use corum::__loom::ring;
 use loom::thread;
 
 /// FIFO across threads, through wrap-around, with the producer retrying on a full ring.
 #[test]
 fn fifo_through_wrap_around_with_back_pressure() {
-    loom::model(|| {
+    check("fifo_through_wrap_around_with_back_pressure", None, || {
         let (mut tx, mut rx) = ring::<u32>(2);
         let producer = thread::spawn(move || {
             for value in 0..3 {
@@ -37,7 +39,7 @@ fn fifo_through_wrap_around_with_back_pressure() {
 /// or read before it is written (loom's cell tracking catches the latter two).
 #[test]
 fn racing_on_the_last_slot() {
-    loom::model(|| {
+    check("racing_on_the_last_slot", None, || {
         let (mut tx, mut rx) = ring::<u32>(2);
         tx.push(1).unwrap();
         let producer = thread::spawn(move || {

@@ -3,6 +3,8 @@
 //! loom reports (timed waits are untimed under loom, so only a notification can end them).
 #![cfg(corum_loom)]
 
+use corum_loom_tests::check;
+
 use std::time::Duration;
 
 use corum::__loom::{Completion, EventCount};
@@ -13,7 +15,7 @@ use loom::thread;
 /// A consumer parks until a producer publishes a flag: never a lost wake-up.
 #[test]
 fn event_count_never_loses_a_wake_up() {
-    loom::model(|| {
+    check("event_count_never_loses_a_wake_up", None, || {
         let event = Arc::new(EventCount::new());
         let flag = Arc::new(AtomicBool::new(false));
         let waiter = {
@@ -40,7 +42,7 @@ fn event_count_never_loses_a_wake_up() {
 /// parked client sees it.
 #[test]
 fn completion_is_filled_once_and_the_waiter_wakes() {
-    loom::model(|| {
+    check("completion_is_filled_once_and_the_waiter_wakes", None, || {
         let completion = Arc::new(Completion::<u32>::new());
         let replicas: Vec<_> = (0..2u32)
             .map(|replica| {
