@@ -96,6 +96,7 @@ mod error;
 pub mod protocol;
 mod runtime;
 mod session;
+pub mod sim;
 mod sync;
 // Transport items are `pub` so the loom suite can reach them through `__loom`; in normal
 // builds they stay private to the crate.

@@ -103,6 +103,12 @@ pub enum Message<C> {
         /// Committed entries, in slot order.
         entries: Vec<LearnEntry<C>>,
     },
+    /// The answer to a [`Message::LearnRequest`] for entries already freed: the requester
+    /// must catch up from a snapshot.
+    Truncated {
+        /// Entries below this slot are freed at the sender.
+        slot_truncated: Slot,
+    },
     /// Client commands a non-leader passes on to the replica it believes leads.
     Forward {
         /// The commands, in submission order.
@@ -124,6 +130,7 @@ impl<C> Message<C> {
             Message::LearnRequest { .. } => "learn-request",
             Message::Learn { .. } => "learn",
             Message::Forward { .. } => "forward",
+            Message::Truncated { .. } => "truncated",
         }
     }
 }

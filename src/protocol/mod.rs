@@ -27,5 +27,5 @@ mod types;
 mod tests;
 
 pub use message::{LearnEntry, Message, PromiseEntry};
-pub use replica::{Config, Counters, Replica, RoleKind};
+pub use replica::{Config, Counters, DurableState, Replica, RoleKind};
 pub use types::{Ballot, Batch, ReplicaId, Slot, MAX_REPLICAS};

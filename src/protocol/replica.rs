@@ -89,8 +89,21 @@ impl Config {
 
     /// The number of replicas that make a majority.
     pub fn quorum(&self) -> usize {
+        if cfg!(corum_plant = "quorum-too-small") {
+            // Planted bug for the simulator's sweep: a "majority" one replica short.
+            return (self.replicas / 2).max(1);
+        }
         self.replicas / 2 + 1
     }
+}
+
+/// What a replica's acceptor keeps across a crash; see [`Replica::durable_state`].
+#[derive(Debug, Clone)]
+pub struct DurableState<C> {
+    /// The highest ballot promised.
+    pub ballot_promised: Ballot,
+    /// Every accepted entry: slot, ballot accepted in, value.
+    pub accepted: Vec<(Slot, Ballot, Batch<C>)>,
 }
 
 /// Which role a replica plays; see [`Replica::role`].
@@ -151,6 +164,10 @@ struct CandidateState<C> {
     ballot: Ballot,
     promises: u64,
     accepted: BTreeMap<Slot, PromiseEntry<C>>,
+    /// The highest commit index a promise reported, and who reported it. Slots below it are
+    /// chosen: the new leader adopts their values or learns them, and never re-proposes.
+    slot_floor: Slot,
+    floor_holder: ReplicaId,
 }
 
 #[derive(Debug)]
@@ -181,6 +198,13 @@ pub struct Replica<C> {
     buffered: VecDeque<C>,
     ticks_since_heard: u32,
     learn_cooldown: u32,
+    /// A peer answered a learn request with "freed below this slot": the caller should
+    /// install a snapshot reaching at least this far. `Slot::ZERO` when none is wanted.
+    snapshot_wanted: Slot,
+    /// The highest commit index a peer reported to us, and the peer to learn from while
+    /// ours is below it.
+    slot_learn_target: Slot,
+    learn_from: Option<ReplicaId>,
     outbox: Vec<(ReplicaId, Message<C>)>,
     counters: Counters,
 }
@@ -208,6 +232,9 @@ impl<C: Clone> Replica<C> {
             buffered: VecDeque::new(),
             ticks_since_heard: 0,
             learn_cooldown: 0,
+            snapshot_wanted: Slot::ZERO,
+            slot_learn_target: Slot::ZERO,
+            learn_from: None,
             outbox: Vec::new(),
             counters: Counters::default(),
         };
@@ -215,6 +242,60 @@ impl<C: Clone> Replica<C> {
             replica.ticks_since_heard = replica.election_timeout();
         }
         replica
+    }
+
+    /// The acceptor state a crash must not lose: the promise and every accepted value.
+    /// Paxos assumes an acceptor keeps these on stable storage; a replica restarted without
+    /// them could break a promise made before the crash. Everything else is volatile.
+    pub fn durable_state(&self) -> DurableState<C> {
+        DurableState {
+            ballot_promised: self.ballot_promised,
+            accepted: self.log.iter().map(|(&slot, entry)| (slot, entry.ballot, entry.batch.clone())).collect(),
+        }
+    }
+
+    /// A replica restarted after a crash: its acceptor state comes back from `durable`,
+    /// everything else starts empty. It follows, and catches up by learning or, when the
+    /// log it needs has been freed, from a snapshot ([`Replica::install_snapshot`]).
+    pub fn restart(id: ReplicaId, config: Config, durable: DurableState<C>) -> Self {
+        let mut replica = Self::new(id, config);
+        replica.ticks_since_heard = 0;
+        replica.ballot_promised = durable.ballot_promised;
+        for (slot, ballot, batch) in durable.accepted {
+            replica.log.insert(slot, Entry { ballot, batch, committed: false });
+        }
+        replica
+    }
+
+    /// The caller replaced its state machine with a snapshot holding every slot below
+    /// `slot`: skip those slots and free their entries.
+    ///
+    /// # Panics
+    /// If `slot` is below what this replica already delivered (a snapshot never goes back).
+    pub fn install_snapshot(&mut self, slot: Slot) {
+        if slot >= self.snapshot_wanted {
+            self.snapshot_wanted = Slot::ZERO;
+        }
+        assert!(
+            slot >= self.slot_delivered,
+            "{:?}: snapshot at {slot:?} behind delivered {:?}",
+            self.id,
+            self.slot_delivered
+        );
+        self.slot_delivered = slot;
+        self.slot_committed = self.slot_committed.max(slot);
+        self.slot_truncated = slot;
+        self.log = self.log.split_off(&slot);
+        if let Role::Leader(leader) = &mut self.role {
+            // Proposals below the snapshot are committed: the snapshot holds them.
+            leader.proposals = leader.proposals.split_off(&slot);
+            leader.slot_next = leader.slot_next.max(slot);
+        }
+        // Entries below the new commit index that we hold may be committed values we have
+        // not confirmed; they are at or above `slot` only if the snapshot is older than our
+        // commit index, in which case they were already committed.
+        self.advance_committed();
+        self.check_invariants();
     }
 
     // ----- inspection -------------------------------------------------------------------
@@ -270,6 +351,13 @@ impl<C: Clone> Replica<C> {
     /// Entries below this slot have been freed.
     pub fn slot_truncated(&self) -> Slot {
         self.slot_truncated
+    }
+
+    /// If the values this replica needs have been freed by its peers, the slot a snapshot
+    /// must reach: the caller should copy a peer's state machine that has applied at least
+    /// that far and call [`Replica::install_snapshot`].
+    pub fn snapshot_wanted(&self) -> Option<Slot> {
+        (self.snapshot_wanted > self.slot_delivered).then_some(self.snapshot_wanted)
     }
 
     /// Number of log entries held in memory.
@@ -366,6 +454,14 @@ impl<C: Clone> Replica<C> {
     /// Advances the replica's clock by one tick: heartbeats, retransmission, elections.
     pub fn tick(&mut self) {
         self.learn_cooldown = self.learn_cooldown.saturating_sub(1);
+        if let Some(from) = self.learn_from {
+            // A learn request or its answer may have been lost: ask again.
+            if self.slot_committed < self.slot_learn_target {
+                self.request_learn(from);
+            } else {
+                self.learn_from = None;
+            }
+        }
         if self.is_leader() {
             self.tick_leader();
         } else {
@@ -386,7 +482,9 @@ impl<C: Clone> Replica<C> {
         }
         match message {
             Message::Prepare { ballot, slot_first } => self.on_prepare(from, ballot, slot_first),
-            Message::Promise { ballot, accepted, .. } => self.on_promise(from, ballot, accepted),
+            Message::Promise { ballot, accepted, slot_committed } => {
+                self.on_promise(from, ballot, slot_committed, accepted)
+            }
             Message::Accept { ballot, slot, batch, slot_committed } => {
                 self.on_accept(from, ballot, slot, batch, slot_committed)
             }
@@ -399,6 +497,7 @@ impl<C: Clone> Replica<C> {
             Message::LearnRequest { slot_first } => self.on_learn_request(from, slot_first),
             Message::Learn { slot_committed, entries } => self.on_learn(from, slot_committed, entries),
             Message::Forward { commands } => self.on_forward(from, commands),
+            Message::Truncated { slot_truncated } => self.on_truncated(slot_truncated),
         }
         self.check_invariants();
     }
@@ -433,7 +532,7 @@ impl<C: Clone> Replica<C> {
         self.send(from, Message::Promise { ballot, slot_committed: self.slot_committed, accepted });
     }
 
-    fn on_promise(&mut self, from: ReplicaId, ballot: Ballot, accepted: Vec<PromiseEntry<C>>) {
+    fn on_promise(&mut self, from: ReplicaId, ballot: Ballot, slot_committed: Slot, accepted: Vec<PromiseEntry<C>>) {
         if ballot > self.ballot_promised {
             // A promise for a ballot we never sent: noise from a past life. Ignore it.
             self.counters.messages_ignored += 1;
@@ -448,6 +547,10 @@ impl<C: Clone> Replica<C> {
             return;
         }
         candidate.promises |= from.bit();
+        if slot_committed > candidate.slot_floor {
+            candidate.slot_floor = slot_committed;
+            candidate.floor_holder = from;
+        }
         for entry in accepted {
             merge_promise_entry(&mut candidate.accepted, entry);
         }
@@ -457,7 +560,8 @@ impl<C: Clone> Replica<C> {
     }
 
     fn on_accept(&mut self, from: ReplicaId, ballot: Ballot, slot: Slot, batch: Batch<C>, slot_committed: Slot) {
-        if ballot < self.ballot_promised {
+        // The planted bug `accept-below-promise` drops this guard: Paxos's one acceptor rule.
+        if ballot < self.ballot_promised && !cfg!(corum_plant = "accept-below-promise") {
             self.send(from, Message::Nack { ballot_promised: self.ballot_promised });
             return;
         }
@@ -488,7 +592,9 @@ impl<C: Clone> Replica<C> {
             return;
         };
         proposal.acks |= from.bit();
-        if proposal.acks.count_ones() as usize >= quorum {
+        // The planted bug `commit-without-majority` commits one acknowledgement short.
+        let needed = if cfg!(corum_plant = "commit-without-majority") { quorum - 1 } else { quorum };
+        if proposal.acks.count_ones() as usize >= needed {
             leader.proposals.remove(&slot);
             self.commit_slot(slot);
         }
@@ -526,8 +632,15 @@ impl<C: Clone> Replica<C> {
     }
 
     fn on_learn_request(&mut self, from: ReplicaId, slot_first: Slot) {
+        if slot_first >= self.slot_committed {
+            // We know no more than the requester.
+            self.counters.messages_ignored += 1;
+            return;
+        }
         if slot_first < self.slot_truncated {
+            // What it asks for is freed here: it must catch up from a snapshot.
             self.counters.learn_unavailable += 1;
+            self.send(from, Message::Truncated { slot_truncated: self.slot_truncated });
             return;
         }
         let entries: Vec<LearnEntry<C>> = self
@@ -548,6 +661,11 @@ impl<C: Clone> Replica<C> {
             if entry.slot < self.slot_committed || entry.slot < self.slot_truncated {
                 continue;
             }
+            if let Role::Leader(leader) = &mut self.role {
+                // A leader learning a slot it still proposes: the slot is decided, and by
+                // Paxos with the value it proposed; stop waiting for acceptances.
+                leader.proposals.remove(&entry.slot);
+            }
             match self.log.get_mut(&entry.slot) {
                 Some(existing) if existing.committed => {}
                 Some(existing) => {
@@ -563,9 +681,18 @@ impl<C: Clone> Replica<C> {
         self.advance_committed();
         if self.slot_committed < slot_committed {
             // More to learn: ask again at once rather than after the cooldown.
+            self.slot_learn_target = self.slot_learn_target.max(slot_committed);
             self.learn_cooldown = 0;
             self.request_learn(from);
         }
+    }
+
+    fn on_truncated(&mut self, slot_truncated: Slot) {
+        if slot_truncated <= self.slot_delivered {
+            self.counters.messages_ignored += 1;
+            return;
+        }
+        self.snapshot_wanted = self.snapshot_wanted.max(slot_truncated);
     }
 
     fn on_forward(&mut self, from: ReplicaId, commands: Vec<C>) {
@@ -621,7 +748,13 @@ impl<C: Clone> Replica<C> {
         if let Role::Leader(state) = std::mem::replace(&mut self.role, Role::Follower { leader: None }) {
             self.buffered.extend(state.queue);
         }
-        self.role = Role::Candidate(CandidateState { ballot, promises: self.id.bit(), accepted });
+        self.role = Role::Candidate(CandidateState {
+            ballot,
+            promises: self.id.bit(),
+            accepted,
+            slot_floor: self.slot_committed,
+            floor_holder: self.id,
+        });
         self.broadcast(|| Message::Prepare { ballot, slot_first });
         if self.config.quorum() == 1 {
             self.become_leader();
@@ -635,6 +768,8 @@ impl<C: Clone> Replica<C> {
             unreachable!("become_leader is only called on a candidate");
         };
         let ballot = candidate.ballot;
+        let slot_floor = candidate.slot_floor;
+        let candidate_floor_holder = candidate.floor_holder;
         self.counters.leader_changes += 1;
         let slot_last = candidate.accepted.keys().next_back().copied();
         let mut reproposals = Vec::new();
@@ -645,16 +780,26 @@ impl<C: Clone> Replica<C> {
                 let already = self.log.get(&slot).is_some_and(|entry| entry.committed);
                 match accepted.remove(&slot) {
                     _ if already => {}
+                    // Below the floor every slot is chosen, but the value a promise reports
+                    // may be a stale one its acceptor never learned was overridden, and the
+                    // chosen one may have been freed by the acceptors that knew it. Adopt
+                    // only values reported committed; learn the rest.
                     Some(entry) if entry.committed => {
                         self.log.insert(slot, Entry { ballot: entry.ballot, batch: entry.batch, committed: true });
                     }
-                    Some(entry) => reproposals.push((slot, entry.batch)),
-                    None => reproposals.push((slot, Batch::noop())),
+                    _ if slot < slot_floor => {}
+                    // The planted bug `ignore-accepted-values` forgets what phase 1 reported.
+                    Some(entry) if !cfg!(corum_plant = "ignore-accepted-values") => {
+                        reproposals.push((slot, entry.batch))
+                    }
+                    // The planted bug `skip-noop-fill` leaves holes unproposed.
+                    _ if cfg!(corum_plant = "skip-noop-fill") => {}
+                    _ => reproposals.push((slot, Batch::noop())),
                 }
                 slot = slot.next();
             }
         }
-        let slot_next = slot_last.map_or(self.slot_committed, Slot::next).max(self.slot_committed);
+        let slot_next = slot_last.map_or(self.slot_committed, Slot::next).max(self.slot_committed).max(slot_floor);
         let mut state = LeaderState {
             ballot,
             slot_next,
@@ -672,6 +817,10 @@ impl<C: Clone> Replica<C> {
         }
         // Tell everyone at once who leads, even when there was nothing to re-propose.
         self.send_commit();
+        if self.slot_committed < slot_floor {
+            self.slot_learn_target = self.slot_learn_target.max(slot_floor);
+            self.request_learn(candidate_floor_holder);
+        }
     }
 
     // ----- leader mechanics -------------------------------------------------------------
@@ -804,11 +953,16 @@ impl<C: Clone> Replica<C> {
         }
         self.advance_committed();
         if self.slot_committed < slot_committed {
+            self.slot_learn_target = self.slot_learn_target.max(slot_committed);
             self.request_learn(leader);
         }
     }
 
+    /// Asks `from` for committed values from our commit index on, at most once per
+    /// cooldown, and remembers to ask again (from `tick`) until we have caught up with
+    /// what `from` told us is committed.
     fn request_learn(&mut self, from: ReplicaId) {
+        self.learn_from = Some(from);
         if self.learn_cooldown > 0 {
             return;
         }
@@ -884,6 +1038,7 @@ impl<C: Clone> Replica<C> {
                     assert!(proposal.acks & id.bit() != 0, "{id:?}: leader did not accept its own {slot:?}");
                     let entry = self.log.get(&slot).expect("a proposal's entry is in the log");
                     assert_eq!(entry.ballot, leader.ballot, "{id:?}: proposal {slot:?} in a foreign ballot");
+                    assert!(!entry.committed, "{id:?}: proposal {slot:?} is already committed");
                 }
             }
             Role::Candidate(candidate) => {

@@ -100,8 +100,8 @@ pub(crate) struct ReplicaShared<D: Dispatch> {
 /// Everything the cluster's threads and handles share.
 pub(crate) struct Shared<D: Dispatch> {
     replicas: Box<[ReplicaShared<D>]>,
-    /// The highest commit index any leader has reached: every slot below it is committed.
-    /// Leaders raise it (Release) before anyone can apply those slots, so a read that loads
+    /// The highest commit index any replica has reached: every slot below it is committed.
+    /// Replicas raise it (Release) before anyone can apply those slots, so a read that loads
     /// it (Acquire) and waits until its replica applied that far sees every write that
     /// completed before the read began.
     slot_committed: CachePadded<AtomicU64>,
@@ -130,7 +130,7 @@ impl<D: Dispatch> ReplicaShared<D> {
 
 impl<D: Dispatch> Shared<D> {
     fn slot_committed(&self) -> Slot {
-        // Acquire pairs with the leader's Release `fetch_max` in the replica thread.
+        // Acquire pairs with the replicas' Release `fetch_max` in `publish_progress`.
         Slot::new(self.slot_committed.load(Ordering::Acquire))
     }
 

@@ -1,8 +1,8 @@
 //! One replica thread: the loop that feeds its protocol core from the rings and the
 //! submission queue, sends what the core emits, applies what it commits, and parks when
 //! there is nothing to do. The order inside one round is what makes reads linearizable:
-//! a leader raises the shared commit watermark *before* it sends the messages that let
-//! anyone (itself included) apply the newly committed slots.
+//! a replica raises the shared commit watermark to its commit index *before* it applies
+//! those slots or sends the messages that let others apply them.
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -99,12 +99,12 @@ impl<D: Dispatch> ReplicaThread<D> {
             // round's writes were applied and their callers completed.
             let watermark_late = cfg!(corum_plant = "watermark-after-apply");
             if !watermark_late {
-                self.publish_leadership();
+                self.publish_progress();
             }
             progressed |= self.send();
             progressed |= self.apply();
             if watermark_late {
-                self.publish_leadership();
+                self.publish_progress();
             }
             if progressed {
                 self.idler.reset();
@@ -188,18 +188,24 @@ impl<D: Dispatch> ReplicaThread<D> {
         self.pending.len() - stuck < self.core.config().quorum()
     }
 
-    /// A leader raises the shared commit watermark before the messages that let anyone
-    /// apply the new slots leave this thread (see the module docs), and tells clients
-    /// where to submit.
-    fn publish_leadership(&mut self) {
-        if !self.core.is_leader() {
-            return;
-        }
+    /// Raises the shared commit watermark to this replica's commit index before it applies
+    /// anything below it or sends the messages that let others do so (see the module docs),
+    /// and, if it leads, tells clients where to submit. Every replica does this, not only
+    /// the leader: a replica may learn that a slot is committed before the current leader
+    /// does (a quorum of an older ballot chose it), and must not apply it unannounced.
+    fn publish_progress(&mut self) {
         let committed = self.core.slot_committed().get();
         if committed > self.slot_committed_published {
-            // Release pairs with the Acquire load of readers (`Shared::slot_committed`).
-            self.shared.slot_committed.fetch_max(committed, Ordering::Release);
+            // Most rounds another replica already raised it: a load avoids contending on
+            // the line.
+            if self.shared.slot_committed.load(Ordering::Relaxed) < committed {
+                // Release pairs with the Acquire load of readers (`Shared::slot_committed`).
+                self.shared.slot_committed.fetch_max(committed, Ordering::Release);
+            }
             self.slot_committed_published = committed;
+        }
+        if !self.core.is_leader() {
+            return;
         }
         if self.shared.leader.load(Ordering::Relaxed) != self.index {
             self.shared.leader.store(self.index, Ordering::Relaxed);

@@ -1,0 +1,916 @@
+//! A deterministic simulator: N protocol replicas and simulated clients in one thread,
+//! every choice derived from one `u64` seed, with faults a real run meets once a year.
+//!
+//! The simulator drives the same [`protocol::Replica`](crate::protocol::Replica) the
+//! threaded runtime drives, applies committed batches through the same exactly-once table,
+//! serves reads the way the runtime does (at a replica that has applied everything
+//! committed when the read began), and checks, on every run:
+//! - **agreement**: no two replicas apply different batches in a slot;
+//! - **validity**: only commands clients submitted (or no-ops) are committed;
+//! - **exactly-once**: no client write takes effect twice, across retries and leader changes;
+//! - **state**: replicas that applied the same prefix hold equal objects;
+//! - **linearizability** of the clients' history, with the object as its own specification;
+//! - **liveness**: once faults stop and every replica is back, every operation completes and
+//!   the replicas converge within a bounded number of ticks.
+//!
+//! Faults: message loss, duplication, delay and reordering; replica crashes (the object,
+//! the log and every volatile protocol state are lost; the acceptor's promise and accepted
+//! values survive, as on an acceptor's stable storage) and restarts (catching up from a
+//! peer's snapshot, then by learning); pauses; and clients that retry after a timeout.
+//!
+//! Run your own object through it to test that it is deterministic under faults:
+//!
+//! ```
+//! use corum::sim::{self, ClientOp, SimConfig};
+//! use corum::Dispatch;
+//!
+//! #[derive(Clone, Default, Debug, PartialEq, Eq, Hash)]
+//! struct Stack(Vec<u32>);
+//!
+//! impl Dispatch for Stack {
+//!     type ReadOp = ();
+//!     type WriteOp = Option<u32>; // Some(x): push x; None: pop
+//!     type Response = Option<u32>;
+//!     fn dispatch(&self, _: &()) -> Option<u32> { self.0.last().copied() }
+//!     fn dispatch_mut(&mut self, op: &Option<u32>) -> Option<u32> {
+//!         match op { Some(x) => { self.0.push(*x); None } None => self.0.pop() }
+//!     }
+//! }
+//!
+//! for seed in 0..20 {
+//!     let workload = |rng: &mut sim::SimRng, _client: usize| match rng.below(3) {
+//!         0 => ClientOp::Read(()),
+//!         1 => ClientOp::Write(Some(rng.below(100) as u32)),
+//!         _ => ClientOp::Write(None),
+//!     };
+//!     let report = sim::run(seed, &SimConfig::default(), Stack::default(), workload, None)
+//!         .unwrap_or_else(|failure| panic!("{failure}"));
+//!     assert!(report.operations_completed > 0);
+//! }
+//! ```
+
+pub mod linearizability;
+pub mod workloads;
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::hash::Hash;
+
+use crate::protocol::{self, DurableState, Message, Replica, ReplicaId, Slot};
+use crate::session::Sessions;
+use crate::Dispatch;
+use linearizability::{Call, Operation, Partition, Specification};
+
+/// The simulator's random source: SplitMix64, so a seed replays exactly on every platform.
+#[derive(Debug, Clone)]
+pub struct SimRng(u64);
+
+impl SimRng {
+    /// A generator seeded with `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n` (`n > 0`).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+
+    /// True with probability `numerator / denominator`.
+    pub fn chance(&mut self, numerator: u64, denominator: u64) -> bool {
+        self.below(denominator) < numerator
+    }
+}
+
+/// What can go wrong, per tick or per message, in permille.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FaultConfig {
+    /// Chance that a message is lost.
+    pub loss_permille: u64,
+    /// Chance that a message is delivered twice.
+    pub duplicate_permille: u64,
+    /// Each message is delivered 1 to `1 + delay_max_ticks` ticks after it is sent, so
+    /// messages overtake each other.
+    pub delay_max_ticks: u64,
+    /// Chance per tick that a running replica crashes (never more than a minority down).
+    pub crash_permille: u64,
+    /// Chance per tick that a crashed replica restarts.
+    pub restart_permille: u64,
+    /// Chance per tick that a running replica pauses.
+    pub pause_permille: u64,
+    /// Chance per tick that a paused replica resumes.
+    pub resume_permille: u64,
+}
+
+impl FaultConfig {
+    /// No faults at all; messages still take 1 to 3 ticks.
+    pub fn none() -> Self {
+        Self {
+            loss_permille: 0,
+            duplicate_permille: 0,
+            delay_max_ticks: 2,
+            crash_permille: 0,
+            restart_permille: 0,
+            pause_permille: 0,
+            resume_permille: 0,
+        }
+    }
+}
+
+impl Default for FaultConfig {
+    /// The sweep's mix: 5 % loss, 5 % duplication, delays up to 8 ticks, and a crash,
+    /// restart, pause or resume every few dozen ticks.
+    fn default() -> Self {
+        Self {
+            loss_permille: 50,
+            duplicate_permille: 50,
+            delay_max_ticks: 8,
+            crash_permille: 8,
+            restart_permille: 20,
+            pause_permille: 8,
+            resume_permille: 30,
+        }
+    }
+}
+
+/// The shape of one simulated run.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Replicas in the cluster.
+    pub replicas: usize,
+    /// Simulated clients, each its own session.
+    pub clients: usize,
+    /// Operations each client issues.
+    pub operations_per_client: usize,
+    /// Writes one client may have in flight at once.
+    pub pipeline: usize,
+    /// Faults during the first `fault_ticks` ticks.
+    pub faults: FaultConfig,
+    /// Ticks during which faults happen; then every replica is brought back.
+    pub fault_ticks: u64,
+    /// After the faults stop, every operation must complete and every replica converge
+    /// within this many ticks, or the run fails its liveness check.
+    pub liveness_ticks: u64,
+    /// A client submits a write again after this many ticks without a response.
+    pub retry_ticks: u64,
+    /// Protocol timing, in ticks.
+    pub protocol: protocol::Config,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        let mut protocol = protocol::Config::new(3);
+        protocol.heartbeat_ticks = 5;
+        protocol.election_ticks = 30;
+        protocol.election_stagger_ticks = 10;
+        protocol.retransmit_ticks = 10;
+        protocol.window = 4;
+        protocol.batch_max = 8;
+        Self {
+            replicas: 3,
+            clients: 3,
+            operations_per_client: 10,
+            pipeline: 2,
+            faults: FaultConfig::default(),
+            fault_ticks: 400,
+            liveness_ticks: 3_000,
+            retry_ticks: 40,
+            protocol,
+        }
+    }
+}
+
+/// What a client asks of the object.
+#[derive(Debug, Clone)]
+pub enum ClientOp<D: Dispatch> {
+    /// A read.
+    Read(D::ReadOp),
+    /// A write.
+    Write(D::WriteOp),
+}
+
+/// What happened in a run that passed every check.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// The seed.
+    pub seed: u64,
+    /// Ticks simulated.
+    pub ticks: u64,
+    /// Messages delivered.
+    pub messages_delivered: u64,
+    /// Messages lost (to the network or to a crashed replica).
+    pub messages_lost: u64,
+    /// Crashes, restarts and pauses injected.
+    pub crashes: u64,
+    /// Restarts.
+    pub restarts: u64,
+    /// Pauses.
+    pub pauses: u64,
+    /// Times any replica became leader.
+    pub leader_changes: u64,
+    /// Snapshots installed by replicas that fell behind what their peers still held.
+    pub snapshots: u64,
+    /// Client writes submitted again after a timeout.
+    pub retries: u64,
+    /// Operations that returned to their clients.
+    pub operations_completed: u64,
+    /// Slots committed.
+    pub slots_committed: u64,
+}
+
+/// A run that broke a check: the seed that replays it and what broke.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The seed that reproduces the failure.
+    pub seed: u64,
+    /// The tick at which it was detected.
+    pub tick: u64,
+    /// What broke.
+    pub message: String,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "simulation seed {} failed at tick {}: {}\nreplay: CORUM_SIM_SEED={} cargo test --release --test sim -- --nocapture replay",
+            self.seed, self.tick, self.message, self.seed
+        )
+    }
+}
+
+impl std::error::Error for Failure {}
+
+/// A command as the simulated protocol orders it: who, which write, and the client's floor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Command {
+    client: u32,
+    sequence: u64,
+    floor: u64,
+    /// Index into the run's table of submitted writes.
+    write: usize,
+}
+
+struct Node<D> {
+    core: Option<Replica<Command>>,
+    durable: Option<DurableState<Command>>,
+    object: D,
+    sessions: Sessions,
+    paused: bool,
+}
+
+/// A slot as the first replica to apply it saw it: its batch, the writes that took effect
+/// (client, sequence), and a hash of the object afterwards.
+type Canonical = (Vec<Command>, Vec<(u32, u64)>, u64);
+
+struct InFlight {
+    deliver_at: u64,
+    from: ReplicaId,
+    to: ReplicaId,
+    message: Message<Command>,
+}
+
+struct PendingWrite {
+    write: usize,
+    floor: u64,
+    operation: usize,
+    retry_at: u64,
+}
+
+struct PendingRead<D: Dispatch> {
+    replica: usize,
+    watermark: Slot,
+    op: D::ReadOp,
+    operation: usize,
+}
+
+struct Client<D: Dispatch> {
+    next_sequence: u64,
+    outstanding: BTreeMap<u64, PendingWrite>,
+    read: Option<PendingRead<D>>,
+    issued: usize,
+}
+
+/// Runs one simulation of `initial` under `config` from `seed`, with clients drawing
+/// operations from `workload`, and checks it. `partition` maps an operation to the key it
+/// touches when the object's keys are independent, which speeds up the linearizability
+/// check (see [`linearizability::check`]).
+///
+/// # Errors
+/// A [`Failure`] naming the seed, the tick and the check that broke.
+pub fn run<D>(
+    seed: u64,
+    config: &SimConfig,
+    initial: D,
+    workload: impl FnMut(&mut SimRng, usize) -> ClientOp<D>,
+    partition: Option<Partition<'_, D>>,
+) -> Result<Report, Failure>
+where
+    D: Specification,
+    D::ReadOp: Clone + fmt::Debug,
+    D::WriteOp: Clone + fmt::Debug,
+    D::Response: Clone + PartialEq + fmt::Debug,
+{
+    let mut sim = Sim::new(seed, config, initial, workload);
+    // A panic (a broken protocol invariant) is a failure of this seed like any other.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sim.run())).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "a panic without a message".to_string());
+        Err(Failure { seed, tick: 0, message: format!("panic: {message}") })
+    });
+    let tick = sim.tick;
+    outcome.and_then(|()| {
+        linearizability::check(&sim.initial, &sim.history, partition).map_err(|message| Failure { seed, tick, message })
+    })?;
+    sim.report.ticks = sim.tick;
+    Ok(sim.report)
+}
+
+struct Sim<'a, D: Dispatch, W> {
+    seed: u64,
+    rng: SimRng,
+    config: &'a SimConfig,
+    initial: D,
+    workload: W,
+    tick: u64,
+    clock: u64,
+    nodes: Vec<Node<D>>,
+    network: Vec<InFlight>,
+    clients: Vec<Client<D>>,
+    writes: Vec<(u32, u64, D::WriteOp)>,
+    history: Vec<Operation<D>>,
+    /// The highest commit index any replica reached: what the runtime's read watermark holds.
+    watermark: Slot,
+    /// Per slot, the batch, the writes it took effect for, and the object's hash after it,
+    /// as the first replica to apply it saw them.
+    canonical: BTreeMap<Slot, Canonical>,
+    took_effect: HashSet<(u32, u64)>,
+    report: Report,
+    /// `CORUM_SIM_TRACE` set: print every client-visible event and watermark move.
+    trace: bool,
+    /// `CORUM_SIM_TRACE=messages`: print every message delivered, too.
+    trace_messages: bool,
+}
+
+impl<'a, D, W> Sim<'a, D, W>
+where
+    D: Specification,
+    D::ReadOp: Clone + fmt::Debug,
+    D::WriteOp: Clone + fmt::Debug,
+    D::Response: Clone + PartialEq + fmt::Debug,
+    W: FnMut(&mut SimRng, usize) -> ClientOp<D>,
+{
+    fn new(seed: u64, config: &'a SimConfig, initial: D, workload: W) -> Self {
+        let mut protocol = config.protocol.clone();
+        protocol.replicas = config.replicas;
+        let nodes = (0..config.replicas)
+            .map(|i| Node {
+                core: Some(Replica::new(ReplicaId::new(i), protocol.clone())),
+                durable: None,
+                object: initial.clone(),
+                sessions: Sessions::default(),
+                paused: false,
+            })
+            .collect();
+        let clients = (0..config.clients)
+            .map(|_| Client { next_sequence: 0, outstanding: BTreeMap::new(), read: None, issued: 0 })
+            .collect();
+        Self {
+            seed,
+            rng: SimRng::new(seed),
+            config,
+            initial,
+            workload,
+            tick: 0,
+            clock: 0,
+            nodes,
+            network: Vec::new(),
+            clients,
+            writes: Vec::new(),
+            history: Vec::new(),
+            watermark: Slot::ZERO,
+            canonical: BTreeMap::new(),
+            took_effect: HashSet::new(),
+            report: Report { seed, ..Report::default() },
+            trace: std::env::var_os("CORUM_SIM_TRACE").is_some(),
+            trace_messages: std::env::var("CORUM_SIM_TRACE").is_ok_and(|value| value == "messages"),
+        }
+    }
+
+    fn fail(&self, message: String) -> Failure {
+        Failure { seed: self.seed, tick: self.tick, message }
+    }
+
+    fn run(&mut self) -> Result<(), Failure> {
+        let deadline = self.config.fault_ticks + self.config.liveness_ticks;
+        while self.tick < deadline {
+            if self.tick < self.config.fault_ticks {
+                self.inject_faults();
+            } else if self.tick == self.config.fault_ticks {
+                self.heal();
+            }
+            self.clients_act();
+            self.deliver()?;
+            self.tick_replicas()?;
+            self.serve_reads();
+            if self.tick > self.config.fault_ticks && self.finished() {
+                return self.check_convergence();
+            }
+            self.tick += 1;
+        }
+        let waiting: usize = self.clients.iter().map(|c| c.outstanding.len() + usize::from(c.read.is_some())).sum();
+        Err(self.fail(format!(
+            "liveness: {} ticks after the faults stopped, {waiting} operations still wait; replicas: {}",
+            self.config.liveness_ticks,
+            self.describe_replicas()
+        )))
+    }
+
+    fn describe_replicas(&self) -> String {
+        let lines: Vec<String> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, node)| match &node.core {
+                None => format!("r{i} crashed"),
+                Some(core) => format!(
+                    "r{i} {:?} {:?} leader {:?} committed {:?} delivered {:?} truncated {:?} log {} snapshot {:?} waiting {}{}",
+                    core.role(),
+                    core.ballot_promised(),
+                    core.leader(),
+                    core.slot_committed(),
+                    core.slot_delivered(),
+                    core.slot_truncated(),
+                    core.log_len(),
+                    core.snapshot_wanted(),
+                    core.commands_waiting() + core.proposals_in_flight(),
+                    if node.paused { " paused" } else { "" }
+                ),
+            })
+            .collect();
+        format!("\n  {}", lines.join("\n  "))
+    }
+
+    // ----- faults -----------------------------------------------------------------------
+
+    fn max_down(&self) -> usize {
+        (self.config.replicas - 1) / 2
+    }
+
+    fn down(&self) -> usize {
+        self.nodes.iter().filter(|n| n.core.is_none() || n.paused).count()
+    }
+
+    fn inject_faults(&mut self) {
+        let faults = &self.config.faults;
+        let n = self.nodes.len() as u64;
+        let (crash, restart, pause, resume) =
+            (faults.crash_permille, faults.restart_permille, faults.pause_permille, faults.resume_permille);
+        if self.rng.chance(crash, 1000) && self.down() < self.max_down() {
+            let i = self.rng.below(n) as usize;
+            if self.nodes[i].core.is_some() && !self.nodes[i].paused {
+                self.crash(i);
+            }
+        }
+        if self.rng.chance(restart, 1000) {
+            let i = self.rng.below(n) as usize;
+            if self.nodes[i].core.is_none() {
+                self.restart(i);
+            }
+        }
+        if self.rng.chance(pause, 1000) && self.down() < self.max_down() {
+            let i = self.rng.below(n) as usize;
+            if self.nodes[i].core.is_some() && !self.nodes[i].paused {
+                self.nodes[i].paused = true;
+                self.report.pauses += 1;
+            }
+        }
+        if self.rng.chance(resume, 1000) {
+            let i = self.rng.below(n) as usize;
+            self.nodes[i].paused = false;
+        }
+    }
+
+    fn crash(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        let core = node.core.take().expect("crash is only injected on a running replica");
+        self.report.leader_changes += core.counters().leader_changes;
+        node.durable = Some(core.durable_state());
+        node.object = self.initial.clone();
+        node.sessions = Sessions::default();
+        self.report.crashes += 1;
+    }
+
+    /// Restarts replica `i` from its acceptor's durable state and a snapshot of the most
+    /// advanced running peer (object, exactly-once table, and the slot they reflect).
+    fn restart(&mut self, i: usize) {
+        let donor = (0..self.nodes.len())
+            .filter(|&j| j != i)
+            .filter_map(|j| self.nodes[j].core.as_ref().map(|core| (core.slot_delivered(), j)))
+            .max();
+        let Some((slot, j)) = donor else { return };
+        let object = self.nodes[j].object.clone();
+        let sessions = self.nodes[j].sessions.clone();
+        let mut protocol = self.config.protocol.clone();
+        protocol.replicas = self.config.replicas;
+        let durable = self.nodes[i].durable.take().expect("a crashed replica kept its durable state");
+        let mut core = Replica::restart(ReplicaId::new(i), protocol, durable);
+        core.install_snapshot(slot);
+        let node = &mut self.nodes[i];
+        node.core = Some(core);
+        node.object = object;
+        node.sessions = sessions;
+        node.paused = false;
+        self.report.restarts += 1;
+    }
+
+    fn heal(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.nodes[i].paused = false;
+            if self.nodes[i].core.is_none() {
+                self.restart(i);
+            }
+        }
+    }
+
+    // ----- clients ----------------------------------------------------------------------
+
+    fn running(&mut self) -> Option<usize> {
+        let running: Vec<usize> =
+            (0..self.nodes.len()).filter(|&i| self.nodes[i].core.is_some() && !self.nodes[i].paused).collect();
+        (!running.is_empty()).then(|| running[self.rng.below(running.len() as u64) as usize])
+    }
+
+    fn submit(&mut self, client: usize, sequence: u64) {
+        let Some(target) = self.running() else { return };
+        let pending = &self.clients[client].outstanding[&sequence];
+        let command = Command { client: client as u32, sequence, floor: pending.floor, write: pending.write };
+        self.nodes[target].core.as_mut().expect("running").propose(command);
+    }
+
+    fn clients_act(&mut self) {
+        for client in 0..self.clients.len() {
+            // Retries of writes without a response.
+            let due: Vec<u64> = self.clients[client]
+                .outstanding
+                .iter()
+                .filter(|(_, pending)| pending.retry_at <= self.tick)
+                .map(|(&sequence, _)| sequence)
+                .collect();
+            for sequence in due {
+                let retry_at = self.tick + self.config.retry_ticks;
+                self.clients[client].outstanding.get_mut(&sequence).expect("due").retry_at = retry_at;
+                self.report.retries += 1;
+                self.submit(client, sequence);
+            }
+            // A new operation, now and then.
+            let state = &self.clients[client];
+            if state.read.is_some() || state.issued >= self.config.operations_per_client || !self.rng.chance(1, 2) {
+                continue;
+            }
+            let op = (self.workload)(&mut self.rng, client);
+            match op {
+                ClientOp::Write(write) => {
+                    if self.clients[client].outstanding.len() >= self.config.pipeline {
+                        continue;
+                    }
+                    let state = &mut self.clients[client];
+                    state.issued += 1;
+                    let sequence = state.next_sequence;
+                    state.next_sequence += 1;
+                    let floor = state.outstanding.keys().next().copied().unwrap_or(sequence);
+                    let index = self.writes.len();
+                    self.writes.push((client as u32, sequence, write.clone()));
+                    let operation = self.history.len();
+                    self.history.push(Operation {
+                        client,
+                        call: Call::Write(write),
+                        invoked: self.clock,
+                        returned: None,
+                    });
+                    self.clock += 1;
+                    let retry_at = self.tick + self.config.retry_ticks;
+                    let pending = PendingWrite { write: index, floor, operation, retry_at };
+                    self.clients[client].outstanding.insert(sequence, pending);
+                    self.submit(client, sequence);
+                }
+                ClientOp::Read(read) => {
+                    if !self.clients[client].outstanding.is_empty() {
+                        // Reads wait for the client's writes, as `Handle::execute` after
+                        // waiting for its tickets would.
+                        continue;
+                    }
+                    let Some(replica) = self.running() else { continue };
+                    self.clients[client].issued += 1;
+                    let operation = self.history.len();
+                    self.history.push(Operation {
+                        client,
+                        call: Call::Read(read.clone()),
+                        invoked: self.clock,
+                        returned: None,
+                    });
+                    self.clock += 1;
+                    let watermark = self.watermark;
+                    self.clients[client].read = Some(PendingRead { replica, watermark, op: read, operation });
+                }
+            }
+        }
+    }
+
+    /// Serves pending reads whose replica has applied everything committed when the read
+    /// began; moves reads off replicas that stopped running.
+    fn serve_reads(&mut self) {
+        for client in 0..self.clients.len() {
+            let Some(read) = &self.clients[client].read else { continue };
+            let node = &self.nodes[read.replica];
+            let runs = node.core.is_some() && !node.paused;
+            if !runs {
+                if let Some(replica) = self.running() {
+                    self.clients[client].read.as_mut().expect("pending").replica = replica;
+                }
+                continue;
+            }
+            let delivered = node.core.as_ref().expect("runs").slot_delivered();
+            if delivered < read.watermark {
+                continue;
+            }
+            let response = node.object.dispatch(&read.op);
+            let operation = read.operation;
+            if self.trace {
+                println!(
+                    "tick {} clock {} r{} serves client {client}'s read (watermark {:?}, delivered {delivered:?}): {response:?}",
+                    self.tick, self.clock, read.replica, read.watermark
+                );
+            }
+            self.history[operation].returned = Some((self.clock, response));
+            self.clock += 1;
+            self.clients[client].read = None;
+            self.report.operations_completed += 1;
+        }
+    }
+
+    fn finished(&self) -> bool {
+        self.clients
+            .iter()
+            .all(|c| c.issued >= self.config.operations_per_client && c.outstanding.is_empty() && c.read.is_none())
+    }
+
+    // ----- network and replicas ---------------------------------------------------------
+
+    fn deliver(&mut self) -> Result<(), Failure> {
+        let mut due = Vec::new();
+        let mut index = 0;
+        while index < self.network.len() {
+            let message = &self.network[index];
+            if message.deliver_at <= self.tick && !self.nodes[message.to.index()].paused {
+                due.push(self.network.swap_remove(index));
+            } else {
+                index += 1;
+            }
+        }
+        // Random delivery order within the tick.
+        for i in (1..due.len()).rev() {
+            let j = self.rng.below(i as u64 + 1) as usize;
+            due.swap(i, j);
+        }
+        for message in due {
+            let to = message.to.index();
+            let Some(core) = self.nodes[to].core.as_mut() else {
+                self.report.messages_lost += 1;
+                continue;
+            };
+            if self.trace_messages {
+                println!("tick {} {:?} -> r{to}: {:?}", self.tick, message.from, message.message);
+            }
+            core.step(message.from, message.message);
+            self.report.messages_delivered += 1;
+            self.after_step(to)?;
+        }
+        Ok(())
+    }
+
+    fn tick_replicas(&mut self) -> Result<(), Failure> {
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].paused {
+                continue;
+            }
+            let Some(core) = self.nodes[i].core.as_mut() else { continue };
+            core.tick();
+            self.after_step(i)?;
+        }
+        Ok(())
+    }
+
+    /// After any input to replica `i`: flush, raise the read watermark if it leads (before
+    /// its messages leave, as the runtime does), send, and apply what it committed.
+    fn after_step(&mut self, i: usize) -> Result<(), Failure> {
+        let faulty = self.tick < self.config.fault_ticks;
+        let (loss, duplicate, delay) = if faulty {
+            let f = &self.config.faults;
+            (f.loss_permille, f.duplicate_permille, f.delay_max_ticks)
+        } else {
+            (0, 0, self.config.faults.delay_max_ticks)
+        };
+        let core = self.nodes[i].core.as_mut().expect("stepped replicas run");
+        core.flush();
+        // Every replica raises the watermark before it applies or sends, as in the runtime.
+        if core.slot_committed() > self.watermark {
+            self.watermark = core.slot_committed();
+            if self.trace {
+                println!("tick {} r{i} ({:?}) raises the watermark to {:?}", self.tick, core.role(), self.watermark);
+            }
+        }
+        let from = core.id();
+        let outgoing: Vec<_> = core.drain_messages().collect();
+        for (to, message) in outgoing {
+            if self.rng.chance(loss, 1000) {
+                self.report.messages_lost += 1;
+                continue;
+            }
+            let copies = if self.rng.chance(duplicate, 1000) { 2 } else { 1 };
+            for _ in 0..copies {
+                let deliver_at = self.tick + 1 + self.rng.below(delay + 1);
+                self.network.push(InFlight { deliver_at, from, to, message: message.clone() });
+            }
+        }
+        loop {
+            let core = self.nodes[i].core.as_mut().expect("stepped replicas run");
+            let Some((slot, batch)) = core.pop_committed() else { break };
+            self.apply(i, slot, batch.commands())?;
+        }
+        self.catch_up_from_snapshot(i);
+        Ok(())
+    }
+
+    /// When replica `i` needs values its peers have freed, copies the state of the running
+    /// peer that applied the most, as the runtime copies a peer's object.
+    fn catch_up_from_snapshot(&mut self, i: usize) {
+        let Some(wanted) = self.nodes[i].core.as_ref().and_then(|core| core.snapshot_wanted()) else { return };
+        let donor = (0..self.nodes.len())
+            .filter(|&j| j != i)
+            .filter_map(|j| self.nodes[j].core.as_ref().map(|core| (core.slot_delivered(), j)))
+            .max();
+        let Some((slot, j)) = donor else { return };
+        if slot < wanted {
+            return;
+        }
+        let (object, sessions) = (self.nodes[j].object.clone(), self.nodes[j].sessions.clone());
+        let node = &mut self.nodes[i];
+        node.core.as_mut().expect("running").install_snapshot(slot);
+        node.object = object;
+        node.sessions = sessions;
+        self.report.snapshots += 1;
+        if self.trace {
+            println!("tick {} r{i} installs r{j}'s snapshot at {slot:?}", self.tick);
+        }
+    }
+
+    fn apply(&mut self, i: usize, slot: Slot, commands: &[Command]) -> Result<(), Failure> {
+        let mut effects = Vec::new();
+        for command in commands {
+            // Validity: the command is one a client submitted, unchanged.
+            let valid = self
+                .writes
+                .get(command.write)
+                .is_some_and(|(client, sequence, _)| *client == command.client && *sequence == command.sequence);
+            if !valid {
+                return Err(
+                    self.fail(format!("validity: replica {i} applies {command:?} in {slot:?}, never submitted"))
+                );
+            }
+            let node = &mut self.nodes[i];
+            if !node.sessions.admit(u64::from(command.client), command.sequence, command.floor) {
+                continue;
+            }
+            let write = &self.writes[command.write].2;
+            let response = node.object.dispatch_mut(write);
+            effects.push((command.client, command.sequence));
+            // The first replica to apply a write completes its client.
+            let client = &mut self.clients[command.client as usize];
+            if let Some(pending) = client.outstanding.remove(&command.sequence) {
+                if self.trace {
+                    println!(
+                        "tick {} clock {} r{i} applies {slot:?}: client {} write {} returns {response:?}",
+                        self.tick, self.clock, command.client, command.sequence
+                    );
+                }
+                self.history[pending.operation].returned = Some((self.clock, response));
+                self.clock += 1;
+                self.report.operations_completed += 1;
+            }
+        }
+        let state = hash_of(&self.nodes[i].object);
+        match self.canonical.get(&slot) {
+            Some((batch, expected_effects, expected_state)) => {
+                if batch.as_slice() != commands {
+                    return Err(self.fail(format!(
+                        "agreement: replica {i} applies {commands:?} in {slot:?}, another applied {batch:?}"
+                    )));
+                }
+                if expected_effects != &effects || *expected_state != state {
+                    return Err(self.fail(format!(
+                        "state: replica {i} diverged in {slot:?}: writes {effects:?} took effect, another saw {expected_effects:?}"
+                    )));
+                }
+            }
+            None => {
+                for effect in &effects {
+                    if !self.took_effect.insert(*effect) {
+                        return Err(self.fail(format!(
+                            "exactly-once: client {} write {} takes effect a second time, in {slot:?}",
+                            effect.0, effect.1
+                        )));
+                    }
+                }
+                self.canonical.insert(slot, (commands.to_vec(), effects, state));
+                self.report.slots_committed += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Once every operation completed: run until every replica applied everything
+    /// committed, then compare their states.
+    fn check_convergence(&mut self) -> Result<(), Failure> {
+        let deadline = self.config.fault_ticks + self.config.liveness_ticks;
+        loop {
+            let target = self.watermark;
+            let converged =
+                self.nodes.iter().all(|n| n.core.as_ref().is_some_and(|core| core.slot_delivered() >= target));
+            if converged {
+                break;
+            }
+            if self.tick >= deadline {
+                let delivered: Vec<u64> =
+                    self.nodes.iter().map(|n| n.core.as_ref().map_or(0, |c| c.slot_delivered().get())).collect();
+                return Err(self.fail(format!(
+                    "liveness: replicas did not converge on {target:?} after the faults stopped: delivered {delivered:?}"
+                )));
+            }
+            self.tick += 1;
+            self.deliver()?;
+            self.tick_replicas()?;
+        }
+        let first = &self.nodes[0];
+        let delivered = first.core.as_ref().map(|c| c.slot_delivered());
+        for (i, node) in self.nodes.iter().enumerate().skip(1) {
+            if node.core.as_ref().map(|c| c.slot_delivered()) == delivered
+                && (node.object != first.object || node.sessions != first.sessions)
+            {
+                return Err(self.fail(format!("state: replicas 0 and {i} applied the same prefix but differ")));
+            }
+        }
+        for node in &self.nodes {
+            if let Some(core) = &node.core {
+                self.report.leader_changes += core.counters().leader_changes;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn hash_of<T: Hash>(value: &T) -> u64 {
+    use std::hash::Hasher;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    value.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// The configuration the seed sweep derives from `seed`: 3 or 5 replicas, 2 to 4 clients,
+/// pipelines of 1 to 3 writes, and the default fault mix.
+pub fn sweep_config(seed: u64) -> SimConfig {
+    let mut rng = SimRng::new(seed ^ 0x5eed_5eed_5eed_5eed);
+    SimConfig {
+        replicas: if rng.chance(1, 3) { 5 } else { 3 },
+        clients: 2 + rng.below(3) as usize,
+        pipeline: 1 + rng.below(3) as usize,
+        ..SimConfig::default()
+    }
+}
+
+/// Runs seed `seed` of the sweep: the configuration from [`sweep_config`] on a
+/// [`workloads::Register`] (even seeds) or a [`workloads::KvMap`] (odd seeds).
+///
+/// # Errors
+/// The [`Failure`] of that seed.
+pub fn sweep_seed(seed: u64) -> Result<Report, Failure> {
+    let config = sweep_config(seed);
+    if seed % 2 == 0 {
+        run(seed, &config, workloads::Register::default(), workloads::Register::workload, None)
+    } else {
+        let key = |call: &Call<workloads::KvGet, workloads::KvWrite>| workloads::KvMap::key(call);
+        run(seed, &config, workloads::KvMap::default(), workloads::KvMap::workload, Some(&key))
+    }
+}
