@@ -592,9 +592,7 @@ impl<C: Clone> Replica<C> {
             return;
         };
         proposal.acks |= from.bit();
-        // The planted bug `commit-without-majority` commits one acknowledgement short.
-        let needed = if cfg!(corum_plant = "commit-without-majority") { quorum - 1 } else { quorum };
-        if proposal.acks.count_ones() as usize >= needed {
+        if proposal.acks.count_ones() as usize >= quorum {
             leader.proposals.remove(&slot);
             self.commit_slot(slot);
         }
@@ -870,7 +868,8 @@ impl<C: Clone> Replica<C> {
         self.counters.batches_proposed += 1;
         self.log.insert(slot, Entry { ballot, batch: batch.clone(), committed: false });
         self.broadcast(|| Message::Accept { ballot, slot, batch: batch.clone(), slot_committed });
-        if self.config.quorum() == 1 {
+        // The planted bug `commit-without-majority` commits before any acceptor answered.
+        if self.config.quorum() == 1 || cfg!(corum_plant = "commit-without-majority") {
             if let Role::Leader(leader) = &mut self.role {
                 leader.proposals.remove(&slot);
             }
