@@ -4,7 +4,7 @@
 use super::types::{Ballot, Batch, Slot};
 
 /// One accepted (or committed) log entry reported in a [`Message::Promise`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PromiseEntry<C> {
     /// The slot the entry belongs to.
     pub slot: Slot,
@@ -17,7 +17,7 @@ pub struct PromiseEntry<C> {
 }
 
 /// One committed log entry carried by a [`Message::Learn`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LearnEntry<C> {
     /// The slot the entry belongs to.
     pub slot: Slot,
@@ -30,7 +30,7 @@ pub struct LearnEntry<C> {
 /// A protocol message. Terminology follows the crate docs: a candidate sends *prepare*,
 /// acceptors answer *promise*; a leader sends *accept*, acceptors answer *accepted*; once a
 /// majority accepted, the slot is *committed* and every replica *applies* it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Message<C> {
     /// Phase 1a: a candidate asks for a promise not to accept ballots below `ballot`, and
     /// for every value accepted at or above `slot_first`.

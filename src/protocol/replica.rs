@@ -21,7 +21,7 @@ use super::message::{LearnEntry, Message, PromiseEntry};
 use super::types::{Ballot, Batch, ReplicaId, Slot, MAX_REPLICAS};
 
 /// Timing and sizing of one replica. All durations are in ticks of the caller's clock.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Config {
     /// Number of replicas in the cluster, `1..=MAX_REPLICAS`.
     pub replicas: usize,
@@ -98,7 +98,7 @@ impl Config {
 }
 
 /// What a replica's acceptor keeps across a crash; see [`Replica::durable_state`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct DurableState<C> {
     /// The highest ballot promised.
     pub ballot_promised: Ballot,
@@ -118,7 +118,7 @@ pub enum RoleKind {
 }
 
 /// Counters of what a replica did and what it ignored; they only ever grow.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Counters {
     /// Elections this replica started.
     pub elections_started: u64,
@@ -135,20 +135,20 @@ pub struct Counters {
     pub learn_unavailable: u64,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Entry<C> {
     ballot: Ballot,
     batch: Batch<C>,
     committed: bool,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Proposal {
     acks: u64,
     ticks_since_sent: u32,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct LeaderState<C> {
     ballot: Ballot,
     slot_next: Slot,
@@ -159,7 +159,7 @@ struct LeaderState<C> {
     peer_delivered: Vec<Slot>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct CandidateState<C> {
     ballot: Ballot,
     promises: u64,
@@ -170,7 +170,7 @@ struct CandidateState<C> {
     floor_holder: ReplicaId,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Role<C> {
     Follower { leader: Option<ReplicaId> },
     Candidate(CandidateState<C>),
@@ -179,7 +179,11 @@ enum Role<C> {
 
 /// One Multi-Paxos replica: acceptor, learner and, when elected, leader. See the module
 /// docs for the contract with the caller.
-#[derive(Debug)]
+///
+/// Cloning copies the whole state, so a model checker can branch on it. Equality and
+/// hashing compare the protocol state only: the [`Counters`] are statistics and the outbox
+/// is empty between inputs once drained, so both are left out.
+#[derive(Debug, Clone)]
 pub struct Replica<C> {
     id: ReplicaId,
     config: Config,
@@ -207,6 +211,45 @@ pub struct Replica<C> {
     learn_from: Option<ReplicaId>,
     outbox: Vec<(ReplicaId, Message<C>)>,
     counters: Counters,
+}
+
+impl<C: PartialEq> PartialEq for Replica<C> {
+    fn eq(&self, other: &Self) -> bool {
+        self.protocol_state() == other.protocol_state() && self.log == other.log && self.role == other.role
+    }
+}
+
+impl<C: Eq> Eq for Replica<C> {}
+
+impl<C: std::hash::Hash> std::hash::Hash for Replica<C> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.protocol_state().hash(state);
+        self.log.hash(state);
+        self.role.hash(state);
+    }
+}
+
+impl<C> Replica<C> {
+    /// The scalar fields that equality and hashing compare (besides the log and the role).
+    #[allow(clippy::type_complexity)]
+    fn protocol_state(
+        &self,
+    ) -> (ReplicaId, &Config, Ballot, Slot, Slot, Slot, &VecDeque<C>, u32, u32, Slot, Slot, Option<ReplicaId>) {
+        (
+            self.id,
+            &self.config,
+            self.ballot_promised,
+            self.slot_committed,
+            self.slot_delivered,
+            self.slot_truncated,
+            &self.buffered,
+            self.ticks_since_heard,
+            self.learn_cooldown,
+            self.snapshot_wanted,
+            self.slot_learn_target,
+            self.learn_from,
+        )
+    }
 }
 
 impl<C: Clone> Replica<C> {
@@ -470,6 +513,14 @@ impl<C: Clone> Replica<C> {
                 self.become_candidate();
             }
         }
+        self.flush_inner();
+        self.check_invariants();
+    }
+
+    /// Starts an election now, as if the election timeout had passed: phase 1 in a ballot
+    /// above every ballot seen. A leader that campaigns gives up its ballot for a higher one.
+    pub fn campaign(&mut self) {
+        self.become_candidate();
         self.flush_inner();
         self.check_invariants();
     }

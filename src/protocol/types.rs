@@ -152,6 +152,34 @@ impl<C> Batch<C> {
     }
 }
 
+impl<C: PartialEq> PartialEq for Batch<C> {
+    /// Batches are equal when they hold equal commands in the same order.
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl<C: Eq> Eq for Batch<C> {}
+
+impl<C: PartialOrd> PartialOrd for Batch<C> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        self.0.partial_cmp(&other.0)
+    }
+}
+
+impl<C: Ord> Ord for Batch<C> {
+    /// Batches order by their commands, lexicographically (for model checkers' sets).
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.cmp(&other.0)
+    }
+}
+
+impl<C: std::hash::Hash> std::hash::Hash for Batch<C> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
 impl<C> Clone for Batch<C> {
     fn clone(&self) -> Self {
         Self(Arc::clone(&self.0))
