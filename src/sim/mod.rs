@@ -1,7 +1,7 @@
 //! A deterministic simulator: N protocol replicas and simulated clients in one thread,
 //! every choice derived from one `u64` seed, with faults a real run meets once a year.
 //!
-//! The simulator drives the same [`protocol::Replica`](crate::protocol::Replica) the
+//! The simulator drives the same [`protocol::Replica`] the
 //! threaded runtime drives, applies committed batches through the same exactly-once table,
 //! serves reads the way the runtime does (at a replica that has applied everything
 //! committed when the read began), and checks, on every run:
