@@ -74,36 +74,59 @@ fn client_workload(
     }
 }
 
-fn run_clients(
-    cluster: &corum::Cluster<Kv>,
-    clients: u32,
-    ops: u32,
-) -> (Acked, Submitted, Vec<std::thread::JoinHandle<()>>, Arc<AtomicUsize>) {
-    let acked: Acked = Arc::default();
-    let submitted: Submitted = Arc::default();
-    let progress = Arc::new(AtomicUsize::new(0));
-    let threads = (0..clients)
-        .map(|client| {
-            let (handle, acked, submitted, progress) =
-                (cluster.handle(), Arc::clone(&acked), Arc::clone(&submitted), Arc::clone(&progress));
-            std::thread::spawn(move || client_workload(handle, client, ops, acked, submitted, progress))
-        })
-        .collect();
-    (acked, submitted, threads, progress)
+/// Client threads running `client_workload` against one cluster, with what they record.
+struct Run {
+    acked: Acked,
+    submitted: Submitted,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    progress: Arc<AtomicUsize>,
+}
+
+impl Run {
+    fn start(cluster: &corum::Cluster<Kv>, clients: u32, ops: u32) -> Self {
+        let acked: Acked = Arc::default();
+        let submitted: Submitted = Arc::default();
+        let progress = Arc::new(AtomicUsize::new(0));
+        let threads = (0..clients)
+            .map(|client| {
+                let (handle, acked, submitted, progress) =
+                    (cluster.handle(), Arc::clone(&acked), Arc::clone(&submitted), Arc::clone(&progress));
+                std::thread::spawn(move || client_workload(handle, client, ops, acked, submitted, progress))
+            })
+            .collect();
+        Self { acked, submitted, threads, progress }
+    }
+
+    /// Waits until the clients made `steps` steps between them.
+    fn wait_for(&self, steps: usize) {
+        while self.progress.load(Ordering::Relaxed) < steps {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Joins the clients (each panics if a call failed), shuts the cluster down, and checks
+    /// that `live` copies came back and agree with what the clients saw.
+    fn finish(self, cluster: corum::Cluster<Kv>, live: usize) -> HashMap<WriteId, Option<u64>> {
+        for thread in self.threads {
+            thread.join().expect("client thread: every call succeeded");
+        }
+        let copies = cluster.shutdown().expect("shutdown");
+        assert_eq!(copies.len(), live, "live replicas returned by shutdown");
+        let acked = self.acked.lock().unwrap().clone();
+        check_copies(&copies, &acked, &self.submitted.lock().unwrap());
+        acked
+    }
 }
 
 #[test]
 fn three_replicas_four_clients_100k_mixed_ops_agree_with_a_sequential_replay() {
     let cluster = Builder::new(Kv::default()).replicas(3).build().expect("build");
-    let (acked, submitted, threads, _) = run_clients(&cluster, 4, 25_000);
-    for thread in threads {
-        thread.join().expect("client thread");
+    let run = Run::start(&cluster, 4, 25_000);
+    while run.threads.iter().any(|thread| !thread.is_finished()) {
+        std::thread::sleep(Duration::from_millis(5));
     }
     let stats = cluster.stats();
-    let copies = cluster.shutdown().expect("shutdown");
-    assert_eq!(copies.len(), 3);
-    let acked = acked.lock().unwrap();
-    check_copies(&copies, &acked, &submitted.lock().unwrap());
+    let acked = run.finish(cluster, 3);
     assert!(acked.len() > 20_000, "{} writes acknowledged", acked.len());
     let batches: u64 = stats.iter().map(|s| s.batches_proposed).sum();
     assert!(batches < acked.len() as u64, "writes were batched: {batches} batches for {} writes", acked.len());
@@ -112,58 +135,40 @@ fn three_replicas_four_clients_100k_mixed_ops_agree_with_a_sequential_replay() {
 #[test]
 fn a_crashed_leader_is_replaced_and_no_acknowledged_write_is_lost_or_doubled() {
     let cluster = Builder::new(Kv::default()).replicas(3).build().expect("build");
-    let (acked, submitted, threads, progress) = run_clients(&cluster, 3, 6_000);
-    while progress.load(Ordering::Relaxed) < 1_000 {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    let run = Run::start(&cluster, 3, 6_000);
+    run.wait_for(1_000);
     let old_leader = cluster.leader().expect("a leader while clients run");
     cluster.faults().crash(old_leader).expect("crash the leader");
-    let at_crash = progress.load(Ordering::Relaxed);
-    for thread in threads {
-        thread.join().expect("client thread: every call succeeded across the leader change");
+    let at_crash = run.progress.load(Ordering::Relaxed);
+    while run.threads.iter().any(|thread| !thread.is_finished()) {
+        std::thread::sleep(Duration::from_millis(5));
     }
-    assert!(progress.load(Ordering::Relaxed) > at_crash, "the run continued after the crash");
+    assert!(run.progress.load(Ordering::Relaxed) > at_crash, "the run continued after the crash");
     let stats = cluster.stats();
     let new_leaders: Vec<_> = stats.iter().filter(|s| s.role == RoleKind::Leader && s.replica != old_leader).collect();
     assert_eq!(new_leaders.len(), 1, "one new leader: {stats:#?}");
-    let copies = cluster.shutdown().expect("shutdown");
-    assert_eq!(copies.len(), 2, "the two live replicas");
-    check_copies(&copies, &acked.lock().unwrap(), &submitted.lock().unwrap());
+    run.finish(cluster, 2);
 }
 
 #[test]
 fn a_crashed_follower_serving_reads_is_replaced_for_its_clients() {
     let cluster = Builder::new(Kv::default()).replicas(3).build().expect("build");
-    let (acked, submitted, threads, progress) = run_clients(&cluster, 3, 3_000);
-    while progress.load(Ordering::Relaxed) < 500 {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    let run = Run::start(&cluster, 3, 3_000);
+    run.wait_for(500);
     let leader = cluster.leader().expect("a leader");
     cluster.faults().crash((leader + 1) % 3).expect("crash a follower");
-    for thread in threads {
-        thread.join().expect("client thread");
-    }
-    let copies = cluster.shutdown().expect("shutdown");
-    assert_eq!(copies.len(), 2);
-    check_copies(&copies, &acked.lock().unwrap(), &submitted.lock().unwrap());
+    run.finish(cluster, 2);
 }
 
 #[test]
 fn five_replicas_survive_two_crashes() {
     let cluster = Builder::new(Kv::default()).replicas(5).build().expect("build");
-    let (acked, submitted, threads, progress) = run_clients(&cluster, 2, 2_000);
-    while progress.load(Ordering::Relaxed) < 300 {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    let run = Run::start(&cluster, 2, 2_000);
+    run.wait_for(300);
     let leader = cluster.leader().expect("a leader");
     cluster.faults().crash(leader).expect("crash");
     cluster.faults().crash((leader + 2) % 5).expect("crash");
-    for thread in threads {
-        thread.join().expect("client thread");
-    }
-    let copies = cluster.shutdown().expect("shutdown");
-    assert_eq!(copies.len(), 3);
-    check_copies(&copies, &acked.lock().unwrap(), &submitted.lock().unwrap());
+    run.finish(cluster, 3);
 }
 
 #[test]
@@ -252,10 +257,5 @@ fn eager_retries_are_applied_exactly_once() {
     // and the replicated exactly-once table must apply each once.
     let cluster =
         Builder::new(Kv::default()).replicas(3).retry_after(Duration::from_micros(50)).build().expect("build");
-    let (acked, submitted, threads, _) = run_clients(&cluster, 3, 3_000);
-    for thread in threads {
-        thread.join().expect("client thread");
-    }
-    let copies = cluster.shutdown().expect("shutdown");
-    check_copies(&copies, &acked.lock().unwrap(), &submitted.lock().unwrap());
+    Run::start(&cluster, 3, 3_000).finish(cluster, 3);
 }
