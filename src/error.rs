@@ -29,6 +29,13 @@ pub enum Error {
         /// The cluster's replica count.
         replicas: usize,
     },
+    /// A fault-injection call that does not apply to the replica's current state.
+    FaultRefused {
+        /// The replica named.
+        replica: usize,
+        /// Why the call was refused.
+        reason: &'static str,
+    },
     /// The operating system refused to start a replica thread; nothing was started.
     Spawn {
         /// The replica whose thread could not start.
@@ -81,6 +88,7 @@ impl fmt::Display for Error {
             Error::NoSuchReplica { replica, replicas } => {
                 write!(f, "no replica {replica}: the cluster has {replicas}")
             }
+            Error::FaultRefused { replica, reason } => write!(f, "fault on replica {replica} refused: {reason}"),
             Error::Spawn { replica, reason } => write!(f, "could not start replica {replica}'s thread: {reason}"),
         }
     }

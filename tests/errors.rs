@@ -78,6 +78,8 @@ fn fault_injection_on_a_missing_replica_is_an_error() {
     let cluster = Builder::new(Kv::default()).replicas(3).build().expect("build");
     assert_eq!(cluster.faults().crash(3), Err(Error::NoSuchReplica { replica: 3, replicas: 3 }));
     assert_eq!(cluster.faults().pause(9), Err(Error::NoSuchReplica { replica: 9, replicas: 3 }));
+    assert_eq!(cluster.faults().restart(4), Err(Error::NoSuchReplica { replica: 4, replicas: 3 }));
+    assert!(matches!(cluster.faults().restart(0), Err(Error::FaultRefused { replica: 0, .. })), "0 is running");
     cluster.shutdown().expect("shutdown");
 }
 

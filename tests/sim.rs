@@ -24,12 +24,13 @@ fn sweep() {
     let reports: Vec<_> = outcomes.iter().filter_map(|outcome| outcome.as_ref().ok()).collect();
     let total = |f: fn(&sim::Report) -> u64| reports.iter().map(|r| f(r)).sum::<u64>();
     println!(
-        "sim sweep: {seeds} seeds in {elapsed:.1} s ({:.0} seeds/s on {} threads); {} crashes, {} restarts, {} pauses, \
+        "sim sweep: {seeds} seeds in {elapsed:.1} s ({:.0} seeds/s on {} threads); {} crashes, {} restarts, {} snapshots, {} pauses, \
          {} leader changes, {} retries, {} messages lost, {} operations, {} slots",
         seeds as f64 / elapsed,
         rayon::current_num_threads(),
         total(|r| r.crashes),
         total(|r| r.restarts),
+        total(|r| r.snapshots),
         total(|r| r.pauses),
         total(|r| r.leader_changes),
         total(|r| r.retries),

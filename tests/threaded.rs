@@ -259,3 +259,84 @@ fn eager_retries_are_applied_exactly_once() {
         Builder::new(Kv::default()).replicas(3).retry_after(Duration::from_micros(50)).build().expect("build");
     Run::start(&cluster, 3, 3_000).finish(cluster, 3);
 }
+
+/// Waits until `replica` has applied every slot committed so far.
+fn wait_until_caught_up(cluster: &corum::Cluster<Kv>, replica: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let stats = cluster.stats();
+        let committed = stats.iter().map(|s| s.slot_committed).max().expect("replicas");
+        if stats[replica].slot_applied >= committed {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "replica {replica} never caught up: {stats:#?}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn a_crashed_follower_restarts_from_a_snapshot_and_catches_up() {
+    let cluster = Builder::new(Kv::default()).replicas(3).build().expect("build");
+    let run = Run::start(&cluster, 3, 4_000);
+    run.wait_for(500);
+    let follower = (cluster.leader().expect("a leader") + 1) % 3;
+    cluster.faults().crash(follower).expect("crash");
+    assert!(matches!(cluster.faults().crash(follower), Ok(())), "crashing twice does nothing");
+    run.wait_for(1_500);
+    cluster.faults().restart(follower).expect("restart");
+    assert!(
+        matches!(cluster.faults().restart(follower), Err(corum::Error::FaultRefused { .. })),
+        "a running replica cannot be restarted"
+    );
+    let stats = cluster.stats();
+    assert_eq!(stats[follower].status, corum::ReplicaStatus::Running);
+    assert!(stats[follower].snapshots_installed >= 1, "{stats:#?}");
+    run.finish(cluster, 3);
+}
+
+#[test]
+fn a_crashed_leader_restarts_and_the_cluster_keeps_all_three_copies() {
+    let cluster = Builder::new(Kv::default()).replicas(3).build().expect("build");
+    let run = Run::start(&cluster, 3, 4_000);
+    run.wait_for(500);
+    let leader = cluster.leader().expect("a leader");
+    cluster.faults().crash(leader).expect("crash");
+    run.wait_for(1_500);
+    cluster.faults().restart(leader).expect("restart");
+    run.wait_for(2_500);
+    wait_until_caught_up(&cluster, leader);
+    run.finish(cluster, 3);
+}
+
+#[test]
+fn a_paused_replica_does_not_hold_the_log_back_and_catches_up_by_snapshot() {
+    let window = 64;
+    // Small rings, so that what the paused replica misses cannot all wait in its inbox.
+    let cluster = Builder::new(Kv::default()).replicas(3).log_window(window).ring_capacity(64).build().expect("build");
+    let run = Run::start(&cluster, 2, 40_000);
+    run.wait_for(200);
+    let paused = (cluster.leader().expect("a leader") + 1) % 3;
+    cluster.faults().pause(paused).expect("pause");
+    let applied_at_pause = cluster.stats()[paused].slot_applied.get();
+    // Let the others commit far more than the window while the replica sleeps.
+    let mut largest_log = 0;
+    loop {
+        let stats = cluster.stats();
+        largest_log =
+            largest_log.max(stats.iter().filter(|s| s.replica != paused).map(|s| s.log_len).max().unwrap_or(0));
+        let committed = stats.iter().map(|s| s.slot_committed.get()).max().unwrap_or(0);
+        if committed > applied_at_pause + 100 * window {
+            break;
+        }
+        assert!(!run.threads.iter().all(|t| t.is_finished()), "clients finished before the log moved on");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(cluster.stats()[paused].slot_applied.get(), applied_at_pause, "a paused replica applies nothing");
+    // Entries are freed at each heartbeat: the log holds the window plus what commits
+    // between two heartbeats, not the 100 windows committed since the pause.
+    assert!(largest_log < 50 * window, "the log grew to {largest_log} entries while a replica was paused");
+    cluster.faults().resume(paused).expect("resume");
+    wait_until_caught_up(&cluster, paused);
+    assert!(cluster.stats()[paused].snapshots_installed >= 1, "caught up from a snapshot");
+    run.finish(cluster, 3);
+}

@@ -43,6 +43,11 @@ pub struct Config {
     pub learn_max: usize,
     /// The most commands a replica holds while it knows no leader to forward them to.
     pub buffer_max: usize,
+    /// The most committed slots the log keeps behind the commit index. Entries every
+    /// replica has applied are freed at once; beyond this window they are freed even if a
+    /// slow, paused or crashed replica has not applied them, and that replica catches up
+    /// from a snapshot ([`Replica::snapshot_wanted`]) instead of holding the log back.
+    pub log_window: u64,
 }
 
 impl Config {
@@ -58,6 +63,7 @@ impl Config {
             retransmit_ticks: 20,
             learn_max: 64,
             buffer_max: 65_536,
+            log_window: 4096,
         }
     }
 
@@ -80,6 +86,9 @@ impl Config {
         }
         if self.retransmit_ticks == 0 {
             return Err("retransmit_ticks");
+        }
+        if self.log_window == 0 {
+            return Err("log_window");
         }
         if self.learn_max == 0 {
             return Err("learn_max");
@@ -947,16 +956,20 @@ impl<C: Clone> Replica<C> {
         self.truncate(slot_truncate);
     }
 
-    /// The slot below which every replica has applied everything, as far as this leader knows.
+    /// The slot below which log entries may be freed: everything every replica has applied,
+    /// as far as this leader knows, and in any case everything more than `log_window` slots
+    /// behind the commit index (a replica that needs those catches up from a snapshot).
     fn slot_truncate_global(&self) -> Slot {
         let Role::Leader(leader) = &self.role else { return self.slot_truncated };
-        leader
+        let applied_everywhere = leader
             .peer_delivered
             .iter()
             .enumerate()
             .map(|(index, &slot)| if index == self.id.index() { self.slot_delivered } else { slot })
             .min()
-            .unwrap_or(Slot::ZERO)
+            .unwrap_or(Slot::ZERO);
+        let window_start = Slot::new(self.slot_committed.get().saturating_sub(self.config.log_window));
+        applied_everywhere.max(window_start)
     }
 
     fn tick_leader(&mut self) {

@@ -7,11 +7,13 @@ use crossbeam_utils::CachePadded;
 
 use super::cluster::Cluster;
 use super::replica::ReplicaThread;
-use super::{IdleStrategy, Options, ReplicaShared, Shared, StatsCell, RUNNING};
+use super::{IdleStrategy, Options, ReplicaShared, ReplicaState, Shared, StatsCell, RUNNING};
 use crate::error::{ConfigError, Error};
+use crate::protocol::Slot;
 use crate::protocol::{self, ReplicaId, MAX_REPLICAS};
+use crate::session::Sessions;
 use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize};
-use crate::sync::{thread, Arc, RwLock};
+use crate::sync::{Arc, RwLock};
 use crate::transport::event::EventCount;
 use crate::transport::queue::Queue;
 use crate::transport::ring::ring;
@@ -60,6 +62,7 @@ pub struct Builder<D> {
     idle: IdleStrategy,
     ring_capacity: usize,
     submission_capacity: usize,
+    log_window: u64,
 }
 
 impl<D: Dispatch> Builder<D> {
@@ -80,6 +83,7 @@ impl<D: Dispatch> Builder<D> {
             idle: IdleStrategy::Park,
             ring_capacity: 1024,
             submission_capacity: 4096,
+            log_window: 4096,
         }
     }
 
@@ -167,6 +171,14 @@ impl<D: Dispatch> Builder<D> {
         self
     }
 
+    /// The most committed slots the log keeps behind the commit index (default 4096). A
+    /// replica that falls further behind (paused, slow, or restarted) catches up from a
+    /// copy of a peer's object instead of holding the log, and memory, back.
+    pub fn log_window(mut self, slots: u64) -> Self {
+        self.log_window = slots;
+        self
+    }
+
     fn validate(&self) -> Result<Vec<Option<core_affinity::CoreId>>, ConfigError> {
         if self.replicas == 0 {
             return Err(ConfigError::ZeroReplicas);
@@ -181,6 +193,7 @@ impl<D: Dispatch> Builder<D> {
             ("submission_capacity", self.submission_capacity),
             ("heartbeat_ticks", self.heartbeat_ticks as usize),
             ("election_ticks", self.election_ticks as usize),
+            ("log_window", self.log_window as usize),
         ] {
             if value == 0 {
                 return Err(ConfigError::Zero { setting });
@@ -221,6 +234,7 @@ impl<D: Dispatch> Builder<D> {
             retransmit_ticks: self.heartbeat_ticks * 2,
             learn_max: 64,
             buffer_max: self.submission_capacity * 4,
+            log_window: self.log_window,
         }
     }
 
@@ -244,7 +258,11 @@ impl<D: Dispatch> Builder<D> {
         };
         let replicas = (0..n)
             .map(|_| ReplicaShared {
-                object: RwLock::new(self.object.clone()),
+                state: RwLock::new(ReplicaState {
+                    object: self.object.clone(),
+                    sessions: Sessions::default(),
+                    slot_applied: Slot::ZERO,
+                }),
                 slot_applied: CachePadded::new(AtomicU64::new(0)),
                 applied: EventCount::new(),
                 submissions: Queue::new(self.submission_capacity),
@@ -286,28 +304,15 @@ impl<D: Dispatch> Builder<D> {
                 incoming,
                 (0..n).map(|_| VecDeque::new()).collect(),
             );
-            let core = pinning[index];
-            let spawned = thread::Builder::new().name(format!("corum-replica-{index}")).spawn(move || {
-                #[cfg(not(corum_loom))]
-                if let Some(core) = core {
-                    // Pinning is best effort: a refused pin leaves the thread unpinned.
-                    let _ = core_affinity::set_for_current(core);
-                }
-                #[cfg(corum_loom)]
-                let _ = core;
-                replica.run()
-            });
-            match spawned {
+            match replica.spawn(pinning[index]) {
                 Ok(handle) => threads.push(Some(handle)),
                 Err(error) => {
-                    let partial =
-                        Cluster::from_parts(shared, threads, pinning.iter().map(|c| c.map(|c| c.id)).collect());
-                    drop(partial);
+                    drop(Cluster::from_parts(shared, threads, pinning));
                     return Err(Error::Spawn { replica: index, reason: error.to_string() });
                 }
             }
         }
-        Ok(Cluster::from_parts(shared, threads, pinning.iter().map(|c| c.map(|c| c.id)).collect()))
+        Ok(Cluster::from_parts(shared, threads, pinning))
     }
 }
 

@@ -19,8 +19,12 @@ use crate::{Dispatch, Error};
 /// threads too, and calls on its handles then fail with [`Error::Shutdown`].
 pub struct Cluster<D: Dispatch> {
     shared: Arc<Shared<D>>,
+    /// Each running replica's thread.
     threads: Mutex<Vec<Option<JoinHandle<ReplicaThread<D>>>>>,
-    cores: Vec<Option<usize>>,
+    /// Each crashed replica's state, kept for the durable part a restart needs.
+    crashed: Mutex<Vec<Option<ReplicaThread<D>>>>,
+    /// The core each replica is pinned to.
+    cores: Vec<Option<core_affinity::CoreId>>,
 }
 
 /// Where a replica thread is in its life.
@@ -66,7 +70,10 @@ pub struct ReplicaStats {
     pub commands_waiting: u64,
     /// Log entries it holds in memory.
     pub log_len: u64,
-    /// The core it is pinned to (an index into the usable cores' ids), if any.
+    /// Snapshots it installed to catch up (after a restart, or after falling behind the
+    /// log window).
+    pub snapshots_installed: u64,
+    /// The core it is pinned to (the operating system's core id), if any.
     pub core: Option<usize>,
 }
 
@@ -80,9 +87,10 @@ impl<D: Dispatch> Cluster<D> {
     pub(crate) fn from_parts(
         shared: Arc<Shared<D>>,
         threads: Vec<Option<JoinHandle<ReplicaThread<D>>>>,
-        cores: Vec<Option<usize>>,
+        cores: Vec<Option<core_affinity::CoreId>>,
     ) -> Self {
-        Self { shared, threads: Mutex::new(threads), cores }
+        let crashed = Mutex::new((0..cores.len()).map(|_| None).collect());
+        Self { shared, threads: Mutex::new(threads), crashed, cores }
     }
 
     /// A new client session. Each handle has its own client id for exactly-once writes;
@@ -130,7 +138,8 @@ impl<D: Dispatch> Cluster<D> {
                     messages_dropped: load(&stats.messages_dropped),
                     commands_waiting: load(&stats.commands_waiting),
                     log_len: load(&stats.log_len),
-                    core: self.cores[replica],
+                    snapshots_installed: load(&stats.snapshots_installed),
+                    core: self.cores[replica].map(|core| core.id),
                 }
             })
             .collect()
@@ -165,7 +174,7 @@ impl<D: Dispatch> Cluster<D> {
             .replicas
             .iter()
             .filter(|replica| replica.status() != CRASHED && replica.slot_applied() >= watermark)
-            .map(|replica| replica.object.read().clone())
+            .map(|replica| replica.state.read().object.clone())
             .collect();
         if copies.is_empty() {
             return Err(Error::NoQuorum { waited: now().saturating_duration_since(started) });
@@ -217,8 +226,8 @@ impl<D: Dispatch> Drop for Cluster<D> {
     }
 }
 
-/// Fault injection on a running cluster, from [`Cluster::faults`]: pause, resume and crash
-/// replicas to test how an object behaves while a minority is slow or gone.
+/// Fault injection on a running cluster, from [`Cluster::faults`]: pause, resume, crash and
+/// restart replicas to test how an object behaves while a minority is slow or gone.
 ///
 /// ```
 /// use corum::{Builder, Dispatch};
@@ -233,7 +242,9 @@ impl<D: Dispatch> Drop for Cluster<D> {
 /// handle.execute_mut(1)?;
 /// cluster.faults().crash(0)?; // replica 0 led: a new leader takes over
 /// assert_eq!(handle.execute_mut(1)?, 2);
-/// assert_eq!(cluster.shutdown()?.len(), 2, "two live replicas");
+/// cluster.faults().restart(0)?; // back, with a copy of a peer's object
+/// assert_eq!(handle.execute_mut(1)?, 3);
+/// assert_eq!(cluster.shutdown()?.len(), 3, "three live replicas");
 /// # Ok::<(), corum::Error>(())
 /// ```
 pub struct Faults<'a, D: Dispatch> {
@@ -259,11 +270,49 @@ impl<D: Dispatch> Faults<'_, D> {
         target.wake.notify();
         let thread = self.cluster.threads.lock()[replica].take();
         if let Some(thread) = thread {
-            // The crashed replica's state is dropped; writes it held are retried by their
-            // clients elsewhere (they may also have been committed through its peers).
-            drop(thread.join());
+            // Writes the crashed replica held are retried by their clients elsewhere (they
+            // may also have been committed through its peers). Its state is kept only for
+            // the acceptor's durable part, which a restart needs.
+            if let Ok(state) = thread.join() {
+                self.cluster.crashed.lock()[replica] = Some(state);
+            }
         }
         Ok(())
+    }
+
+    /// Restarts a crashed replica on a fresh thread on its core. Its acceptor's promise and
+    /// accepted values survive the crash (as an acceptor's stable storage does in Paxos);
+    /// everything else is rebuilt, its object from a copy of the running peer that applied
+    /// the most, after which it catches up by learning. Returns once the thread runs.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchReplica`], [`Error::Shutdown`], and [`Error::FaultRefused`] if the
+    /// replica is not crashed or no running peer can provide a copy.
+    pub fn restart(&self, replica: usize) -> Result<(), Error> {
+        let target = self.cluster.replica_checked(replica)?;
+        let refused = |reason| Error::FaultRefused { replica, reason };
+        if target.status() != CRASHED {
+            return Err(refused("the replica is not crashed"));
+        }
+        let Some(mut state) = self.cluster.crashed.lock()[replica].take() else {
+            return Err(refused("the crashed replica's thread panicked; nothing to restart from"));
+        };
+        if !state.restart() {
+            self.cluster.crashed.lock()[replica] = Some(state);
+            return Err(refused("no running peer to copy the object from"));
+        }
+        target.status.store(RUNNING, Ordering::Release);
+        state.publish_stats();
+        match state.spawn(self.cluster.cores[replica]) {
+            Ok(thread) => {
+                self.cluster.threads.lock()[replica] = Some(thread);
+                Ok(())
+            }
+            Err(error) => {
+                target.status.store(CRASHED, Ordering::Release);
+                Err(Error::Spawn { replica, reason: error.to_string() })
+            }
+        }
     }
 
     /// Pauses replica `replica`: it keeps its state but takes no messages and serves no

@@ -180,8 +180,9 @@ impl<D: Dispatch> Handle<D> {
         loop {
             let target = &self.shared.replicas[replica];
             if target.slot_applied() >= watermark {
-                let object = target.object.read();
-                return catch_unwind(AssertUnwindSafe(|| object.dispatch(&op))).map_err(|_| Error::OperationPanicked);
+                let state = target.state.read();
+                return catch_unwind(AssertUnwindSafe(|| state.object.dispatch(&op)))
+                    .map_err(|_| Error::OperationPanicked);
             }
             if self.shared.is_stopped() {
                 return Err(Error::Shutdown);
@@ -219,8 +220,8 @@ impl<D: Dispatch> Handle<D> {
             return Err(Error::Shutdown);
         }
         let replica = self.shared.running_from(self.session.home).unwrap_or(self.session.home);
-        let object = self.shared.replicas[replica].object.read();
-        catch_unwind(AssertUnwindSafe(|| object.dispatch(&op))).map_err(|_| Error::OperationPanicked)
+        let state = self.shared.replicas[replica].state.read();
+        catch_unwind(AssertUnwindSafe(|| state.object.dispatch(&op))).map_err(|_| Error::OperationPanicked)
     }
 }
 

@@ -22,7 +22,7 @@ pub use handle::{Handle, Ticket};
 pub use idle::IdleStrategy;
 
 use crate::protocol::Slot;
-use crate::session::ClientId;
+use crate::session::{ClientId, Sessions};
 use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use crate::sync::{Arc, RwLock};
 use crate::transport::event::EventCount;
@@ -76,13 +76,24 @@ struct StatsCell {
     messages_dropped: AtomicU64,
     commands_waiting: AtomicU64,
     log_len: AtomicU64,
+    snapshots_installed: AtomicU64,
+}
+
+/// A replica's replicated state: the user's object, the exactly-once table, and the slot
+/// they reflect. Cloned whole, it is the snapshot a lagging or restarted replica installs.
+#[derive(Clone)]
+pub(crate) struct ReplicaState<D> {
+    object: D,
+    sessions: Sessions,
+    /// Every slot below this has been applied to `object` and `sessions`.
+    slot_applied: Slot,
 }
 
 /// What clients and peers share with one replica thread.
 pub(crate) struct ReplicaShared<D: Dispatch> {
-    /// The replica's copy of the object: written by its thread when applying, read by
-    /// clients serving reads.
-    object: RwLock<D>,
+    /// The replica's copy: written by its thread when applying, read by clients serving
+    /// reads and by peers copying a snapshot.
+    state: RwLock<ReplicaState<D>>,
     /// Every slot below this has been applied to `object`. Written by the replica thread
     /// (Release, after the write lock is released), read by clients (Acquire).
     slot_applied: CachePadded<AtomicU64>,

@@ -10,9 +10,9 @@ use std::time::Instant;
 
 use super::idle::{now, Idler};
 use super::{Command, ReplicaShared, Shared, CRASHED, PAUSED, RUNNING, STOPPED};
-use crate::protocol::{self, Message, ReplicaId, RoleKind};
-use crate::session::Sessions;
+use crate::protocol::{self, Message, ReplicaId, RoleKind, Slot};
 use crate::sync::atomic::Ordering;
+use crate::sync::thread::{self, JoinHandle};
 use crate::sync::Arc;
 use crate::transport::ring::{Consumer, Producer};
 use crate::{Dispatch, Error};
@@ -35,12 +35,12 @@ pub(crate) struct ReplicaThread<D: Dispatch> {
     incoming: Vec<(ReplicaId, Consumer<Wire<D>>)>,
     /// Messages waiting for room in a full ring, per destination.
     pending: Vec<VecDeque<Wire<D>>>,
-    sessions: Sessions,
     completed: Vec<Applied<D>>,
     next_tick: Instant,
     idler: Idler,
     slot_committed_published: u64,
     messages_dropped: u64,
+    snapshots_installed: u64,
 }
 
 impl<D: Dispatch> ReplicaThread<D> {
@@ -60,12 +60,12 @@ impl<D: Dispatch> ReplicaThread<D> {
             outgoing,
             incoming,
             pending,
-            sessions: Sessions::default(),
             completed: Vec::new(),
             next_tick: now(),
             idler,
             slot_committed_published: 0,
             messages_dropped: 0,
+            snapshots_installed: 0,
         }
     }
 
@@ -73,8 +73,68 @@ impl<D: Dispatch> ReplicaThread<D> {
         &self.shared.replicas[self.index]
     }
 
+    /// Starts the replica's thread, pinned to `core` if given (best effort: a refused pin
+    /// leaves the thread unpinned).
+    pub(crate) fn spawn(self, core: Option<core_affinity::CoreId>) -> std::io::Result<JoinHandle<Self>> {
+        let index = self.index;
+        thread::Builder::new().name(format!("corum-replica-{index}")).spawn(move || {
+            #[cfg(not(corum_loom))]
+            if let Some(core) = core {
+                let _ = core_affinity::set_for_current(core);
+            }
+            #[cfg(corum_loom)]
+            let _ = core;
+            self.run()
+        })
+    }
+
+    /// Rebuilds a crashed replica for a restart: the acceptor's durable state (promise and
+    /// accepted values, as on stable storage) survives; the log, the leader and learner
+    /// state and the object are rebuilt, the object from a copy of the running peer that
+    /// applied the most. Returns false if no running peer could provide a copy.
+    pub(crate) fn restart(&mut self) -> bool {
+        let config = self.core.config().clone();
+        let durable = self.core.durable_state();
+        self.core = protocol::Replica::restart(ReplicaId::new(self.index), config, durable);
+        self.pending.iter_mut().for_each(VecDeque::clear);
+        self.completed.clear();
+        self.next_tick = now();
+        self.idler.reset();
+        self.catch_up_from_snapshot(true)
+    }
+
+    /// Installs a copy of the state of the running peer that applied the most, when the
+    /// protocol core reports that its peers freed log entries it still needs (or, `force`d,
+    /// after a restart). Returns whether it installed one.
+    fn catch_up_from_snapshot(&mut self, force: bool) -> bool {
+        let wanted = match self.core.snapshot_wanted() {
+            Some(slot) => slot,
+            None if force => Slot::ZERO,
+            None => return false,
+        };
+        let replicas = &self.shared.replicas;
+        let donor = (0..replicas.len())
+            .filter(|&j| j != self.index && replicas[j].status() == RUNNING)
+            .max_by_key(|&j| replicas[j].slot_applied());
+        let Some(donor) = donor else { return false };
+        // The read lock gives a consistent copy: object, table and slot together.
+        let copy = replicas[donor].state.read().clone();
+        let slot = copy.slot_applied;
+        if slot < wanted || slot < self.core.slot_delivered() {
+            return false;
+        }
+        *replicas[self.index].state.write() = copy;
+        self.core.install_snapshot(slot);
+        // Release pairs with readers' Acquire load, as after applying.
+        replicas[self.index].slot_applied.store(slot.get(), Ordering::Release);
+        replicas[self.index].applied.notify();
+        self.snapshots_installed += 1;
+        true
+    }
+
     /// Runs the replica until it is stopped or crashed, and returns its state.
     pub(crate) fn run(mut self) -> Self {
+        self.publish_stats();
         loop {
             if self.shared.is_stopped() {
                 break;
@@ -88,6 +148,7 @@ impl<D: Dispatch> ReplicaThread<D> {
                 _ => break,
             }
             let mut progressed = self.receive();
+            progressed |= self.catch_up_from_snapshot(false);
             progressed |= self.intake();
             let now = now();
             if now >= self.next_tick {
@@ -263,20 +324,21 @@ impl<D: Dispatch> ReplicaThread<D> {
         }
         let mut applied_to = None;
         {
-            let mut object = None;
+            let mut state = None;
             while let Some((slot, batch)) = self.core.pop_committed() {
-                let object = object.get_or_insert_with(|| me.object.write());
+                let state = state.get_or_insert_with(|| me.state.write());
                 for command in batch.commands() {
-                    if !self.sessions.admit(command.client, command.sequence, command.floor) {
+                    if !state.sessions.admit(command.client, command.sequence, command.floor) {
                         // A duplicate: its first application completed the caller already.
                         continue;
                     }
                     // The object's code is the user's: a panic is caught here, on every
                     // replica alike, and reported to the caller instead of killing us.
-                    let outcome = catch_unwind(AssertUnwindSafe(|| object.dispatch_mut(&command.op)))
+                    let outcome = catch_unwind(AssertUnwindSafe(|| state.object.dispatch_mut(&command.op)))
                         .map_err(|_| Error::OperationPanicked);
                     self.completed.push((Arc::clone(command), outcome));
                 }
+                state.slot_applied = slot.next();
                 applied_to = Some(slot.next());
             }
         }
@@ -319,7 +381,7 @@ impl<D: Dispatch> ReplicaThread<D> {
         }
     }
 
-    fn publish_stats(&self) {
+    pub(crate) fn publish_stats(&self) {
         let stats = &self.me().stats;
         let counters = self.core.counters();
         let role = match self.core.role() {
@@ -338,5 +400,6 @@ impl<D: Dispatch> ReplicaThread<D> {
         let waiting = self.core.commands_waiting() + self.core.proposals_in_flight();
         stats.commands_waiting.store(waiting as u64, Ordering::Relaxed);
         stats.log_len.store(self.core.log_len() as u64, Ordering::Relaxed);
+        stats.snapshots_installed.store(self.snapshots_installed, Ordering::Relaxed);
     }
 }

@@ -175,6 +175,8 @@ impl Default for SimConfig {
         protocol.retransmit_ticks = 10;
         protocol.window = 4;
         protocol.batch_max = 8;
+        // A short log, so that lagging replicas fall behind it and catch up by snapshot.
+        protocol.log_window = 6;
         Self {
             replicas: 3,
             clients: 3,
