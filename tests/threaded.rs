@@ -340,3 +340,45 @@ fn a_paused_replica_does_not_hold_the_log_back_and_catches_up_by_snapshot() {
     assert!(cluster.stats()[paused].snapshots_installed >= 1, "caught up from a snapshot");
     run.finish(cluster, 3);
 }
+
+#[test]
+fn a_slow_leader_steps_down_and_a_responsive_replica_takes_over() {
+    let cluster = Builder::new(Kv::default()).replicas(3).build().expect("build");
+    let run = Run::start(&cluster, 2, 3_000);
+    run.wait_for(300);
+    let slow = cluster.leader().expect("a leader");
+    // Past half an election timeout (50 ms by default) per round.
+    cluster.faults().slow(slow, Duration::from_millis(80)).expect("slow");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let stats = cluster.stats();
+        if stats.iter().any(|s| s.replica != slow && s.role == RoleKind::Leader && s.ballot > stats[slow].ballot) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "leadership never moved: {stats:#?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    cluster.faults().slow(slow, Duration::ZERO).expect("full speed");
+    run.finish(cluster, 3);
+}
+
+#[test]
+fn a_lost_majority_fails_calls_with_no_quorum_until_it_is_back() {
+    let cluster = Builder::new(Kv::default()).replicas(3).deadline(Duration::from_millis(300)).build().expect("build");
+    let handle = cluster.handle();
+    let put = |number: u32, value: u64| KvWrite::Put { id: WriteId { client: 0, number }, key: 1, value };
+    assert_eq!(handle.execute_mut(put(0, 10)), Ok(None));
+    let leader = cluster.leader().expect("a leader");
+    cluster.faults().crash((leader + 1) % 3).expect("crash");
+    cluster.faults().crash((leader + 2) % 3).expect("crash");
+    assert!(matches!(handle.execute_mut(put(1, 11)), Err(corum::Error::NoQuorum { .. })));
+    cluster.faults().restart((leader + 1) % 3).expect("restart");
+    // The write that timed out may take effect (its outcome is unknown), but nothing
+    // acknowledged is lost: the next write replaces 10 or 11.
+    let replaced = handle.execute_mut(put(2, 12)).expect("a majority is back");
+    assert!(replaced == Some(10) || replaced == Some(11), "{replaced:?}");
+    assert_eq!(handle.execute(KvRead::Get(1)), Ok(Some(12)));
+    let copies = cluster.shutdown().expect("shutdown");
+    assert_eq!(copies.len(), 2);
+    assert!(copies.iter().all(|copy| copy.map.get(&1) == Some(&12)));
+}

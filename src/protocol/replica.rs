@@ -534,6 +534,17 @@ impl<C: Clone> Replica<C> {
         self.check_invariants();
     }
 
+    /// Gives up leadership (a leader that finds itself too slow to lead well). Queued
+    /// commands are kept for the next leader; proposals in flight are recovered by its
+    /// phase 1 or retried by their clients. Does nothing on a replica that does not lead.
+    pub fn step_down(&mut self) {
+        if self.is_leader() {
+            self.become_follower(None);
+            self.ticks_since_heard = 0;
+        }
+        self.check_invariants();
+    }
+
     /// Handles one message from replica `from`.
     pub fn step(&mut self, from: ReplicaId, message: Message<C>) {
         if from == self.id || from.index() >= self.config.replicas {

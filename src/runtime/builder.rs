@@ -268,6 +268,7 @@ impl<D: Dispatch> Builder<D> {
                 submissions: Queue::new(self.submission_capacity),
                 wake: EventCount::new(),
                 status: AtomicU8::new(RUNNING),
+                slowness_nanos: AtomicU64::new(0),
                 stats: StatsCell::default(),
             })
             .collect();

@@ -327,6 +327,22 @@ impl<D: Dispatch> Faults<'_, D> {
         Ok(())
     }
 
+    /// Slows replica `replica` down: its thread sleeps `delay` after every round of work
+    /// (a round handles every message and write waiting for it), like a thread on a busy
+    /// or throttled core. `Duration::ZERO` restores full speed. A leader slowed past half
+    /// an election timeout per round steps down, and a responsive replica takes over.
+    ///
+    /// # Errors
+    /// As for [`Faults::crash`].
+    pub fn slow(&self, replica: usize, delay: std::time::Duration) -> Result<(), Error> {
+        let target = self.cluster.replica_checked(replica)?;
+        let nanos = u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX);
+        // Relaxed: a setting, read by the replica thread once per round.
+        target.slowness_nanos.store(nanos, Ordering::Relaxed);
+        target.wake.notify();
+        Ok(())
+    }
+
     /// Resumes a paused replica, which then catches up with what it missed.
     ///
     /// # Errors

@@ -26,6 +26,9 @@ type Applied<D> = (Command<D>, Result<<D as Dispatch>::Response, Error>);
 /// that one busy input cannot starve the others.
 const INPUT_BUDGET: usize = 256;
 
+/// Consecutive late rounds after which a leader steps down (see `step_down_if_late`).
+const LATE_ROUNDS_BEFORE_STEPPING_DOWN: u32 = 3;
+
 pub(crate) struct ReplicaThread<D: Dispatch> {
     index: usize,
     core: protocol::Replica<Command<D>>,
@@ -41,6 +44,10 @@ pub(crate) struct ReplicaThread<D: Dispatch> {
     slot_committed_published: u64,
     messages_dropped: u64,
     snapshots_installed: u64,
+    /// When the current round of the loop started, and how many rounds in a row took
+    /// too long while leading.
+    round_started: Instant,
+    late_rounds: u32,
 }
 
 impl<D: Dispatch> ReplicaThread<D> {
@@ -66,6 +73,8 @@ impl<D: Dispatch> ReplicaThread<D> {
             slot_committed_published: 0,
             messages_dropped: 0,
             snapshots_installed: 0,
+            round_started: now(),
+            late_rounds: 0,
         }
     }
 
@@ -170,9 +179,11 @@ impl<D: Dispatch> ReplicaThread<D> {
             if progressed {
                 self.idler.reset();
                 self.publish_stats();
+                self.be_slow();
             } else {
                 self.idle();
             }
+            self.step_down_if_late();
         }
         self.publish_stats();
         // A crashed replica stays crashed; anything else that exits has stopped.
@@ -211,6 +222,41 @@ impl<D: Dispatch> ReplicaThread<D> {
         held.extend(self.core.drain_unapplied_commands());
         for command in held {
             command.completion.complete(Err(Error::Shutdown));
+        }
+    }
+
+    /// Sleeps as long as fault injection asked this replica to after each round of work.
+    fn be_slow(&self) {
+        // Relaxed: a setting read once per round; nothing is published through it.
+        let nanos = self.me().slowness_nanos.load(Ordering::Relaxed);
+        #[cfg(not(corum_loom))]
+        if nanos > 0 {
+            std::thread::sleep(std::time::Duration::from_nanos(nanos));
+        }
+        #[cfg(corum_loom)]
+        let _ = nanos;
+    }
+
+    /// A leader whose rounds keep taking longer than half an election timeout (a slow or
+    /// starved core) gives up leadership, so that a responsive replica takes over; its own
+    /// slow clock makes it the last to campaign again.
+    fn step_down_if_late(&mut self) {
+        let now = now();
+        let round = now.saturating_duration_since(self.round_started);
+        self.round_started = now;
+        if !self.core.is_leader() {
+            self.late_rounds = 0;
+            return;
+        }
+        let limit = self.shared.options.tick * self.core.config().election_ticks / 2;
+        if round <= limit {
+            self.late_rounds = 0;
+            return;
+        }
+        self.late_rounds += 1;
+        if self.late_rounds >= LATE_ROUNDS_BEFORE_STEPPING_DOWN {
+            self.late_rounds = 0;
+            self.core.step_down();
         }
     }
 

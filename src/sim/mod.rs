@@ -217,6 +217,8 @@ pub struct Report {
     pub restarts: u64,
     /// Pauses.
     pub pauses: u64,
+    /// Leaders that stepped down.
+    pub step_downs: u64,
     /// Times any replica became leader.
     pub leader_changes: u64,
     /// Snapshots installed by replicas that fell behind what their peers still held.
@@ -502,6 +504,14 @@ where
         if self.rng.chance(resume, 1000) {
             let i = self.rng.below(n) as usize;
             self.nodes[i].paused = false;
+        }
+        // A leader that finds itself too slow gives up leadership (as the runtime's do).
+        if self.rng.chance(pause, 1000) {
+            let i = self.rng.below(n) as usize;
+            if let Some(core) = self.nodes[i].core.as_mut().filter(|core| core.is_leader()) {
+                core.step_down();
+                self.report.step_downs += 1;
+            }
         }
     }
 
