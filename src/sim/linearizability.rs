@@ -77,7 +77,7 @@ where
         partitions.entry(key).or_default().push(op);
     }
     for (key, ops) in partitions {
-        let mut search = Search { ops: &ops, visited: HashSet::new(), linearized: vec![false; ops.len()] };
+        let mut search = Search { ops: &ops };
         if !search.run(initial.clone()) {
             let mut sorted = ops.clone();
             sorted.sort_by_key(|op| op.invoked);
@@ -93,11 +93,20 @@ where
     Ok(())
 }
 
+/// The search over one partition, after Lowe's just-in-time linearization as Porcupine
+/// implements it: the history is a linked list of call and return events in time order; the
+/// search linearizes calls that come before the first remaining return, lifting each
+/// linearized call and its return out of the list, and backtracks when it meets a return
+/// whose call it could not linearize. Iterative, so long histories do not exhaust the stack.
 struct Search<'a, D: Dispatch> {
     ops: &'a [&'a Operation<D>],
-    /// Configurations (linearized set, state) already shown to lead nowhere.
-    visited: HashSet<(Vec<u64>, u64)>,
-    linearized: Vec<bool>,
+}
+
+/// One event of the linked list: the call or the return of `op`.
+#[derive(Clone, Copy)]
+struct Event {
+    op: usize,
+    call: bool,
 }
 
 impl<D> Search<'_, D>
@@ -107,64 +116,116 @@ where
     D::WriteOp: Clone + Debug,
     D::Response: Clone + PartialEq + Debug,
 {
-    fn run(&mut self, state: D) -> bool {
-        // Done when every operation that returned has been linearized.
-        let pending_returned = self.ops.iter().zip(&self.linearized).any(|(op, &done)| !done && op.returned.is_some());
-        if !pending_returned {
-            return true;
+    fn run(&mut self, initial: D) -> bool {
+        let n = self.ops.len();
+        // Events in time order; an operation that never returned returns after everything.
+        let mut events: Vec<(u64, bool, Event)> = Vec::with_capacity(2 * n);
+        for (op, operation) in self.ops.iter().enumerate() {
+            events.push((operation.invoked, true, Event { op, call: true }));
+            let at = operation.returned.as_ref().map_or(u64::MAX, |(at, _)| *at);
+            events.push((at, false, Event { op, call: false }));
         }
-        if !self.visited.insert((self.key(), hash_of(&state))) {
-            return false;
+        // Calls before returns at equal times: an operation may overlap one returning then.
+        events.sort_by_key(|&(at, call, event)| (at, !call, event.op));
+        let events: Vec<Event> = events.into_iter().map(|(_, _, event)| event).collect();
+        // A doubly linked list over `events`, with a head sentinel at index `len`.
+        let head = events.len();
+        let mut next: Vec<usize> = (1..=events.len()).chain([usize::MAX]).collect();
+        let mut prev: Vec<usize> = std::iter::once(head).chain(0..events.len().saturating_sub(1)).collect();
+        prev.push(usize::MAX);
+        next[head] = if events.is_empty() { usize::MAX } else { 0 };
+        if let Some(last) = events.len().checked_sub(1) {
+            next[last] = usize::MAX;
         }
-        // An operation may go next if no operation still to linearize returned before it
-        // was invoked.
-        let horizon = self
-            .ops
-            .iter()
-            .zip(&self.linearized)
-            .filter(|(_, &done)| !done)
-            .filter_map(|(op, _)| op.returned.as_ref().map(|(at, _)| *at))
-            .min()
-            .unwrap_or(u64::MAX);
-        for index in 0..self.ops.len() {
-            if self.linearized[index] || self.ops[index].invoked > horizon {
+        let mut return_of = vec![0; n];
+        for (index, event) in events.iter().enumerate() {
+            if !event.call {
+                return_of[event.op] = index;
+            }
+        }
+        let unlink = |index: usize, next: &mut Vec<usize>, prev: &mut Vec<usize>| {
+            let (p, q) = (prev[index], next[index]);
+            next[p] = q;
+            if q != usize::MAX {
+                prev[q] = p;
+            }
+        };
+        let relink = |index: usize, next: &mut Vec<usize>, prev: &mut Vec<usize>| {
+            let (p, q) = (prev[index], next[index]);
+            next[p] = index;
+            if q != usize::MAX {
+                prev[q] = index;
+            }
+        };
+
+        let mut linearized = vec![0u64; n.div_ceil(64)];
+        let mut visited: HashSet<(Vec<u64>, u64)> = HashSet::new();
+        let mut calls: Vec<(usize, D)> = Vec::new();
+        let mut state = initial;
+        let mut entry = next[head];
+        while next[head] != usize::MAX {
+            if entry == usize::MAX {
+                // Only possible when every remaining event was skipped: backtrack.
+                let Some((call, previous)) = calls.pop() else { return false };
+                let op = events[call].op;
+                linearized[op / 64] &= !(1 << (op % 64));
+                state = previous;
+                relink(return_of[op], &mut next, &mut prev);
+                relink(call, &mut next, &mut prev);
+                entry = next[call];
                 continue;
             }
-            let op = self.ops[index];
-            let mut next = state.clone();
-            let response = match &op.call {
-                Call::Read(read) => next.dispatch(read),
-                Call::Write(write) => {
-                    // Histories checked here come from objects that do not panic; a write
-                    // that panics in the specification cannot be linearized.
-                    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| next.dispatch_mut(write))) {
-                        Ok(response) => response,
-                        Err(_) => continue,
+            let event = events[entry];
+            if event.call {
+                let op = self.ops[event.op];
+                if let Some(after) = step(&state, op) {
+                    let mut bits = linearized.clone();
+                    bits[event.op / 64] |= 1 << (event.op % 64);
+                    if visited.insert((bits.clone(), hash_of(&after))) {
+                        calls.push((entry, std::mem::replace(&mut state, after)));
+                        linearized = bits;
+                        unlink(entry, &mut next, &mut prev);
+                        unlink(return_of[event.op], &mut next, &mut prev);
+                        entry = next[head];
+                        continue;
                     }
                 }
-            };
-            if let Some((_, expected)) = &op.returned {
-                if &response != expected {
-                    continue;
-                }
+                entry = next[entry];
+            } else {
+                // A return whose call is still in the list: undo the last linearization.
+                let Some((call, previous)) = calls.pop() else { return false };
+                let op = events[call].op;
+                linearized[op / 64] &= !(1 << (op % 64));
+                state = previous;
+                relink(return_of[op], &mut next, &mut prev);
+                relink(call, &mut next, &mut prev);
+                entry = next[call];
             }
-            self.linearized[index] = true;
-            if self.run(next) {
-                return true;
-            }
-            self.linearized[index] = false;
         }
-        false
+        true
     }
+}
 
-    fn key(&self) -> Vec<u64> {
-        let mut bits = vec![0u64; self.linearized.len().div_ceil(64)];
-        for (index, &done) in self.linearized.iter().enumerate() {
-            if done {
-                bits[index / 64] |= 1 << (index % 64);
-            }
+/// Applies `op` to a copy of `state`; `None` if its recorded response does not match.
+fn step<D>(state: &D, op: &Operation<D>) -> Option<D>
+where
+    D: Specification,
+    D::ReadOp: Clone + Debug,
+    D::WriteOp: Clone + Debug,
+    D::Response: Clone + PartialEq + Debug,
+{
+    let mut next = state.clone();
+    let response = match &op.call {
+        Call::Read(read) => next.dispatch(read),
+        // Histories checked here come from objects that do not panic; a write that panics in
+        // the specification cannot be linearized.
+        Call::Write(write) => {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| next.dispatch_mut(write))).ok()?
         }
-        bits
+    };
+    match &op.returned {
+        Some((_, expected)) if &response != expected => None,
+        _ => Some(next),
     }
 }
 
