@@ -52,6 +52,9 @@ pub struct Ticket<D: Dispatch> {
     session: Arc<Session<D>>,
     command: Command<D>,
     submitted_to: usize,
+    /// The leader hint when the write was last submitted: a new leader means the write may
+    /// have been lost with the old one (or on its way to it), so it is submitted again.
+    leader_seen: usize,
     started: Instant,
 }
 
@@ -136,6 +139,7 @@ impl<D: Dispatch> Handle<D> {
             session: Arc::clone(&self.session),
             command,
             submitted_to: 0,
+            leader_seen: usize::MAX,
             started,
         };
         let deadline = started + self.shared.options.deadline;
@@ -258,7 +262,9 @@ impl<D: Dispatch> Ticket<D> {
                 return Err(Error::NoQuorum { waited: time.saturating_duration_since(self.started) });
             }
             let target = self.shared.write_target(self.session.home);
-            if target != self.submitted_to || time >= retry_at {
+            // Relaxed: the hint only steers retries.
+            let leader = self.shared.leader.load(Ordering::Relaxed);
+            if target != self.submitted_to || leader != self.leader_seen || time >= retry_at {
                 // A new leader, or a long silence: submit again. If the queue is full the
                 // retry simply waits for the next round.
                 if self.try_submit() {
@@ -280,6 +286,7 @@ impl<D: Dispatch> Ticket<D> {
         }
         replica.wake.notify();
         self.submitted_to = target;
+        self.leader_seen = self.shared.leader.load(Ordering::Relaxed);
         true
     }
 

@@ -1,0 +1,285 @@
+//! corum under faults, measured: failover time after a leader crash, throughput and tail
+//! latency while a replica is paused 5 ms out of every 50 ms (next to a `parking_lot::Mutex`
+//! whose holder is paused the same way), and memory while a replica is paused for 10 s.
+//!
+//! ```text
+//! cargo run --release --example faults            # about 40 s
+//! cargo run --release --example faults -- --quick # about 10 s
+//! ```
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use corum::{Builder, Cluster, Dispatch, RoleKind};
+use hdrhistogram::Histogram;
+
+const KEYS: u64 = 10_000;
+
+#[derive(Clone, Default, Debug, PartialEq)]
+struct Kv(HashMap<u64, u64>);
+
+impl Dispatch for Kv {
+    type ReadOp = u64;
+    type WriteOp = (u64, u64);
+    type Response = Option<u64>;
+    fn dispatch(&self, key: &u64) -> Option<u64> {
+        self.0.get(key).copied()
+    }
+    fn dispatch_mut(&mut self, &(key, value): &(u64, u64)) -> Option<u64> {
+        self.0.insert(key, value)
+    }
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds")
+}
+
+fn next(rng: &mut u64) -> u64 {
+    *rng ^= *rng << 13;
+    *rng ^= *rng >> 7;
+    *rng ^= *rng << 17;
+    *rng
+}
+
+/// Resident memory of this process, from /proc (Linux); 0 elsewhere.
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with("VmRSS:"))
+                .and_then(|line| line.split_whitespace().nth(1).and_then(|kib| kib.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+/// Time from crashing the leader to the first write that completes afterwards.
+fn failover_once() -> Duration {
+    let cluster = Builder::new(Kv::default()).replicas(3).build().expect("build");
+    let handle = cluster.handle();
+    for i in 0..1_000 {
+        handle.execute_mut((i, i)).expect("write");
+    }
+    let leader = cluster.leader().expect("a leader");
+    let crashed = Instant::now();
+    cluster.faults().crash(leader).expect("crash");
+    handle.execute_mut((1, 1)).expect("write after the crash");
+    let gap = crashed.elapsed();
+    cluster.shutdown().expect("shutdown");
+    gap
+}
+
+struct Outcome {
+    ops_per_sec: f64,
+    writes: Histogram<u64>,
+}
+
+/// `threads` clients, half writes, for `seconds`; `op(thread, key, write)` runs one.
+fn run_workload(threads: usize, seconds: f64, op: impl Fn(usize, u64, bool) + Sync) -> Outcome {
+    let stop = AtomicBool::new(false);
+    let started = Instant::now();
+    let (ops, writes) = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|thread| {
+                let (stop, op) = (&stop, &op);
+                scope.spawn(move || {
+                    let mut rng = 0x9e37_79b9_7f4a_7c15 ^ (thread as u64 + 1);
+                    let mut writes = histogram();
+                    let mut ops = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let r = next(&mut rng);
+                        let write = r % 2 == 0;
+                        let begin = Instant::now();
+                        op(thread, r / 2 % KEYS, write);
+                        if write {
+                            writes.saturating_record((begin.elapsed().as_nanos() as u64).max(1));
+                        }
+                        ops += 1;
+                    }
+                    (ops, writes)
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_secs_f64(seconds));
+        stop.store(true, Ordering::Relaxed);
+        let mut total = (0, histogram());
+        for worker in workers {
+            let (ops, writes) = worker.join().expect("client");
+            total.0 += ops;
+            total.1.add(writes).expect("same bounds");
+        }
+        total
+    });
+    Outcome { ops_per_sec: ops as f64 / started.elapsed().as_secs_f64(), writes }
+}
+
+/// Runs the workload on a 3-replica cluster while `pause` (if any) is paused 5 ms out of
+/// every 50 ms.
+fn corum_run(threads: usize, seconds: f64, pause: Option<RoleKind>) -> Outcome {
+    let cluster = Builder::new(Kv::default()).replicas(3).build().expect("build");
+    let handles: Vec<_> = (0..threads).map(|_| cluster.handle()).collect();
+    handles[0].execute_mut((0, 0)).expect("warm up");
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        if let Some(role) = pause {
+            let stats = cluster.stats();
+            let target = stats.iter().find(|s| s.role == role).expect("a replica in that role").replica;
+            let (cluster, stop) = (&cluster, &stop);
+            scope.spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(45));
+                    cluster.faults().pause(target).expect("pause");
+                    std::thread::sleep(Duration::from_millis(5));
+                    cluster.faults().resume(target).expect("resume");
+                }
+            });
+        }
+        let outcome = run_workload(threads, seconds, |thread, key, write| {
+            if write {
+                handles[thread].execute_mut((key, key)).expect("write");
+            } else {
+                handles[thread].execute(key).expect("read");
+            }
+        });
+        stop.store(true, Ordering::Relaxed);
+        outcome
+    })
+}
+
+/// The same workload on a `parking_lot::Mutex<HashMap>`; with `paused`, thread 0 holds the
+/// lock and sleeps 5 ms out of every 50 ms.
+fn mutex_run(threads: usize, seconds: f64, paused: bool) -> Outcome {
+    let map = parking_lot::Mutex::new(HashMap::<u64, u64>::new());
+    let last_pause = parking_lot::Mutex::new(Instant::now());
+    run_workload(threads, seconds, |thread, key, write| {
+        let mut guard = map.lock();
+        if paused && thread == 0 {
+            let mut last = last_pause.lock();
+            if last.elapsed() >= Duration::from_millis(50) {
+                *last = Instant::now();
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        if write {
+            guard.insert(key, key);
+        } else {
+            guard.get(&key);
+        }
+    })
+}
+
+fn report(name: &str, outcome: &Outcome, baseline: f64) {
+    let us = |q: f64| outcome.writes.value_at_quantile(q) as f64 / 1000.0;
+    println!(
+        "  {name:<44} {:>11.0} ops/s {:>6.2}x   write p50 {:>8.1} us   p99 {:>8.1} us   p99.9 {:>8.1} us",
+        outcome.ops_per_sec,
+        outcome.ops_per_sec / baseline,
+        us(0.5),
+        us(0.99),
+        us(0.999)
+    );
+}
+
+/// Memory and log length while a follower is paused under a full pipelined write load.
+fn long_pause(steady: Duration, pause: Duration) {
+    let cluster: Cluster<Kv> = Builder::new(Kv::default()).replicas(3).build().expect("build");
+    let stop = AtomicBool::new(false);
+    let written = AtomicU64::new(0);
+    std::thread::scope(|scope| {
+        for thread in 0..2u64 {
+            let (handle, stop, written) = (cluster.handle(), &stop, &written);
+            scope.spawn(move || {
+                let mut rng = thread + 1;
+                while !stop.load(Ordering::Relaxed) {
+                    let tickets: Vec<_> = (0..64)
+                        .map(|_| {
+                            let key = next(&mut rng) % KEYS;
+                            handle.submit((key, key)).expect("submit")
+                        })
+                        .collect();
+                    for ticket in tickets {
+                        ticket.wait().expect("write");
+                    }
+                    written.fetch_add(64, Ordering::Relaxed);
+                }
+            });
+        }
+        let sample = |until: Instant| {
+            let (mut rss, mut log) = (0, 0);
+            while Instant::now() < until {
+                rss = rss.max(rss_kib());
+                log = log.max(cluster.stats().iter().map(|s| s.log_len).max().unwrap_or(0));
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            (rss, log)
+        };
+        let before = written.load(Ordering::Relaxed);
+        let (steady_rss, steady_log) = sample(Instant::now() + steady);
+        let steady_writes = written.load(Ordering::Relaxed) - before;
+        let follower = cluster.stats().iter().find(|s| s.role == RoleKind::Follower).expect("follower").replica;
+        cluster.faults().pause(follower).expect("pause");
+        let before = written.load(Ordering::Relaxed);
+        let paused_at = Instant::now();
+        let (mut paused_rss, mut paused_log) = (0, 0);
+        let mut plateau = Vec::new();
+        while paused_at.elapsed() < pause {
+            let (rss, log) = sample(Instant::now() + pause / 5);
+            plateau.push(format!("{rss}"));
+            paused_rss = paused_rss.max(rss);
+            paused_log = paused_log.max(log);
+        }
+        let paused_writes = written.load(Ordering::Relaxed) - before;
+        cluster.faults().resume(follower).expect("resume");
+        stop.store(true, Ordering::Relaxed);
+        println!(
+            "  steady, {:>4.1} s: {:>9} writes, peak RSS {:>7} KiB, longest log {:>5} entries",
+            steady.as_secs_f64(),
+            steady_writes,
+            steady_rss,
+            steady_log
+        );
+        println!(
+            "  paused, {:>4.1} s: {:>9} writes, peak RSS {:>7} KiB, longest log {:>5} entries (log window 4096)",
+            pause.as_secs_f64(),
+            paused_writes,
+            paused_rss,
+            paused_log
+        );
+        println!("  peak RSS in each fifth of the pause, KiB: {}", plateau.join(", "));
+    });
+    let copies = cluster.shutdown().expect("shutdown");
+    println!("  after resuming: {} copies, identical: {}", copies.len(), copies.iter().all(|c| c == &copies[0]));
+}
+
+fn main() {
+    let quick = std::env::args().any(|arg| arg == "--quick");
+    let seconds = if quick { 1.0 } else { 3.0 };
+    let threads = 4;
+    println!("corum under faults ({} usable cores, {threads} client threads, 50 % writes)", corum::available_cores());
+
+    println!("\nfailover: leader crashed, time until the next write completes (default timeouts)");
+    let mut gaps: Vec<Duration> = (0..if quick { 3 } else { 7 }).map(|_| failover_once()).collect();
+    gaps.sort();
+    println!(
+        "  median {:.1} ms, min {:.1} ms, max {:.1} ms over {} crashes",
+        gaps[gaps.len() / 2].as_secs_f64() * 1e3,
+        gaps[0].as_secs_f64() * 1e3,
+        gaps[gaps.len() - 1].as_secs_f64() * 1e3,
+        gaps.len()
+    );
+
+    println!("\nstraggler: one replica (or the lock holder) paused 5 ms out of every 50 ms, {seconds} s each");
+    let mutex = mutex_run(threads, seconds, false);
+    let baseline = mutex.ops_per_sec;
+    report("parking_lot::Mutex", &mutex, baseline);
+    report("parking_lot::Mutex, holder paused", &mutex_run(threads, seconds, true), baseline);
+    report("corum, 3 replicas", &corum_run(threads, seconds, None), baseline);
+    report("corum, 3 replicas, a follower paused", &corum_run(threads, seconds, Some(RoleKind::Follower)), baseline);
+    report("corum, 3 replicas, the leader paused", &corum_run(threads, seconds, Some(RoleKind::Leader)), baseline);
+
+    let (steady, pause) = if quick { (1, 2) } else { (2, 10) };
+    println!("\nmemory: a follower paused for {pause} s under a full pipelined write load");
+    long_pause(Duration::from_secs(steady), Duration::from_secs(pause));
+}
