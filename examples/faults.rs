@@ -1,6 +1,7 @@
 //! corum under faults, measured: failover time after a leader crash, throughput and tail
 //! latency while a replica is paused 5 ms out of every 50 ms (next to a `parking_lot::Mutex`
-//! whose holder is paused the same way), and memory while a replica is paused for 10 s.
+//! whose holder is paused the same way), memory while a replica is paused for 10 s, and
+//! writes accepted while one replica sits idle, next to node-replication 0.1.1.
 //!
 //! ```text
 //! cargo run --release --example faults            # about 40 s
@@ -9,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use corum::{Builder, Cluster, Dispatch, RoleKind};
@@ -253,6 +255,75 @@ fn long_pause(steady: Duration, pause: Duration) {
     println!("  after resuming: {} copies, identical: {}", copies.len(), copies.iter().all(|c| c == &copies[0]));
 }
 
+/// node-replication's object for the idle-replica comparison.
+#[derive(Default)]
+struct NrMap(HashMap<u64, u64>);
+
+impl node_replication::Dispatch for NrMap {
+    type ReadOperation = u64;
+    type WriteOperation = (u64, u64);
+    type Response = Option<u64>;
+    fn dispatch(&self, key: u64) -> Option<u64> {
+        self.0.get(&key).copied()
+    }
+    fn dispatch_mut(&mut self, (key, value): (u64, u64)) -> Option<u64> {
+        self.0.insert(key, value)
+    }
+}
+
+/// Writes completed within `window` through one replica while another sits idle: with
+/// node-replication (2 replicas on its default 32 MiB log; the idle replica has a
+/// registered thread that never calls in) and with corum (3 replicas, one paused).
+fn idle_replica(window: Duration) {
+    let progress = Arc::new(AtomicU64::new(0));
+    {
+        let progress = Arc::clone(&progress);
+        // Detached: once the log is full this thread waits for the idle replica forever,
+        // and the process ends without it.
+        std::thread::spawn(move || {
+            let log = Arc::new(node_replication::Log::<(u64, u64)>::default());
+            let busy = node_replication::Replica::<NrMap>::new(&log);
+            let idle = node_replication::Replica::<NrMap>::new(&log);
+            let _idle_thread = idle.register().expect("register on the idle replica");
+            let token = busy.register().expect("register on the busy replica");
+            for i in 0u64.. {
+                busy.execute_mut((i % KEYS, i), token);
+                progress.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+    std::thread::sleep(window);
+    let nr_writes = progress.load(Ordering::Relaxed);
+    std::thread::sleep(window);
+    let nr_later = progress.load(Ordering::Relaxed);
+
+    let cluster = Builder::new(Kv::default()).replicas(3).build().expect("build");
+    let handle = cluster.handle();
+    handle.execute_mut((0, 0)).expect("warm up");
+    let idle = cluster.stats().iter().find(|s| s.role == RoleKind::Follower).expect("follower").replica;
+    cluster.faults().pause(idle).expect("pause");
+    let started = Instant::now();
+    let mut corum_writes = 0u64;
+    while started.elapsed() < window {
+        // Pipelined like node-replication's log appends: 64 writes in flight.
+        let tickets: Vec<_> =
+            (corum_writes..corum_writes + 64).map(|i| handle.submit((i % KEYS, i)).expect("submit")).collect();
+        for ticket in tickets {
+            ticket.wait().expect("write");
+        }
+        corum_writes += 64;
+    }
+    cluster.faults().resume(idle).expect("resume");
+    cluster.shutdown().expect("shutdown");
+    let verdict = if nr_later == nr_writes { "none in the second: its log is full" } else { "still moving" };
+    println!(
+        "  node-replication 0.1.1, 2 replicas:   {nr_writes:>9} writes in {:.0} s, {nr_later:>9} after {:.0} s ({verdict})",
+        window.as_secs_f64(),
+        2.0 * window.as_secs_f64()
+    );
+    println!("  corum, 3 replicas, one paused:        {corum_writes:>9} writes in {:.0} s", window.as_secs_f64());
+}
+
 fn main() {
     let quick = std::env::args().any(|arg| arg == "--quick");
     let seconds = if quick { 1.0 } else { 3.0 };
@@ -282,4 +353,7 @@ fn main() {
     let (steady, pause) = if quick { (1, 2) } else { (2, 10) };
     println!("\nmemory: a follower paused for {pause} s under a full pipelined write load");
     long_pause(Duration::from_secs(steady), Duration::from_secs(pause));
+
+    println!("\nan idle replica: writes from one thread while another replica never runs");
+    idle_replica(Duration::from_secs(if quick { 1 } else { 2 }));
 }
