@@ -269,6 +269,7 @@ impl<D: Dispatch> Builder<D> {
                 wake: EventCount::new(),
                 status: AtomicU8::new(RUNNING),
                 slowness_nanos: AtomicU64::new(0),
+                pause_acknowledged: AtomicBool::new(false),
                 stats: StatsCell::default(),
             })
             .collect();

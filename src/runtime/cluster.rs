@@ -316,14 +316,23 @@ impl<D: Dispatch> Faults<'_, D> {
     }
 
     /// Pauses replica `replica`: it keeps its state but takes no messages and serves no
-    /// reads until [`Faults::resume`], like a descheduled thread.
+    /// reads until [`Faults::resume`], like a descheduled thread. Returns once its thread
+    /// has finished the round of work it was in and stopped.
     ///
     /// # Errors
     /// As for [`Faults::crash`]; pausing a crashed replica does nothing.
     pub fn pause(&self, replica: usize) -> Result<(), Error> {
         let target = self.cluster.replica_checked(replica)?;
-        let _ = target.status.compare_exchange(RUNNING, PAUSED, Ordering::AcqRel, Ordering::Acquire);
+        target.pause_acknowledged.store(false, Ordering::Relaxed);
+        if target.status.compare_exchange(RUNNING, PAUSED, Ordering::AcqRel, Ordering::Acquire).is_err() {
+            return Ok(());
+        }
         target.wake.notify();
+        // Return once the thread has stopped: it finishes the round it is in first.
+        // Acquire pairs with the replica thread's Release store when it parks.
+        while !target.pause_acknowledged.load(Ordering::Acquire) && target.status() == PAUSED {
+            crate::sync::yield_now();
+        }
         Ok(())
     }
 

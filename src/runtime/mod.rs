@@ -105,6 +105,8 @@ pub(crate) struct ReplicaShared<D: Dispatch> {
     wake: EventCount,
     /// RUNNING, PAUSED, CRASHED or STOPPED.
     status: AtomicU8,
+    /// Set by the replica thread once it has seen `PAUSED` and stopped working.
+    pause_acknowledged: AtomicBool,
     /// Injected slowness: nanoseconds the replica thread sleeps after each round of work.
     slowness_nanos: AtomicU64,
     stats: StatsCell,

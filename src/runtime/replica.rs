@@ -48,6 +48,8 @@ pub(crate) struct ReplicaThread<D: Dispatch> {
     /// too long while leading.
     round_started: Instant,
     late_rounds: u32,
+    /// What the protocol cores this replica ran before its restarts counted.
+    counters_before_restart: protocol::Counters,
 }
 
 impl<D: Dispatch> ReplicaThread<D> {
@@ -75,6 +77,7 @@ impl<D: Dispatch> ReplicaThread<D> {
             snapshots_installed: 0,
             round_started: now(),
             late_rounds: 0,
+            counters_before_restart: protocol::Counters::default(),
         }
     }
 
@@ -104,6 +107,12 @@ impl<D: Dispatch> ReplicaThread<D> {
     pub(crate) fn restart(&mut self) -> bool {
         let config = self.core.config().clone();
         let durable = self.core.durable_state();
+        let old = self.core.counters();
+        let carried = &mut self.counters_before_restart;
+        carried.batches_proposed += old.batches_proposed;
+        carried.leader_changes += old.leader_changes;
+        carried.elections_started += old.elections_started;
+        carried.commands_dropped += old.commands_dropped;
         self.core = protocol::Replica::restart(ReplicaId::new(self.index), config, durable);
         self.pending.iter_mut().for_each(VecDeque::clear);
         self.completed.clear();
@@ -151,6 +160,9 @@ impl<D: Dispatch> ReplicaThread<D> {
             match self.me().status() {
                 RUNNING => {}
                 PAUSED => {
+                    // Release pairs with the Acquire load in `Faults::pause`: everything
+                    // this replica did before pausing happens before `pause` returns.
+                    self.me().pause_acknowledged.store(true, Ordering::Release);
                     self.park_while_paused();
                     continue;
                 }
@@ -439,10 +451,13 @@ impl<D: Dispatch> ReplicaThread<D> {
         stats.role.store(role, Ordering::Relaxed);
         stats.ballot.store(self.core.ballot_promised().as_u64(), Ordering::Relaxed);
         stats.slot_committed.store(self.core.slot_committed().get(), Ordering::Relaxed);
-        stats.batches_proposed.store(counters.batches_proposed, Ordering::Relaxed);
-        stats.leader_changes.store(counters.leader_changes, Ordering::Relaxed);
-        stats.elections_started.store(counters.elections_started, Ordering::Relaxed);
-        stats.messages_dropped.store(self.messages_dropped + counters.commands_dropped, Ordering::Relaxed);
+        // Counters of the cores this replica ran before a restart count too.
+        let before = &self.counters_before_restart;
+        stats.batches_proposed.store(before.batches_proposed + counters.batches_proposed, Ordering::Relaxed);
+        stats.leader_changes.store(before.leader_changes + counters.leader_changes, Ordering::Relaxed);
+        stats.elections_started.store(before.elections_started + counters.elections_started, Ordering::Relaxed);
+        let dropped = self.messages_dropped + before.commands_dropped + counters.commands_dropped;
+        stats.messages_dropped.store(dropped, Ordering::Relaxed);
         let waiting = self.core.commands_waiting() + self.core.proposals_in_flight();
         stats.commands_waiting.store(waiting as u64, Ordering::Relaxed);
         stats.log_len.store(self.core.log_len() as u64, Ordering::Relaxed);
