@@ -333,8 +333,10 @@ fn a_paused_replica_does_not_hold_the_log_back_and_catches_up_by_snapshot() {
     }
     assert_eq!(cluster.stats()[paused].slot_applied.get(), applied_at_pause, "a paused replica applies nothing");
     // Entries are freed at each heartbeat: the log holds the window plus what commits
-    // between two heartbeats, not the 100 windows committed since the pause.
-    assert!(largest_log < 50 * window, "the log grew to {largest_log} entries while a replica was paused");
+    // between two heartbeats (a few windows here), not the 100 windows committed since the
+    // pause, which it would hold if the paused replica held it back. The bound leaves room
+    // for heartbeats delayed by a loaded machine.
+    assert!(largest_log < 80 * window, "the log grew to {largest_log} entries while a replica was paused");
     cluster.faults().resume(paused).expect("resume");
     wait_until_caught_up(&cluster, paused);
     assert!(cluster.stats()[paused].snapshots_installed >= 1, "caught up from a snapshot");
