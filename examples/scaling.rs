@@ -1,0 +1,461 @@
+//! How throughput and latency scale with client threads and replicas: corum with 1, 3 and 5
+//! replicas next to `parking_lot::Mutex`, `parking_lot::RwLock`, node-replication 0.1.1 and
+//! a single thread applying the same operations to a plain object (the ceiling for writes),
+//! on the same workloads in the same run.
+//!
+//! ```text
+//! cargo run --release --example scaling                  # the full sweep
+//! cargo run --release --example scaling -- --quick       # a short sweep (under a minute)
+//! cargo run --release --example scaling -- --quick --json > results.jsonl
+//! ```
+//!
+//! Every row gives ops/s, latency percentiles from an HDR histogram, and the ratio to the
+//! Mutex on the same workload and thread count. `--json` prints one JSON object per
+//! measurement instead of the table. Progress goes to stderr.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use corum::Builder;
+use hdrhistogram::Histogram;
+
+const KEYS: u64 = 10_000;
+
+/// The three objects, each usable by corum, by node-replication and behind a lock.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Object {
+    Kv(HashMap<u64, u64>),
+    Counter(u64),
+    Stack(Vec<u64>),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Read {
+    Get(u64),
+    Count,
+    Top,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Write {
+    Put(u64, u64),
+    Add(u64),
+    Push(u64),
+    Pop,
+}
+
+impl Object {
+    fn read(&self, op: Read) -> u64 {
+        match (self, op) {
+            (Object::Kv(map), Read::Get(key)) => map.get(&key).copied().unwrap_or(0),
+            (Object::Counter(count), Read::Count) => *count,
+            (Object::Stack(stack), Read::Top) => stack.last().copied().unwrap_or(0),
+            _ => 0,
+        }
+    }
+
+    fn write(&mut self, op: Write) -> u64 {
+        match (self, op) {
+            (Object::Kv(map), Write::Put(key, value)) => map.insert(key, value).unwrap_or(0),
+            (Object::Counter(count), Write::Add(n)) => {
+                *count += n;
+                *count
+            }
+            (Object::Stack(stack), Write::Push(value)) => {
+                stack.push(value);
+                stack.len() as u64
+            }
+            (Object::Stack(stack), Write::Pop) => stack.pop().unwrap_or(0),
+            _ => 0,
+        }
+    }
+}
+
+impl corum::Dispatch for Object {
+    type ReadOp = Read;
+    type WriteOp = Write;
+    type Response = u64;
+    fn dispatch(&self, op: &Read) -> u64 {
+        self.read(*op)
+    }
+    fn dispatch_mut(&mut self, op: &Write) -> u64 {
+        self.write(*op)
+    }
+}
+
+/// node-replication's wrapper (its trait takes operations by value and needs `Default`).
+struct NrObject(Object);
+
+impl Default for NrObject {
+    fn default() -> Self {
+        NrObject(Object::Counter(0))
+    }
+}
+
+impl node_replication::Dispatch for NrObject {
+    type ReadOperation = Read;
+    type WriteOperation = Write;
+    type Response = u64;
+    fn dispatch(&self, op: Read) -> u64 {
+        self.0.read(op)
+    }
+    fn dispatch_mut(&mut self, op: Write) -> u64 {
+        self.0.write(op)
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Workload {
+    name: &'static str,
+    write_pct: u64,
+}
+
+impl Workload {
+    fn object(&self) -> Object {
+        match self.name {
+            "kv" => Object::Kv((0..KEYS).map(|key| (key, 0)).collect()),
+            "counter" => Object::Counter(0),
+            _ => Object::Stack((0..1_000).collect()),
+        }
+    }
+
+    /// The next operation, from the thread's random state: `Ok` a write, `Err` a read.
+    fn op(&self, rng: &mut u64) -> Result<Write, Read> {
+        *rng ^= *rng << 13;
+        *rng ^= *rng >> 7;
+        *rng ^= *rng << 17;
+        let r = *rng;
+        let write = r % 100 < self.write_pct;
+        match (self.name, write) {
+            ("kv", true) => Ok(Write::Put(r / 100 % KEYS, r)),
+            ("kv", false) => Err(Read::Get(r / 100 % KEYS)),
+            ("counter", true) => Ok(Write::Add(1)),
+            ("counter", false) => Err(Read::Count),
+            (_, true) if r / 100 % 2 == 0 => Ok(Write::Push(r)),
+            (_, true) => Ok(Write::Pop),
+            (_, false) => Err(Read::Top),
+        }
+    }
+}
+
+/// One measurement's result.
+struct Measurement {
+    ops: u64,
+    elapsed: Duration,
+    latency: Histogram<u64>,
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds")
+}
+
+/// Runs `body(thread, stop, latency) -> ops` on `threads` threads for `seconds`.
+fn measure(
+    threads: usize,
+    seconds: f64,
+    body: impl Fn(usize, &AtomicBool, &mut Histogram<u64>) -> u64 + Sync,
+) -> Measurement {
+    let stop = AtomicBool::new(false);
+    let started = Instant::now();
+    let (ops, latency) = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|thread| {
+                let (stop, body) = (&stop, &body);
+                scope.spawn(move || {
+                    let mut latency = histogram();
+                    let ops = body(thread, stop, &mut latency);
+                    (ops, latency)
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_secs_f64(seconds));
+        stop.store(true, Ordering::Relaxed);
+        let mut total = (0, histogram());
+        for worker in workers {
+            let (ops, latency) = worker.join().expect("worker");
+            total.0 += ops;
+            total.1.add(latency).expect("same bounds");
+        }
+        total
+    });
+    Measurement { ops, elapsed: started.elapsed(), latency }
+}
+
+fn record(latency: &mut Histogram<u64>, since: Instant) {
+    latency.saturating_record((since.elapsed().as_nanos() as u64).max(1));
+}
+
+/// Measures `system` on `workload` with `threads` client threads.
+fn run(system: &str, replicas: usize, mode: &str, workload: Workload, threads: usize, seconds: f64) -> Measurement {
+    match system {
+        "mutex" => {
+            let object = parking_lot::Mutex::new(workload.object());
+            measure(threads, seconds, |thread, stop, latency| {
+                let mut rng = thread as u64 + 1;
+                let mut ops = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let begin = Instant::now();
+                    match workload.op(&mut rng) {
+                        Ok(write) => std::hint::black_box(object.lock().write(write)),
+                        Err(read) => std::hint::black_box(object.lock().read(read)),
+                    };
+                    record(latency, begin);
+                    ops += 1;
+                }
+                ops
+            })
+        }
+        "rwlock" => {
+            let object = parking_lot::RwLock::new(workload.object());
+            measure(threads, seconds, |thread, stop, latency| {
+                let mut rng = thread as u64 + 1;
+                let mut ops = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let begin = Instant::now();
+                    match workload.op(&mut rng) {
+                        Ok(write) => std::hint::black_box(object.write().write(write)),
+                        Err(read) => std::hint::black_box(object.read().read(read)),
+                    };
+                    record(latency, begin);
+                    ops += 1;
+                }
+                ops
+            })
+        }
+        "sequential" => measure(1, seconds, |_, stop, latency| {
+            let mut object = workload.object();
+            let mut rng = 1;
+            let mut ops = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let begin = Instant::now();
+                match workload.op(&mut rng) {
+                    Ok(write) => std::hint::black_box(object.write(write)),
+                    Err(read) => std::hint::black_box(object.read(read)),
+                };
+                record(latency, begin);
+                ops += 1;
+            }
+            ops
+        }),
+        "node-replication" => {
+            let log = Arc::new(node_replication::Log::<Write>::new(32 * 1024 * 1024));
+            let nr: Vec<_> = (0..replicas)
+                .map(|_| node_replication::Replica::<NrObject>::with_data(&log, NrObject(workload.object())))
+                .collect();
+            measure(threads, seconds, |thread, stop, latency| {
+                let replica = &nr[thread % nr.len()];
+                let token = replica.register().expect("register");
+                let mut rng = thread as u64 + 1;
+                let mut ops = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let begin = Instant::now();
+                    match workload.op(&mut rng) {
+                        Ok(write) => std::hint::black_box(replica.execute_mut(write, token)),
+                        Err(read) => std::hint::black_box(replica.execute(read, token)),
+                    };
+                    record(latency, begin);
+                    ops += 1;
+                }
+                ops
+            })
+        }
+        _ => {
+            let cluster = Builder::new(workload.object()).replicas(replicas).build().expect("build");
+            let handles: Vec<_> = (0..threads).map(|_| cluster.handle()).collect();
+            let pipelined = mode == "pipelined";
+            let outcome = measure(threads, seconds, |thread, stop, latency| {
+                let handle = &handles[thread];
+                let mut rng = thread as u64 + 1;
+                let mut ops = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    if pipelined {
+                        // Up to 64 writes in flight; reads in between are synchronous.
+                        let mut tickets = Vec::with_capacity(64);
+                        for _ in 0..64 {
+                            match workload.op(&mut rng) {
+                                Ok(write) => tickets.push((Instant::now(), handle.submit(write).expect("submit"))),
+                                Err(read) => {
+                                    let begin = Instant::now();
+                                    std::hint::black_box(handle.execute(read).expect("read"));
+                                    record(latency, begin);
+                                    ops += 1;
+                                }
+                            }
+                        }
+                        for (begin, ticket) in tickets {
+                            std::hint::black_box(ticket.wait().expect("write"));
+                            record(latency, begin);
+                            ops += 1;
+                        }
+                    } else {
+                        let begin = Instant::now();
+                        match workload.op(&mut rng) {
+                            Ok(write) => std::hint::black_box(handle.execute_mut(write).expect("write")),
+                            Err(read) => std::hint::black_box(handle.execute(read).expect("read")),
+                        };
+                        record(latency, begin);
+                        ops += 1;
+                    }
+                }
+                ops
+            });
+            cluster.shutdown().expect("shutdown");
+            outcome
+        }
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let json = args.iter().any(|a| a == "--json");
+    let seconds = if quick { 0.15 } else { 1.0 };
+    let cores = corum::available_cores().max(1);
+    let workloads: Vec<Workload> = if quick {
+        vec![Workload { name: "kv", write_pct: 10 }, Workload { name: "kv", write_pct: 100 }]
+    } else {
+        vec![
+            Workload { name: "kv", write_pct: 0 },
+            Workload { name: "kv", write_pct: 10 },
+            Workload { name: "kv", write_pct: 50 },
+            Workload { name: "kv", write_pct: 100 },
+            Workload { name: "counter", write_pct: 100 },
+            Workload { name: "stack", write_pct: 100 },
+        ]
+    };
+    let mut thread_counts: Vec<usize> = vec![1];
+    while *thread_counts.last().expect("one") * 2 <= cores {
+        thread_counts.push(thread_counts.last().expect("one") * 2);
+    }
+    if *thread_counts.last().expect("one") != cores {
+        thread_counts.push(cores);
+    }
+    // (system, replicas, mode)
+    let mut systems: Vec<(&str, usize, &str)> = vec![("mutex", 1, "sync"), ("rwlock", 1, "sync")];
+    for replicas in [1, 3, 5] {
+        systems.push(("corum", replicas, "sync"));
+        systems.push(("corum", replicas, "pipelined"));
+    }
+    systems.push(("node-replication", 2, "sync"));
+    systems.push(("sequential", 1, "sync"));
+
+    if !json {
+        println!(
+            "scaling sweep: {cores} usable cores, threads {thread_counts:?}, {seconds} s per measurement, \
+             {KEYS} keys for kv"
+        );
+    }
+    let started = Instant::now();
+    let total = workloads.len() * thread_counts.len() * systems.len();
+    let mut done = 0;
+    let mut plot: BTreeMap<String, Vec<(usize, f64)>> = BTreeMap::new();
+    for workload in &workloads {
+        if !json {
+            println!("\nworkload {} at {} % writes", workload.name, workload.write_pct);
+            println!(
+                "  {:<28} {:>7} {:>13} {:>9} {:>10} {:>10} {:>10}",
+                "system", "threads", "ops/s", "vs mutex", "p50 ns", "p99 ns", "p99.9 ns"
+            );
+        }
+        for &threads in &thread_counts {
+            let mut mutex_rate = None;
+            for &(system, replicas, mode) in &systems {
+                done += 1;
+                // The sequential ceiling is one thread; node-replication gets one replica
+                // per thread up to two, so that no replica sits idle and fills its log.
+                if system == "sequential" && threads != 1 {
+                    continue;
+                }
+                let replicas = if system == "node-replication" { replicas.min(threads) } else { replicas };
+                eprintln!(
+                    "[{done}/{total} {:.0} s] {} {}% {system} r={replicas} t={threads} {mode}",
+                    started.elapsed().as_secs_f64(),
+                    workload.name,
+                    workload.write_pct
+                );
+                let m = run(system, replicas, mode, *workload, threads, seconds);
+                let rate = m.ops as f64 / m.elapsed.as_secs_f64();
+                let baseline = *mutex_rate.get_or_insert(rate);
+                let (p50, p99, p999) = (
+                    m.latency.value_at_quantile(0.5),
+                    m.latency.value_at_quantile(0.99),
+                    m.latency.value_at_quantile(0.999),
+                );
+                let label = if system == "corum" || system == "node-replication" {
+                    format!("{system} r={replicas} {mode}")
+                } else {
+                    system.to_string()
+                };
+                if workload.name == "kv" && workload.write_pct == 10 {
+                    plot.entry(label.clone()).or_default().push((threads, rate));
+                }
+                if json {
+                    println!(
+                        "{{\"system\":\"{system}\",\"workload\":\"{}\",\"write_pct\":{},\"replicas\":{replicas},\
+                         \"threads\":{threads},\"mode\":\"{mode}\",\"ops_per_sec\":{rate:.0},\"p50_ns\":{p50},\
+                         \"p99_ns\":{p99},\"p999_ns\":{p999}}}",
+                        workload.name, workload.write_pct
+                    );
+                } else {
+                    println!(
+                        "  {label:<28} {threads:>7} {rate:>13.0} {:>8.3}x {p50:>10} {p99:>10} {p999:>10}",
+                        rate / baseline
+                    );
+                }
+            }
+        }
+    }
+    if let Err(error) = write_svg("scaling.svg", &plot) {
+        eprintln!("could not write scaling.svg: {error}");
+    } else if !json {
+        println!("\nplot of kv at 10 % writes: scaling.svg");
+    }
+}
+
+/// Writes a plain SVG line chart of throughput against threads, one line per system.
+fn write_svg(path: &str, series: &BTreeMap<String, Vec<(usize, f64)>>) -> std::io::Result<()> {
+    let (width, height, margin) = (760.0, 420.0, 60.0);
+    let max_threads = series.values().flatten().map(|&(t, _)| t).max().unwrap_or(1).max(2) as f64;
+    let max_rate = series.values().flatten().map(|&(_, r)| r).fold(1.0, f64::max);
+    let x = |t: usize| margin + (t as f64 - 1.0) / (max_threads - 1.0) * (width - 2.0 * margin - 160.0);
+    let y = |r: f64| height - margin - r / max_rate * (height - 2.0 * margin);
+    let colors = [
+        "#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666", "#1f78b4", "#b2df8a",
+        "#fb9a99",
+    ];
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{margin}\" y=\"24\" font-size=\"15\">kv, 10 % writes: ops/s against client threads</text>\n\
+         <line x1=\"{margin}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n\
+         <line x1=\"{margin}\" y1=\"{margin}\" x2=\"{margin}\" y2=\"{}\" stroke=\"black\"/>\n\
+         <text x=\"4\" y=\"{}\">{max_rate:.2e}</text>\n<text x=\"4\" y=\"{}\">0</text>\n",
+        height - margin,
+        width - margin - 160.0,
+        height - margin,
+        height - margin,
+        margin + 4.0,
+        height - margin
+    );
+    for t in 1..=max_threads as usize {
+        svg += &format!("<text x=\"{}\" y=\"{}\">{t}</text>\n", x(t) - 3.0, height - margin + 16.0);
+    }
+    for (index, (name, points)) in series.iter().enumerate() {
+        let color = colors[index % colors.len()];
+        let path: Vec<String> = points.iter().map(|&(t, r)| format!("{:.1},{:.1}", x(t), y(r))).collect();
+        svg +=
+            &format!("<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>\n", path.join(" "));
+        for &(t, r) in points {
+            svg += &format!("<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{color}\"/>\n", x(t), y(r));
+        }
+        svg += &format!(
+            "<text x=\"{}\" y=\"{}\" fill=\"{color}\">{name}</text>\n",
+            width - margin - 150.0,
+            margin + 16.0 * index as f64
+        );
+    }
+    svg += "</svg>\n";
+    std::fs::write(path, svg)
+}
