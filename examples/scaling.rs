@@ -187,43 +187,44 @@ fn record(latency: &mut Histogram<u64>, since: Instant) {
     latency.saturating_record((since.elapsed().as_nanos() as u64).max(1));
 }
 
+/// A client loop of synchronous operations: `apply(thread, op)` runs one, timed.
+fn closed_loop(
+    workload: Workload,
+    threads: usize,
+    seconds: f64,
+    apply: impl Fn(usize, Result<Write, Read>) -> u64 + Sync,
+) -> Measurement {
+    measure(threads, seconds, |thread, stop, latency| {
+        let mut rng = thread as u64 + 1;
+        let mut ops = 0;
+        while !stop.load(Ordering::Relaxed) {
+            let begin = Instant::now();
+            std::hint::black_box(apply(thread, workload.op(&mut rng)));
+            record(latency, begin);
+            ops += 1;
+        }
+        ops
+    })
+}
+
 /// Measures `system` on `workload` with `threads` client threads.
 fn run(system: &str, replicas: usize, mode: &str, workload: Workload, threads: usize, seconds: f64) -> Measurement {
     match system {
         "mutex" => {
             let object = parking_lot::Mutex::new(workload.object());
-            measure(threads, seconds, |thread, stop, latency| {
-                let mut rng = thread as u64 + 1;
-                let mut ops = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    let begin = Instant::now();
-                    match workload.op(&mut rng) {
-                        Ok(write) => std::hint::black_box(object.lock().write(write)),
-                        Err(read) => std::hint::black_box(object.lock().read(read)),
-                    };
-                    record(latency, begin);
-                    ops += 1;
-                }
-                ops
+            closed_loop(workload, threads, seconds, |_, op| match op {
+                Ok(write) => object.lock().write(write),
+                Err(read) => object.lock().read(read),
             })
         }
         "rwlock" => {
             let object = parking_lot::RwLock::new(workload.object());
-            measure(threads, seconds, |thread, stop, latency| {
-                let mut rng = thread as u64 + 1;
-                let mut ops = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    let begin = Instant::now();
-                    match workload.op(&mut rng) {
-                        Ok(write) => std::hint::black_box(object.write().write(write)),
-                        Err(read) => std::hint::black_box(object.read().read(read)),
-                    };
-                    record(latency, begin);
-                    ops += 1;
-                }
-                ops
+            closed_loop(workload, threads, seconds, |_, op| match op {
+                Ok(write) => object.write().write(write),
+                Err(read) => object.read().read(read),
             })
         }
+        // No synchronisation at all, so not through `closed_loop`, whose operation is shared.
         "sequential" => measure(1, seconds, |_, stop, latency| {
             let mut object = workload.object();
             let mut rng = 1;
@@ -244,21 +245,14 @@ fn run(system: &str, replicas: usize, mode: &str, workload: Workload, threads: u
             let nr: Vec<_> = (0..replicas)
                 .map(|_| node_replication::Replica::<NrObject>::with_data(&log, NrObject(workload.object())))
                 .collect();
-            measure(threads, seconds, |thread, stop, latency| {
-                let replica = &nr[thread % nr.len()];
-                let token = replica.register().expect("register");
-                let mut rng = thread as u64 + 1;
-                let mut ops = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    let begin = Instant::now();
-                    match workload.op(&mut rng) {
-                        Ok(write) => std::hint::black_box(replica.execute_mut(write, token)),
-                        Err(read) => std::hint::black_box(replica.execute(read, token)),
-                    };
-                    record(latency, begin);
-                    ops += 1;
+            // Each client thread registers once, with the replica of its index.
+            let tokens: Vec<_> = (0..threads).map(|t| nr[t % nr.len()].register().expect("register")).collect();
+            closed_loop(workload, threads, seconds, |thread, op| {
+                let (replica, token) = (&nr[thread % nr.len()], tokens[thread]);
+                match op {
+                    Ok(write) => replica.execute_mut(write, token),
+                    Err(read) => replica.execute(read, token),
                 }
-                ops
             })
         }
         _ => {

@@ -164,8 +164,9 @@ where
         let mut state = initial;
         let mut entry = next[head];
         while next[head] != usize::MAX {
-            if entry == usize::MAX {
-                // Only possible when every remaining event was skipped: backtrack.
+            // At the end of the list (every remaining call skipped), or at a return whose
+            // call is still in the list: undo the last linearization and try the next call.
+            if entry == usize::MAX || !events[entry].call {
                 let Some((call, previous)) = calls.pop() else { return false };
                 let op = events[call].op;
                 linearized[op / 64] &= !(1 << (op % 64));
@@ -175,32 +176,21 @@ where
                 entry = next[call];
                 continue;
             }
-            let event = events[entry];
-            if event.call {
-                let op = self.ops[event.op];
-                if let Some(after) = step(&state, op) {
-                    let mut bits = linearized.clone();
-                    bits[event.op / 64] |= 1 << (event.op % 64);
-                    if visited.insert((bits.clone(), hash_of(&after))) {
-                        calls.push((entry, std::mem::replace(&mut state, after)));
-                        linearized = bits;
-                        unlink(entry, &mut next, &mut prev);
-                        unlink(return_of[event.op], &mut next, &mut prev);
-                        entry = next[head];
-                        continue;
-                    }
+            // A call: linearize it here if its response fits and this configuration is new.
+            let op = events[entry].op;
+            if let Some(after) = step(&state, self.ops[op]) {
+                let mut bits = linearized.clone();
+                bits[op / 64] |= 1 << (op % 64);
+                if visited.insert((bits.clone(), hash_of(&after))) {
+                    calls.push((entry, std::mem::replace(&mut state, after)));
+                    linearized = bits;
+                    unlink(entry, &mut next, &mut prev);
+                    unlink(return_of[op], &mut next, &mut prev);
+                    entry = next[head];
+                    continue;
                 }
-                entry = next[entry];
-            } else {
-                // A return whose call is still in the list: undo the last linearization.
-                let Some((call, previous)) = calls.pop() else { return false };
-                let op = events[call].op;
-                linearized[op / 64] &= !(1 << (op % 64));
-                state = previous;
-                relink(return_of[op], &mut next, &mut prev);
-                relink(call, &mut next, &mut prev);
-                entry = next[call];
             }
+            entry = next[entry];
         }
         true
     }
