@@ -74,6 +74,13 @@ pub enum ConfigError {
     },
     /// The election timeout must be longer than the heartbeat interval.
     ElectionNotAboveHeartbeat,
+    /// A duration setting is longer than corum accepts.
+    TooLong {
+        /// The setting's builder method.
+        setting: &'static str,
+        /// The longest accepted.
+        max: Duration,
+    },
 }
 
 impl fmt::Display for Error {
@@ -106,6 +113,7 @@ impl fmt::Display for ConfigError {
             }
             ConfigError::NoCores => f.write_str("the list of cores is empty"),
             ConfigError::Zero { setting } => write!(f, "{setting} must be positive"),
+            ConfigError::TooLong { setting, max } => write!(f, "{setting} must be at most {max:?}"),
             ConfigError::ElectionNotAboveHeartbeat => {
                 f.write_str("the election timeout must be longer than the heartbeat interval")
             }

@@ -48,6 +48,11 @@ fn zero_sizes_and_durations_are_config_errors() {
     for (builder, setting) in cases {
         assert_eq!(builder.build().unwrap_err(), Error::Config(ConfigError::Zero { setting }));
     }
+    let max = Duration::from_secs(24 * 60 * 60);
+    let error = Builder::new(Kv::default()).deadline(Duration::MAX).build().unwrap_err();
+    assert_eq!(error, Error::Config(ConfigError::TooLong { setting: "deadline", max }));
+    let error = Builder::new(Kv::default()).tick(max * 2).build().unwrap_err();
+    assert_eq!(error, Error::Config(ConfigError::TooLong { setting: "tick", max }));
     let error = Builder::new(Kv::default()).heartbeat_ticks(10).election_ticks(10).build().unwrap_err();
     assert_eq!(error, Error::Config(ConfigError::ElectionNotAboveHeartbeat));
 }

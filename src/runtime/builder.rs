@@ -203,6 +203,9 @@ impl<D: Dispatch> Builder<D> {
             if value.is_zero() {
                 return Err(ConfigError::Zero { setting });
             }
+            if value > MAX_DURATION {
+                return Err(ConfigError::TooLong { setting, max: MAX_DURATION });
+            }
         }
         if self.election_ticks <= self.heartbeat_ticks {
             return Err(ConfigError::ElectionNotAboveHeartbeat);
@@ -317,6 +320,10 @@ impl<D: Dispatch> Builder<D> {
         Ok(Cluster::from_parts(shared, threads, pinning))
     }
 }
+
+/// The longest tick, deadline or retry interval accepted: clocks add them to the current
+/// time, which must not overflow.
+const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// The cores this process may run on, read once per process: once a thread is pinned,
 /// `core_affinity::get_core_ids` called from it returns only its own core.

@@ -25,6 +25,9 @@ pub struct Cluster<D: Dispatch> {
     crashed: Mutex<Vec<Option<ReplicaThread<D>>>>,
     /// The core each replica is pinned to.
     cores: Vec<Option<core_affinity::CoreId>>,
+    /// Held by every fault-injection call, so that two of them never interleave (a crash
+    /// racing a restart of the same replica could otherwise strand it).
+    faults: Mutex<()>,
 }
 
 /// Where a replica thread is in its life.
@@ -33,9 +36,10 @@ pub struct Cluster<D: Dispatch> {
 pub enum ReplicaStatus {
     /// Serving.
     Running,
-    /// Paused by [`Faults::pause`]: keeps its state, takes no messages.
+    /// Paused by [`Faults::pause`]: keeps its state, takes no messages, applies nothing.
     Paused,
-    /// Crashed by [`Faults::crash`]: its thread has exited and its copy is out of service.
+    /// Crashed by [`Faults::crash`] (or its thread panicked): its thread has exited and it
+    /// applies nothing until [`Faults::restart`].
     Crashed,
     /// Stopped by shutdown.
     Stopped,
@@ -90,7 +94,7 @@ impl<D: Dispatch> Cluster<D> {
         cores: Vec<Option<core_affinity::CoreId>>,
     ) -> Self {
         let crashed = Mutex::new((0..cores.len()).map(|_| None).collect());
-        Self { shared, threads: Mutex::new(threads), crashed, cores }
+        Self { shared, threads: Mutex::new(threads), crashed, cores, faults: Mutex::new(()) }
     }
 
     /// A new client session. Each handle has its own client id for exactly-once writes;
@@ -265,6 +269,7 @@ impl<D: Dispatch> Faults<'_, D> {
     /// # Errors
     /// [`Error::NoSuchReplica`] for an index out of range, [`Error::Shutdown`] after shutdown.
     pub fn crash(&self, replica: usize) -> Result<(), Error> {
+        let _serial = self.cluster.faults.lock();
         let target = self.cluster.replica_checked(replica)?;
         target.status.store(CRASHED, Ordering::Release);
         target.wake.notify();
@@ -280,15 +285,18 @@ impl<D: Dispatch> Faults<'_, D> {
         Ok(())
     }
 
-    /// Restarts a crashed replica on a fresh thread on its core. Its acceptor's promise and
-    /// accepted values survive the crash (as an acceptor's stable storage does in Paxos);
-    /// everything else is rebuilt, its object from a copy of the running peer that applied
-    /// the most, after which it catches up by learning. Returns once the thread runs.
+    /// Restarts a crashed replica on a fresh thread on its core. What a replica would keep
+    /// on stable storage survives the crash: its acceptor's promise and accepted values (as
+    /// Paxos requires) and the copy of the object that stands for the log entries it freed.
+    /// Everything else is rebuilt; the copy is replaced by the running peer's that applied
+    /// the most when that one is not behind, and the replica then catches up by learning.
+    /// Returns once the thread runs.
     ///
     /// # Errors
     /// [`Error::NoSuchReplica`], [`Error::Shutdown`], and [`Error::FaultRefused`] if the
-    /// replica is not crashed or no running peer can provide a copy.
+    /// replica is not crashed.
     pub fn restart(&self, replica: usize) -> Result<(), Error> {
+        let _serial = self.cluster.faults.lock();
         let target = self.cluster.replica_checked(replica)?;
         let refused = |reason| Error::FaultRefused { replica, reason };
         if target.status() != CRASHED {
@@ -297,10 +305,7 @@ impl<D: Dispatch> Faults<'_, D> {
         let Some(mut state) = self.cluster.crashed.lock()[replica].take() else {
             return Err(refused("the crashed replica's thread panicked; nothing to restart from"));
         };
-        if !state.restart() {
-            self.cluster.crashed.lock()[replica] = Some(state);
-            return Err(refused("no running peer to copy the object from"));
-        }
+        state.restart();
         target.status.store(RUNNING, Ordering::Release);
         state.publish_stats();
         match state.spawn(self.cluster.cores[replica]) {
@@ -315,13 +320,15 @@ impl<D: Dispatch> Faults<'_, D> {
         }
     }
 
-    /// Pauses replica `replica`: it keeps its state but takes no messages and serves no
-    /// reads until [`Faults::resume`], like a descheduled thread. Returns once its thread
-    /// has finished the round of work it was in and stopped.
+    /// Pauses replica `replica`: it keeps its state but takes no messages and applies
+    /// nothing until [`Faults::resume`], like a descheduled thread. Reads move to another
+    /// replica unless its copy already holds every write they must see. Returns once its
+    /// thread has finished the round of work it was in and stopped.
     ///
     /// # Errors
     /// As for [`Faults::crash`]; pausing a crashed replica does nothing.
     pub fn pause(&self, replica: usize) -> Result<(), Error> {
+        let _serial = self.cluster.faults.lock();
         let target = self.cluster.replica_checked(replica)?;
         target.pause_acknowledged.store(false, Ordering::Relaxed);
         if target.status.compare_exchange(RUNNING, PAUSED, Ordering::AcqRel, Ordering::Acquire).is_err() {
@@ -344,6 +351,7 @@ impl<D: Dispatch> Faults<'_, D> {
     /// # Errors
     /// As for [`Faults::crash`].
     pub fn slow(&self, replica: usize, delay: std::time::Duration) -> Result<(), Error> {
+        let _serial = self.cluster.faults.lock();
         let target = self.cluster.replica_checked(replica)?;
         let nanos = u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX);
         // Relaxed: a setting, read by the replica thread once per round.
@@ -357,6 +365,7 @@ impl<D: Dispatch> Faults<'_, D> {
     /// # Errors
     /// As for [`Faults::crash`]; resuming a replica that is not paused does nothing.
     pub fn resume(&self, replica: usize) -> Result<(), Error> {
+        let _serial = self.cluster.faults.lock();
         let target = self.cluster.replica_checked(replica)?;
         let _ = target.status.compare_exchange(PAUSED, RUNNING, Ordering::AcqRel, Ordering::Acquire);
         target.wake.notify();

@@ -196,10 +196,14 @@ impl<D: Dispatch> Handle<D> {
                 return Err(Error::NoQuorum { waited: time.saturating_duration_since(started) });
             }
             if time >= switch_at || target.status() != RUNNING {
-                replica = self.shared.running_from((replica + 1) % self.shared.replicas.len()).unwrap_or(replica);
+                let next = self.shared.running_from((replica + 1) % self.shared.replicas.len()).unwrap_or(replica);
                 switch_at = time + options.read_failover;
-                idler.reset();
-                continue;
+                if next != replica {
+                    replica = next;
+                    idler.reset();
+                    continue;
+                }
+                // No other replica runs: wait here, not in a busy loop.
             }
             idler.idle(|| {
                 let key = target.applied.prepare_wait();

@@ -94,8 +94,9 @@ pub(crate) struct ReplicaShared<D: Dispatch> {
     /// The replica's copy: written by its thread when applying, read by clients serving
     /// reads and by peers copying a snapshot.
     state: RwLock<ReplicaState<D>>,
-    /// Every slot below this has been applied to `object`. Written by the replica thread
-    /// (Release, after the write lock is released), read by clients (Acquire).
+    /// Every slot below this has been applied to `state`. Written (Release) by the replica
+    /// thread after applying, and by `Faults::restart` while that thread is down; it never
+    /// decreases. Read by clients (Acquire).
     slot_applied: CachePadded<AtomicU64>,
     /// Readers waiting for `slot_applied` to reach their watermark park here.
     applied: EventCount,

@@ -29,6 +29,23 @@ const INPUT_BUDGET: usize = 256;
 /// Consecutive late rounds after which a leader steps down (see `step_down_if_late`).
 const LATE_ROUNDS_BEFORE_STEPPING_DOWN: u32 = 3;
 
+/// Marks a replica crashed if its thread unwinds.
+struct CrashOnPanic<D: Dispatch> {
+    shared: Arc<Shared<D>>,
+    index: usize,
+}
+
+impl<D: Dispatch> Drop for CrashOnPanic<D> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let replica = &self.shared.replicas[self.index];
+            // Release pairs with the Acquire loads of `status`.
+            replica.status.store(CRASHED, Ordering::Release);
+            replica.wake.notify();
+        }
+    }
+}
+
 pub(crate) struct ReplicaThread<D: Dispatch> {
     index: usize,
     core: protocol::Replica<Command<D>>,
@@ -89,7 +106,11 @@ impl<D: Dispatch> ReplicaThread<D> {
     /// leaves the thread unpinned).
     pub(crate) fn spawn(self, core: Option<core_affinity::CoreId>) -> std::io::Result<JoinHandle<Self>> {
         let index = self.index;
+        let shared = Arc::clone(&self.shared);
         thread::Builder::new().name(format!("corum-replica-{index}")).spawn(move || {
+            // A panic that escapes (a broken invariant, a panic in the object's `clone`)
+            // ends the thread: mark the replica crashed so nobody waits for it.
+            let _crash_on_panic = CrashOnPanic { shared, index };
             #[cfg(not(corum_loom))]
             if let Some(core) = core {
                 let _ = core_affinity::set_for_current(core);
@@ -100,11 +121,13 @@ impl<D: Dispatch> ReplicaThread<D> {
         })
     }
 
-    /// Rebuilds a crashed replica for a restart: the acceptor's durable state (promise and
-    /// accepted values, as on stable storage) survives; the log, the leader and learner
-    /// state and the object are rebuilt, the object from a copy of the running peer that
-    /// applied the most. Returns false if no running peer could provide a copy.
-    pub(crate) fn restart(&mut self) -> bool {
+    /// Rebuilds a crashed replica for a restart. What a replica keeps on stable storage
+    /// survives: the acceptor's promise and accepted values, and its copy of the object as
+    /// of the slots its log has freed (the snapshot that stands for them). The log, the
+    /// leader and learner state are rebuilt; the copy is replaced by the running peer's
+    /// that applied the most, unless that one is behind its own, which would roll it back
+    /// and could lose committed writes whose entries every replica has freed.
+    pub(crate) fn restart(&mut self) {
         let config = self.core.config().clone();
         let durable = self.core.durable_state();
         let old = self.core.counters();
@@ -118,18 +141,25 @@ impl<D: Dispatch> ReplicaThread<D> {
         self.completed.clear();
         self.next_tick = now();
         self.idler.reset();
-        self.catch_up_from_snapshot(true)
+        let own = self.shared.replicas[self.index].state.read().slot_applied;
+        if !self.install_peer_copy(own) {
+            self.core.install_snapshot(own);
+        }
     }
 
-    /// Installs a copy of the state of the running peer that applied the most, when the
-    /// protocol core reports that its peers freed log entries it still needs (or, `force`d,
-    /// after a restart). Returns whether it installed one.
-    fn catch_up_from_snapshot(&mut self, force: bool) -> bool {
-        let wanted = match self.core.snapshot_wanted() {
-            Some(slot) => slot,
-            None if force => Slot::ZERO,
-            None => return false,
-        };
+    /// Installs a peer's copy when the protocol core reports that its peers freed log
+    /// entries it still needs. Returns whether it installed one.
+    fn catch_up_from_snapshot(&mut self) -> bool {
+        match self.core.snapshot_wanted() {
+            Some(wanted) => self.install_peer_copy(wanted),
+            None => false,
+        }
+    }
+
+    /// Installs a copy of the state of the running peer that applied the most, if that
+    /// copy reaches at least `at_least` and this replica's delivered slot. Returns whether
+    /// it installed one.
+    fn install_peer_copy(&mut self, at_least: Slot) -> bool {
         let replicas = &self.shared.replicas;
         let donor = (0..replicas.len())
             .filter(|&j| j != self.index && replicas[j].status() == RUNNING)
@@ -138,7 +168,7 @@ impl<D: Dispatch> ReplicaThread<D> {
         // The read lock gives a consistent copy: object, table and slot together.
         let copy = replicas[donor].state.read().clone();
         let slot = copy.slot_applied;
-        if slot < wanted || slot < self.core.slot_delivered() {
+        if slot < at_least || slot < self.core.slot_delivered() {
             return false;
         }
         *replicas[self.index].state.write() = copy;
@@ -169,7 +199,7 @@ impl<D: Dispatch> ReplicaThread<D> {
                 _ => break,
             }
             let mut progressed = self.receive();
-            progressed |= self.catch_up_from_snapshot(false);
+            progressed |= self.catch_up_from_snapshot();
             progressed |= self.intake();
             let now = now();
             if now >= self.next_tick {
@@ -237,16 +267,26 @@ impl<D: Dispatch> ReplicaThread<D> {
         }
     }
 
-    /// Sleeps as long as fault injection asked this replica to after each round of work.
+    /// Sleeps as long as fault injection asked this replica to after each round of work;
+    /// a pause, crash or stop (which notify `wake`) cuts the sleep short.
     fn be_slow(&self) {
         // Relaxed: a setting read once per round; nothing is published through it.
         let nanos = self.me().slowness_nanos.load(Ordering::Relaxed);
-        #[cfg(not(corum_loom))]
-        if nanos > 0 {
-            std::thread::sleep(std::time::Duration::from_nanos(nanos));
+        if nanos == 0 {
+            return;
         }
-        #[cfg(corum_loom)]
-        let _ = nanos;
+        let me = self.me();
+        let until = now() + std::time::Duration::from_nanos(nanos);
+        loop {
+            // Messages and writes also notify `wake`: only a status change ends the sleep early.
+            let key = me.wake.prepare_wait();
+            let left = until.saturating_duration_since(now());
+            if me.status() != RUNNING || self.shared.is_stopped() || left.is_zero() {
+                me.wake.cancel_wait(key);
+                return;
+            }
+            me.wake.wait(key, left);
+        }
     }
 
     /// A leader whose rounds keep taking longer than half an election timeout (a slow or
@@ -415,11 +455,14 @@ impl<D: Dispatch> ReplicaThread<D> {
         let timeout = self.next_tick.saturating_duration_since(now()).max(std::time::Duration::from_micros(50));
         let incoming = &self.incoming;
         let shared = &self.shared;
+        // While backlogged, queued writes are not work this round can do: the next tick
+        // (or a peer's message) wakes the thread to retry sending.
+        let backlogged = self.backlogged();
         self.idler.idle(|| {
             let key = me.wake.prepare_wait();
             let ready = shared.is_stopped()
                 || me.status() != RUNNING
-                || !me.submissions.is_empty()
+                || (!backlogged && !me.submissions.is_empty())
                 || incoming.iter().any(|(_, consumer)| !consumer.is_empty());
             if ready {
                 me.wake.cancel_wait(key);
