@@ -7,11 +7,16 @@
 //! cargo run --release --example scaling                  # the full sweep
 //! cargo run --release --example scaling -- --quick       # a short sweep (under a minute)
 //! cargo run --release --example scaling -- --quick --json > results.jsonl
+//! cargo run --release --example scaling -- --only "kv 100% corum r=3 t=2 pipelined" --seconds 3
 //! ```
 //!
-//! Every row gives ops/s, latency percentiles from an HDR histogram, and the ratio to the
-//! Mutex on the same workload and thread count. `--json` prints one JSON object per
-//! measurement instead of the table. Progress goes to stderr.
+//! Every row gives ops/s, latency percentiles and the maximum from an HDR histogram, and the
+//! ratio to the Mutex on the same workload and thread count. A last section, the straggler
+//! scenario, runs the Mutex with its holder and corum (3 replicas) with a follower or the
+//! leader paused 5 ms out of every 50 ms, next to the same runs unpaused. `--json` prints
+//! one JSON object per measurement instead of the table. `--only TEXT` runs the cells whose
+//! progress line contains TEXT; `--seconds S` sets each one's length. Progress, and for
+//! corum the protocol's batches, go to stderr.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -207,14 +212,59 @@ fn closed_loop(
     })
 }
 
+/// Who is paused 5 ms out of every 50 ms during a measurement (the straggler scenario).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Straggler {
+    None,
+    /// Client thread 0 sleeps while it holds the lock (Mutex only).
+    Holder,
+    /// A corum replica that does not lead, chosen afresh each period.
+    Follower,
+    /// The corum replica leading at the start of each period.
+    Leader,
+}
+
+impl Straggler {
+    fn name(self) -> &'static str {
+        match self {
+            Straggler::None => "none",
+            Straggler::Holder => "holder",
+            Straggler::Follower => "follower",
+            Straggler::Leader => "leader",
+        }
+    }
+}
+
+const PAUSE: Duration = Duration::from_millis(5);
+const PAUSE_PERIOD: Duration = Duration::from_millis(50);
+
 /// Measures `system` on `workload` with `threads` client threads.
-fn run(system: &str, replicas: usize, mode: &str, workload: Workload, threads: usize, seconds: f64) -> Measurement {
+fn run(
+    system: &str,
+    replicas: usize,
+    mode: &str,
+    workload: Workload,
+    threads: usize,
+    seconds: f64,
+    straggler: Straggler,
+) -> Measurement {
     match system {
         "mutex" => {
             let object = parking_lot::Mutex::new(workload.object());
-            closed_loop(workload, threads, seconds, |_, op| match op {
-                Ok(write) => object.lock().write(write),
-                Err(read) => object.lock().read(read),
+            let last_pause = parking_lot::Mutex::new(Instant::now());
+            closed_loop(workload, threads, seconds, |thread, op| {
+                let mut object = object.lock();
+                if straggler == Straggler::Holder && thread == 0 {
+                    let mut last = last_pause.lock();
+                    if last.elapsed() >= PAUSE_PERIOD {
+                        *last = Instant::now();
+                        std::thread::sleep(PAUSE);
+                    }
+                }
+                match op {
+                    Ok(write) => object.write(write),
+                    Err(read) => object.read(read),
+                }
             })
         }
         "rwlock" => {
@@ -258,45 +308,159 @@ fn run(system: &str, replicas: usize, mode: &str, workload: Workload, threads: u
         _ => {
             let cluster = Builder::new(workload.object()).replicas(replicas).build().expect("build");
             let handles: Vec<_> = (0..threads).map(|_| cluster.handle()).collect();
+            handles[0].execute_mut(workload.op(&mut 7).unwrap_or(Write::Add(0))).expect("warm up");
             let pipelined = mode == "pipelined";
-            let outcome = measure(threads, seconds, |thread, stop, latency| {
-                let handle = &handles[thread];
-                let mut rng = thread as u64 + 1;
-                let mut ops = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    if pipelined {
-                        // Up to 64 writes in flight; reads in between are synchronous.
-                        let mut tickets = Vec::with_capacity(64);
-                        for _ in 0..64 {
-                            match workload.op(&mut rng) {
-                                Ok(write) => tickets.push((Instant::now(), handle.submit(write).expect("submit"))),
-                                Err(read) => {
-                                    let begin = Instant::now();
-                                    std::hint::black_box(handle.execute(read).expect("read"));
-                                    record(latency, begin);
-                                    ops += 1;
-                                }
-                            }
+            let pausing = AtomicBool::new(straggler != Straggler::None);
+            let outcome = std::thread::scope(|scope| {
+                if straggler != Straggler::None {
+                    let (cluster, pausing) = (&cluster, &pausing);
+                    scope.spawn(move || {
+                        while pausing.load(Ordering::Relaxed) {
+                            std::thread::sleep(PAUSE_PERIOD - PAUSE);
+                            let leader = cluster.leader();
+                            let target = match straggler {
+                                Straggler::Leader => leader,
+                                _ => (0..cluster.replicas()).find(|&r| Some(r) != leader),
+                            };
+                            let Some(target) = target else { continue };
+                            cluster.faults().pause(target).expect("pause");
+                            std::thread::sleep(PAUSE);
+                            cluster.faults().resume(target).expect("resume");
                         }
-                        for (begin, ticket) in tickets {
-                            std::hint::black_box(ticket.wait().expect("write"));
+                    });
+                }
+                let outcome = corum_clients(&handles, workload, pipelined, threads, seconds);
+                pausing.store(false, Ordering::Relaxed);
+                outcome
+            });
+            let batches: u64 = cluster.stats().iter().map(|replica| replica.batches_proposed).sum();
+            let writes = outcome.ops * workload.write_pct / 100;
+            eprintln!("    {batches} batches, about {} writes per batch", writes / batches.max(1));
+            cluster.shutdown().expect("shutdown");
+            outcome
+        }
+    }
+}
+
+/// Client threads on a corum cluster: synchronous, or up to 64 writes in flight per thread.
+fn corum_clients(
+    handles: &[corum::Handle<Object>],
+    workload: Workload,
+    pipelined: bool,
+    threads: usize,
+    seconds: f64,
+) -> Measurement {
+    measure(threads, seconds, |thread, stop, latency| {
+        let handle = &handles[thread];
+        let mut rng = thread as u64 + 1;
+        let mut ops = 0;
+        while !stop.load(Ordering::Relaxed) {
+            if pipelined {
+                // Up to 64 writes in flight; reads in between are synchronous.
+                let mut tickets = Vec::with_capacity(64);
+                for _ in 0..64 {
+                    match workload.op(&mut rng) {
+                        Ok(write) => tickets.push((Instant::now(), handle.submit(write).expect("submit"))),
+                        Err(read) => {
+                            let begin = Instant::now();
+                            std::hint::black_box(handle.execute(read).expect("read"));
                             record(latency, begin);
                             ops += 1;
                         }
-                    } else {
-                        let begin = Instant::now();
-                        match workload.op(&mut rng) {
-                            Ok(write) => std::hint::black_box(handle.execute_mut(write).expect("write")),
-                            Err(read) => std::hint::black_box(handle.execute(read).expect("read")),
-                        };
-                        record(latency, begin);
-                        ops += 1;
                     }
                 }
-                ops
-            });
-            cluster.shutdown().expect("shutdown");
-            outcome
+                for (begin, ticket) in tickets {
+                    std::hint::black_box(ticket.wait().expect("write"));
+                    record(latency, begin);
+                    ops += 1;
+                }
+            } else {
+                let begin = Instant::now();
+                match workload.op(&mut rng) {
+                    Ok(write) => std::hint::black_box(handle.execute_mut(write).expect("write")),
+                    Err(read) => std::hint::black_box(handle.execute(read).expect("read")),
+                };
+                record(latency, begin);
+                ops += 1;
+            }
+        }
+        ops
+    })
+}
+
+/// The settings of one sweep and its progress.
+struct Sweep {
+    json: bool,
+    only: Option<String>,
+    seconds: f64,
+    started: Instant,
+    done: usize,
+    total: usize,
+}
+
+/// One row of the report.
+struct Row {
+    label: String,
+    rate: f64,
+}
+
+impl Sweep {
+    /// Measures one cell and prints its row (or JSON line); `None` if `--only` skips it.
+    /// `mutex_rate` is the Mutex's rate on the same workload and thread count, for the ratio.
+    #[allow(clippy::too_many_arguments)]
+    fn cell(
+        &mut self,
+        system: &str,
+        replicas: usize,
+        mode: &str,
+        workload: Workload,
+        threads: usize,
+        straggler: Straggler,
+        mutex_rate: Option<f64>,
+    ) -> Option<Row> {
+        self.done += 1;
+        let paused = if straggler == Straggler::None { String::new() } else { format!(" {} paused", straggler.name()) };
+        let cell =
+            format!("{} {}% {system} r={replicas} t={threads} {mode}{paused}", workload.name, workload.write_pct);
+        if self.only.as_ref().is_some_and(|only| !cell.contains(only.as_str())) {
+            return None;
+        }
+        eprintln!("[{}/{} {:.0} s] {cell}", self.done, self.total, self.started.elapsed().as_secs_f64());
+        let m = run(system, replicas, mode, workload, threads, self.seconds, straggler);
+        let rate = m.ops as f64 / m.elapsed.as_secs_f64();
+        let quantile = |q: f64| m.latency.value_at_quantile(q);
+        let (p50, p99, p999, max) = (quantile(0.5), quantile(0.99), quantile(0.999), m.latency.max());
+        let mut label = if system == "corum" || system == "node-replication" {
+            format!("{system} r={replicas} {mode}")
+        } else {
+            system.to_string()
+        };
+        label += &paused;
+        // With `--only` the Mutex may not have run: then there is no ratio.
+        let mutex_rate = if system == "mutex" && straggler == Straggler::None { Some(rate) } else { mutex_rate };
+        let ratio = mutex_rate.map_or_else(|| "-".to_string(), |mutex| format!("{:.3}x", rate / mutex));
+        if self.json {
+            println!(
+                "{{\"system\":\"{system}\",\"workload\":\"{}\",\"write_pct\":{},\"replicas\":{replicas},\
+                 \"threads\":{threads},\"mode\":\"{mode}\",\"paused\":\"{}\",\"ops_per_sec\":{rate:.0},\
+                 \"p50_ns\":{p50},\"p99_ns\":{p99},\"p999_ns\":{p999},\"max_ns\":{max}}}",
+                workload.name,
+                workload.write_pct,
+                straggler.name()
+            );
+        } else {
+            println!("  {label:<40} {threads:>7} {rate:>13.0} {ratio:>9} {p50:>10} {p99:>10} {p999:>10} {max:>11}");
+        }
+        Some(Row { label, rate })
+    }
+
+    fn header(&self, title: &str) {
+        if !self.json {
+            println!("\n{title}");
+            println!(
+                "  {:<40} {:>7} {:>13} {:>9} {:>10} {:>10} {:>10} {:>11}",
+                "system", "threads", "ops/s", "vs mutex", "p50 ns", "p99 ns", "p99.9 ns", "max ns"
+            );
         }
     }
 }
@@ -305,7 +469,14 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
     let json = args.iter().any(|a| a == "--json");
-    let seconds = if quick { 0.15 } else { 1.0 };
+    // `--only TEXT` keeps the measurements whose progress line contains TEXT (for example
+    // `--only "kv 100% corum r=3 t=2 pipelined"`, to profile one cell); `--seconds S` sets
+    // each measurement's length.
+    let value_of = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
+    let only = value_of("--only");
+    let seconds = value_of("--seconds")
+        .map(|s| s.parse::<f64>().expect("--seconds takes a number"))
+        .unwrap_or(if quick { 0.15 } else { 1.0 });
     let cores = corum::available_cores().max(1);
     let workloads: Vec<Workload> = if quick {
         vec![Workload { name: "kv", write_pct: 10 }, Workload { name: "kv", write_pct: 100 }]
@@ -334,6 +505,16 @@ fn main() {
     }
     systems.push(("node-replication", 2, "sync"));
     systems.push(("sequential", 1, "sync"));
+    // The straggler scenario: kv at 10 % writes, every core a client thread, each system
+    // unpaused and with one replica (or the lock holder) paused 5 ms out of every 50 ms.
+    let straggler_workload = Workload { name: "kv", write_pct: 10 };
+    let mut stragglers: Vec<(&str, usize, &str, Straggler)> =
+        vec![("mutex", 1, "sync", Straggler::None), ("mutex", 1, "sync", Straggler::Holder)];
+    for mode in ["sync", "pipelined"] {
+        for straggler in [Straggler::None, Straggler::Follower, Straggler::Leader] {
+            stragglers.push(("corum", 3, mode, straggler));
+        }
+    }
 
     if !json {
         println!(
@@ -341,63 +522,45 @@ fn main() {
              {KEYS} keys for kv"
         );
     }
-    let started = Instant::now();
-    let total = workloads.len() * thread_counts.len() * systems.len();
-    let mut done = 0;
+    let total = workloads.len() * thread_counts.len() * systems.len() + stragglers.len();
+    let mut sweep = Sweep { json, only, seconds, started: Instant::now(), done: 0, total };
     let mut plot: BTreeMap<String, Vec<(usize, f64)>> = BTreeMap::new();
-    for workload in &workloads {
-        if !json {
-            println!("\nworkload {} at {} % writes", workload.name, workload.write_pct);
-            println!(
-                "  {:<28} {:>7} {:>13} {:>9} {:>10} {:>10} {:>10}",
-                "system", "threads", "ops/s", "vs mutex", "p50 ns", "p99 ns", "p99.9 ns"
-            );
-        }
+    for &workload in &workloads {
+        sweep.header(&format!("workload {} at {} % writes", workload.name, workload.write_pct));
         for &threads in &thread_counts {
             let mut mutex_rate = None;
             for &(system, replicas, mode) in &systems {
-                done += 1;
                 // The sequential ceiling is one thread; node-replication gets one replica
                 // per thread up to two, so that no replica sits idle and fills its log.
                 if system == "sequential" && threads != 1 {
+                    sweep.done += 1;
                     continue;
                 }
                 let replicas = if system == "node-replication" { replicas.min(threads) } else { replicas };
-                eprintln!(
-                    "[{done}/{total} {:.0} s] {} {}% {system} r={replicas} t={threads} {mode}",
-                    started.elapsed().as_secs_f64(),
-                    workload.name,
-                    workload.write_pct
-                );
-                let m = run(system, replicas, mode, *workload, threads, seconds);
-                let rate = m.ops as f64 / m.elapsed.as_secs_f64();
-                let baseline = *mutex_rate.get_or_insert(rate);
-                let (p50, p99, p999) = (
-                    m.latency.value_at_quantile(0.5),
-                    m.latency.value_at_quantile(0.99),
-                    m.latency.value_at_quantile(0.999),
-                );
-                let label = if system == "corum" || system == "node-replication" {
-                    format!("{system} r={replicas} {mode}")
-                } else {
-                    system.to_string()
+                let Some(row) = sweep.cell(system, replicas, mode, workload, threads, Straggler::None, mutex_rate)
+                else {
+                    continue;
                 };
+                if system == "mutex" {
+                    mutex_rate = Some(row.rate);
+                }
                 if workload.name == "kv" && workload.write_pct == 10 {
-                    plot.entry(label.clone()).or_default().push((threads, rate));
+                    plot.entry(row.label).or_default().push((threads, row.rate));
                 }
-                if json {
-                    println!(
-                        "{{\"system\":\"{system}\",\"workload\":\"{}\",\"write_pct\":{},\"replicas\":{replicas},\
-                         \"threads\":{threads},\"mode\":\"{mode}\",\"ops_per_sec\":{rate:.0},\"p50_ns\":{p50},\
-                         \"p99_ns\":{p99},\"p999_ns\":{p999}}}",
-                        workload.name, workload.write_pct
-                    );
-                } else {
-                    println!(
-                        "  {label:<28} {threads:>7} {rate:>13.0} {:>8.3}x {p50:>10} {p99:>10} {p999:>10}",
-                        rate / baseline
-                    );
-                }
+            }
+        }
+    }
+    sweep.header(&format!(
+        "straggler: kv at 10 % writes, {cores} client threads, one replica or the lock holder paused {} ms out of \
+         every {} ms",
+        PAUSE.as_millis(),
+        PAUSE_PERIOD.as_millis()
+    ));
+    let mut mutex_rate = None;
+    for &(system, replicas, mode, straggler) in &stragglers {
+        if let Some(row) = sweep.cell(system, replicas, mode, straggler_workload, cores, straggler, mutex_rate) {
+            if system == "mutex" && straggler == Straggler::None {
+                mutex_rate = Some(row.rate);
             }
         }
     }

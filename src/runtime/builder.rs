@@ -257,6 +257,7 @@ impl<D: Dispatch> Builder<D> {
             retry_after: self.retry_after,
             read_failover: election,
             idle: self.idle,
+            spin: available_cores() > n,
             pending_max: self.ring_capacity * 4,
         };
         let replicas = (0..n)

@@ -143,7 +143,7 @@ impl<D: Dispatch> Handle<D> {
             started,
         };
         let deadline = started + self.shared.options.deadline;
-        let mut idler = Idler::new(self.shared.options.idle);
+        let mut idler = Idler::new(self.shared.options.idle, self.shared.options.spin);
         loop {
             if ticket.try_submit() {
                 return Ok(ticket);
@@ -180,7 +180,7 @@ impl<D: Dispatch> Handle<D> {
         let watermark = self.shared.slot_committed();
         let mut replica = self.shared.running_from(self.session.home).unwrap_or(self.session.home);
         let mut switch_at = started + options.read_failover;
-        let mut idler = Idler::new(options.idle);
+        let mut idler = Idler::new(options.idle, options.spin);
         loop {
             let target = &self.shared.replicas[replica];
             if target.slot_applied() >= watermark {
@@ -250,7 +250,7 @@ impl<D: Dispatch> Ticket<D> {
         let options = &shared.options;
         let deadline = self.started + options.deadline;
         let mut retry_at = self.started + options.retry_after;
-        let mut idler = Idler::new(options.idle);
+        let mut idler = Idler::new(options.idle, options.spin);
         loop {
             if let Some(outcome) = self.command.completion.take() {
                 self.forget();

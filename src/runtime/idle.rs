@@ -23,10 +23,13 @@ use crate::sync::{spin_loop, yield_now};
 #[non_exhaustive]
 pub enum IdleStrategy {
     /// Spin briefly, then yield, then park until woken or the next tick (the default).
-    /// Right when threads may outnumber cores.
+    /// Right when threads may outnumber cores. The spinning is skipped when the process
+    /// has no more cores than replicas: there a spinning thread only delays the thread it
+    /// waits for (on 2 cores with 3 replicas, skipping it doubled synchronous write
+    /// throughput; see BENCHMARKS.md).
     #[default]
     Park,
-    /// Spin briefly, then yield the core on every idle round, never park.
+    /// Spin briefly (as for `Park`), then yield the core on every idle round, never park.
     Yield,
     /// Busy-spin. Lowest latency, but only when every replica and client thread has a
     /// core of its own: a spinning thread steals the core of any thread it shares with.
@@ -43,12 +46,15 @@ const YIELD_ROUNDS: u32 = if cfg!(corum_loom) { 0 } else { 16 };
 #[derive(Debug)]
 pub(crate) struct Idler {
     strategy: IdleStrategy,
+    /// Rounds of spinning before yielding (0 when spinning would steal a busy core).
+    spin_rounds: u32,
     round: u32,
 }
 
 impl Idler {
-    pub(crate) fn new(strategy: IdleStrategy) -> Self {
-        Self { strategy, round: 0 }
+    /// `spin`: whether to spin before yielding (ignored by [`IdleStrategy::Spin`]).
+    pub(crate) fn new(strategy: IdleStrategy, spin: bool) -> Self {
+        Self { strategy, spin_rounds: if spin { SPIN_ROUNDS } else { 0 }, round: 0 }
     }
 
     /// Work was found: start over with spinning.
@@ -60,13 +66,13 @@ impl Idler {
     /// re-check the condition it waits for, and sleep only if it still does not hold.
     pub(crate) fn idle(&mut self, park: impl FnOnce()) {
         self.round = self.round.saturating_add(1);
-        let spin = self.round <= SPIN_ROUNDS;
+        let spin = self.round <= self.spin_rounds;
         match self.strategy {
             IdleStrategy::Spin => spin_loop(),
             IdleStrategy::Yield if spin => spin_for(self.round),
             IdleStrategy::Yield => yield_now(),
             IdleStrategy::Park if spin => spin_for(self.round),
-            IdleStrategy::Park if self.round <= SPIN_ROUNDS + YIELD_ROUNDS => yield_now(),
+            IdleStrategy::Park if self.round <= self.spin_rounds + YIELD_ROUNDS => yield_now(),
             IdleStrategy::Park => park(),
         }
     }

@@ -61,6 +61,9 @@ pub(crate) struct Options {
     retry_after: Duration,
     read_failover: Duration,
     idle: IdleStrategy,
+    /// Whether waiting threads spin before they yield: only when the process has a core
+    /// for every replica and at least one more (see [`IdleStrategy::Park`]).
+    spin: bool,
     pending_max: usize,
 }
 

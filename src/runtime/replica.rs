@@ -78,7 +78,7 @@ impl<D: Dispatch> ReplicaThread<D> {
         incoming: Vec<(ReplicaId, Consumer<Wire<D>>)>,
         pending: Vec<VecDeque<Wire<D>>>,
     ) -> Self {
-        let idler = Idler::new(shared.options.idle);
+        let idler = Idler::new(shared.options.idle, shared.options.spin);
         Self {
             index,
             core,
