@@ -1,37 +1,43 @@
-//! Round trips between two threads: the floor every corum write pays twice (a spinning
-//! `AtomicU64` ping-pong, one cache line bouncing between cores) and the same exchange over
-//! crossbeam's bounded channels, the naive alternative to corum's own rings. (The rings
-//! themselves are crate-internal; their benchmark comes with the scaling suite.)
+//! The transport on its own: round trips between two threads over one cache line (the
+//! floor), over corum's SPSC rings, and over crossbeam's bounded channels; one-way streams
+//! through a ring and through a channel of the same capacity; and a corum write's message
+//! pattern relayed naively over crossbeam channels.
 //!
 //! `cargo bench --bench transport`
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+mod common;
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use std::time::{Duration, Instant};
 
-/// Core-to-core round trip: two threads bounce a counter through one cache line.
-fn ping_pong_atomic(c: &mut Criterion) {
+use corum::__bench::ring;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+
+/// Capacity of the rings and channels compared (corum's default ring capacity).
+const CAPACITY: usize = 1024;
+
+fn round_trips(c: &mut Criterion) {
     let mut group = c.benchmark_group("round_trip");
     group.throughput(Throughput::Elements(1));
-    group.bench_function("atomic_ping_pong", |b| {
-        b.iter_custom(|iterations| {
-            let line = Arc::new(AtomicU64::new(0));
-            let peer = {
-                let line = Arc::clone(&line);
-                std::thread::spawn(move || {
-                    for i in 0..iterations {
-                        while line.load(Ordering::Acquire) != 2 * i + 1 {
-                            std::hint::spin_loop();
+    group.bench_function("atomic_ping_pong", |b| b.iter_custom(common::atomic_ping_pong));
+    group.bench_function("corum_ring", |b| {
+        b.iter_custom(|n| {
+            let (mut to_peer, mut peer_inbox) = ring::<u64>(CAPACITY);
+            let (mut to_main, mut main_inbox) = ring::<u64>(CAPACITY);
+            let peer = std::thread::spawn(move || {
+                for _ in 0..n {
+                    let value = loop {
+                        match peer_inbox.pop() {
+                            Some(value) => break value,
+                            None => std::hint::spin_loop(),
                         }
-                        line.store(2 * i + 2, Ordering::Release);
-                    }
-                })
-            };
-            let started = std::time::Instant::now();
-            for i in 0..iterations {
-                line.store(2 * i + 1, Ordering::Release);
-                while line.load(Ordering::Acquire) != 2 * i + 2 {
+                    };
+                    to_main.push(value + 1).expect("room");
+                }
+            });
+            let started = Instant::now();
+            for i in 0..n {
+                to_peer.push(i).expect("room");
+                while main_inbox.pop().is_none() {
                     std::hint::spin_loop();
                 }
             }
@@ -41,27 +47,78 @@ fn ping_pong_atomic(c: &mut Criterion) {
         })
     });
     group.bench_function("crossbeam_channel", |b| {
-        b.iter_custom(|iterations| {
-            let (to_peer, peer_rx) = crossbeam_channel::bounded::<u64>(16);
-            let (to_main, main_rx) = crossbeam_channel::bounded::<u64>(16);
+        b.iter_custom(|n| {
+            let (to_peer, peer_inbox) = crossbeam_channel::bounded::<u64>(CAPACITY);
+            let (to_main, main_inbox) = crossbeam_channel::bounded::<u64>(CAPACITY);
             let peer = std::thread::spawn(move || {
-                for _ in 0..iterations {
-                    let value = peer_rx.recv().expect("recv");
+                for _ in 0..n {
+                    let value = peer_inbox.recv().expect("recv");
                     to_main.send(value + 1).expect("send");
                 }
             });
-            let started = std::time::Instant::now();
-            for i in 0..iterations {
+            let started = Instant::now();
+            for i in 0..n {
                 to_peer.send(i).expect("send");
-                main_rx.recv().expect("recv");
+                main_inbox.recv().expect("recv");
             }
             let elapsed = started.elapsed();
             peer.join().expect("peer");
             elapsed
         })
     });
+    group.bench_function("crossbeam_relay_write_pattern", |b| b.iter_custom(|n| common::crossbeam_relay(n, None)));
     group.finish();
 }
 
-criterion_group!(benches, ping_pong_atomic);
+/// One producer streams `n` values to one consumer; both spin when the ring is full or
+/// empty (as replica threads do before they park).
+fn stream_ring(n: u64) -> Duration {
+    let (mut producer, mut consumer) = ring::<u64>(CAPACITY);
+    let peer = std::thread::spawn(move || {
+        let mut sum = 0u64;
+        for _ in 0..n {
+            loop {
+                match consumer.pop() {
+                    Some(value) => {
+                        sum = sum.wrapping_add(value);
+                        break;
+                    }
+                    None => std::hint::spin_loop(),
+                }
+            }
+        }
+        sum
+    });
+    let started = Instant::now();
+    for i in 0..n {
+        let mut value = i;
+        while let Err(back) = producer.push(value) {
+            value = back;
+            std::hint::spin_loop();
+        }
+    }
+    std::hint::black_box(peer.join().expect("consumer"));
+    started.elapsed()
+}
+
+fn stream_channel(n: u64) -> Duration {
+    let (sender, receiver) = crossbeam_channel::bounded::<u64>(CAPACITY);
+    let peer = std::thread::spawn(move || receiver.iter().take(n as usize).fold(0u64, u64::wrapping_add));
+    let started = Instant::now();
+    for i in 0..n {
+        sender.send(i).expect("send");
+    }
+    std::hint::black_box(peer.join().expect("consumer"));
+    started.elapsed()
+}
+
+fn streams(c: &mut Criterion) {
+    let mut group = c.benchmark_group("stream");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function(BenchmarkId::new("corum_ring", CAPACITY), |b| b.iter_custom(stream_ring));
+    group.bench_function(BenchmarkId::new("crossbeam_channel", CAPACITY), |b| b.iter_custom(stream_channel));
+    group.finish();
+}
+
+criterion_group!(benches, round_trips, streams);
 criterion_main!(benches);

@@ -98,8 +98,8 @@ mod runtime;
 mod session;
 pub mod sim;
 mod sync;
-// Transport items are `pub` so the loom suite can reach them through `__loom`; in normal
-// builds they stay private to the crate.
+// Transport items are `pub` so the loom suite and the benchmarks can reach them through
+// `__loom` and `__bench`; they are not part of the public API.
 #[cfg_attr(not(corum_loom), allow(unreachable_pub))]
 mod transport;
 
@@ -111,6 +111,14 @@ pub mod __loom {
     pub use crate::runtime::Completion;
     pub use crate::transport::event::{EventCount, WaitKey};
     pub use crate::transport::queue::Queue;
+    pub use crate::transport::ring::{ring, Consumer, Producer};
+}
+
+/// The transport's ring, exposed only so that `benches/transport.rs` can measure it on
+/// its own. Not part of the public API: hidden, and free to change in any release.
+#[cfg(not(corum_loom))]
+#[doc(hidden)]
+pub mod __bench {
     pub use crate::transport::ring::{ring, Consumer, Producer};
 }
 

@@ -1,0 +1,68 @@
+//! Throughput against client threads and replicas, one criterion group per workload (the
+//! map at 0, 10, 50 and 100 % writes, the counter, the stack), every system of
+//! `examples/scaling.rs` in each: corum with 1, 3 and 5 replicas, synchronous and pipelined
+//! (64 writes in flight per thread), `parking_lot::Mutex` and `RwLock`, node-replication
+//! 0.1.1 and one unsynchronised thread. Benchmark ids read `system/replicas/mode` and
+//! `threads=N`; throughput is in operations. The same code runs the scaling report.
+//!
+//! `cargo bench --bench throughput`, or `cargo bench --bench throughput -- kv-10pct` for one
+//! workload.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{run, Budget, Straggler, Workload};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+
+fn throughput(c: &mut Criterion) {
+    let cores = corum::available_cores().max(1);
+    let mut threads = vec![1];
+    while threads.last().expect("one") * 2 <= cores {
+        threads.push(threads.last().expect("one") * 2);
+    }
+    if *threads.last().expect("one") != cores {
+        threads.push(cores);
+    }
+    let workloads = [
+        Workload { name: "kv", write_pct: 0 },
+        Workload { name: "kv", write_pct: 10 },
+        Workload { name: "kv", write_pct: 50 },
+        Workload { name: "kv", write_pct: 100 },
+        Workload { name: "counter", write_pct: 100 },
+        Workload { name: "stack", write_pct: 100 },
+    ];
+    let mut systems = vec![("mutex", 1, "sync"), ("rwlock", 1, "sync")];
+    for replicas in [1, 3, 5] {
+        systems.push(("corum", replicas, "sync"));
+        systems.push(("corum", replicas, "pipelined"));
+    }
+    systems.push(("node-replication", 2, "sync"));
+    systems.push(("sequential", 1, "sync"));
+    for workload in workloads {
+        let mut group = c.benchmark_group(format!("throughput/{}-{}pct-writes", workload.name, workload.write_pct));
+        group.throughput(Throughput::Elements(1));
+        group.sample_size(10);
+        group.warm_up_time(Duration::from_millis(500));
+        group.measurement_time(Duration::from_secs(2));
+        for &threads in &threads {
+            for &(system, replicas, mode) in &systems {
+                if system == "sequential" && threads != 1 {
+                    continue;
+                }
+                // One node-replication replica per thread up to two, as in the scaling report.
+                let replicas = if system == "node-replication" { replicas.min(threads) } else { replicas };
+                let id = BenchmarkId::new(format!("{system}/replicas={replicas}/{mode}"), format!("threads={threads}"));
+                group.bench_function(id, |b| {
+                    b.iter_custom(|ops| {
+                        run(system, replicas, mode, workload, threads, Budget::Ops(ops), Straggler::None).elapsed
+                    })
+                });
+            }
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, throughput);
+criterion_main!(benches);
