@@ -102,3 +102,36 @@ pub(crate) fn now() -> Instant {
 pub(crate) fn park_slice(deadline: Instant, slice: Duration) -> Duration {
     deadline.saturating_duration_since(now()).min(slice).max(Duration::from_micros(50))
 }
+
+#[cfg(all(test, not(corum_loom)))]
+mod tests {
+    use super::*;
+
+    /// Idle rounds until `park` is first called.
+    fn rounds_before_parking(spin: bool) -> u32 {
+        let mut idler = Idler::new(IdleStrategy::Park, spin);
+        let mut parked = false;
+        let mut rounds = 0;
+        while !parked {
+            idler.idle(|| parked = true);
+            rounds += 1;
+        }
+        rounds - 1
+    }
+
+    #[test]
+    fn spinning_is_skipped_when_told_so() {
+        assert_eq!(rounds_before_parking(true), SPIN_ROUNDS + YIELD_ROUNDS);
+        assert_eq!(rounds_before_parking(false), YIELD_ROUNDS);
+    }
+
+    #[test]
+    fn reset_starts_over() {
+        let mut idler = Idler::new(IdleStrategy::Park, false);
+        for _ in 0..YIELD_ROUNDS {
+            idler.idle(|| panic!("parked too early"));
+        }
+        idler.reset();
+        idler.idle(|| panic!("parked right after a reset"));
+    }
+}
