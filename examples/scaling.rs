@@ -64,15 +64,10 @@ impl Sweep {
             return None;
         }
         eprintln!("[{}/{} {:.0} s] {cell}", self.done, self.total, self.started.elapsed().as_secs_f64());
-        let m = run(
-            system,
-            replicas,
-            mode,
-            workload,
-            threads,
-            Budget::Time(Duration::from_secs_f64(self.seconds)),
-            straggler,
-        );
+        // A straggler cell spans at least ten pause periods.
+        let seconds = if straggler == Straggler::None { self.seconds } else { self.seconds.max(0.5) };
+        let budget = Budget::Time(Duration::from_secs_f64(seconds));
+        let m = run(system, replicas, mode, workload, threads, budget, straggler);
         let rate = m.ops as f64 / m.elapsed.as_secs_f64();
         let quantile = |q: f64| m.latency.value_at_quantile(q);
         let (p50, p99, p999, max) = (quantile(0.5), quantile(0.99), quantile(0.999), m.latency.max());
