@@ -26,7 +26,8 @@ struct Session<D: Dispatch> {
 
 struct SessionState<D: Dispatch> {
     next_sequence: u64,
-    outstanding: BTreeMap<u64, Command<D>>,
+    /// Each write with the time it was first submitted.
+    outstanding: BTreeMap<u64, (Command<D>, Instant)>,
 }
 
 /// A client's handle on a cluster: one session with its own client id.
@@ -45,7 +46,10 @@ pub struct Handle<D: Dispatch> {
 /// Writes submitted from one handle without waiting in between are concurrent operations:
 /// they are normally applied in submission order, but a leader change may reorder them.
 /// Wait for a ticket before submitting a write that must come after it. A ticket dropped
-/// without waiting leaves its write submitted once: it is not retried if a leader fails.
+/// without waiting leaves its write submitted once: it is not retried if a leader fails,
+/// and once the deadline has passed without it being applied, its outcome stays unknown
+/// (as with [`Error::NoQuorum`]) and it no longer holds back the session's exactly-once
+/// record.
 #[must_use = "a write's outcome is only known by waiting for its ticket"]
 pub struct Ticket<D: Dispatch> {
     shared: Arc<Shared<D>>,
@@ -116,11 +120,21 @@ impl<D: Dispatch> Handle<D> {
         if self.shared.is_closed() {
             return Err(Error::Shutdown);
         }
+        let started = now();
         let command = {
             let mut state = self.session.state.lock();
-            // Writes whose tickets were dropped leave the outstanding set once applied.
+            // Writes whose tickets were dropped leave the outstanding set once applied, or
+            // once their deadline has passed: a write not applied by then may have been
+            // lost with a replica, and its dropped ticket will not retry it. Past the
+            // deadline its outcome is unknown, as `Error::NoQuorum` says of a waited-for
+            // write: if it is still in flight, it is applied only if it is ordered before
+            // the first write that carries the raised floor (every replica decides alike).
+            // Without this, one lost write would pin the session's floor and its
+            // exactly-once record would grow with every later write.
             while let Some(entry) = state.outstanding.first_entry() {
-                if !entry.get().completion.is_done() {
+                let (command, submitted) = entry.get();
+                let expired = started.saturating_duration_since(*submitted) >= self.shared.options.deadline;
+                if !command.completion.is_done() && !expired {
                     break;
                 }
                 entry.remove();
@@ -130,10 +144,9 @@ impl<D: Dispatch> Handle<D> {
             let floor = state.outstanding.keys().next().copied().unwrap_or(sequence);
             let command =
                 Arc::new(Request { client: self.session.client, sequence, floor, op, completion: Completion::new() });
-            state.outstanding.insert(sequence, Arc::clone(&command));
+            state.outstanding.insert(sequence, (Arc::clone(&command), started));
             command
         };
-        let started = now();
         let mut ticket = Ticket {
             shared: Arc::clone(&self.shared),
             session: Arc::clone(&self.session),
@@ -298,5 +311,67 @@ impl<D: Dispatch> Ticket<D> {
     /// reported (or given up on), so the session's floor may pass it.
     fn forget(&mut self) {
         self.session.state.lock().outstanding.remove(&self.command.sequence);
+    }
+}
+
+#[cfg(all(test, not(corum_loom)))]
+mod tests {
+    use std::time::Duration;
+
+    use crate::Builder;
+
+    #[derive(Clone, Default)]
+    struct Counter(u64);
+
+    impl crate::Dispatch for Counter {
+        type ReadOp = ();
+        type WriteOp = u64;
+        type Response = u64;
+        fn dispatch(&self, _: &()) -> u64 {
+            self.0
+        }
+        fn dispatch_mut(&mut self, add: &u64) -> u64 {
+            self.0 += add;
+            self.0
+        }
+    }
+
+    /// A write whose ticket was dropped and which was lost with a crashed replica must not
+    /// pin its session's floor: past the deadline the session lets it go, and the
+    /// replicas' exactly-once records stop growing.
+    #[test]
+    fn a_lost_write_with_a_dropped_ticket_stops_holding_the_floor() {
+        let deadline = Duration::from_millis(300);
+        let cluster = Builder::new(Counter::default()).replicas(3).deadline(deadline).build().expect("build");
+        let handle = cluster.handle();
+        handle.execute_mut(1).expect("first write");
+        let home = handle.session.home;
+        // With every replica paused, the write goes to the home replica's queue; that
+        // replica then crashes without taking it, and nobody retries the dropped ticket.
+        for replica in 0..3 {
+            cluster.faults().pause(replica).expect("pause");
+        }
+        drop(handle.submit(100).expect("submit"));
+        cluster.faults().crash(home).expect("crash");
+        for replica in (0..3).filter(|&r| r != home) {
+            cluster.faults().resume(replica).expect("resume");
+        }
+        std::thread::sleep(deadline + Duration::from_millis(50));
+        for _ in 0..50 {
+            handle.execute_mut(1).expect("write after the loss");
+        }
+        assert_eq!(handle.execute(()).expect("read"), 51, "the lost write was not applied");
+        assert!(
+            handle.session.state.lock().outstanding.len() <= 1,
+            "the session still holds {} writes",
+            handle.session.state.lock().outstanding.len()
+        );
+        let shared = &handle.shared;
+        for replica in (0..3).filter(|&r| r != home) {
+            let remembered = shared.replicas[replica].state.read().sessions.remembered();
+            assert!(remembered <= 2, "replica {replica} remembers {remembered} sequence numbers");
+        }
+        drop(handle);
+        cluster.shutdown().expect("shutdown");
     }
 }
