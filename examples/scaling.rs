@@ -16,7 +16,8 @@
 //! leader paused 5 ms out of every 50 ms, next to the same runs unpaused. `--json` prints
 //! one JSON object per measurement instead of the table. `--only TEXT` runs the cells whose
 //! progress line contains TEXT; `--seconds S` sets each one's length. Progress, and for
-//! corum the protocol's batches, go to stderr.
+//! corum the protocol's batches, go to stderr. Each cell is the median of 3 measurements
+//! (`--runs N`; 1 with `--quick`).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -24,13 +25,14 @@ use std::time::{Duration, Instant};
 #[path = "../benches/common/mod.rs"]
 mod common;
 
-use common::{run, Budget, Straggler, Workload, KEYS, PAUSE, PAUSE_PERIOD};
+use common::{run, Budget, Measurement, Straggler, Workload, KEYS, PAUSE, PAUSE_PERIOD};
 
 /// The settings of one sweep and its progress.
 struct Sweep {
     json: bool,
     only: Option<String>,
     seconds: f64,
+    runs: usize,
     started: Instant,
     done: usize,
     total: usize,
@@ -67,8 +69,13 @@ impl Sweep {
         // A straggler cell spans at least ten pause periods.
         let seconds = if straggler == Straggler::None { self.seconds } else { self.seconds.max(0.5) };
         let budget = Budget::Time(Duration::from_secs_f64(seconds));
-        let m = run(system, replicas, mode, workload, threads, budget, straggler);
-        let rate = m.ops as f64 / m.elapsed.as_secs_f64();
+        // The median of `runs` measurements by throughput, with that run's latencies.
+        let rate_of = |m: &Measurement| m.ops as f64 / m.elapsed.as_secs_f64();
+        let mut runs: Vec<Measurement> =
+            (0..self.runs).map(|_| run(system, replicas, mode, workload, threads, budget, straggler)).collect();
+        runs.sort_by(|a, b| rate_of(a).total_cmp(&rate_of(b)));
+        let m = runs.swap_remove(runs.len() / 2);
+        let rate = rate_of(&m);
         let quantile = |q: f64| m.latency.value_at_quantile(q);
         let (p50, p99, p999, max) = (quantile(0.5), quantile(0.99), quantile(0.999), m.latency.max());
         let mut label = if system == "corum" || system == "node-replication" {
@@ -118,6 +125,11 @@ fn main() {
     let seconds = value_of("--seconds")
         .map(|s| s.parse::<f64>().expect("--seconds takes a number"))
         .unwrap_or(if quick { 0.15 } else { 1.0 });
+    // `--runs N`: each cell is measured N times and the median (by throughput) reported.
+    let runs = value_of("--runs")
+        .map(|n| n.parse::<usize>().expect("--runs takes a count"))
+        .unwrap_or(if quick { 1 } else { 3 })
+        .max(1);
     let cores = corum::available_cores().max(1);
     let workloads: Vec<Workload> = if quick {
         vec![Workload { name: "kv", write_pct: 10 }, Workload { name: "kv", write_pct: 100 }]
@@ -160,11 +172,11 @@ fn main() {
     if !json {
         println!(
             "scaling sweep: {cores} usable cores, threads {thread_counts:?}, {seconds} s per measurement, \
-             {KEYS} keys for kv"
+             median of {runs}, {KEYS} keys for kv"
         );
     }
     let total = workloads.len() * thread_counts.len() * systems.len() + stragglers.len();
-    let mut sweep = Sweep { json, only, seconds, started: Instant::now(), done: 0, total };
+    let mut sweep = Sweep { json, only, seconds, runs, started: Instant::now(), done: 0, total };
     let mut plot: BTreeMap<String, Vec<(usize, f64)>> = BTreeMap::new();
     for &workload in &workloads {
         sweep.header(&format!("workload {} at {} % writes", workload.name, workload.write_pct));
