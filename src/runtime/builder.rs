@@ -312,7 +312,7 @@ impl<D: Dispatch> Builder<D> {
             );
             match replica.spawn(pinning[index]) {
                 Ok(handle) => threads.push(Some(handle)),
-                Err(error) => {
+                Err((_, error)) => {
                     drop(Cluster::from_parts(shared, threads, pinning));
                     return Err(Error::Spawn { replica: index, reason: error.to_string() });
                 }

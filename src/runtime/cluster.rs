@@ -293,8 +293,9 @@ impl<D: Dispatch> Faults<'_, D> {
     /// Returns once the thread runs.
     ///
     /// # Errors
-    /// [`Error::NoSuchReplica`], [`Error::Shutdown`], and [`Error::FaultRefused`] if the
-    /// replica is not crashed.
+    /// [`Error::NoSuchReplica`], [`Error::Shutdown`], [`Error::FaultRefused`] if the
+    /// replica is not crashed, and [`Error::Spawn`] if the operating system refuses the
+    /// thread: the replica then stays crashed with what it keeps, and may be restarted again.
     pub fn restart(&self, replica: usize) -> Result<(), Error> {
         let _serial = self.cluster.faults.lock();
         let target = self.cluster.replica_checked(replica)?;
@@ -313,8 +314,11 @@ impl<D: Dispatch> Faults<'_, D> {
                 self.cluster.threads.lock()[replica] = Some(thread);
                 Ok(())
             }
-            Err(error) => {
+            Err((state, error)) => {
+                // Still crashed, with what it keeps on stable storage: a later restart can
+                // try again.
                 target.status.store(CRASHED, Ordering::Release);
+                self.cluster.crashed.lock()[replica] = Some(*state);
                 Err(Error::Spawn { replica, reason: error.to_string() })
             }
         }
@@ -384,4 +388,59 @@ fn status_of(status: u8) -> ReplicaStatus {
 
 fn ballot_from(raw: u64) -> Ballot {
     Ballot::from_u64(raw)
+}
+
+#[cfg(all(test, not(corum_loom)))]
+mod tests {
+    use crate::runtime::replica::tests::FAIL_NEXT_SPAWN;
+    use crate::{Builder, Error, ReplicaStatus};
+
+    #[derive(Clone, Default)]
+    struct Counter(u64);
+
+    impl crate::Dispatch for Counter {
+        type ReadOp = ();
+        type WriteOp = u64;
+        type Response = u64;
+        fn dispatch(&self, _: &()) -> u64 {
+            self.0
+        }
+        fn dispatch_mut(&mut self, add: &u64) -> u64 {
+            self.0 += add;
+            self.0
+        }
+    }
+
+    /// A restart whose thread the operating system refuses keeps the crashed replica's
+    /// state, so a second restart brings it back with everything it had.
+    #[test]
+    fn a_refused_restart_thread_loses_nothing() {
+        let cluster = Builder::new(Counter::default()).replicas(3).build().expect("build");
+        let handle = cluster.handle();
+        for _ in 0..10 {
+            handle.execute_mut(1).expect("write");
+        }
+        let victim = (cluster.leader().expect("a leader") + 1) % 3;
+        cluster.faults().crash(victim).expect("crash");
+        FAIL_NEXT_SPAWN.with(|fail| fail.set(true));
+        let refused = cluster.faults().restart(victim);
+        assert!(matches!(refused, Err(Error::Spawn { replica, .. }) if replica == victim), "{refused:?}");
+        assert_eq!(cluster.stats()[victim].status, ReplicaStatus::Crashed);
+        cluster.faults().restart(victim).expect("the second restart finds the replica's state");
+        for _ in 0..10 {
+            handle.execute_mut(1).expect("write after the restart");
+        }
+        // The restarted replica catches up: its copy reaches every write.
+        let caught_up = || {
+            let stats = cluster.stats();
+            let committed = stats.iter().map(|replica| replica.slot_committed).max().expect("replicas");
+            stats.iter().all(|replica| replica.slot_applied >= committed)
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !caught_up() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let copies = cluster.shutdown().expect("shutdown");
+        assert!(copies.iter().all(|copy| copy.0 == 20), "copies: {:?}", copies.iter().map(|c| c.0).collect::<Vec<_>>());
+    }
 }

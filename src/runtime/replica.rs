@@ -103,11 +103,28 @@ impl<D: Dispatch> ReplicaThread<D> {
     }
 
     /// Starts the replica's thread, pinned to `core` if given (best effort: a refused pin
-    /// leaves the thread unpinned).
-    pub(crate) fn spawn(self, core: Option<core_affinity::CoreId>) -> std::io::Result<JoinHandle<Self>> {
+    /// leaves the thread unpinned). If the operating system refuses the thread, the replica
+    /// comes back with the error, so that nothing it holds is lost.
+    pub(crate) fn spawn(
+        self,
+        core: Option<core_affinity::CoreId>,
+    ) -> Result<JoinHandle<Self>, (Box<Self>, std::io::Error)> {
         let index = self.index;
         let shared = Arc::clone(&self.shared);
-        thread::Builder::new().name(format!("corum-replica-{index}")).spawn(move || {
+        // A one-time handoff, never contended: the thread takes the replica when it starts;
+        // if it never starts, the closure is dropped and the replica is taken back here.
+        // (A std mutex, not the `sync` shim: there is no protocol here for loom to check.)
+        let handoff = std::sync::Arc::new(std::sync::Mutex::new(Some(self)));
+        let inside = std::sync::Arc::clone(&handoff);
+        let builder = thread::Builder::new().name(format!("corum-replica-{index}"));
+        #[cfg(all(test, not(corum_loom)))]
+        let builder = if tests::FAIL_NEXT_SPAWN.with(|fail| fail.replace(false)) {
+            // A stack no machine can map: the operating system refuses the thread.
+            builder.stack_size(usize::MAX / 4)
+        } else {
+            builder
+        };
+        let spawned = builder.spawn(move || {
             // A panic that escapes (a broken invariant, a panic in the object's `clone`)
             // ends the thread: mark the replica crashed so nobody waits for it.
             let _crash_on_panic = CrashOnPanic { shared, index };
@@ -117,7 +134,12 @@ impl<D: Dispatch> ReplicaThread<D> {
             }
             #[cfg(corum_loom)]
             let _ = core;
-            self.run()
+            let replica = inside.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+            replica.expect("the replica is handed over once").run()
+        });
+        spawned.map_err(|error| {
+            let replica = handoff.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+            (Box::new(replica.expect("a thread that never started did not take the replica")), error)
         })
     }
 
@@ -505,5 +527,14 @@ impl<D: Dispatch> ReplicaThread<D> {
         stats.commands_waiting.store(waiting as u64, Ordering::Relaxed);
         stats.log_len.store(self.core.log_len() as u64, Ordering::Relaxed);
         stats.snapshots_installed.store(self.snapshots_installed, Ordering::Relaxed);
+    }
+}
+
+#[cfg(all(test, not(corum_loom)))]
+pub(crate) mod tests {
+    thread_local! {
+        /// Makes the next replica thread this thread spawns fail, to test what a refused
+        /// thread loses. Per thread, so that tests running in parallel do not see it.
+        pub(crate) static FAIL_NEXT_SPAWN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     }
 }
