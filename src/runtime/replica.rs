@@ -19,8 +19,11 @@ use crate::{Dispatch, Error};
 
 type Wire<D> = Message<Command<D>>;
 
-/// A write applied by this replica, with its outcome, waiting for its caller's completion.
-type Applied<D> = (Command<D>, Result<<D as Dispatch>::Response, Error>);
+/// A write applied by this replica, waiting for its caller's completion: the index of its
+/// batch in `ReplicaThread::applied_batches`, its index in the batch, and its outcome. (Not
+/// a clone of the command: that would write its reference count, a cache line its client
+/// and the other replicas also write, once more per write on every replica.)
+type Applied<D> = (usize, usize, Result<<D as Dispatch>::Response, Error>);
 
 /// Most messages taken from one ring, and writes from the submission queue, per round, so
 /// that one busy input cannot starve the others.
@@ -56,6 +59,8 @@ pub(crate) struct ReplicaThread<D: Dispatch> {
     /// Messages waiting for room in a full ring, per destination.
     pending: Vec<VecDeque<Wire<D>>>,
     completed: Vec<Applied<D>>,
+    /// The batches `completed` points into.
+    applied_batches: Vec<protocol::Batch<Command<D>>>,
     next_tick: Instant,
     idler: Idler,
     slot_committed_published: u64,
@@ -87,6 +92,7 @@ impl<D: Dispatch> ReplicaThread<D> {
             incoming,
             pending,
             completed: Vec::new(),
+            applied_batches: Vec::new(),
             next_tick: now(),
             idler,
             slot_committed_published: 0,
@@ -161,6 +167,7 @@ impl<D: Dispatch> ReplicaThread<D> {
         self.core = protocol::Replica::restart(ReplicaId::new(self.index), config, durable);
         self.pending.iter_mut().for_each(VecDeque::clear);
         self.completed.clear();
+        self.applied_batches.clear();
         self.next_tick = now();
         self.idler.reset();
         let own = self.shared.replicas[self.index].state.read().slot_applied;
@@ -447,7 +454,8 @@ impl<D: Dispatch> ReplicaThread<D> {
             let mut state = None;
             while let Some((slot, batch)) = self.core.pop_committed() {
                 let state = state.get_or_insert_with(|| me.state.write());
-                for command in batch.commands() {
+                let batch_index = self.applied_batches.len();
+                for (index, command) in batch.commands().iter().enumerate() {
                     if !state.sessions.admit(command.client, command.sequence, command.floor) {
                         // A duplicate: its first application completed the caller already.
                         continue;
@@ -456,8 +464,9 @@ impl<D: Dispatch> ReplicaThread<D> {
                     // replica alike, and reported to the caller instead of killing us.
                     let outcome = catch_unwind(AssertUnwindSafe(|| state.object.dispatch_mut(&command.op)))
                         .map_err(|_| Error::OperationPanicked);
-                    self.completed.push((Arc::clone(command), outcome));
+                    self.completed.push((batch_index, index, outcome));
                 }
+                self.applied_batches.push(batch);
                 state.slot_applied = slot.next();
                 applied_to = Some(slot.next());
             }
@@ -466,9 +475,10 @@ impl<D: Dispatch> ReplicaThread<D> {
         // Release pairs with readers' Acquire load: the object they lock next holds these.
         me.slot_applied.store(applied_to.get(), Ordering::Release);
         me.applied.notify();
-        for (command, outcome) in self.completed.drain(..) {
-            command.completion.complete(outcome);
+        for (batch, index, outcome) in self.completed.drain(..) {
+            self.applied_batches[batch].commands()[index].completion.complete(outcome);
         }
+        self.applied_batches.clear();
         true
     }
 
