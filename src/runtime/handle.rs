@@ -16,6 +16,9 @@ use crate::{Dispatch, Error};
 
 /// One client session's state, shared by its handle and tickets.
 struct Session<D: Dispatch> {
+    /// The cluster. Tickets reach it through their session: cloning this `Arc` for every
+    /// write would make every client thread write one shared reference count per write.
+    shared: Arc<Shared<D>>,
     client: ClientId,
     /// The replica whose copy serves this session's reads while it runs.
     home: usize,
@@ -52,7 +55,6 @@ pub struct Handle<D: Dispatch> {
 /// record.
 #[must_use = "a write's outcome is only known by waiting for its ticket"]
 pub struct Ticket<D: Dispatch> {
-    shared: Arc<Shared<D>>,
     session: Arc<Session<D>>,
     command: Command<D>,
     submitted_to: usize,
@@ -91,7 +93,8 @@ impl<D: Dispatch> Handle<D> {
         let client = shared.next_client.fetch_add(1, Ordering::Relaxed);
         let home = (client % shared.replicas.len() as u64) as usize;
         let state = Mutex::new(SessionState { next_sequence: 0, outstanding: BTreeMap::new() });
-        Self { shared, session: Arc::new(Session { client, home, state }) }
+        let session = Arc::new(Session { shared: Arc::clone(&shared), client, home, state });
+        Self { shared, session }
     }
 
     /// This session's client id.
@@ -147,14 +150,8 @@ impl<D: Dispatch> Handle<D> {
             state.outstanding.insert(sequence, (Arc::clone(&command), started));
             command
         };
-        let mut ticket = Ticket {
-            shared: Arc::clone(&self.shared),
-            session: Arc::clone(&self.session),
-            command,
-            submitted_to: 0,
-            leader_seen: usize::MAX,
-            started,
-        };
+        let mut ticket =
+            Ticket { session: Arc::clone(&self.session), command, submitted_to: 0, leader_seen: usize::MAX, started };
         let deadline = started + self.shared.options.deadline;
         let mut idler = Idler::new(self.shared.options.idle, self.shared.options.spin);
         loop {
@@ -259,17 +256,17 @@ impl<D: Dispatch> Ticket<D> {
     /// # Errors
     /// As for [`Handle::execute_mut`].
     pub fn wait(mut self) -> Result<D::Response, Error> {
-        let shared = Arc::clone(&self.shared);
-        let options = &shared.options;
+        let options = &self.session.shared.options;
+        let (retry_after, tick) = (options.retry_after, options.tick);
         let deadline = self.started + options.deadline;
-        let mut retry_at = self.started + options.retry_after;
+        let mut retry_at = self.started + retry_after;
         let mut idler = Idler::new(options.idle, options.spin);
         loop {
             if let Some(outcome) = self.command.completion.take() {
                 self.forget();
                 return outcome;
             }
-            if self.shared.is_stopped() {
+            if self.session.shared.is_stopped() {
                 self.forget();
                 return Err(Error::Shutdown);
             }
@@ -278,32 +275,32 @@ impl<D: Dispatch> Ticket<D> {
                 self.forget();
                 return Err(Error::NoQuorum { waited: time.saturating_duration_since(self.started) });
             }
-            let target = self.shared.write_target(self.session.home);
+            let target = self.session.shared.write_target(self.session.home);
             // Relaxed: the hint only steers retries.
-            let leader = self.shared.leader.load(Ordering::Relaxed);
+            let leader = self.session.shared.leader.load(Ordering::Relaxed);
             if target != self.submitted_to || leader != self.leader_seen || time >= retry_at {
                 // A new leader, or a long silence: submit again. If the queue is full the
                 // retry simply waits for the next round.
                 if self.try_submit() {
-                    retry_at = time + options.retry_after;
+                    retry_at = time + retry_after;
                     idler.reset();
                 }
             }
             let command = &self.command;
-            idler.idle(|| command.completion.wait_for(park_slice(deadline, options.tick)));
+            idler.idle(|| command.completion.wait_for(park_slice(deadline, tick)));
         }
     }
 
     /// Pushes the command to the current write target's queue; false if it is full.
     fn try_submit(&mut self) -> bool {
-        let target = self.shared.write_target(self.session.home);
-        let replica = &self.shared.replicas[target];
+        let target = self.session.shared.write_target(self.session.home);
+        let replica = &self.session.shared.replicas[target];
         if replica.submissions.push(Arc::clone(&self.command)).is_err() {
             return false;
         }
         replica.wake.notify();
         self.submitted_to = target;
-        self.leader_seen = self.shared.leader.load(Ordering::Relaxed);
+        self.leader_seen = self.session.shared.leader.load(Ordering::Relaxed);
         true
     }
 
