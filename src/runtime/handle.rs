@@ -1,7 +1,7 @@
 //! Client handles: linearizable writes (synchronous or pipelined through tickets) and
 //! linearizable reads served by a replica's own copy.
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
@@ -22,15 +22,43 @@ struct Session<D: Dispatch> {
     client: ClientId,
     /// The replica whose copy serves this session's reads while it runs.
     home: usize,
-    /// Next sequence number and the writes not yet known complete, by number. The lowest
-    /// key is the session's floor (see `crate::session`).
+    /// Next sequence number and the writes not yet known complete. The lowest of those is
+    /// the session's floor (see `crate::session`).
     state: Mutex<SessionState<D>>,
 }
 
 struct SessionState<D: Dispatch> {
     next_sequence: u64,
-    /// Each write with the time it was first submitted.
-    outstanding: BTreeMap<u64, (Command<D>, Instant)>,
+    /// The writes numbered from `next_sequence - outstanding.len()` up, each with the time
+    /// it was first submitted, or `None` once its outcome was reported. Never starts with
+    /// `None`.
+    outstanding: VecDeque<Option<(Command<D>, Instant)>>,
+}
+
+impl<D: Dispatch> SessionState<D> {
+    /// The number of the first write in `outstanding`.
+    fn first_sequence(&self) -> u64 {
+        self.next_sequence - self.outstanding.len() as u64
+    }
+
+    /// Drops the first writes while they are forgotten or `done` says they may go.
+    fn pop_front_while(&mut self, done: impl Fn(&Command<D>, Instant) -> bool) {
+        while let Some(front) = self.outstanding.front() {
+            if matches!(front, Some((command, submitted)) if !done(command, *submitted)) {
+                break;
+            }
+            self.outstanding.pop_front();
+        }
+    }
+
+    /// Forgets write `sequence`: its outcome has been reported.
+    fn forget(&mut self, sequence: u64) {
+        let Some(index) = sequence.checked_sub(self.first_sequence()) else { return };
+        if let Some(entry) = self.outstanding.get_mut(index as usize) {
+            *entry = None;
+        }
+        self.pop_front_while(|_, _| false);
+    }
 }
 
 /// A client's handle on a cluster: one session with its own client id.
@@ -92,7 +120,7 @@ impl<D: Dispatch> Handle<D> {
         // Relaxed: ids only need to be unique, which the RMW guarantees.
         let client = shared.next_client.fetch_add(1, Ordering::Relaxed);
         let home = (client % shared.replicas.len() as u64) as usize;
-        let state = Mutex::new(SessionState { next_sequence: 0, outstanding: BTreeMap::new() });
+        let state = Mutex::new(SessionState { next_sequence: 0, outstanding: VecDeque::new() });
         let session = Arc::new(Session { shared: Arc::clone(&shared), client, home, state });
         Self { shared, session }
     }
@@ -134,20 +162,18 @@ impl<D: Dispatch> Handle<D> {
             // the first write that carries the raised floor (every replica decides alike).
             // Without this, one lost write would pin the session's floor and its
             // exactly-once record would grow with every later write.
-            while let Some(entry) = state.outstanding.first_entry() {
-                let (command, submitted) = entry.get();
-                let expired = started.saturating_duration_since(*submitted) >= self.shared.options.deadline;
-                if !command.completion.is_done() && !expired {
-                    break;
-                }
-                entry.remove();
-            }
+            let deadline = self.shared.options.deadline;
+            state.pop_front_while(|command, submitted| {
+                command.completion.is_done() || started.saturating_duration_since(submitted) >= deadline
+            });
+            // The first write left is not known complete: it is the floor (or, with none
+            // left, this one).
+            let floor = state.first_sequence();
             let sequence = state.next_sequence;
             state.next_sequence += 1;
-            let floor = state.outstanding.keys().next().copied().unwrap_or(sequence);
             let command =
                 Arc::new(Request { client: self.session.client, sequence, floor, op, completion: Completion::new() });
-            state.outstanding.insert(sequence, (Arc::clone(&command), started));
+            state.outstanding.push_back(Some((Arc::clone(&command), started)));
             command
         };
         let mut ticket =
@@ -307,7 +333,7 @@ impl<D: Dispatch> Ticket<D> {
     /// Removes the write from its session's outstanding set: its outcome has been
     /// reported (or given up on), so the session's floor may pass it.
     fn forget(&mut self) {
-        self.session.state.lock().outstanding.remove(&self.command.sequence);
+        self.session.state.lock().forget(self.command.sequence);
     }
 }
 
@@ -315,6 +341,7 @@ impl<D: Dispatch> Ticket<D> {
 mod tests {
     use std::time::Duration;
 
+    use crate::sync::Arc;
     use crate::Builder;
 
     #[derive(Clone, Default)]
@@ -331,6 +358,34 @@ mod tests {
             self.0 += add;
             self.0
         }
+    }
+
+    /// The floor is the lowest write whose outcome was not reported, whatever order the
+    /// outcomes come in; forgotten writes behind it cost nothing once it moves.
+    #[test]
+    fn the_floor_is_the_first_write_not_forgotten() {
+        use super::{Completion, Request, SessionState};
+        let mut state = SessionState::<Counter> { next_sequence: 0, outstanding: Default::default() };
+        let now = super::now();
+        for sequence in 0..5 {
+            let command = Arc::new(Request { client: 0, sequence, floor: 0, op: 1, completion: Completion::new() });
+            state.outstanding.push_back(Some((command, now)));
+            state.next_sequence += 1;
+        }
+        state.forget(2);
+        state.forget(1);
+        assert_eq!(state.first_sequence(), 0, "write 0 is still outstanding");
+        state.forget(0);
+        assert_eq!(state.first_sequence(), 3, "writes 0-2 are forgotten");
+        assert_eq!(state.outstanding.len(), 2);
+        state.forget(7);
+        state.forget(1);
+        assert_eq!(state.first_sequence(), 3, "unknown and repeated numbers change nothing");
+        state.pop_front_while(|command, _| command.sequence == 3);
+        assert_eq!(state.first_sequence(), 4, "a write the predicate lets go leaves");
+        state.forget(4);
+        assert!(state.outstanding.is_empty());
+        assert_eq!(state.first_sequence(), 5, "with none left, the floor is the next write");
     }
 
     /// A write whose ticket was dropped and which was lost with a crashed replica must not
