@@ -16,8 +16,9 @@
 //! leader paused 5 ms out of every 50 ms, next to the same runs unpaused. `--json` prints
 //! one JSON object per measurement instead of the table. `--only TEXT` runs the cells whose
 //! progress line contains TEXT; `--seconds S` sets each one's length. Progress, and for
-//! corum the protocol's batches, go to stderr. Each cell is the median of 3 measurements
-//! (`--runs N`; 1 with `--quick`).
+//! corum the protocol's batches, go to stderr. The cells of one workload and thread count
+//! are measured in 3 interleaved rounds (`--runs N`; 1 with `--quick`), so that a cell and
+//! its Mutex baseline meet the same phases of a noisy machine; each row is the median.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -38,78 +39,134 @@ struct Sweep {
     total: usize,
 }
 
-/// One row of the report.
-struct Row {
-    label: String,
-    rate: f64,
+/// One cell of the report: a system in one configuration, possibly with a straggler.
+#[derive(Clone, Copy)]
+struct Cell {
+    system: &'static str,
+    replicas: usize,
+    mode: &'static str,
+    straggler: Straggler,
+}
+
+impl Cell {
+    fn label(&self) -> String {
+        let mut label = if self.system == "corum" || self.system == "node-replication" {
+            format!("{} r={} {}", self.system, self.replicas, self.mode)
+        } else {
+            self.system.to_string()
+        };
+        if self.straggler != Straggler::None {
+            label += &format!(" {} paused", self.straggler.name());
+        }
+        label
+    }
+}
+
+fn rate_of(m: &Measurement) -> f64 {
+    m.ops as f64 / m.elapsed.as_secs_f64()
 }
 
 impl Sweep {
-    /// Measures one cell and prints its row (or JSON line); `None` if `--only` skips it.
-    /// `mutex_rate` is the Mutex's rate on the same workload and thread count, for the ratio.
-    #[allow(clippy::too_many_arguments)]
-    fn cell(
-        &mut self,
-        system: &str,
-        replicas: usize,
-        mode: &str,
-        workload: Workload,
-        threads: usize,
-        straggler: Straggler,
-        mutex_rate: Option<f64>,
-    ) -> Option<Row> {
-        self.done += 1;
-        let paused = if straggler == Straggler::None { String::new() } else { format!(" {} paused", straggler.name()) };
-        let cell =
-            format!("{} {}% {system} r={replicas} t={threads} {mode}{paused}", workload.name, workload.write_pct);
-        if self.only.as_ref().is_some_and(|only| !cell.contains(only.as_str())) {
-            return None;
-        }
-        eprintln!("[{}/{} {:.0} s] {cell}", self.done, self.total, self.started.elapsed().as_secs_f64());
-        // A straggler cell spans at least ten pause periods.
-        let seconds = if straggler == Straggler::None { self.seconds } else { self.seconds.max(0.5) };
-        let budget = Budget::Time(Duration::from_secs_f64(seconds));
-        // The median of `runs` measurements by throughput, with that run's latencies.
-        let rate_of = |m: &Measurement| m.ops as f64 / m.elapsed.as_secs_f64();
-        let mut runs: Vec<Measurement> =
-            (0..self.runs).map(|_| run(system, replicas, mode, workload, threads, budget, straggler)).collect();
-        runs.sort_by(|a, b| rate_of(a).total_cmp(&rate_of(b)));
-        let m = runs.swap_remove(runs.len() / 2);
-        let rate = rate_of(&m);
-        let quantile = |q: f64| m.latency.value_at_quantile(q);
-        let (p50, p99, p999, max) = (quantile(0.5), quantile(0.99), quantile(0.999), m.latency.max());
-        let mut label = if system == "corum" || system == "node-replication" {
-            format!("{system} r={replicas} {mode}")
-        } else {
-            system.to_string()
+    /// Measures every cell of one group (one workload, one thread count) `runs` times, in
+    /// rounds that take each cell once, so that every cell and its Mutex baseline see the
+    /// same stretches of the machine's time; prints each cell's median (by throughput, with
+    /// that run's latencies) and its ratio to the Mutex's median. Returns the medians'
+    /// rates, `None` for cells `--only` skips.
+    fn group(&mut self, title: &str, cells: &[Cell], workload: Workload, threads: usize) -> Vec<Option<f64>> {
+        let name = |cell: &Cell| {
+            format!(
+                "{} {}% {} r={} t={threads} {}",
+                workload.name, workload.write_pct, cell.system, cell.replicas, cell.mode
+            ) + &if cell.straggler == Straggler::None {
+                String::new()
+            } else {
+                format!(" {} paused", cell.straggler.name())
+            }
         };
-        label += &paused;
-        // With `--only` the Mutex may not have run: then there is no ratio.
-        let mutex_rate = if system == "mutex" && straggler == Straggler::None { Some(rate) } else { mutex_rate };
-        let ratio = mutex_rate.map_or_else(|| "-".to_string(), |mutex| format!("{:.3}x", rate / mutex));
-        if self.json {
-            println!(
-                "{{\"system\":\"{system}\",\"workload\":\"{}\",\"write_pct\":{},\"replicas\":{replicas},\
-                 \"threads\":{threads},\"mode\":\"{mode}\",\"paused\":\"{}\",\"ops_per_sec\":{rate:.0},\
-                 \"p50_ns\":{p50},\"p99_ns\":{p99},\"p999_ns\":{p999},\"max_ns\":{max}}}",
-                workload.name,
-                workload.write_pct,
-                straggler.name()
-            );
-        } else {
-            println!("  {label:<40} {threads:>7} {rate:>13.0} {ratio:>9} {p50:>10} {p99:>10} {p999:>10} {max:>11}");
+        let selected: Vec<bool> =
+            cells.iter().map(|cell| self.only.as_ref().map_or(true, |only| name(cell).contains(only.as_str()))).collect();
+        let mut measured: Vec<Vec<Measurement>> = cells.iter().map(|_| Vec::new()).collect();
+        for round in 0..self.runs {
+            for (index, cell) in cells.iter().enumerate() {
+                if round == 0 {
+                    self.done += 1;
+                }
+                if !selected[index] {
+                    continue;
+                }
+                eprintln!(
+                    "[{}/{} {:.0} s] {} (run {} of {})",
+                    self.done,
+                    self.total,
+                    self.started.elapsed().as_secs_f64(),
+                    name(cell),
+                    round + 1,
+                    self.runs
+                );
+                // A straggler cell spans at least ten pause periods.
+                let seconds = if cell.straggler == Straggler::None { self.seconds } else { self.seconds.max(0.5) };
+                let budget = Budget::Time(Duration::from_secs_f64(seconds));
+                measured[index].push(run(
+                    cell.system,
+                    cell.replicas,
+                    cell.mode,
+                    workload,
+                    threads,
+                    budget,
+                    cell.straggler,
+                ));
+            }
         }
-        Some(Row { label, rate })
-    }
-
-    fn header(&self, title: &str) {
-        if !self.json {
+        let medians: Vec<Option<Measurement>> = measured
+            .into_iter()
+            .map(|mut runs| {
+                runs.sort_by(|a, b| rate_of(a).total_cmp(&rate_of(b)));
+                (!runs.is_empty()).then(|| runs.swap_remove(runs.len() / 2))
+            })
+            .collect();
+        // With `--only` the Mutex may not have run: then there is no ratio.
+        let mutex_rate = cells
+            .iter()
+            .zip(&medians)
+            .find(|(cell, m)| cell.system == "mutex" && cell.straggler == Straggler::None && m.is_some())
+            .and_then(|(_, m)| m.as_ref().map(rate_of));
+        if !self.json && selected.iter().any(|&s| s) {
             println!("\n{title}");
             println!(
                 "  {:<40} {:>7} {:>13} {:>9} {:>10} {:>10} {:>10} {:>11}",
                 "system", "threads", "ops/s", "vs mutex", "p50 ns", "p99 ns", "p99.9 ns", "max ns"
             );
         }
+        cells
+            .iter()
+            .zip(&medians)
+            .map(|(cell, m)| {
+                let m = m.as_ref()?;
+                let rate = rate_of(m);
+                let quantile = |q: f64| m.latency.value_at_quantile(q);
+                let (p50, p99, p999, max) = (quantile(0.5), quantile(0.99), quantile(0.999), m.latency.max());
+                let ratio = mutex_rate.map_or_else(|| "-".to_string(), |mutex| format!("{:.3}x", rate / mutex));
+                if self.json {
+                    println!(
+                        "{{\"system\":\"{}\",\"workload\":\"{}\",\"write_pct\":{},\"replicas\":{},\
+                         \"threads\":{threads},\"mode\":\"{}\",\"paused\":\"{}\",\"ops_per_sec\":{rate:.0},\
+                         \"p50_ns\":{p50},\"p99_ns\":{p99},\"p999_ns\":{p999},\"max_ns\":{max}}}",
+                        cell.system,
+                        workload.name,
+                        workload.write_pct,
+                        cell.replicas,
+                        cell.mode,
+                        cell.straggler.name()
+                    );
+                } else {
+                    println!(
+                        "  {:<40} {threads:>7} {rate:>13.0} {ratio:>9} {p50:>10} {p99:>10} {p999:>10} {max:>11}",
+                        cell.label()
+                    );
+                }
+                Some(rate)
+            })
+            .collect()
     }
 }
 
@@ -150,73 +207,66 @@ fn main() {
     if *thread_counts.last().expect("one") != cores {
         thread_counts.push(cores);
     }
-    // (system, replicas, mode)
-    let mut systems: Vec<(&str, usize, &str)> = vec![("mutex", 1, "sync"), ("rwlock", 1, "sync")];
+    let corum = |replicas, mode, straggler| Cell { system: "corum", replicas, mode, straggler };
+    let simple = |system| Cell { system, replicas: 1, mode: "sync", straggler: Straggler::None };
+    let mut systems = vec![simple("mutex"), simple("rwlock")];
     for replicas in [1, 3, 5] {
-        systems.push(("corum", replicas, "sync"));
-        systems.push(("corum", replicas, "pipelined"));
+        systems.push(corum(replicas, "sync", Straggler::None));
+        systems.push(corum(replicas, "pipelined", Straggler::None));
     }
-    systems.push(("node-replication", 2, "sync"));
-    systems.push(("sequential", 1, "sync"));
+    systems.push(Cell { system: "node-replication", replicas: 2, mode: "sync", straggler: Straggler::None });
+    systems.push(simple("sequential"));
     // The straggler scenario: kv at 10 % writes, every core a client thread, each system
     // unpaused and with one replica (or the lock holder) paused 5 ms out of every 50 ms.
     let straggler_workload = Workload { name: "kv", write_pct: 10 };
-    let mut stragglers: Vec<(&str, usize, &str, Straggler)> =
-        vec![("mutex", 1, "sync", Straggler::None), ("mutex", 1, "sync", Straggler::Holder)];
+    let mut stragglers = vec![simple("mutex"), Cell { straggler: Straggler::Holder, ..simple("mutex") }];
     for mode in ["sync", "pipelined"] {
         for straggler in [Straggler::None, Straggler::Follower, Straggler::Leader] {
-            stragglers.push(("corum", 3, mode, straggler));
+            stragglers.push(corum(3, mode, straggler));
         }
     }
 
     if !json {
         println!(
             "scaling sweep: {cores} usable cores, threads {thread_counts:?}, {seconds} s per measurement, \
-             median of {runs}, {KEYS} keys for kv"
+             median of {runs} interleaved runs, {KEYS} keys for kv"
         );
     }
     let total = workloads.len() * thread_counts.len() * systems.len() + stragglers.len();
     let mut sweep = Sweep { json, only, seconds, runs, started: Instant::now(), done: 0, total };
     let mut plot: BTreeMap<String, Vec<(usize, f64)>> = BTreeMap::new();
     for &workload in &workloads {
-        sweep.header(&format!("workload {} at {} % writes", workload.name, workload.write_pct));
         for &threads in &thread_counts {
-            let mut mutex_rate = None;
-            for &(system, replicas, mode) in &systems {
-                // The sequential ceiling is one thread; node-replication gets one replica
-                // per thread up to two, so that no replica sits idle and fills its log.
-                if system == "sequential" && threads != 1 {
-                    sweep.done += 1;
-                    continue;
-                }
-                let replicas = if system == "node-replication" { replicas.min(threads) } else { replicas };
-                let Some(row) = sweep.cell(system, replicas, mode, workload, threads, Straggler::None, mutex_rate)
-                else {
-                    continue;
-                };
-                if system == "mutex" {
-                    mutex_rate = Some(row.rate);
-                }
-                if workload.name == "kv" && workload.write_pct == 10 {
-                    plot.entry(row.label).or_default().push((threads, row.rate));
+            // The sequential ceiling is one thread; node-replication gets one replica per
+            // thread up to two, so that no replica sits idle and fills its log.
+            let cells: Vec<Cell> = systems
+                .iter()
+                .filter(|cell| cell.system != "sequential" || threads == 1)
+                .map(|&cell| match cell.system {
+                    "node-replication" => Cell { replicas: cell.replicas.min(threads), ..cell },
+                    _ => cell,
+                })
+                .collect();
+            sweep.done += systems.len() - cells.len();
+            let title =
+                format!("workload {} at {} % writes, {threads} client threads", workload.name, workload.write_pct);
+            let rates = sweep.group(&title, &cells, workload, threads);
+            if workload.name == "kv" && workload.write_pct == 10 {
+                for (cell, rate) in cells.iter().zip(rates) {
+                    if let Some(rate) = rate {
+                        plot.entry(cell.label()).or_default().push((threads, rate));
+                    }
                 }
             }
         }
     }
-    sweep.header(&format!(
+    let title = format!(
         "straggler: kv at 10 % writes, {cores} client threads, one replica or the lock holder paused {} ms out of \
          every {} ms",
         PAUSE.as_millis(),
         PAUSE_PERIOD.as_millis()
-    ));
-    let mut mutex_rate = None;
-    for &(system, replicas, mode, straggler) in &stragglers {
-        if let Some(row) = sweep.cell(system, replicas, mode, straggler_workload, cores, straggler, mutex_rate) {
-            if system == "mutex" && straggler == Straggler::None {
-                mutex_rate = Some(row.rate);
-            }
-        }
-    }
+    );
+    sweep.group(&title, &stragglers, straggler_workload, cores);
     if let Err(error) = write_svg("scaling.svg", &plot) {
         eprintln!("could not write scaling.svg: {error}");
     } else if !json {
