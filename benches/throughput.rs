@@ -12,26 +12,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{run, Budget, Straggler, Workload};
+use common::{run, Budget, Straggler};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
 fn throughput(c: &mut Criterion) {
-    let cores = corum::available_cores().max(1);
-    let mut threads = vec![1];
-    while threads.last().expect("one") * 2 <= cores {
-        threads.push(threads.last().expect("one") * 2);
-    }
-    if *threads.last().expect("one") != cores {
-        threads.push(cores);
-    }
-    let workloads = [
-        Workload { name: "kv", write_pct: 0 },
-        Workload { name: "kv", write_pct: 10 },
-        Workload { name: "kv", write_pct: 50 },
-        Workload { name: "kv", write_pct: 100 },
-        Workload { name: "counter", write_pct: 100 },
-        Workload { name: "stack", write_pct: 100 },
-    ];
+    let threads = common::thread_counts();
     let mut systems = vec![("mutex", 1, "sync"), ("rwlock", 1, "sync")];
     for replicas in [1, 3, 5] {
         systems.push(("corum", replicas, "sync"));
@@ -39,7 +24,7 @@ fn throughput(c: &mut Criterion) {
     }
     systems.push(("node-replication", 2, "sync"));
     systems.push(("sequential", 1, "sync"));
-    for workload in workloads {
+    for workload in common::workloads() {
         let mut group = c.benchmark_group(format!("throughput/{}-{}pct-writes", workload.name, workload.write_pct));
         group.throughput(Throughput::Elements(1));
         group.sample_size(10);

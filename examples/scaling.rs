@@ -83,8 +83,10 @@ impl Sweep {
                 format!(" {} paused", cell.straggler.name())
             }
         };
-        let selected: Vec<bool> =
-            cells.iter().map(|cell| self.only.as_ref().map_or(true, |only| name(cell).contains(only.as_str()))).collect();
+        let selected: Vec<bool> = cells
+            .iter()
+            .map(|cell| self.only.as_ref().map_or(true, |only| name(cell).contains(only.as_str())))
+            .collect();
         let mut measured: Vec<Vec<Measurement>> = cells.iter().map(|_| Vec::new()).collect();
         for round in 0..self.runs {
             for (index, cell) in cells.iter().enumerate() {
@@ -191,22 +193,9 @@ fn main() {
     let workloads: Vec<Workload> = if quick {
         vec![Workload { name: "kv", write_pct: 10 }, Workload { name: "kv", write_pct: 100 }]
     } else {
-        vec![
-            Workload { name: "kv", write_pct: 0 },
-            Workload { name: "kv", write_pct: 10 },
-            Workload { name: "kv", write_pct: 50 },
-            Workload { name: "kv", write_pct: 100 },
-            Workload { name: "counter", write_pct: 100 },
-            Workload { name: "stack", write_pct: 100 },
-        ]
+        common::workloads()
     };
-    let mut thread_counts: Vec<usize> = vec![1];
-    while *thread_counts.last().expect("one") * 2 <= cores {
-        thread_counts.push(thread_counts.last().expect("one") * 2);
-    }
-    if *thread_counts.last().expect("one") != cores {
-        thread_counts.push(cores);
-    }
+    let thread_counts = common::thread_counts();
     let corum = |replicas, mode, straggler| Cell { system: "corum", replicas, mode, straggler };
     let simple = |system| Cell { system, replicas: 1, mode: "sync", straggler: Straggler::None };
     let mut systems = vec![simple("mutex"), simple("rwlock")];

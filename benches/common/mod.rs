@@ -130,6 +130,28 @@ impl Workload {
     }
 }
 
+/// Client thread counts to sweep: powers of two from 1, and every core the process may use.
+pub fn thread_counts() -> Vec<usize> {
+    let cores = corum::available_cores().max(1);
+    let mut threads = vec![1];
+    while threads.last().expect("one") * 2 <= cores {
+        threads.push(threads.last().expect("one") * 2);
+    }
+    if *threads.last().expect("one") != cores {
+        threads.push(cores);
+    }
+    threads
+}
+
+/// Every workload: the map at 0, 10, 50 and 100 % writes, the counter, the stack.
+pub fn workloads() -> Vec<Workload> {
+    let mut workloads: Vec<Workload> =
+        [0, 10, 50, 100].into_iter().map(|write_pct| Workload { name: "kv", write_pct }).collect();
+    workloads.push(Workload { name: "counter", write_pct: 100 });
+    workloads.push(Workload { name: "stack", write_pct: 100 });
+    workloads
+}
+
 /// One measurement's result.
 pub struct Measurement {
     pub ops: u64,

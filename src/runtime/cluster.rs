@@ -393,23 +393,8 @@ fn ballot_from(raw: u64) -> Ballot {
 #[cfg(all(test, not(corum_loom)))]
 mod tests {
     use crate::runtime::replica::tests::FAIL_NEXT_SPAWN;
+    use crate::runtime::test_support::Counter;
     use crate::{Builder, Error, ReplicaStatus};
-
-    #[derive(Clone, Default)]
-    struct Counter(u64);
-
-    impl crate::Dispatch for Counter {
-        type ReadOp = ();
-        type WriteOp = u64;
-        type Response = u64;
-        fn dispatch(&self, _: &()) -> u64 {
-            self.0
-        }
-        fn dispatch_mut(&mut self, add: &u64) -> u64 {
-            self.0 += add;
-            self.0
-        }
-    }
 
     /// A restart whose thread the operating system refuses keeps the crashed replica's
     /// state, so a second restart brings it back with everything it had.

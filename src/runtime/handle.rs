@@ -341,24 +341,9 @@ impl<D: Dispatch> Ticket<D> {
 mod tests {
     use std::time::Duration;
 
+    use crate::runtime::test_support::Counter;
     use crate::sync::Arc;
     use crate::Builder;
-
-    #[derive(Clone, Default)]
-    struct Counter(u64);
-
-    impl crate::Dispatch for Counter {
-        type ReadOp = ();
-        type WriteOp = u64;
-        type Response = u64;
-        fn dispatch(&self, _: &()) -> u64 {
-            self.0
-        }
-        fn dispatch_mut(&mut self, add: &u64) -> u64 {
-            self.0 += add;
-            self.0
-        }
-    }
 
     /// The floor is the lowest write whose outcome was not reported, whatever order the
     /// outcomes come in; forgotten writes behind it cost nothing once it moves.

@@ -178,3 +178,24 @@ impl<D: Dispatch> Shared<D> {
         (0..n).map(|offset| (start + offset) % n).find(|&index| self.replicas[index].status() == RUNNING)
     }
 }
+
+/// What the runtime's unit tests share.
+#[cfg(all(test, not(corum_loom)))]
+pub(crate) mod test_support {
+    /// A counter: writes add, reads return the sum.
+    #[derive(Clone, Default)]
+    pub(crate) struct Counter(pub(crate) u64);
+
+    impl crate::Dispatch for Counter {
+        type ReadOp = ();
+        type WriteOp = u64;
+        type Response = u64;
+        fn dispatch(&self, _: &()) -> u64 {
+            self.0
+        }
+        fn dispatch_mut(&mut self, add: &u64) -> u64 {
+            self.0 += add;
+            self.0
+        }
+    }
+}
