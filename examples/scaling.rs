@@ -243,7 +243,12 @@ fn main() {
             if workload.name == "kv" && workload.write_pct == 10 {
                 for (cell, rate) in cells.iter().zip(rates) {
                     if let Some(rate) = rate {
-                        plot.entry(cell.label()).or_default().push((threads, rate));
+                        // node-replication's replica count follows the threads: one line.
+                        let line = match cell.system {
+                            "node-replication" => "node-replication (a replica per thread)".to_string(),
+                            _ => cell.label(),
+                        };
+                        plot.entry(line).or_default().push((threads, rate));
                     }
                 }
             }
@@ -263,48 +268,46 @@ fn main() {
     }
 }
 
-/// Writes a plain SVG line chart of throughput against threads, one line per system.
-fn write_svg(path: &str, series: &BTreeMap<String, Vec<(usize, f64)>>) -> std::io::Result<()> {
-    let (width, height, margin) = (760.0, 420.0, 60.0);
-    let max_threads = series.values().flatten().map(|&(t, _)| t).max().unwrap_or(1).max(2) as f64;
-    let max_rate = series.values().flatten().map(|&(_, r)| r).fold(1.0, f64::max);
-    let x = |t: usize| margin + (t as f64 - 1.0) / (max_threads - 1.0) * (width - 2.0 * margin - 160.0);
-    let y = |r: f64| height - margin - r / max_rate * (height - 2.0 * margin);
-    let colors = [
-        "#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666", "#1f78b4", "#b2df8a",
-        "#fb9a99",
-    ];
-    let mut svg = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
-         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-         <text x=\"{margin}\" y=\"24\" font-size=\"15\">kv, 10 % writes: ops/s against client threads</text>\n\
-         <line x1=\"{margin}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n\
-         <line x1=\"{margin}\" y1=\"{margin}\" x2=\"{margin}\" y2=\"{}\" stroke=\"black\"/>\n\
-         <text x=\"4\" y=\"{}\">{max_rate:.2e}</text>\n<text x=\"4\" y=\"{}\">0</text>\n",
-        height - margin,
-        width - margin - 160.0,
-        height - margin,
-        height - margin,
-        margin + 4.0,
-        height - margin
-    );
-    for t in 1..=max_threads as usize {
-        svg += &format!("<text x=\"{}\" y=\"{}\">{t}</text>\n", x(t) - 3.0, height - margin + 16.0);
-    }
+/// Writes an SVG line chart of throughput against client threads, one line per system.
+fn write_svg(path: &str, series: &BTreeMap<String, Vec<(usize, f64)>>) -> Result<(), Box<dyn std::error::Error>> {
+    use plotters::prelude::*;
+
+    let max_threads = series.values().flatten().map(|&(threads, _)| threads).max().unwrap_or(1).max(2) as f64;
+    let max_rate = series.values().flatten().map(|&(_, rate)| rate / 1e6).fold(1.0, f64::max);
+    let root = SVGBackend::new(path, (900, 540)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("kv, 10 % writes: throughput against client threads", ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(56)
+        .build_cartesian_2d(1f64..max_threads, 0f64..max_rate * 1.05)?;
+    chart
+        .configure_mesh()
+        .x_labels(max_threads as usize)
+        .x_label_formatter(&|threads| format!("{threads:.0}"))
+        .x_desc("client threads")
+        .y_desc("million ops/s")
+        .draw()?;
     for (index, (name, points)) in series.iter().enumerate() {
-        let color = colors[index % colors.len()];
-        let path: Vec<String> = points.iter().map(|&(t, r)| format!("{:.1},{:.1}", x(t), y(r))).collect();
-        svg +=
-            &format!("<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>\n", path.join(" "));
-        for &(t, r) in points {
-            svg += &format!("<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{color}\"/>\n", x(t), y(r));
-        }
-        svg += &format!(
-            "<text x=\"{}\" y=\"{}\" fill=\"{color}\">{name}</text>\n",
-            width - margin - 150.0,
-            margin + 16.0 * index as f64
-        );
+        let color = Palette99::pick(index).to_rgba();
+        chart
+            .draw_series(
+                LineSeries::new(
+                    points.iter().map(|&(threads, rate)| (threads as f64, rate / 1e6)),
+                    color.stroke_width(2),
+                )
+                .point_size(3),
+            )?
+            .label(name.as_str())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
     }
-    svg += "</svg>\n";
-    std::fs::write(path, svg)
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()?;
+    root.present()?;
+    Ok(())
 }
