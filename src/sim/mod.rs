@@ -162,6 +162,12 @@ pub struct SimConfig {
     pub liveness_ticks: u64,
     /// A client submits a write again after this many ticks without a response.
     pub retry_ticks: u64,
+    /// A client gives up on a write after this many ticks without a response, as
+    /// `Handle::submit` lets go of a dropped ticket's write past the deadline: it is not
+    /// retried any more, its outcome stays unknown (it may still take effect once), and the
+    /// session's floor passes it. Each client gives up on one write at most. `None`:
+    /// clients wait for every write.
+    pub abandon_ticks: Option<u64>,
     /// Protocol timing, in ticks.
     pub protocol: protocol::Config,
 }
@@ -186,6 +192,7 @@ impl Default for SimConfig {
             fault_ticks: 400,
             liveness_ticks: 3_000,
             retry_ticks: 40,
+            abandon_ticks: None,
             protocol,
         }
     }
@@ -225,6 +232,8 @@ pub struct Report {
     pub snapshots: u64,
     /// Client writes submitted again after a timeout.
     pub retries: u64,
+    /// Client writes given up on (see [`SimConfig::abandon_ticks`]).
+    pub abandoned: u64,
     /// Operations that returned to their clients.
     pub operations_completed: u64,
     /// Slots committed.
@@ -288,6 +297,8 @@ struct PendingWrite {
     floor: u64,
     operation: usize,
     retry_at: u64,
+    /// When the client gives up on it (`u64::MAX`: never).
+    abandon_at: u64,
 }
 
 struct PendingRead<D: Dispatch> {
@@ -302,6 +313,8 @@ struct Client<D: Dispatch> {
     outstanding: BTreeMap<u64, PendingWrite>,
     read: Option<PendingRead<D>>,
     issued: usize,
+    /// Whether it gave up on a write already (see [`SimConfig::abandon_ticks`]).
+    gave_up: bool,
 }
 
 /// Runs one simulation of `initial` under `config` from `seed`, with clients drawing
@@ -389,7 +402,7 @@ where
             })
             .collect();
         let clients = (0..config.clients)
-            .map(|_| Client { next_sequence: 0, outstanding: BTreeMap::new(), read: None, issued: 0 })
+            .map(|_| Client { next_sequence: 0, outstanding: BTreeMap::new(), read: None, issued: 0, gave_up: false })
             .collect();
         Self {
             seed,
@@ -574,6 +587,18 @@ where
 
     fn clients_act(&mut self) {
         for client in 0..self.clients.len() {
+            // A write given up on leaves the session: no retry, and the floor passes it. At
+            // most one per client and run: every write that never returns multiplies the
+            // orders the linearizability check must try.
+            let state = &mut self.clients[client];
+            if !state.gave_up {
+                let due = state.outstanding.iter().find(|(_, pending)| pending.abandon_at <= self.tick);
+                if let Some(sequence) = due.map(|(&sequence, _)| sequence) {
+                    state.outstanding.remove(&sequence);
+                    state.gave_up = true;
+                    self.report.abandoned += 1;
+                }
+            }
             // Retries of writes without a response.
             let due: Vec<u64> = self.clients[client]
                 .outstanding
@@ -614,7 +639,8 @@ where
                     });
                     self.clock += 1;
                     let retry_at = self.tick + self.config.retry_ticks;
-                    let pending = PendingWrite { write: index, floor, operation, retry_at };
+                    let abandon_at = self.config.abandon_ticks.map_or(u64::MAX, |ticks| self.tick + ticks);
+                    let pending = PendingWrite { write: index, floor, operation, retry_at, abandon_at };
                     self.clients[client].outstanding.insert(sequence, pending);
                     self.submit(client, sequence);
                 }
@@ -908,6 +934,8 @@ pub fn sweep_config(seed: u64) -> SimConfig {
         replicas: if rng.chance(1, 3) { 5 } else { 3 },
         clients: 2 + rng.below(3) as usize,
         pipeline: 1 + rng.below(3) as usize,
+        // A quarter of the seeds have clients that give up on slow writes.
+        abandon_ticks: rng.chance(1, 4).then(|| SimConfig::default().retry_ticks * (1 + rng.below(4))),
         ..SimConfig::default()
     }
 }
