@@ -49,16 +49,22 @@ struct Cell {
 }
 
 impl Cell {
+    /// The row's label: the system, with replicas and mode where they vary.
     fn label(&self) -> String {
-        let mut label = if self.system == "corum" || self.system == "node-replication" {
+        let label = if self.system == "corum" || self.system == "node-replication" {
             format!("{} r={} {}", self.system, self.replicas, self.mode)
         } else {
             self.system.to_string()
         };
-        if self.straggler != Straggler::None {
-            label += &format!(" {} paused", self.straggler.name());
+        label + &self.paused()
+    }
+
+    /// `" <who> paused"` for a straggler cell, empty otherwise.
+    fn paused(&self) -> String {
+        match self.straggler {
+            Straggler::None => String::new(),
+            straggler => format!(" {} paused", straggler.name()),
         }
-        label
     }
 }
 
@@ -75,13 +81,14 @@ impl Sweep {
     fn group(&mut self, title: &str, cells: &[Cell], workload: Workload, threads: usize) -> Vec<Option<f64>> {
         let name = |cell: &Cell| {
             format!(
-                "{} {}% {} r={} t={threads} {}",
-                workload.name, workload.write_pct, cell.system, cell.replicas, cell.mode
-            ) + &if cell.straggler == Straggler::None {
-                String::new()
-            } else {
-                format!(" {} paused", cell.straggler.name())
-            }
+                "{} {}% {} r={} t={threads} {}{}",
+                workload.name,
+                workload.write_pct,
+                cell.system,
+                cell.replicas,
+                cell.mode,
+                cell.paused()
+            )
         };
         let selected: Vec<bool> = cells
             .iter()

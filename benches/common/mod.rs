@@ -400,6 +400,7 @@ pub fn corum_clients(
         let handle = &handles[thread];
         let mut rng = thread as u64 + 1;
         let mut ops = 0;
+        let mut tickets = Vec::with_capacity(if pipelined { 64 } else { 0 });
         loop {
             let burst = share.take(ops, if pipelined { 64 } else { 1 });
             if burst == 0 {
@@ -407,7 +408,6 @@ pub fn corum_clients(
             }
             if pipelined {
                 // Up to 64 writes in flight; reads in between are synchronous.
-                let mut tickets = Vec::with_capacity(64);
                 for _ in 0..burst {
                     match workload.op(&mut rng) {
                         Ok(write) => tickets.push((Instant::now(), handle.submit(write).expect("submit"))),
@@ -419,7 +419,7 @@ pub fn corum_clients(
                         }
                     }
                 }
-                for (begin, ticket) in tickets {
+                for (begin, ticket) in tickets.drain(..) {
                     std::hint::black_box(ticket.wait().expect("write"));
                     record(latency, begin);
                     ops += 1;

@@ -68,7 +68,6 @@ impl<D: Dispatch> SessionState<D> {
 /// ([`Handle::execute`]) are linearizable and served from a replica's own copy, so they
 /// scale with replicas. Cloning a handle opens a new session; give each thread its own.
 pub struct Handle<D: Dispatch> {
-    shared: Arc<Shared<D>>,
     session: Arc<Session<D>>,
 }
 
@@ -111,7 +110,7 @@ impl<D: Dispatch> fmt::Debug for Ticket<D> {
 impl<D: Dispatch> Clone for Handle<D> {
     /// Opens a new session (a new client id) on the same cluster.
     fn clone(&self) -> Self {
-        Handle::new(Arc::clone(&self.shared))
+        Handle::new(Arc::clone(&self.session.shared))
     }
 }
 
@@ -121,8 +120,12 @@ impl<D: Dispatch> Handle<D> {
         let client = shared.next_client.fetch_add(1, Ordering::Relaxed);
         let home = (client % shared.replicas.len() as u64) as usize;
         let state = Mutex::new(SessionState { next_sequence: 0, outstanding: VecDeque::new() });
-        let session = Arc::new(Session { shared: Arc::clone(&shared), client, home, state });
-        Self { shared, session }
+        Self { session: Arc::new(Session { shared, client, home, state }) }
+    }
+
+    /// The cluster this handle's session belongs to.
+    fn shared(&self) -> &Shared<D> {
+        &self.session.shared
     }
 
     /// This session's client id.
@@ -148,10 +151,12 @@ impl<D: Dispatch> Handle<D> {
     /// [`Error::Shutdown`] after shutdown; [`Error::NoQuorum`] if the submission queue
     /// stayed full until the deadline.
     pub fn submit(&self, op: D::WriteOp) -> Result<Ticket<D>, Error> {
-        if self.shared.is_closed() {
+        if self.shared().is_closed() {
             return Err(Error::Shutdown);
         }
+        let options = &self.shared().options;
         let started = now();
+        let deadline = started + options.deadline;
         let command = {
             let mut state = self.session.state.lock();
             // Writes whose tickets were dropped leave the outstanding set once applied, or
@@ -162,9 +167,8 @@ impl<D: Dispatch> Handle<D> {
             // the first write that carries the raised floor (every replica decides alike).
             // Without this, one lost write would pin the session's floor and its
             // exactly-once record would grow with every later write.
-            let deadline = self.shared.options.deadline;
             state.pop_front_while(|command, submitted| {
-                command.completion.is_done() || started.saturating_duration_since(submitted) >= deadline
+                command.completion.is_done() || started.saturating_duration_since(submitted) >= options.deadline
             });
             // The first write left is not known complete: it is the floor (or, with none
             // left, this one).
@@ -178,13 +182,12 @@ impl<D: Dispatch> Handle<D> {
         };
         let mut ticket =
             Ticket { session: Arc::clone(&self.session), command, submitted_to: 0, leader_seen: usize::MAX, started };
-        let deadline = started + self.shared.options.deadline;
-        let mut idler = Idler::new(self.shared.options.idle, self.shared.options.spin);
+        let mut idler = Idler::new(options.idle, options.spin);
         loop {
             if ticket.try_submit() {
                 return Ok(ticket);
             }
-            if self.shared.is_stopped() {
+            if self.shared().is_stopped() {
                 ticket.forget();
                 return Err(Error::Shutdown);
             }
@@ -193,7 +196,7 @@ impl<D: Dispatch> Handle<D> {
                 return Err(Error::NoQuorum { waited: now().saturating_duration_since(started) });
             }
             // The queue is full: wait for the replica to drain it.
-            idler.idle(|| std::thread::sleep(park_slice(deadline, self.shared.options.tick)));
+            idler.idle(|| std::thread::sleep(park_slice(deadline, options.tick)));
         }
     }
 
@@ -206,25 +209,25 @@ impl<D: Dispatch> Handle<D> {
     /// [`Error::Shutdown`] after shutdown; [`Error::NoQuorum`] if no running replica caught
     /// up within the deadline; [`Error::OperationPanicked`] if `dispatch` panicked.
     pub fn execute(&self, op: D::ReadOp) -> Result<D::Response, Error> {
-        if self.shared.is_closed() {
+        if self.shared().is_closed() {
             return Err(Error::Shutdown);
         }
         let started = now();
-        let options = &self.shared.options;
+        let options = &self.shared().options;
         let deadline = started + options.deadline;
         // Every write completed before this point is below the watermark.
-        let watermark = self.shared.slot_committed();
-        let mut replica = self.shared.running_from(self.session.home).unwrap_or(self.session.home);
+        let watermark = self.shared().slot_committed();
+        let mut replica = self.shared().running_from(self.session.home).unwrap_or(self.session.home);
         let mut switch_at = started + options.read_failover;
         let mut idler = Idler::new(options.idle, options.spin);
         loop {
-            let target = &self.shared.replicas[replica];
+            let target = &self.shared().replicas[replica];
             if target.slot_applied() >= watermark {
                 let state = target.state.read();
                 return catch_unwind(AssertUnwindSafe(|| state.object.dispatch(&op)))
                     .map_err(|_| Error::OperationPanicked);
             }
-            if self.shared.is_stopped() {
+            if self.shared().is_stopped() {
                 return Err(Error::Shutdown);
             }
             let time = now();
@@ -232,7 +235,7 @@ impl<D: Dispatch> Handle<D> {
                 return Err(Error::NoQuorum { waited: time.saturating_duration_since(started) });
             }
             if time >= switch_at || target.status() != RUNNING {
-                let next = self.shared.running_from((replica + 1) % self.shared.replicas.len()).unwrap_or(replica);
+                let next = self.shared().running_from((replica + 1) % self.shared().replicas.len()).unwrap_or(replica);
                 switch_at = time + options.read_failover;
                 if next != replica {
                     replica = next;
@@ -243,7 +246,7 @@ impl<D: Dispatch> Handle<D> {
             }
             idler.idle(|| {
                 let key = target.applied.prepare_wait();
-                if target.slot_applied() >= watermark || self.shared.is_stopped() {
+                if target.slot_applied() >= watermark || self.shared().is_stopped() {
                     target.applied.cancel_wait(key);
                 } else {
                     target.applied.wait(key, park_slice(deadline, options.tick));
@@ -260,11 +263,11 @@ impl<D: Dispatch> Handle<D> {
     /// # Errors
     /// [`Error::Shutdown`] after shutdown; [`Error::OperationPanicked`] if `dispatch` panicked.
     pub fn execute_stale(&self, op: D::ReadOp) -> Result<D::Response, Error> {
-        if self.shared.is_closed() {
+        if self.shared().is_closed() {
             return Err(Error::Shutdown);
         }
-        let replica = self.shared.running_from(self.session.home).unwrap_or(self.session.home);
-        let state = self.shared.replicas[replica].state.read();
+        let replica = self.shared().running_from(self.session.home).unwrap_or(self.session.home);
+        let state = self.shared().replicas[replica].state.read();
         catch_unwind(AssertUnwindSafe(|| state.object.dispatch(&op))).map_err(|_| Error::OperationPanicked)
     }
 }
@@ -403,7 +406,7 @@ mod tests {
             "the session still holds {} writes",
             handle.session.state.lock().outstanding.len()
         );
-        let shared = &handle.shared;
+        let shared = &handle.session.shared;
         for replica in (0..3).filter(|&r| r != home) {
             let remembered = shared.replicas[replica].state.read().sessions.remembered();
             assert!(remembered <= 2, "replica {replica} remembers {remembered} sequence numbers");
