@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Shows that the loom suite has teeth: for each planted bug, builds corum with it
-# (`--cfg corum_plant="NAME"`, see the `corum_plant` cfgs in src/) and checks that the loom
+# (`CORUM_PLANT=NAME`, see build.rs and the `corum_plant` cfgs in src/) and checks that the loom
 # test meant to catch it fails, printing how it failed. Exits non-zero if a bug goes
 # uncaught. Run from anywhere: `bash loom-tests/planted.sh`.
 set -uo pipefail
@@ -22,7 +22,7 @@ for entry in "${plants[@]}"; do
     IFS=: read -r plant test filter <<<"$entry"
     log=$(mktemp)
     started=$(date +%s)
-    RUSTFLAGS="--cfg corum_loom --cfg corum_plant=\"$plant\"" CARGO_TARGET_DIR=target/loom-plant \
+    CORUM_PLANT="$plant" RUSTFLAGS="--cfg corum_loom" CARGO_TARGET_DIR=target/loom-plant \
         cargo test -q -p corum-loom-tests --release --test "$test" -- --exact "$filter" >"$log" 2>&1
     seconds=$(( $(date +%s) - started ))
     # loom reports a deadlock by aborting the process, so no test result line follows it.

@@ -97,6 +97,7 @@ pub mod protocol;
 mod runtime;
 mod session;
 pub mod sim;
+mod state;
 mod sync;
 // Transport items are `pub` so the loom suite and the benchmarks can reach them through
 // `__loom` and `__bench`; they are not part of the public API.

@@ -9,7 +9,7 @@
 //! correct when a leader change reorders a client's pipelined writes (a retried write may
 //! commit after a later one), which a single "last applied number" would not.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 /// The identity of one client session (one [`crate::Handle`]).
 pub(crate) type ClientId = u64;
@@ -53,9 +53,118 @@ impl Sessions {
     }
 }
 
+/// A client's side of exactly-once: it numbers the client's writes and keeps, for each one
+/// whose outcome has not been reported yet, a value of the caller's (`T`). The lowest such
+/// write is the *floor* the next write carries; every write below it is done. Shared by the
+/// runtime's sessions and the simulator's clients, so that the sweep checks the floor the
+/// runtime computes.
+///
+/// Invariant: `entries` holds the writes numbered `next_sequence - entries.len()` up, and
+/// never starts with a forgotten (`None`) one.
+#[derive(Debug)]
+pub(crate) struct Outstanding<T> {
+    next_sequence: u64,
+    entries: VecDeque<Option<T>>,
+}
+
+impl<T> Default for Outstanding<T> {
+    fn default() -> Self {
+        Self { next_sequence: 0, entries: VecDeque::new() }
+    }
+}
+
+impl<T> Outstanding<T> {
+    /// The floor: the number of the first write whose outcome was not reported (the next
+    /// write's, when there is none).
+    pub(crate) fn floor(&self) -> u64 {
+        self.next_sequence - self.entries.len() as u64
+    }
+
+    /// The number the next write gets.
+    pub(crate) fn next_sequence(&self) -> u64 {
+        self.next_sequence
+    }
+
+    /// Writes held, forgotten ones behind the first one not forgotten included.
+    #[cfg(test)]
+    pub(crate) fn held(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Numbers a new write, keeps `value` for it, and returns its number and the floor it
+    /// carries.
+    pub(crate) fn push(&mut self, value: T) -> (u64, u64) {
+        let floor = self.floor();
+        let sequence = self.next_sequence;
+        self.next_sequence += 1;
+        self.entries.push_back(Some(value));
+        (sequence, floor)
+    }
+
+    /// The value kept for write `sequence`, if its outcome was not reported yet.
+    pub(crate) fn get_mut(&mut self, sequence: u64) -> Option<&mut T> {
+        let index = sequence.checked_sub(self.floor())?;
+        self.entries.get_mut(usize::try_from(index).ok()?)?.as_mut()
+    }
+
+    /// Every write whose outcome was not reported yet, in order, with its number.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, &T)> {
+        let floor = self.floor();
+        self.entries.iter().enumerate().filter_map(move |(index, entry)| Some((floor + index as u64, entry.as_ref()?)))
+    }
+
+    /// Forgets write `sequence`: its outcome has been reported, so the floor may pass it
+    /// once every write before it is forgotten too. Returns the value kept for it.
+    pub(crate) fn forget(&mut self, sequence: u64) -> Option<T> {
+        let floor = self.floor();
+        let index = usize::try_from(sequence.checked_sub(floor)?).ok()?;
+        if cfg!(corum_plant = "floor-skips-in-flight") && index > 0 && index < self.entries.len() {
+            // Planted bug: "writes complete in order", so reporting one forgets every
+            // write before it, also those still in flight.
+            self.entries.drain(..index);
+            return self.forget(sequence);
+        }
+        let value = self.entries.get_mut(index)?.take();
+        self.pop_front_while(|_| false);
+        value
+    }
+
+    /// Forgets the first writes while `done` says their outcome no longer matters (and
+    /// skips those already forgotten).
+    pub(crate) fn pop_front_while(&mut self, mut done: impl FnMut(&T) -> bool) {
+        while let Some(front) = self.entries.front() {
+            if matches!(front, Some(value) if !done(value)) {
+                break;
+            }
+            self.entries.pop_front();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Sessions;
+    use super::{Outstanding, Sessions};
+
+    #[test]
+    fn the_floor_is_the_first_write_not_forgotten() {
+        let mut outstanding = Outstanding::default();
+        for expected in 0..4 {
+            assert_eq!(outstanding.push(expected), (expected, 0));
+        }
+        assert_eq!(outstanding.forget(2), Some(2));
+        assert_eq!(outstanding.floor(), 0, "write 0 is still in flight");
+        assert_eq!(outstanding.forget(0), Some(0));
+        assert_eq!(outstanding.floor(), 1);
+        assert_eq!(outstanding.forget(2), None, "already forgotten");
+        assert_eq!(outstanding.forget(9), None, "never numbered");
+        assert_eq!(outstanding.floor(), 1, "unknown and repeated numbers change nothing");
+        assert_eq!(outstanding.forget(1), Some(1));
+        assert_eq!(outstanding.floor(), 3, "1 and 2 are done; 3 is still in flight");
+        assert_eq!(outstanding.iter().collect::<Vec<_>>(), vec![(3, &3)]);
+        *outstanding.get_mut(3).expect("kept") = 30;
+        outstanding.pop_front_while(|&value| value == 30);
+        assert_eq!(outstanding.push(4), (4, 4), "with none left, the floor is the next write");
+    }
 
     #[test]
     fn first_delivery_applies_and_repeats_are_skipped() {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Shows that the simulator's checks have teeth: for each planted protocol bug, builds corum
-# with it (`--cfg corum_plant="NAME"`, see the `corum_plant` cfgs in src/) and runs the
+# with it (`CORUM_PLANT=NAME`, see build.rs and the `corum_plant` cfgs in src/) and runs the
 # sweep until a seed fails (`tests/sim.rs::planted_bug_is_caught`), printing how many seeds
 # that took and what the checkers saw. Exits non-zero if a bug survives 10,000 seeds.
 # Run from anywhere: `bash tests/planted_sim.sh`.
@@ -14,12 +14,18 @@ plants=(
     commit-without-majority
     skip-noop-fill
     skip-dedup
+    recover-first-value
+    ballot-round-only
+    leader-keeps-leading
+    volatile-promise
+    snapshot-drops-sessions
+    floor-skips-in-flight
 )
 
 survived=0
 for plant in "${plants[@]}"; do
     log=$(mktemp)
-    RUSTFLAGS="--cfg corum_plant --cfg corum_plant=\"$plant\"" CARGO_TARGET_DIR=target/plant-sim \
+    CORUM_PLANT="$plant" CARGO_TARGET_DIR=target/plant-sim \
         cargo test -q --release --test sim -- --exact planted_bug_is_caught --nocapture >"$log" 2>&1
     if grep -q "^planted bug caught" "$log"; then
         echo "$plant: $(grep -m1 '^planted bug caught' "$log" | cut -c 1-220)"

@@ -25,7 +25,7 @@ fn sweep() {
     let total = |f: fn(&sim::Report) -> u64| reports.iter().map(|r| f(r)).sum::<u64>();
     println!(
         "sim sweep: {seeds} seeds in {elapsed:.1} s ({:.0} seeds/s on {} threads); {} crashes, {} restarts, {} snapshots, {} pauses, \
-         {} leader changes, {} retries, {} writes given up on, {} messages lost, {} operations, {} slots",
+         {} leader changes, {} partitions, {} retries, {} writes given up on, {} messages lost, {} operations, {} slots",
         seeds as f64 / elapsed,
         rayon::current_num_threads(),
         total(|r| r.crashes),
@@ -33,15 +33,32 @@ fn sweep() {
         total(|r| r.snapshots),
         total(|r| r.pauses),
         total(|r| r.leader_changes),
+        total(|r| r.partitions),
         total(|r| r.retries),
         total(|r| r.abandoned),
         total(|r| r.messages_lost),
         total(|r| r.operations_completed),
         total(|r| r.slots_committed),
     );
+    println!("coverage (path: times taken, share of seeds that took it):");
+    let paths = sim::Coverage::default().paths().len();
+    let mut rare = Vec::new();
+    for path in 0..paths {
+        let name = sim::Coverage::default().paths()[path].0;
+        let count = |report: &sim::Report| report.coverage.paths()[path].1;
+        let taken: u64 = reports.iter().map(|r| count(r)).sum();
+        let seeds_taken = reports.iter().filter(|r| count(r) > 0).count();
+        let share = seeds_taken as f64 / seeds.max(1) as f64;
+        println!("  {name}: {taken} times, {seeds_taken} seeds ({:.2} %)", share * 100.0);
+        if share < 0.01 {
+            rare.push(name);
+        }
+    }
     if let Some(first) = failures.first() {
         panic!("{} of {seeds} seeds failed; the first:\n{first}", failures.len());
     }
+    // A path the sweep rarely takes is a path on which it cannot catch a bug.
+    assert!(seeds < 1_000 || rare.is_empty(), "paths taken in under 1 % of the seeds: {rare:?}");
     assert!(total(|r| r.crashes) > 0 && total(|r| r.restarts) > 0 && total(|r| r.pauses) > 0, "faults were injected");
     assert!(total(|r| r.abandoned) > 0, "clients gave up on writes");
 }

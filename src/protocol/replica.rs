@@ -48,6 +48,11 @@ pub struct Config {
     /// slow, paused or crashed replica has not applied them, and that replica catches up
     /// from a snapshot ([`Replica::snapshot_wanted`]) instead of holding the log back.
     pub log_window: u64,
+    /// Whether the replica asserts its invariants after every input (see
+    /// [`Replica::step`]). On by default in debug builds; the simulator and the model
+    /// checker turn it on in every build, release included, because a broken invariant is
+    /// often the first and only sign of a protocol bug that a run's outcome does not show.
+    pub check_invariants: bool,
 }
 
 impl Config {
@@ -64,6 +69,7 @@ impl Config {
             learn_max: 64,
             buffer_max: 65_536,
             log_window: 4096,
+            check_invariants: cfg!(debug_assertions),
         }
     }
 
@@ -142,6 +148,13 @@ pub struct Counters {
     pub commands_dropped: u64,
     /// Learn requests that asked for entries already freed.
     pub learn_unavailable: u64,
+    /// Slots a new leader re-proposed after its promises reported different values for
+    /// them: phase 1 had to choose between values (the highest ballot's wins).
+    pub recoveries_contested: u64,
+    /// Times this replica, as a candidate, met a higher ballot before it won.
+    pub candidacies_preempted: u64,
+    /// Times this replica, as leader, learned of a higher ballot and stepped down.
+    pub leaders_deposed: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -177,6 +190,8 @@ struct CandidateState<C> {
     /// chosen: the new leader adopts their values or learns them, and never re-proposes.
     slot_floor: Slot,
     floor_holder: ReplicaId,
+    /// Slots for which promises reported different values (a coverage count).
+    slots_contested: std::collections::BTreeSet<Slot>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -312,7 +327,13 @@ impl<C: Clone> Replica<C> {
     pub fn restart(id: ReplicaId, config: Config, durable: DurableState<C>) -> Self {
         let mut replica = Self::new(id, config);
         replica.ticks_since_heard = 0;
-        replica.ballot_promised = durable.ballot_promised;
+        replica.ballot_promised = if cfg!(corum_plant = "volatile-promise") {
+            // Planted bug: only the accepted values were kept; the promise is rebuilt from
+            // them, so a promise made without accepting anything is forgotten.
+            durable.accepted.iter().map(|&(_, ballot, _)| ballot).max().unwrap_or(Ballot::ZERO)
+        } else {
+            durable.ballot_promised
+        };
         for (slot, ballot, batch) in durable.accepted {
             replica.log.insert(slot, Entry { ballot, batch, committed: false });
         }
@@ -576,13 +597,24 @@ impl<C: Clone> Replica<C> {
     // ----- handlers ---------------------------------------------------------------------
 
     fn on_prepare(&mut self, from: ReplicaId, ballot: Ballot, slot_first: Slot) {
-        if ballot < self.ballot_promised {
+        // The planted bug `ballot-round-only` compares ballots by round alone, so that two
+        // candidates of one round both collect promises from the same acceptor.
+        let (ours, theirs) = if cfg!(corum_plant = "ballot-round-only") {
+            (self.ballot_promised.round(), ballot.round())
+        } else {
+            (self.ballot_promised.as_u64(), ballot.as_u64())
+        };
+        if theirs < ours {
             self.send(from, Message::Nack { ballot_promised: self.ballot_promised });
             return;
         }
-        if ballot > self.ballot_promised {
+        if theirs > ours {
             self.ballot_promised = ballot;
-            self.become_follower(Some(from));
+            // The planted bug `leader-keeps-leading` lets a leader promise a higher ballot
+            // and go on proposing in its own.
+            if !(self.is_leader() && cfg!(corum_plant = "leader-keeps-leading")) {
+                self.become_follower(Some(from));
+            }
         }
         // A repeated prepare of the ballot already promised gets the same answer again.
         self.ticks_since_heard = 0;
@@ -623,7 +655,10 @@ impl<C: Clone> Replica<C> {
             candidate.floor_holder = from;
         }
         for entry in accepted {
-            merge_promise_entry(&mut candidate.accepted, entry);
+            let slot = entry.slot;
+            if merge_promise_entry(&mut candidate.accepted, entry) {
+                candidate.slots_contested.insert(slot);
+            }
         }
         if candidate.promises.count_ones() as usize >= self.config.quorum() {
             self.become_leader();
@@ -781,6 +816,11 @@ impl<C: Clone> Replica<C> {
 
     fn become_follower(&mut self, leader: Option<ReplicaId>) {
         let old = std::mem::replace(&mut self.role, Role::Follower { leader });
+        match &old {
+            Role::Leader(state) if state.ballot < self.ballot_promised => self.counters.leaders_deposed += 1,
+            Role::Candidate(state) if state.ballot < self.ballot_promised => self.counters.candidacies_preempted += 1,
+            _ => {}
+        }
         if let Role::Leader(state) = old {
             // Commands not yet proposed go to the next leader; proposals in flight are
             // either recovered by its phase 1 or retried by their clients.
@@ -823,6 +863,7 @@ impl<C: Clone> Replica<C> {
             accepted,
             slot_floor: self.slot_committed,
             floor_holder: self.id,
+            slots_contested: Default::default(),
         });
         self.broadcast(|| Message::Prepare { ballot, slot_first });
         if self.config.quorum() == 1 {
@@ -841,6 +882,7 @@ impl<C: Clone> Replica<C> {
         let candidate_floor_holder = candidate.floor_holder;
         self.counters.leader_changes += 1;
         let slot_last = candidate.accepted.keys().next_back().copied();
+        let slots_contested = candidate.slots_contested;
         let mut reproposals = Vec::new();
         let mut accepted = candidate.accepted;
         if let Some(slot_last) = slot_last {
@@ -859,6 +901,9 @@ impl<C: Clone> Replica<C> {
                     _ if slot < slot_floor => {}
                     // The planted bug `ignore-accepted-values` forgets what phase 1 reported.
                     Some(entry) if !cfg!(corum_plant = "ignore-accepted-values") => {
+                        if slots_contested.contains(&slot) && !entry.batch.is_noop() {
+                            self.counters.recoveries_contested += 1;
+                        }
                         reproposals.push((slot, entry.batch))
                     }
                     // The planted bug `skip-noop-fill` leaves holes unproposed.
@@ -1091,10 +1136,17 @@ impl<C: Clone> Replica<C> {
 
     /// Asserts the replica's invariants; runs after every input in debug and test builds.
     fn check_invariants(&self) {
-        if !cfg!(debug_assertions) {
+        if !self.config.check_invariants {
             return;
         }
         let id = self.id;
+        // An acceptor accepts only at or above its promise, and promises what it accepts.
+        // (Committed values it learned carry the ballot their proposer used, which may be
+        // above this acceptor's promise.)
+        let above_promise = |entry: &Entry<C>| !entry.committed && entry.ballot > self.ballot_promised;
+        if let Some((slot, entry)) = self.log.iter().find(|(_, entry)| above_promise(entry)) {
+            panic!("{id:?}: {slot:?} accepted in {:?} above the promise {:?}", entry.ballot, self.ballot_promised);
+        }
         assert!(self.slot_delivered <= self.slot_committed, "{id:?}: delivered beyond committed");
         assert!(self.slot_truncated <= self.slot_delivered, "{id:?}: truncated beyond delivered");
         if let Some((&first, _)) = self.log.iter().next() {
@@ -1124,13 +1176,21 @@ impl<C: Clone> Replica<C> {
 }
 
 /// Keeps, per slot, the value a new leader must re-propose: a committed one if any
-/// acceptor reported it so, else the one accepted in the highest ballot.
-fn merge_promise_entry<C>(merged: &mut BTreeMap<Slot, PromiseEntry<C>>, entry: PromiseEntry<C>) {
+/// acceptor reported it so, else the one accepted in the highest ballot ("Paxos Made
+/// Simple" §2.2, P2c). Returns whether the slot now has two different reported values
+/// (different proposals: values are told apart by allocation, as a proposal's batch is
+/// shared by every copy of it).
+fn merge_promise_entry<C>(merged: &mut BTreeMap<Slot, PromiseEntry<C>>, entry: PromiseEntry<C>) -> bool {
+    let contested = merged.get(&entry.slot).is_some_and(|existing| !existing.batch.same_as(&entry.batch));
     match merged.get(&entry.slot) {
         Some(existing) if existing.committed => {}
-        Some(existing) if !entry.committed && existing.ballot >= entry.ballot => {}
+        // The planted bug `recover-first-value` keeps the first value reported for a slot
+        // (the candidate's own) instead of the highest ballot's.
+        Some(existing)
+            if !entry.committed && (existing.ballot >= entry.ballot || cfg!(corum_plant = "recover-first-value")) => {}
         _ => {
             merged.insert(entry.slot, entry);
         }
     }
+    contested
 }

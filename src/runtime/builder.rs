@@ -9,9 +9,7 @@ use super::cluster::Cluster;
 use super::replica::ReplicaThread;
 use super::{IdleStrategy, Options, ReplicaShared, ReplicaState, Shared, StatsCell, RUNNING};
 use crate::error::{ConfigError, Error};
-use crate::protocol::Slot;
 use crate::protocol::{self, ReplicaId, MAX_REPLICAS};
-use crate::session::Sessions;
 use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize};
 use crate::sync::{Arc, RwLock};
 use crate::transport::event::EventCount;
@@ -238,6 +236,7 @@ impl<D: Dispatch> Builder<D> {
             learn_max: 64,
             buffer_max: self.submission_capacity * 4,
             log_window: self.log_window,
+            check_invariants: cfg!(debug_assertions),
         }
     }
 
@@ -262,11 +261,7 @@ impl<D: Dispatch> Builder<D> {
         };
         let replicas = (0..n)
             .map(|_| ReplicaShared {
-                state: RwLock::new(ReplicaState {
-                    object: self.object.clone(),
-                    sessions: Sessions::default(),
-                    slot_applied: Slot::ZERO,
-                }),
+                state: RwLock::new(ReplicaState::new(self.object.clone())),
                 slot_applied: CachePadded::new(AtomicU64::new(0)),
                 applied: EventCount::new(),
                 submissions: Queue::new(self.submission_capacity),

@@ -1,7 +1,6 @@
 //! Client handles: linearizable writes (synchronous or pipelined through tickets) and
 //! linearizable reads served by a replica's own copy.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
@@ -9,7 +8,7 @@ use std::time::Instant;
 use super::completion::Completion;
 use super::idle::{now, park_slice, Idler};
 use super::{Command, Request, Shared, RUNNING};
-use crate::session::ClientId;
+use crate::session::{ClientId, Outstanding};
 use crate::sync::atomic::Ordering;
 use crate::sync::{Arc, Mutex};
 use crate::{Dispatch, Error};
@@ -27,39 +26,9 @@ struct Session<D: Dispatch> {
     state: Mutex<SessionState<D>>,
 }
 
-struct SessionState<D: Dispatch> {
-    next_sequence: u64,
-    /// The writes numbered from `next_sequence - outstanding.len()` up, each with the time
-    /// it was first submitted, or `None` once its outcome was reported. Never starts with
-    /// `None`.
-    outstanding: VecDeque<Option<(Command<D>, Instant)>>,
-}
-
-impl<D: Dispatch> SessionState<D> {
-    /// The number of the first write in `outstanding`.
-    fn first_sequence(&self) -> u64 {
-        self.next_sequence - self.outstanding.len() as u64
-    }
-
-    /// Drops the first writes while they are forgotten or `done` says they may go.
-    fn pop_front_while(&mut self, done: impl Fn(&Command<D>, Instant) -> bool) {
-        while let Some(front) = self.outstanding.front() {
-            if matches!(front, Some((command, submitted)) if !done(command, *submitted)) {
-                break;
-            }
-            self.outstanding.pop_front();
-        }
-    }
-
-    /// Forgets write `sequence`: its outcome has been reported.
-    fn forget(&mut self, sequence: u64) {
-        let Some(index) = sequence.checked_sub(self.first_sequence()) else { return };
-        if let Some(entry) = self.outstanding.get_mut(index as usize) {
-            *entry = None;
-        }
-        self.pop_front_while(|_, _| false);
-    }
-}
+/// The session's writes not yet known complete, each with the time it was first
+/// submitted; the lowest of them is the session's floor (see `crate::session`).
+type SessionState<D> = Outstanding<(Command<D>, Instant)>;
 
 /// A client's handle on a cluster: one session with its own client id.
 ///
@@ -119,7 +88,7 @@ impl<D: Dispatch> Handle<D> {
         // Relaxed: ids only need to be unique, which the RMW guarantees.
         let client = shared.next_client.fetch_add(1, Ordering::Relaxed);
         let home = (client % shared.replicas.len() as u64) as usize;
-        let state = Mutex::new(SessionState { next_sequence: 0, outstanding: VecDeque::new() });
+        let state = Mutex::new(SessionState::default());
         Self { session: Arc::new(Session { shared, client, home, state }) }
     }
 
@@ -167,17 +136,15 @@ impl<D: Dispatch> Handle<D> {
             // the first write that carries the raised floor (every replica decides alike).
             // Without this, one lost write would pin the session's floor and its
             // exactly-once record would grow with every later write.
-            state.pop_front_while(|command, submitted| {
-                command.completion.is_done() || started.saturating_duration_since(submitted) >= options.deadline
+            state.pop_front_while(|(command, submitted)| {
+                command.completion.is_done() || started.saturating_duration_since(*submitted) >= options.deadline
             });
             // The first write left is not known complete: it is the floor (or, with none
             // left, this one).
-            let floor = state.first_sequence();
-            let sequence = state.next_sequence;
-            state.next_sequence += 1;
+            let (sequence, floor) = (state.next_sequence(), state.floor());
             let command =
                 Arc::new(Request { client: self.session.client, sequence, floor, op, completion: Completion::new() });
-            state.outstanding.push_back(Some((Arc::clone(&command), started)));
+            state.push((Arc::clone(&command), started));
             command
         };
         let mut ticket =
@@ -345,36 +312,7 @@ mod tests {
     use std::time::Duration;
 
     use crate::runtime::test_support::Counter;
-    use crate::sync::Arc;
     use crate::Builder;
-
-    /// The floor is the lowest write whose outcome was not reported, whatever order the
-    /// outcomes come in; forgotten writes behind it cost nothing once it moves.
-    #[test]
-    fn the_floor_is_the_first_write_not_forgotten() {
-        use super::{Completion, Request, SessionState};
-        let mut state = SessionState::<Counter> { next_sequence: 0, outstanding: Default::default() };
-        let now = super::now();
-        for sequence in 0..5 {
-            let command = Arc::new(Request { client: 0, sequence, floor: 0, op: 1, completion: Completion::new() });
-            state.outstanding.push_back(Some((command, now)));
-            state.next_sequence += 1;
-        }
-        state.forget(2);
-        state.forget(1);
-        assert_eq!(state.first_sequence(), 0, "write 0 is still outstanding");
-        state.forget(0);
-        assert_eq!(state.first_sequence(), 3, "writes 0-2 are forgotten");
-        assert_eq!(state.outstanding.len(), 2);
-        state.forget(7);
-        state.forget(1);
-        assert_eq!(state.first_sequence(), 3, "unknown and repeated numbers change nothing");
-        state.pop_front_while(|command, _| command.sequence == 3);
-        assert_eq!(state.first_sequence(), 4, "a write the predicate lets go leaves");
-        state.forget(4);
-        assert!(state.outstanding.is_empty());
-        assert_eq!(state.first_sequence(), 5, "with none left, the floor is the next write");
-    }
 
     /// A write whose ticket was dropped and which was lost with a crashed replica must not
     /// pin its session's floor: past the deadline the session lets it go, and the
@@ -402,9 +340,9 @@ mod tests {
         }
         assert_eq!(handle.execute(()).expect("read"), 51, "the lost write was not applied");
         assert!(
-            handle.session.state.lock().outstanding.len() <= 1,
+            handle.session.state.lock().held() <= 1,
             "the session still holds {} writes",
-            handle.session.state.lock().outstanding.len()
+            handle.session.state.lock().held()
         );
         let shared = &handle.session.shared;
         for replica in (0..3).filter(|&r| r != home) {

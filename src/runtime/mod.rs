@@ -22,7 +22,8 @@ pub use handle::{Handle, Ticket};
 pub use idle::IdleStrategy;
 
 use crate::protocol::Slot;
-use crate::session::{ClientId, Sessions};
+use crate::session::ClientId;
+pub(crate) use crate::state::ReplicaState;
 use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use crate::sync::{Arc, RwLock};
 use crate::transport::event::EventCount;
@@ -80,16 +81,6 @@ struct StatsCell {
     commands_waiting: AtomicU64,
     log_len: AtomicU64,
     snapshots_installed: AtomicU64,
-}
-
-/// A replica's replicated state: the user's object, the exactly-once table, and the slot
-/// they reflect. Cloned whole, it is the snapshot a lagging or restarted replica installs.
-#[derive(Clone)]
-pub(crate) struct ReplicaState<D> {
-    object: D,
-    sessions: Sessions,
-    /// Every slot below this has been applied to `object` and `sessions`.
-    slot_applied: Slot,
 }
 
 /// What clients and peers share with one replica thread.

@@ -195,7 +195,7 @@ impl<D: Dispatch> ReplicaThread<D> {
             .max_by_key(|&j| replicas[j].slot_applied());
         let Some(donor) = donor else { return false };
         // The read lock gives a consistent copy: object, table and slot together.
-        let copy = replicas[donor].state.read().clone();
+        let copy = replicas[donor].state.read().snapshot();
         let slot = copy.slot_applied;
         if slot < at_least || slot < self.core.slot_delivered() {
             return false;

@@ -13,10 +13,15 @@
 //! - **liveness**: once faults stop and every replica is back, every operation completes and
 //!   the replicas converge within a bounded number of ticks.
 //!
-//! Faults: message loss, duplication, delay and reordering; replica crashes (the object,
-//! the log and every volatile protocol state are lost; the acceptor's promise and accepted
-//! values survive, as on an acceptor's stable storage) and restarts (catching up from a
-//! peer's snapshot, then by learning); pauses; and clients that retry after a timeout.
+//! Faults: message loss, duplication, delay and reordering; replica crashes (the log and
+//! every volatile protocol state are lost; the acceptor's promise and accepted values
+//! survive, as on an acceptor's stable storage, and so does the replica's copy of the
+//! object, which stands for the entries it freed) and restarts (from the newer of its own
+//! copy and a peer's snapshot, then by learning), fast restarts while old messages are still
+//! in flight, crashes right after a promise; pauses; partitions of a running leader; lost
+//! commit notices; simultaneous campaigns; replayed old messages; and clients that retry
+//! after a timeout. Each run reports how often it took the protocol's delicate paths
+//! ([`Coverage`]).
 //!
 //! Run your own object through it to test that it is deterministic under faults:
 //!
@@ -56,8 +61,9 @@ use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::hash::Hash;
 
-use crate::protocol::{self, DurableState, Message, Replica, ReplicaId, Slot};
-use crate::session::Sessions;
+use crate::protocol::{self, Ballot, DurableState, Message, Replica, ReplicaId, Slot};
+use crate::session::Outstanding;
+use crate::state::ReplicaState;
 use crate::Dispatch;
 use linearizability::{Call, Operation, Partition, Specification};
 
@@ -109,6 +115,30 @@ pub struct FaultConfig {
     pub pause_permille: u64,
     /// Chance per tick that a paused replica resumes.
     pub resume_permille: u64,
+    /// Chance per crash that the replica restarts 1 or 2 ticks later, while messages sent
+    /// to it before the crash are still on their way: a restarted acceptor then meets
+    /// ballots it promised to ignore before it crashed.
+    pub fast_restart_permille: u64,
+    /// Chance that a replica crashes right after it sent a promise, and restarts 1 or 2
+    /// ticks later: the moment at which the promise, not yet backed by any accepted value,
+    /// must survive the crash.
+    pub promise_crash_permille: u64,
+    /// Chance per tick that a replica (the leader, two times out of three) is cut off from
+    /// every peer for up to `partition_ticks_max` ticks. It keeps running, ticking and
+    /// proposing; its messages and those sent to it are lost until the partition heals.
+    pub partition_permille: u64,
+    /// The longest partition, in ticks.
+    pub partition_ticks_max: u64,
+    /// Chance that a commit notice or heartbeat ([`Message::Commit`]) is lost, on top of
+    /// `loss_permille`: followers then learn commits late and new leaders meet values whose
+    /// commit nobody reported.
+    pub commit_loss_permille: u64,
+    /// Chance per tick that two replicas start an election in the same tick, as when their
+    /// timers fire together: candidates of one round compete.
+    pub campaign_permille: u64,
+    /// Chance per tick that a burst of 4 to 16 messages delivered earlier is delivered
+    /// again (old ballots, old commit indexes, old promises).
+    pub replay_permille: u64,
 }
 
 impl FaultConfig {
@@ -122,13 +152,21 @@ impl FaultConfig {
             restart_permille: 0,
             pause_permille: 0,
             resume_permille: 0,
+            fast_restart_permille: 0,
+            promise_crash_permille: 0,
+            partition_permille: 0,
+            partition_ticks_max: 0,
+            commit_loss_permille: 0,
+            campaign_permille: 0,
+            replay_permille: 0,
         }
     }
 }
 
 impl Default for FaultConfig {
-    /// The sweep's mix: 5 % loss, 5 % duplication, delays up to 8 ticks, and a crash,
-    /// restart, pause or resume every few dozen ticks.
+    /// The uniform mix: 5 % loss, 5 % duplication, delays up to 8 ticks, and a crash,
+    /// restart, pause or resume every few dozen ticks. No targeted faults; the sweep adds
+    /// them on most seeds (see [`sweep_config`]).
     fn default() -> Self {
         Self {
             loss_permille: 50,
@@ -138,6 +176,13 @@ impl Default for FaultConfig {
             restart_permille: 20,
             pause_permille: 8,
             resume_permille: 30,
+            fast_restart_permille: 0,
+            promise_crash_permille: 0,
+            partition_permille: 0,
+            partition_ticks_max: 0,
+            commit_loss_permille: 0,
+            campaign_permille: 0,
+            replay_permille: 0,
         }
     }
 }
@@ -183,6 +228,8 @@ impl Default for SimConfig {
         protocol.batch_max = 8;
         // A short log, so that lagging replicas fall behind it and catch up by snapshot.
         protocol.log_window = 6;
+        // Broken invariants fail the run in every build, release sweeps included.
+        protocol.check_invariants = true;
         Self {
             replicas: 3,
             clients: 3,
@@ -238,6 +285,50 @@ pub struct Report {
     pub operations_completed: u64,
     /// Slots committed.
     pub slots_committed: u64,
+    /// Partitions injected.
+    pub partitions: u64,
+    /// How often the run took each delicate path.
+    pub coverage: Coverage,
+}
+
+/// How often a run took each of the protocol's delicate paths: the places where a classic
+/// Paxos mistake shows. A sweep that never takes a path cannot catch a bug on it, so the
+/// sweep reports these and requires each in a share of its seeds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Coverage {
+    /// Phase 1 recovered a value in a slot for which promises reported different values.
+    pub recoveries_contested: u64,
+    /// A candidate met a higher ballot before it won (competing candidates).
+    pub candidacies_preempted: u64,
+    /// A leader learned of a higher ballot and stepped down (a stale leader nacked).
+    pub leaders_deposed: u64,
+    /// An accept reached a restarted acceptor in a ballot below the promise it made before
+    /// it crashed.
+    pub stale_accepts_after_restart: u64,
+    /// A replica installed a snapshot while a client was retrying a write.
+    pub snapshots_during_retries: u64,
+    /// A client's floor passed a write it had submitted more than once.
+    pub floors_past_retried_writes: u64,
+}
+
+impl Coverage {
+    /// Every path with its name and count, in a fixed order.
+    pub fn paths(&self) -> [(&'static str, u64); 6] {
+        [
+            ("phase 1 chose among different values", self.recoveries_contested),
+            ("candidate preempted by a higher ballot", self.candidacies_preempted),
+            ("stale leader deposed", self.leaders_deposed),
+            ("accept below a restarted acceptor's promise", self.stale_accepts_after_restart),
+            ("snapshot installed while a write is retried", self.snapshots_during_retries),
+            ("floor passed a retried write", self.floors_past_retried_writes),
+        ]
+    }
+
+    fn absorb(&mut self, counters: &protocol::Counters) {
+        self.recoveries_contested += counters.recoveries_contested;
+        self.candidacies_preempted += counters.candidacies_preempted;
+        self.leaders_deposed += counters.leaders_deposed;
+    }
 }
 
 /// A run that broke a check: the seed that replays it and what broke.
@@ -276,9 +367,13 @@ struct Command {
 struct Node<D> {
     core: Option<Replica<Command>>,
     durable: Option<DurableState<Command>>,
-    object: D,
-    sessions: Sessions,
+    /// The object, exactly-once table and applied slot: the runtime's own type.
+    state: ReplicaState<D>,
     paused: bool,
+    /// A fast restart scheduled for this tick (see [`FaultConfig::fast_restart_permille`]).
+    restart_at: Option<u64>,
+    /// The promise this replica had made when it last crashed, once it restarted.
+    promise_before_crash: Ballot,
 }
 
 /// A slot as the first replica to apply it saw it: its batch, the writes that took effect
@@ -301,6 +396,15 @@ struct PendingWrite {
     abandon_at: u64,
 }
 
+/// What a client's session keeps for a write until its outcome is reported.
+#[derive(Debug, Default)]
+struct SessionWrite {
+    /// Submitted more than once.
+    retried: bool,
+    /// Given up on: the floor may pass it (as the runtime lets a dropped ticket's write go).
+    given_up: bool,
+}
+
 struct PendingRead<D: Dispatch> {
     replica: usize,
     watermark: Slot,
@@ -309,7 +413,9 @@ struct PendingRead<D: Dispatch> {
 }
 
 struct Client<D: Dispatch> {
-    next_sequence: u64,
+    /// The session's writes and floor, kept by the runtime's own type.
+    session: Outstanding<SessionWrite>,
+    /// The writes the client waits for (its tickets), by number.
     outstanding: BTreeMap<u64, PendingWrite>,
     read: Option<PendingRead<D>>,
     issued: usize,
@@ -379,6 +485,10 @@ struct Sim<'a, D: Dispatch, W> {
     trace: bool,
     /// `CORUM_SIM_TRACE=messages`: print every message delivered, too.
     trace_messages: bool,
+    /// The replica cut off from its peers, and the tick the partition heals.
+    partition: Option<(usize, u64)>,
+    /// Recently delivered messages, for replay bursts.
+    delivered: Vec<(ReplicaId, ReplicaId, Message<Command>)>,
 }
 
 impl<'a, D, W> Sim<'a, D, W>
@@ -396,13 +506,20 @@ where
             .map(|i| Node {
                 core: Some(Replica::new(ReplicaId::new(i), protocol.clone())),
                 durable: None,
-                object: initial.clone(),
-                sessions: Sessions::default(),
+                state: ReplicaState::new(initial.clone()),
                 paused: false,
+                restart_at: None,
+                promise_before_crash: Ballot::ZERO,
             })
             .collect();
         let clients = (0..config.clients)
-            .map(|_| Client { next_sequence: 0, outstanding: BTreeMap::new(), read: None, issued: 0, gave_up: false })
+            .map(|_| Client {
+                session: Outstanding::default(),
+                outstanding: BTreeMap::new(),
+                read: None,
+                issued: 0,
+                gave_up: false,
+            })
             .collect();
         Self {
             seed,
@@ -423,6 +540,8 @@ where
             report: Report { seed, ..Report::default() },
             trace: std::env::var_os("CORUM_SIM_TRACE").is_some(),
             trace_messages: std::env::var("CORUM_SIM_TRACE").is_ok_and(|value| value == "messages"),
+            partition: None,
+            delivered: Vec::new(),
         }
     }
 
@@ -434,7 +553,7 @@ where
         let deadline = self.config.fault_ticks + self.config.liveness_ticks;
         while self.tick < deadline {
             if self.tick < self.config.fault_ticks {
-                self.inject_faults();
+                self.inject_faults()?;
             } else if self.tick == self.config.fault_ticks {
                 self.heal();
             }
@@ -490,7 +609,7 @@ where
         self.nodes.iter().filter(|n| n.core.is_none() || n.paused).count()
     }
 
-    fn inject_faults(&mut self) {
+    fn inject_faults(&mut self) -> Result<(), Failure> {
         let faults = &self.config.faults;
         let n = self.nodes.len() as u64;
         let (crash, restart, pause, resume) =
@@ -507,6 +626,12 @@ where
                 self.restart(i);
             }
         }
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].restart_at.is_some_and(|at| at <= self.tick) && self.nodes[i].core.is_none() {
+                self.restart(i);
+            }
+        }
+        self.inject_targeted_faults()?;
         if self.rng.chance(pause, 1000) && self.down() < self.max_down() {
             let i = self.rng.below(n) as usize;
             if self.nodes[i].core.is_some() && !self.nodes[i].paused {
@@ -526,42 +651,133 @@ where
                 self.report.step_downs += 1;
             }
         }
+        Ok(())
+    }
+
+    /// Partitions, simultaneous campaigns and replayed messages: the schedules that bring
+    /// competing leaders with different values, which uniform faults almost never do.
+    fn inject_targeted_faults(&mut self) -> Result<(), Failure> {
+        let faults = &self.config.faults;
+        let (partition, partition_max, campaign, replay) =
+            (faults.partition_permille, faults.partition_ticks_max, faults.campaign_permille, faults.replay_permille);
+        let n = self.nodes.len() as u64;
+        match self.partition {
+            Some((_, heals)) if heals <= self.tick => self.partition = None,
+            None if partition_max > 0 && self.rng.chance(partition, 1000) => {
+                let leader =
+                    (0..self.nodes.len()).find(|&i| self.nodes[i].core.as_ref().is_some_and(|c| c.is_leader()));
+                let i = match leader {
+                    Some(leader) if !self.rng.chance(1, 3) => leader,
+                    _ => self.rng.below(n) as usize,
+                };
+                let heals = self.tick + 1 + self.rng.below(partition_max);
+                self.partition = Some((i, heals));
+                self.report.partitions += 1;
+                if self.trace {
+                    println!("tick {} r{i} is cut off until tick {heals}", self.tick);
+                }
+            }
+            _ => {}
+        }
+        if self.rng.chance(campaign, 1000) {
+            let first = self.rng.below(n) as usize;
+            let second = (first + 1 + self.rng.below(n - 1) as usize) % n as usize;
+            for i in [first, second] {
+                if self.nodes[i].paused {
+                    continue;
+                }
+                if let Some(core) = self.nodes[i].core.as_mut() {
+                    core.campaign();
+                    if self.trace {
+                        println!("tick {} r{i} campaigns in {:?}", self.tick, core.ballot_promised());
+                    }
+                }
+            }
+            for i in [first, second] {
+                if self.nodes[i].core.is_some() && !self.nodes[i].paused {
+                    self.after_step(i)?;
+                }
+            }
+        }
+        if self.rng.chance(replay, 1000) && !self.delivered.is_empty() {
+            for _ in 0..4 + self.rng.below(13) {
+                let index = self.rng.below(self.delivered.len() as u64) as usize;
+                let (from, to, message) = self.delivered[index].clone();
+                let deliver_at = self.tick + 1 + self.rng.below(self.config.faults.delay_max_ticks + 1);
+                self.network.push(InFlight { deliver_at, from, to, message });
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a message between `a` and `b` crosses the partition.
+    fn cut(&self, a: ReplicaId, b: ReplicaId) -> bool {
+        self.partition.is_some_and(|(i, _)| a.index() == i || b.index() == i)
     }
 
     fn crash(&mut self, i: usize) {
+        let fast = self.rng.chance(self.config.faults.fast_restart_permille, 1000);
+        self.crash_then(i, fast);
+    }
+
+    /// Crashes replica `i`; if `fast`, schedules its restart 1 or 2 ticks later.
+    fn crash_then(&mut self, i: usize, fast: bool) {
         let node = &mut self.nodes[i];
         let core = node.core.take().expect("crash is only injected on a running replica");
         self.report.leader_changes += core.counters().leader_changes;
+        self.report.coverage.absorb(core.counters());
         node.durable = Some(core.durable_state());
-        node.object = self.initial.clone();
-        node.sessions = Sessions::default();
+        node.promise_before_crash = core.ballot_promised();
+        // The copy survives, as in the runtime: it stands for the log entries the replica
+        // freed, which no peer may hold any more.
+        node.restart_at = fast.then(|| self.tick + 1 + self.rng.below(2));
         self.report.crashes += 1;
+        if self.trace {
+            println!("tick {} r{i} crashes (promised {:?})", self.tick, self.nodes[i].promise_before_crash);
+        }
     }
 
-    /// Restarts replica `i` from its acceptor's durable state and a snapshot of the most
-    /// advanced running peer (object, exactly-once table, and the slot they reflect).
+    /// Restarts replica `i` from its acceptor's durable state and the newer of its own copy
+    /// and a snapshot of the most advanced running peer (object, exactly-once table, and
+    /// the slot they reflect), as `Faults::restart` does: a peer's older copy would roll the
+    /// replica back past entries it freed.
     fn restart(&mut self, i: usize) {
         let donor = (0..self.nodes.len())
             .filter(|&j| j != i)
             .filter_map(|j| self.nodes[j].core.as_ref().map(|core| (core.slot_delivered(), j)))
             .max();
-        let Some((slot, j)) = donor else { return };
-        let object = self.nodes[j].object.clone();
-        let sessions = self.nodes[j].sessions.clone();
+        let Some((_, j)) = donor else { return };
+        let own = &self.nodes[i].state;
+        let copy = if self.nodes[j].state.slot_applied >= own.slot_applied {
+            self.nodes[j].state.snapshot()
+        } else {
+            own.clone()
+        };
         let mut protocol = self.config.protocol.clone();
         protocol.replicas = self.config.replicas;
         let durable = self.nodes[i].durable.take().expect("a crashed replica kept its durable state");
         let mut core = Replica::restart(ReplicaId::new(i), protocol, durable);
-        core.install_snapshot(slot);
+        core.install_snapshot(copy.slot_applied);
+        self.count_snapshot_during_retries();
         let node = &mut self.nodes[i];
         node.core = Some(core);
-        node.object = object;
-        node.sessions = sessions;
+        node.state = copy;
         node.paused = false;
+        node.restart_at = None;
         self.report.restarts += 1;
+        if self.trace {
+            println!("tick {} r{i} restarts with r{j}'s snapshot at {:?}", self.tick, node.state.slot_applied);
+        }
+    }
+
+    fn count_snapshot_during_retries(&mut self) {
+        if self.clients.iter().any(|client| client.session.iter().any(|(_, write)| write.retried)) {
+            self.report.coverage.snapshots_during_retries += 1;
+        }
     }
 
     fn heal(&mut self) {
+        self.partition = None;
         for i in 0..self.nodes.len() {
             self.nodes[i].paused = false;
             if self.nodes[i].core.is_none() {
@@ -595,6 +811,9 @@ where
                 let due = state.outstanding.iter().find(|(_, pending)| pending.abandon_at <= self.tick);
                 if let Some(sequence) = due.map(|(&sequence, _)| sequence) {
                     state.outstanding.remove(&sequence);
+                    if let Some(write) = state.session.get_mut(sequence) {
+                        write.given_up = true;
+                    }
                     state.gave_up = true;
                     self.report.abandoned += 1;
                 }
@@ -608,7 +827,11 @@ where
                 .collect();
             for sequence in due {
                 let retry_at = self.tick + self.config.retry_ticks;
-                self.clients[client].outstanding.get_mut(&sequence).expect("due").retry_at = retry_at;
+                let state = &mut self.clients[client];
+                state.outstanding.get_mut(&sequence).expect("due").retry_at = retry_at;
+                if let Some(write) = state.session.get_mut(sequence) {
+                    write.retried = true;
+                }
                 self.report.retries += 1;
                 self.submit(client, sequence);
             }
@@ -625,9 +848,10 @@ where
                     }
                     let state = &mut self.clients[client];
                     state.issued += 1;
-                    let sequence = state.next_sequence;
-                    state.next_sequence += 1;
-                    let floor = state.outstanding.keys().next().copied().unwrap_or(sequence);
+                    // As `Handle::submit` does: writes given up on leave, then the floor is
+                    // the first write whose outcome was not reported.
+                    state.session.pop_front_while(|write| write.given_up);
+                    let (sequence, floor) = state.session.push(SessionWrite::default());
                     let index = self.writes.len();
                     self.writes.push((client as u32, sequence, write.clone()));
                     let operation = self.history.len();
@@ -684,7 +908,7 @@ where
             if delivered < read.watermark {
                 continue;
             }
-            let response = node.object.dispatch(&read.op);
+            let response = node.state.object.dispatch(&read.op);
             let operation = read.operation;
             if self.trace {
                 println!(
@@ -725,10 +949,28 @@ where
         }
         for message in due {
             let to = message.to.index();
+            if self.cut(message.from, message.to) {
+                self.report.messages_lost += 1;
+                continue;
+            }
+            if let Message::Accept { ballot, .. } = &message.message {
+                if *ballot < self.nodes[to].promise_before_crash && self.nodes[to].core.is_some() {
+                    self.report.coverage.stale_accepts_after_restart += 1;
+                }
+            }
             let Some(core) = self.nodes[to].core.as_mut() else {
                 self.report.messages_lost += 1;
                 continue;
             };
+            if self.config.faults.replay_permille > 0 {
+                let entry = (message.from, message.to, message.message.clone());
+                if self.delivered.len() < 256 {
+                    self.delivered.push(entry);
+                } else {
+                    let index = self.rng.below(256) as usize;
+                    self.delivered[index] = entry;
+                }
+            }
             if self.trace_messages {
                 println!("tick {} {:?} -> r{to}: {:?}", self.tick, message.from, message.message);
             }
@@ -755,11 +997,11 @@ where
     /// its messages leave, as the runtime does), send, and apply what it committed.
     fn after_step(&mut self, i: usize) -> Result<(), Failure> {
         let faulty = self.tick < self.config.fault_ticks;
-        let (loss, duplicate, delay) = if faulty {
+        let (loss, duplicate, delay, commit_loss) = if faulty {
             let f = &self.config.faults;
-            (f.loss_permille, f.duplicate_permille, f.delay_max_ticks)
+            (f.loss_permille, f.duplicate_permille, f.delay_max_ticks, f.commit_loss_permille)
         } else {
-            (0, 0, self.config.faults.delay_max_ticks)
+            (0, 0, self.config.faults.delay_max_ticks, 0)
         };
         let core = self.nodes[i].core.as_mut().expect("stepped replicas run");
         core.flush();
@@ -772,8 +1014,10 @@ where
         }
         let from = core.id();
         let outgoing: Vec<_> = core.drain_messages().collect();
+        let promised = outgoing.iter().any(|(_, message)| matches!(message, Message::Promise { .. }));
         for (to, message) in outgoing {
-            if self.rng.chance(loss, 1000) {
+            let targeted = matches!(message, Message::Commit { .. }) && self.rng.chance(commit_loss, 1000);
+            if targeted || self.cut(from, to) || self.rng.chance(loss, 1000) {
                 self.report.messages_lost += 1;
                 continue;
             }
@@ -789,6 +1033,10 @@ where
             self.apply(i, slot, batch.commands())?;
         }
         self.catch_up_from_snapshot(i);
+        let promise_crash = if faulty { self.config.faults.promise_crash_permille } else { 0 };
+        if promised && self.down() < self.max_down() && self.rng.chance(promise_crash, 1000) {
+            self.crash_then(i, true);
+        }
         Ok(())
     }
 
@@ -804,12 +1052,12 @@ where
         if slot < wanted {
             return;
         }
-        let (object, sessions) = (self.nodes[j].object.clone(), self.nodes[j].sessions.clone());
+        let copy = self.nodes[j].state.snapshot();
         let node = &mut self.nodes[i];
-        node.core.as_mut().expect("running").install_snapshot(slot);
-        node.object = object;
-        node.sessions = sessions;
+        node.core.as_mut().expect("running").install_snapshot(copy.slot_applied);
+        node.state = copy;
         self.report.snapshots += 1;
+        self.count_snapshot_during_retries();
         if self.trace {
             println!("tick {} r{i} installs r{j}'s snapshot at {slot:?}", self.tick);
         }
@@ -829,15 +1077,20 @@ where
                 );
             }
             let node = &mut self.nodes[i];
-            if !node.sessions.admit(u64::from(command.client), command.sequence, command.floor) {
+            if !node.state.sessions.admit(u64::from(command.client), command.sequence, command.floor) {
                 continue;
             }
             let write = &self.writes[command.write].2;
-            let response = node.object.dispatch_mut(write);
+            let response = node.state.object.dispatch_mut(write);
             effects.push((command.client, command.sequence));
             // The first replica to apply a write completes its client.
             let client = &mut self.clients[command.client as usize];
             if let Some(pending) = client.outstanding.remove(&command.sequence) {
+                if client.session.forget(command.sequence).is_some_and(|write| write.retried)
+                    && client.session.floor() > command.sequence
+                {
+                    self.report.coverage.floors_past_retried_writes += 1;
+                }
                 if self.trace {
                     println!(
                         "tick {} clock {} r{i} applies {slot:?}: client {} write {} returns {response:?}",
@@ -849,7 +1102,8 @@ where
                 self.report.operations_completed += 1;
             }
         }
-        let state = hash_of(&self.nodes[i].object);
+        self.nodes[i].state.slot_applied = slot.next();
+        let state = hash_of(&self.nodes[i].state.object);
         match self.canonical.get(&slot) {
             Some((batch, expected_effects, expected_state)) => {
                 if batch.as_slice() != commands {
@@ -904,15 +1158,14 @@ where
         let first = &self.nodes[0];
         let delivered = first.core.as_ref().map(|c| c.slot_delivered());
         for (i, node) in self.nodes.iter().enumerate().skip(1) {
-            if node.core.as_ref().map(|c| c.slot_delivered()) == delivered
-                && (node.object != first.object || node.sessions != first.sessions)
-            {
+            if node.core.as_ref().map(|c| c.slot_delivered()) == delivered && node.state != first.state {
                 return Err(self.fail(format!("state: replicas 0 and {i} applied the same prefix but differ")));
             }
         }
         for node in &self.nodes {
             if let Some(core) = &node.core {
                 self.report.leader_changes += core.counters().leader_changes;
+                self.report.coverage.absorb(core.counters());
             }
         }
         Ok(())
@@ -927,17 +1180,49 @@ fn hash_of<T: Hash>(value: &T) -> u64 {
 }
 
 /// The configuration the seed sweep derives from `seed`: 3 or 5 replicas, 2 to 4 clients,
-/// pipelines of 1 to 3 writes, and the default fault mix.
+/// pipelines of 1 to 3 writes, the uniform fault mix, and on three seeds in four the
+/// targeted faults of [`FaultConfig`] on top (partitions of a running leader, lost commit
+/// notices, simultaneous campaigns, fast restarts, replayed messages), each on its own
+/// share of seeds. An eighth of the seeds run without the election stagger, and an
+/// eighth retry writes eagerly.
 pub fn sweep_config(seed: u64) -> SimConfig {
     let mut rng = SimRng::new(seed ^ 0x5eed_5eed_5eed_5eed);
-    SimConfig {
+    let mut config = SimConfig {
         replicas: if rng.chance(1, 3) { 5 } else { 3 },
         clients: 2 + rng.below(3) as usize,
         pipeline: 1 + rng.below(3) as usize,
         // A quarter of the seeds have clients that give up on slow writes.
         abandon_ticks: rng.chance(1, 4).then(|| SimConfig::default().retry_ticks * (1 + rng.below(4))),
         ..SimConfig::default()
+    };
+    if rng.chance(3, 4) {
+        let faults = &mut config.faults;
+        if rng.chance(1, 2) {
+            faults.partition_permille = 10 + rng.below(20);
+            faults.partition_ticks_max = 20 + rng.below(100);
+        }
+        if rng.chance(1, 2) {
+            faults.commit_loss_permille = 200 + rng.below(600);
+        }
+        if rng.chance(1, 2) {
+            faults.campaign_permille = 5 + rng.below(20);
+        }
+        if rng.chance(1, 2) {
+            faults.fast_restart_permille = 500 + rng.below(500);
+            faults.promise_crash_permille = 300 + rng.below(600);
+            faults.crash_permille *= 2;
+        }
+        if rng.chance(1, 3) {
+            faults.replay_permille = 5 + rng.below(20);
+        }
     }
+    if rng.chance(1, 8) {
+        config.protocol.election_stagger_ticks = 0;
+    }
+    if rng.chance(1, 8) {
+        config.retry_ticks = 8 + rng.below(8);
+    }
+    config
 }
 
 /// Runs seed `seed` of the sweep: the configuration from [`sweep_config`] on a
