@@ -46,6 +46,19 @@ impl Sessions {
         record.applied.insert(sequence)
     }
 
+    /// A digest of the whole table, independent of the order clients were added in: two
+    /// replicas that applied the same slots must have equal digests.
+    pub(crate) fn digest(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut clients: Vec<_> = self.clients.iter().collect();
+        clients.sort_unstable_by_key(|(client, _)| **client);
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        for (client, record) in clients {
+            (client, record.floor, &record.applied).hash(&mut hasher);
+        }
+        hasher.finish()
+    }
+
     /// Number of sequence numbers remembered, over all clients.
     #[cfg(test)]
     pub(crate) fn remembered(&self) -> usize {

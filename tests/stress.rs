@@ -1,44 +1,89 @@
-//! Threaded stress under a seeded fault schedule: client threads run mixed reads and writes
-//! on a key-value map while a fault thread pauses, slows, crashes and restarts replicas
-//! (never more than a minority at once). The clients' history is checked for
-//! linearizability, and at shutdown every replica must hold the same map.
+//! Threaded stress under a seeded fault schedule, as a user's program would stress corum:
+//! client threads run mixed reads and writes on a key-value map (synchronously, or keeping
+//! several pipelined tickets in flight) while a fault thread pauses, slows, crashes and
+//! restarts replicas (never more than a minority at once), optionally with eager write
+//! retries and with busy threads outside corum on every core. The clients' history is
+//! checked for linearizability, and at shutdown every replica must hold the same map and
+//! the same exactly-once record.
 //!
 //! `CORUM_STRESS_SEED=S` picks the schedule (default 1); a failure prints it.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use corum::sim::linearizability::{check, Call, Operation};
-use corum::sim::workloads::KvMap;
+use corum::sim::workloads::{KvGet, KvMap, KvWrite};
 use corum::sim::{ClientOp, SimRng};
-use corum::{Builder, Cluster, Error};
+use corum::{Builder, Cluster, Error, Ticket};
 
 fn seed() -> u64 {
     std::env::var("CORUM_STRESS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(1)
 }
 
+/// Which faults the schedule injects.
+#[derive(Clone, Copy, PartialEq)]
+enum Faults {
+    /// Pauses, slowness and crashes with restarts, a third of them on the leader.
+    Mixed,
+    /// Crashes and restarts only, two thirds of them on the leader.
+    LeaderCrashes,
+}
+
+/// One stress run's shape.
+#[derive(Clone, Copy)]
+struct Stress {
+    replicas: usize,
+    clients: usize,
+    seconds: f64,
+    /// The most operations one client issues (a bound on the linearizability check).
+    ops: usize,
+    /// Writes a client keeps in flight (1: synchronous `execute_mut`).
+    pipeline: usize,
+    /// `Builder::retry_after`, when not the default.
+    retry_after: Option<Duration>,
+    /// Busy threads outside corum, one per core, for the whole run.
+    overload: bool,
+    faults: Faults,
+}
+
+impl Default for Stress {
+    fn default() -> Self {
+        Self {
+            replicas: 3,
+            clients: 4,
+            seconds: 4.0,
+            ops: 50_000,
+            pipeline: 1,
+            retry_after: None,
+            overload: false,
+            faults: Faults::Mixed,
+        }
+    }
+}
+
 /// Injects faults until `stop`, keeping at most `(n - 1) / 2` replicas faulty at once.
 /// Returns how many faults it injected, and how many of them hit the leader of the moment.
-fn fault_schedule(cluster: &Cluster<KvMap>, mut rng: SimRng, stop: &AtomicBool) -> (u64, u64) {
+fn fault_schedule(cluster: &Cluster<KvMap>, mut rng: SimRng, stop: &AtomicBool, kinds: Faults) -> (u64, u64) {
     let n = cluster.replicas();
     let minority = (n - 1) / 2;
     // What each replica suffers now: 0 nothing, 1 paused, 2 slowed, 3 crashed.
     let mut fault = vec![0u8; n];
     let mut injected = 0;
     let mut on_leader = 0;
+    let leader_share = if kinds == Faults::LeaderCrashes { 2 } else { 1 };
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(5 + rng.below(20)));
-        // A third of the time, aim at the leader: its faults exercise elections and retries.
         let leader = cluster.leader();
         let replica = match leader {
-            Some(leader) if rng.chance(1, 3) => leader,
+            Some(leader) if rng.chance(leader_share, 3) => leader,
             _ => rng.below(n as u64) as usize,
         };
         let faults = cluster.faults();
         match fault[replica] {
             0 if fault.iter().filter(|&&f| f != 0).count() < minority => {
-                let kind = 1 + rng.below(3) as u8;
+                let kind = if kinds == Faults::LeaderCrashes { 3 } else { 1 + rng.below(3) as u8 };
                 match kind {
                     1 => faults.pause(replica),
                     2 => faults.slow(replica, Duration::from_micros(200 + rng.below(2_000))),
@@ -77,77 +122,179 @@ fn fault_schedule(cluster: &Cluster<KvMap>, mut rng: SimRng, stop: &AtomicBool) 
     (injected, on_leader)
 }
 
-/// Runs `clients` client threads for `seconds` (at most `ops` operations each) against
-/// `replicas` replicas under the fault schedule, then checks.
-fn stress(replicas: usize, clients: usize, ops: usize, seconds: f64) {
+/// The history the clients record, with the clock that orders it in real time.
+struct History {
+    clock: AtomicU64,
+    operations: Mutex<Vec<Operation<KvMap>>>,
+    /// When an operation last completed, and the longest time without one.
+    completions: Mutex<(Instant, Duration)>,
+    /// Calls that failed with `NoQuorum`.
+    no_quorum: AtomicU64,
+}
+
+impl Default for History {
+    fn default() -> Self {
+        Self {
+            clock: AtomicU64::new(0),
+            operations: Mutex::default(),
+            completions: Mutex::new((Instant::now(), Duration::ZERO)),
+            no_quorum: AtomicU64::new(0),
+        }
+    }
+}
+
+impl History {
+    fn now(&self) -> u64 {
+        // SeqCst: the clock orders invocations and returns of all clients in real time,
+        // which is what linearizability is checked against.
+        self.clock.fetch_add(1, Ordering::SeqCst)
+    }
+
+    /// Records an operation invoked at `invoked`. Only `NoQuorum` (outcome unknown: the
+    /// write may or may not have taken effect) is an acceptable failure.
+    fn record(&self, client: usize, call: Call<KvGet, KvWrite>, invoked: u64, outcome: Result<Option<u64>, Error>) {
+        let returned = match outcome {
+            Ok(response) => {
+                let mut completions = self.completions.lock().unwrap();
+                let now = Instant::now();
+                completions.1 = completions.1.max(now - completions.0);
+                completions.0 = now;
+                Some((self.now(), response))
+            }
+            Err(Error::NoQuorum { .. }) => {
+                self.no_quorum.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            Err(error) => panic!("seed {}: client {client}: {error}", seed()),
+        };
+        self.operations.lock().unwrap().push(Operation { client, call, invoked, returned });
+    }
+}
+
+/// One client: synchronous calls, or up to `pipeline` write tickets in flight (a read
+/// first waits for them, as a program that reads its own writes must).
+fn client(handle: corum::Handle<KvMap>, client: usize, stress: Stress, history: &History) {
+    let mut rng = SimRng::new(seed().wrapping_mul(1_000_003) ^ client as u64);
+    let until = Instant::now() + Duration::from_secs_f64(stress.seconds);
+    let mut in_flight: VecDeque<(KvWrite, u64, Ticket<KvMap>)> = VecDeque::new();
+    // Tickets are waited for in any order, as a program juggling several would.
+    let wait_one = |in_flight: &mut VecDeque<(KvWrite, u64, Ticket<KvMap>)>, rng: &mut SimRng| {
+        let index = rng.below(in_flight.len() as u64) as usize;
+        let (write, invoked, ticket) = in_flight.remove(index).expect("a ticket in flight");
+        history.record(client, Call::Write(write), invoked, ticket.wait());
+    };
+    for _ in 0..stress.ops {
+        if Instant::now() >= until {
+            break;
+        }
+        match KvMap::workload(&mut rng, client) {
+            ClientOp::Read(read) => {
+                while !in_flight.is_empty() {
+                    wait_one(&mut in_flight, &mut rng);
+                }
+                let invoked = history.now();
+                history.record(client, Call::Read(read), invoked, handle.execute(read));
+            }
+            ClientOp::Write(write) if stress.pipeline <= 1 => {
+                let invoked = history.now();
+                history.record(client, Call::Write(write), invoked, handle.execute_mut(write));
+            }
+            ClientOp::Write(write) => {
+                if in_flight.len() >= stress.pipeline {
+                    wait_one(&mut in_flight, &mut rng);
+                }
+                let invoked = history.now();
+                match handle.submit(write) {
+                    Ok(ticket) => in_flight.push_back((write, invoked, ticket)),
+                    Err(error) => history.record(client, Call::Write(write), invoked, Err(error)),
+                }
+            }
+        }
+    }
+    while !in_flight.is_empty() {
+        wait_one(&mut in_flight, &mut rng);
+    }
+}
+
+/// Runs the clients against a cluster under the fault schedule, then checks the history,
+/// the copies and the exactly-once records.
+fn stress(stress: Stress) {
     let seed = seed();
-    let cluster = Builder::new(KvMap::default()).replicas(replicas).build().expect("build");
-    let clock = Arc::new(AtomicU64::new(0));
-    let history: Arc<Mutex<Vec<Operation<KvMap>>>> = Arc::default();
+    let mut builder = Builder::new(KvMap::default()).replicas(stress.replicas);
+    if let Some(retry_after) = stress.retry_after {
+        builder = builder.retry_after(retry_after);
+    }
+    let cluster = builder.build().expect("build");
+    let history = History::default();
     let stop = AtomicBool::new(false);
+    let busy = AtomicBool::new(stress.overload);
     let (injected, on_leader) = std::thread::scope(|scope| {
-        let faults = scope.spawn(|| fault_schedule(&cluster, SimRng::new(seed ^ 0xfa17), &stop));
-        let workers: Vec<_> = (0..clients)
-            .map(|client| {
-                let (handle, clock, history) = (cluster.handle(), Arc::clone(&clock), Arc::clone(&history));
-                scope.spawn(move || {
-                    let mut rng = SimRng::new(seed.wrapping_mul(1_000_003) ^ client as u64);
-                    let until = std::time::Instant::now() + Duration::from_secs_f64(seconds);
-                    for _ in 0..ops {
-                        if std::time::Instant::now() > until {
-                            break;
-                        }
-                        let op = KvMap::workload(&mut rng, client);
-                        // SeqCst: the clock orders invocations and returns of all clients in
-                        // real time, which is what linearizability is checked against.
-                        let invoked = clock.fetch_add(1, Ordering::SeqCst);
-                        let (call, outcome) = match op {
-                            ClientOp::Read(read) => (Call::Read(read), handle.execute(read)),
-                            ClientOp::Write(write) => (Call::Write(write), handle.execute_mut(write)),
-                        };
-                        let returned = match outcome {
-                            Ok(response) => Some((clock.fetch_add(1, Ordering::SeqCst), response)),
-                            // Its outcome is unknown: it may or may not have taken effect.
-                            Err(Error::NoQuorum { .. }) => None,
-                            Err(error) => panic!("seed {seed}: client {client}: {error}"),
-                        };
-                        history.lock().unwrap().push(Operation { client, call, invoked, returned });
-                    }
-                })
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        for _ in 0..if stress.overload { cores } else { 0 } {
+            scope.spawn(|| {
+                while busy.load(Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+            });
+        }
+        let faults = scope.spawn(|| fault_schedule(&cluster, SimRng::new(seed ^ 0xfa17), &stop, stress.faults));
+        let workers: Vec<_> = (0..stress.clients)
+            .map(|index| {
+                let (handle, history) = (cluster.handle(), &history);
+                scope.spawn(move || client(handle, index, stress, history))
             })
             .collect();
-        for worker in workers {
-            worker.join().expect("client thread");
-        }
+        // Every thread must end even when a client panics, or the scope would wait forever:
+        // join the clients first, stop the others, and only then pass a panic on.
+        let outcomes: Vec<_> = workers.into_iter().map(|worker| worker.join()).collect();
         stop.store(true, Ordering::Relaxed);
-        faults.join().expect("fault thread")
+        busy.store(false, Ordering::Relaxed);
+        let injected = faults.join();
+        for outcome in outcomes {
+            if let Err(panic) = outcome {
+                std::panic::resume_unwind(panic);
+            }
+        }
+        injected.expect("fault thread")
     });
     // Final reads of every key, after every replica is back.
     let handle = cluster.handle();
-    let mut history = Arc::try_unwrap(history).expect("clients done").into_inner().unwrap();
     for key in 0..KvMap::KEYS {
-        let read = corum::sim::workloads::KvGet(key);
-        let invoked = clock.fetch_add(1, Ordering::SeqCst);
-        let response = handle.execute(read).expect("final read");
-        let returned = Some((clock.fetch_add(1, Ordering::SeqCst), response));
-        history.push(Operation { client: clients, call: Call::Read(read), invoked, returned });
+        let read = KvGet(key);
+        let invoked = history.now();
+        history.record(stress.clients, Call::Read(read), invoked, handle.execute(read));
     }
     let stats = cluster.stats();
-    let copies = cluster.shutdown().expect("shutdown");
-    assert_eq!(copies.len(), replicas, "seed {seed}: every replica is back at shutdown");
-    assert!(copies.iter().all(|copy| copy == &copies[0]), "seed {seed}: replicas differ");
+    let copies = cluster.__shutdown_with_exactly_once_digests().expect("shutdown");
+    assert_eq!(copies.len(), stress.replicas, "seed {seed}: every replica is back at shutdown");
+    assert!(copies.iter().all(|(copy, _)| copy == &copies[0].0), "seed {seed}: the replicas' maps differ");
+    let digests: Vec<u64> = copies.iter().map(|&(_, digest)| digest).collect();
+    assert!(
+        digests.iter().all(|&digest| digest == digests[0]),
+        "seed {seed}: exactly-once records differ: {digests:x?}"
+    );
+    let longest_gap = history.completions.lock().unwrap().1;
+    let no_quorum = history.no_quorum.load(Ordering::Relaxed);
+    let history = history.operations.into_inner().unwrap();
     let completed = history.iter().filter(|op| op.returned.is_some()).count();
     println!(
-        "stress: {replicas} replicas, seed {seed}: {injected} faults ({on_leader} on the leader), \
-         {completed} of {} operations completed, \
+        "stress: {} replicas, pipeline {}{}, seed {seed}: {injected} faults ({on_leader} on the leader), \
+         {completed} of {} operations completed, longest time without a completion {:.1} ms, \
          {} leader changes, {} snapshots",
+        stress.replicas,
+        stress.pipeline,
+        if stress.overload { ", overloaded" } else { "" },
         history.len(),
+        longest_gap.as_secs_f64() * 1e3,
         stats.iter().map(|s| s.leader_changes).sum::<u64>(),
         stats.iter().map(|s| s.snapshots_installed).sum::<u64>(),
     );
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     assert!(on_leader > 0, "seed {seed}: the schedule injected faults on the leader");
-    let key = |call: &Call<corum::sim::workloads::KvGet, corum::sim::workloads::KvWrite>| KvMap::key(call);
+    // The schedule never takes a majority away, and the deadline (5 s) is twenty times the
+    // longest stall a leader change causes: a call that found no quorum lost its write.
+    assert_eq!(no_quorum, 0, "seed {seed}: calls failed with NoQuorum while a majority ran");
+    let key = |call: &Call<KvGet, KvWrite>| KvMap::key(call);
     if let Err(report) = check(&KvMap::default(), &history, Some(&key)) {
         panic!("seed {seed}: {report}");
     }
@@ -156,10 +303,26 @@ fn stress(replicas: usize, clients: usize, ops: usize, seconds: f64) {
 
 #[test]
 fn three_replicas_under_faults_stay_linearizable() {
-    stress(3, 4, 50_000, 4.0);
+    stress(Stress::default());
 }
 
 #[test]
 fn five_replicas_under_faults_stay_linearizable() {
-    stress(5, 4, 50_000, 4.0);
+    stress(Stress { replicas: 5, ..Stress::default() });
+}
+
+#[test]
+fn pipelined_tickets_across_leader_crashes() {
+    stress(Stress { pipeline: 8, ops: 6_000, faults: Faults::LeaderCrashes, ..Stress::default() });
+}
+
+#[test]
+fn eager_retries_with_crashes_and_restarts() {
+    let retry_after = Some(Duration::from_micros(300));
+    stress(Stress { pipeline: 4, ops: 6_000, retry_after, faults: Faults::LeaderCrashes, ..Stress::default() });
+}
+
+#[test]
+fn an_overloaded_machine() {
+    stress(Stress { pipeline: 4, ops: 6_000, overload: true, ..Stress::default() });
 }

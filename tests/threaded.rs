@@ -97,9 +97,10 @@ impl Run {
         Self { acked, submitted, threads, progress }
     }
 
-    /// Waits until the clients made `steps` steps between them.
+    /// Waits until the clients made `steps` steps between them, or one of them ended (a
+    /// client that panicked fails the test in `finish` instead of hanging it here).
     fn wait_for(&self, steps: usize) {
-        while self.progress.load(Ordering::Relaxed) < steps {
+        while self.progress.load(Ordering::Relaxed) < steps && !self.threads.iter().any(|t| t.is_finished()) {
             std::thread::sleep(Duration::from_millis(1));
         }
     }

@@ -5,7 +5,7 @@ use std::fmt;
 use super::handle::Handle;
 use super::idle::now;
 use super::replica::ReplicaThread;
-use super::{Shared, CRASHED, PAUSED, RUNNING};
+use super::{ReplicaState, Shared, CRASHED, PAUSED, RUNNING};
 use crate::protocol::{Ballot, RoleKind, Slot};
 use crate::sync::atomic::Ordering;
 use crate::sync::thread::JoinHandle;
@@ -163,6 +163,18 @@ impl<D: Dispatch> Cluster<D> {
     /// the deadline (a majority was lost with committed writes not yet applied anywhere
     /// alive).
     pub fn shutdown(self) -> Result<Vec<D>, Error> {
+        Ok(self.shutdown_states()?.into_iter().map(|state| state.object).collect())
+    }
+
+    /// [`Cluster::shutdown`], returning with each copy a digest of its replica's
+    /// exactly-once table, which must be equal wherever the copies are (they reflect the
+    /// same slots). For corum's own stress tests; not part of the public API.
+    #[doc(hidden)]
+    pub fn __shutdown_with_exactly_once_digests(self) -> Result<Vec<(D, u64)>, Error> {
+        Ok(self.shutdown_states()?.into_iter().map(|state| (state.object, state.sessions.digest())).collect())
+    }
+
+    fn shutdown_states(self) -> Result<Vec<ReplicaState<D>>, Error> {
         self.shared.closed.store(true, Ordering::Release);
         let started = now();
         let deadline = started + self.shared.options.deadline;
@@ -173,12 +185,12 @@ impl<D: Dispatch> Cluster<D> {
         }
         self.stop_threads();
         let watermark = self.shared.slot_committed();
-        let copies: Vec<D> = self
+        let copies: Vec<ReplicaState<D>> = self
             .shared
             .replicas
             .iter()
             .filter(|replica| replica.status() != CRASHED && replica.slot_applied() >= watermark)
-            .map(|replica| replica.state.read().object.clone())
+            .map(|replica| replica.state.read().clone())
             .collect();
         if copies.is_empty() {
             return Err(Error::NoQuorum { waited: now().saturating_duration_since(started) });
