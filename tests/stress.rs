@@ -7,6 +7,7 @@
 //! the same exactly-once record.
 //!
 //! `CORUM_STRESS_SEED=S` picks the schedule (default 1); a failure prints it.
+//! `CORUM_STRESS_BUSY=N` runs N busy threads per core in the overload scenario (default 1).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -230,7 +231,8 @@ fn stress(stress: Stress) {
     let busy = AtomicBool::new(stress.overload);
     let (injected, on_leader) = std::thread::scope(|scope| {
         let cores = std::thread::available_parallelism().map_or(2, usize::from);
-        for _ in 0..if stress.overload { cores } else { 0 } {
+        let per_core = std::env::var("CORUM_STRESS_BUSY").ok().and_then(|n| n.parse().ok()).unwrap_or(1);
+        for _ in 0..if stress.overload { cores * per_core } else { 0 } {
             scope.spawn(|| {
                 while busy.load(Ordering::Relaxed) {
                     std::hint::spin_loop();

@@ -176,13 +176,7 @@ impl Default for FaultConfig {
             restart_permille: 20,
             pause_permille: 8,
             resume_permille: 30,
-            fast_restart_permille: 0,
-            promise_crash_permille: 0,
-            partition_permille: 0,
-            partition_ticks_max: 0,
-            commit_loss_permille: 0,
-            campaign_permille: 0,
-            replay_permille: 0,
+            ..Self::none()
         }
     }
 }
