@@ -1134,7 +1134,8 @@ impl<C: Clone> Replica<C> {
         }
     }
 
-    /// Asserts the replica's invariants; runs after every input in debug and test builds.
+    /// Asserts the replica's invariants; runs after every input when
+    /// [`Config::check_invariants`] is set (debug builds, the simulator, the model checkers).
     fn check_invariants(&self) {
         if !self.config.check_invariants {
             return;
