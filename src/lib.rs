@@ -85,8 +85,8 @@
 //! - A panic in the object's code fails that operation only; every replica records the
 //!   same outcome and the cluster keeps serving.
 //!
-//! The architecture (pure protocol core, lock-free transport, runtime) is described in
-//! `DESIGN.md` in the repository.
+//! The architecture (pure protocol core, lock-free transport, runtime) and how each layer
+//! is verified are described in the repository's README.
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub, unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]

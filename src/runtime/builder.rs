@@ -131,7 +131,8 @@ impl<D: Dispatch> Builder<D> {
     }
 
     /// Ticks without a heartbeat before a follower starts an election (default 100; the
-    /// replica with index `i` waits `30 * i` ticks more, so the lowest live one goes first).
+    /// replica with index `i` waits `i * ticks * 3 / 10` ticks more, at least `i`, so the
+    /// lowest live one goes first).
     pub fn election_ticks(mut self, ticks: u32) -> Self {
         self.election_ticks = ticks;
         self
