@@ -327,12 +327,17 @@ impl<C: Clone> Replica<C> {
     pub fn restart(id: ReplicaId, config: Config, durable: DurableState<C>) -> Self {
         let mut replica = Self::new(id, config);
         replica.ticks_since_heard = 0;
+        // Committed values learned from peers keep their proposer's ballot, which may be
+        // above this acceptor's promise; the durable state does not say they were committed.
+        // Promising at least that ballot keeps "nothing accepted above the promise" true,
+        // and raising a promise is always safe.
+        let ballot_accepted = durable.accepted.iter().map(|&(_, ballot, _)| ballot).max().unwrap_or(Ballot::ZERO);
         replica.ballot_promised = if cfg!(corum_plant = "volatile-promise") {
             // Planted bug: only the accepted values were kept; the promise is rebuilt from
             // them, so a promise made without accepting anything is forgotten.
-            durable.accepted.iter().map(|&(_, ballot, _)| ballot).max().unwrap_or(Ballot::ZERO)
+            ballot_accepted
         } else {
-            durable.ballot_promised
+            durable.ballot_promised.max(ballot_accepted)
         };
         for (slot, ballot, batch) in durable.accepted {
             replica.log.insert(slot, Entry { ballot, batch, committed: false });

@@ -673,7 +673,7 @@ where
             }
             _ => {}
         }
-        if self.rng.chance(campaign, 1000) {
+        if n >= 2 && self.rng.chance(campaign, 1000) {
             let first = self.rng.below(n) as usize;
             let second = (first + 1 + self.rng.below(n - 1) as usize) % n as usize;
             for i in [first, second] {
