@@ -92,6 +92,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 mod dispatch;
+mod driver;
 mod error;
 pub mod protocol;
 mod runtime;

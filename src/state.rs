@@ -1,11 +1,36 @@
 //! A replica's replicated state: the user's object, the exactly-once table, and the slot
-//! they reflect. The threaded runtime and the simulator keep the same type and copy it to a
-//! lagging or restarted replica the same way ([`ReplicaState::snapshot`]), so the simulator's
-//! sweep checks the copy the runtime installs. Invariant: `object` and `sessions` hold the
-//! effect of every slot below `slot_applied` and of no other.
+//! they reflect; how a committed batch is applied to it, how it is copied to a lagging or
+//! restarted replica ([`ReplicaState::snapshot`]), and when it may serve a linearizable read
+//! ([`may_serve`]). The threaded runtime and the simulator use these same functions, so the
+//! simulator's sweep checks what the runtime does. Invariant: `object` and `sessions` hold
+//! the effect of every slot below `slot_applied` and of no other.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::protocol::Slot;
-use crate::session::Sessions;
+use crate::session::{ClientId, Sessions};
+use crate::{Dispatch, Error};
+
+/// A client write as the protocol orders it: the session numbers exactly-once needs, and
+/// the operation. The runtime's requests and the simulator's commands both implement it.
+pub(crate) trait Write<D: Dispatch> {
+    /// The client, the write's number in its session, and the client's floor when it
+    /// submitted the write (see [`Sessions::admit`]).
+    fn session(&self) -> (ClientId, u64, u64);
+    /// The operation to apply.
+    fn op(&self) -> &D::WriteOp;
+}
+
+/// A write that took effect: where it sits in the round's committed batches, and what the
+/// object answered (or that the object's code panicked).
+#[derive(Debug)]
+pub(crate) struct Outcome<R> {
+    /// Index of its batch in the round's committed batches.
+    pub(crate) batch: usize,
+    /// Index of the write in its batch.
+    pub(crate) index: usize,
+    pub(crate) result: Result<R, Error>,
+}
 
 /// The replicated part of one replica. Cloned through [`ReplicaState::snapshot`], it is the
 /// snapshot a replica installs instead of the log entries its peers have freed.
@@ -19,7 +44,7 @@ pub(crate) struct ReplicaState<D> {
     pub(crate) slot_applied: Slot,
 }
 
-impl<D: Clone> ReplicaState<D> {
+impl<D: Dispatch> ReplicaState<D> {
     /// The state before any slot is applied.
     pub(crate) fn new(object: D) -> Self {
         Self { object, sessions: Sessions::default(), slot_applied: Slot::ZERO }
@@ -36,4 +61,43 @@ impl<D: Clone> ReplicaState<D> {
         }
         copy
     }
+
+    /// Applies committed slot `slot` holding `commands` (the round's batch number `batch`):
+    /// each write the exactly-once table admits runs through the object, and its outcome is
+    /// pushed onto `outcomes`; duplicates are skipped, on every replica alike.
+    pub(crate) fn apply<C: Write<D>>(
+        &mut self,
+        slot: Slot,
+        batch: usize,
+        commands: &[C],
+        outcomes: &mut Vec<Outcome<D::Response>>,
+    ) {
+        debug_assert_eq!(slot, self.slot_applied, "slots are applied in order, once");
+        for (index, command) in commands.iter().enumerate() {
+            let (client, sequence, floor) = command.session();
+            if !self.sessions.admit(client, sequence, floor) {
+                // A duplicate: its first application completed the caller already.
+                continue;
+            }
+            // The object's code is the user's: a panic is caught here, on every replica
+            // alike, and reported to the caller instead of ending the replica.
+            let object = &mut self.object;
+            let result = catch_unwind(AssertUnwindSafe(|| object.dispatch_mut(command.op())))
+                .map_err(|_| Error::OperationPanicked);
+            outcomes.push(Outcome { batch, index, result });
+        }
+        self.slot_applied = slot.next();
+    }
+}
+
+/// Whether a copy that applied every slot below `slot_applied` may serve a linearizable read
+/// that began when the commit watermark was `watermark`: every write that completed before
+/// the read began is below the watermark (replicas publish it before they apply), so the
+/// copy must have applied up to it.
+pub(crate) fn may_serve(slot_applied: Slot, watermark: Slot) -> bool {
+    if cfg!(corum_plant = "read-one-short") {
+        // Planted bug: the read waits for one slot less than the watermark.
+        return slot_applied.get() + 1 >= watermark.get();
+    }
+    slot_applied >= watermark
 }

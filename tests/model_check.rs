@@ -55,12 +55,11 @@ fn elected_cluster() -> Vec<Replica<Command>> {
     let mut replicas: Vec<Replica<Command>> = (0..SERVERS).map(|i| Replica::new(ReplicaId::new(i), config())).collect();
     replicas[0].campaign();
     let mut in_flight: Vec<(ReplicaId, ReplicaId, Message<Command>)> =
-        replicas[0].drain_messages().map(|(to, m)| (ReplicaId::new(0), to, m)).collect();
+        replicas[0].ready().messages.into_iter().map(|(to, m)| (ReplicaId::new(0), to, m)).collect();
     while let Some((from, to, message)) = in_flight.pop() {
         let replica = &mut replicas[to.index()];
         replica.step(from, message);
-        replica.flush();
-        in_flight.extend(replica.drain_messages().map(|(next, m)| (to, next, m)));
+        in_flight.extend(replica.ready().messages.into_iter().map(|(next, m)| (to, next, m)));
     }
     assert!(replicas[0].is_leader(), "replica 0 won the first election");
     replicas
@@ -112,7 +111,6 @@ impl Actor for Node {
             RegisterMsg::Internal(message) => node.replica.step(ReplicaId::new(from), message),
             _ => return,
         }
-        node.replica.flush();
         finish(node, o);
     }
 
@@ -130,10 +128,13 @@ impl Actor for Node {
 /// Sends what the replica emitted, applies what it committed, answers owed requests, and
 /// saves the acceptor's durable state.
 fn finish(node: &mut NodeState, o: &mut Out<Node>) {
-    for (to, message) in node.replica.drain_messages() {
+    // The core's output contract (see `corum::protocol::Ready`); nothing reads a commit
+    // watermark in this model, and it holds no snapshots.
+    let mut ready = node.replica.ready();
+    for (to, message) in ready.messages.drain(..) {
         o.send(Id::from(to.index()), RegisterMsg::Internal(message));
     }
-    while let Some((_, batch)) = node.replica.pop_committed() {
+    for (_, batch) in ready.committed.drain(..) {
         for command in batch.commands() {
             if !node.applied.insert((command.client, command.request)) {
                 continue;
@@ -150,6 +151,7 @@ fn finish(node: &mut NodeState, o: &mut Out<Node>) {
             }
         }
     }
+    node.replica.advance(ready);
     o.save(node.replica.durable_state());
 }
 

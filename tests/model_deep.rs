@@ -91,12 +91,12 @@ impl State {
     fn after_input(&mut self, i: usize) {
         let from = ReplicaId::new(i);
         let replica = &mut self.replicas[i];
-        replica.flush();
+        let mut ready = replica.ready();
         self.network.extend(
-            replica.drain_messages().filter(|(_, message)| delivered(message)).map(|(to, message)| (from, to, message)),
+            ready.messages.drain(..).filter(|(_, message)| delivered(message)).map(|(to, message)| (from, to, message)),
         );
         self.network.sort();
-        while let Some((slot, batch)) = replica.pop_committed() {
+        for (slot, batch) in ready.committed.drain(..) {
             match self.chosen.get(&slot) {
                 Some(earlier) if *earlier != batch => {
                     self.broken =
@@ -108,6 +108,7 @@ impl State {
                 }
             }
         }
+        self.replicas[i].advance(ready);
     }
 }
 

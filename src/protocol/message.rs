@@ -31,6 +31,7 @@ pub struct LearnEntry<C> {
 /// acceptors answer *promise*; a leader sends *accept*, acceptors answer *accepted*; once a
 /// majority accepted, the slot is *committed* and every replica *applies* it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum Message<C> {
     /// Phase 1a: a candidate asks for a promise not to accept ballots below `ballot`, and
     /// for every value accepted at or above `slot_first`.
@@ -117,20 +118,16 @@ pub enum Message<C> {
 }
 
 impl<C> Message<C> {
-    /// The message kind's name, for traces and counters.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Message::Prepare { .. } => "prepare",
-            Message::Promise { .. } => "promise",
-            Message::Accept { .. } => "accept",
-            Message::Accepted { .. } => "accepted",
-            Message::Commit { .. } => "commit",
-            Message::Progress { .. } => "progress",
-            Message::Nack { .. } => "nack",
-            Message::LearnRequest { .. } => "learn-request",
-            Message::Learn { .. } => "learn",
-            Message::Forward { .. } => "forward",
-            Message::Truncated { .. } => "truncated",
-        }
+    /// The client commands this message carries (in accepted, promised, learned and
+    /// forwarded values), for a caller that must answer them when it drops the message.
+    pub fn commands(&self) -> impl Iterator<Item = &C> {
+        let (batches, forwarded): (Vec<&Batch<C>>, &[C]) = match self {
+            Message::Accept { batch, .. } => (vec![batch], &[]),
+            Message::Promise { accepted, .. } => (accepted.iter().map(|entry| &entry.batch).collect(), &[]),
+            Message::Learn { entries, .. } => (entries.iter().map(|entry| &entry.batch).collect(), &[]),
+            Message::Forward { commands } => (Vec::new(), commands),
+            _ => (Vec::new(), &[]),
+        };
+        batches.into_iter().flat_map(|batch| batch.commands().iter()).chain(forwarded)
     }
 }

@@ -1,9 +1,10 @@
 //! The Multi-Paxos protocol core: a pure state machine with no threads, atomics or clocks.
 //!
 //! [`Replica`] is stepped from outside with messages ([`Replica::step`]), ticks
-//! ([`Replica::tick`]) and client commands ([`Replica::propose`]); it hands back messages to
-//! send and committed batches to apply. The threaded runtime and the deterministic tests
-//! drive the same code, which is what makes the protocol testable message by message.
+//! ([`Replica::tick`]) and client commands ([`Replica::propose`]); after each round of input
+//! it hands back one [`Ready`]: the commit index to publish, messages to send, committed
+//! batches to apply, and a snapshot it needs. The threaded runtime and the simulator drive it
+//! through the same driver, which is what makes the protocol testable message by message.
 //!
 //! ```
 //! use corum::protocol::{Config, Replica, ReplicaId};
@@ -13,13 +14,16 @@
 //! replica.tick(); // replica 0 campaigns on its first tick and, alone, wins at once
 //! assert!(replica.is_leader());
 //! replica.propose("hello");
-//! replica.flush();
-//! let (slot, batch) = replica.pop_committed().expect("committed by a quorum of one");
+//! let ready = replica.ready();
+//! assert_eq!(ready.slot_committed.get(), 1);
+//! let (slot, batch) = &ready.committed[0];
 //! assert_eq!(slot.get(), 0);
 //! assert_eq!(batch.commands(), &["hello"]);
+//! replica.advance(ready);
 //! ```
 
 mod message;
+mod ready;
 mod replica;
 mod types;
 
@@ -27,5 +31,6 @@ mod types;
 mod tests;
 
 pub use message::{LearnEntry, Message, PromiseEntry};
+pub use ready::Ready;
 pub use replica::{Config, Counters, DurableState, Replica, RoleKind};
 pub use types::{Ballot, Batch, ReplicaId, Slot, MAX_REPLICAS};

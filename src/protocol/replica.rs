@@ -3,14 +3,12 @@
 //! keeps one invariant above all: a value committed in a slot never changes.
 //!
 //! # Contract with the caller
-//! The replica never does I/O and never reads a clock. The caller:
-//! 1. feeds it input: [`Replica::step`] for every message received, [`Replica::tick`] once
-//!    per tick of its clock, [`Replica::propose`] for every client command;
-//! 2. calls [`Replica::flush`] after a round of input, which proposes queued commands;
-//! 3. sends every message from [`Replica::drain_messages`] to the replica it names, in any
-//!    order (the protocol tolerates loss, delay, duplication and reordering);
-//! 4. applies every batch from [`Replica::pop_committed`] to its state machine, in the order
-//!    they come. Batches come in slot order, each exactly once.
+//! The replica never does I/O and never reads a clock. The caller feeds it a round of
+//! input ([`Replica::step`] for every message received, [`Replica::tick`] once per tick of
+//! its clock, [`Replica::propose`] for every client command), then takes the round's output
+//! with [`Replica::ready`], acts on it in the order [`Ready`] documents, and gives it back
+//! with [`Replica::advance`]. The crate's own drivers do this in one place (the runtime's
+//! replica threads and the simulator share it).
 //!
 //! Rules are those of Lamport's "Paxos Made Simple" (§2 for the synod, §3 for the
 //! multi-slot log); leases and catch-up follow "Paxos Made Live" (§5).
@@ -18,6 +16,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use super::message::{LearnEntry, Message, PromiseEntry};
+use super::ready::Ready;
 use super::types::{Ballot, Batch, ReplicaId, Slot, MAX_REPLICAS};
 
 /// Timing and sizing of one replica. All durations are in ticks of the caller's clock.
@@ -217,7 +216,7 @@ pub struct Replica<C> {
     log: BTreeMap<Slot, Entry<C>>,
     /// Every slot below this is committed and present in `log` (or freed).
     slot_committed: Slot,
-    /// Every slot below this was handed out by `pop_committed`.
+    /// Every slot below this was handed out in a `Ready`.
     slot_delivered: Slot,
     /// Entries below this were freed after every replica applied them.
     slot_truncated: Slot,
@@ -234,6 +233,9 @@ pub struct Replica<C> {
     slot_learn_target: Slot,
     learn_from: Option<ReplicaId>,
     outbox: Vec<(ReplicaId, Message<C>)>,
+    /// Emptied buffers of the last [`Ready`], reused by the next.
+    outbox_spare: Vec<(ReplicaId, Message<C>)>,
+    committed_spare: Vec<(Slot, Batch<C>)>,
     counters: Counters,
 }
 
@@ -303,6 +305,8 @@ impl<C: Clone> Replica<C> {
             slot_learn_target: Slot::ZERO,
             learn_from: None,
             outbox: Vec::new(),
+            outbox_spare: Vec::new(),
+            committed_spare: Vec::new(),
             counters: Counters::default(),
         };
         if id.index() == 0 {
@@ -421,7 +425,7 @@ impl<C: Clone> Replica<C> {
         self.slot_committed
     }
 
-    /// Every slot below this has been handed out by [`Replica::pop_committed`].
+    /// Every slot below this has been handed out in a [`Ready`].
     pub fn slot_delivered(&self) -> Slot {
         self.slot_delivered
     }
@@ -471,7 +475,7 @@ impl<C: Clone> Replica<C> {
     }
 
     /// Takes every client command this replica holds that it has not handed out through
-    /// [`Replica::pop_committed`]: queued, buffered, proposed or accepted but not yet
+    /// a [`Ready`]: queued, buffered, proposed or accepted but not yet
     /// delivered. For a caller that is shutting the replica down; the replica must not be
     /// stepped afterwards.
     pub fn drain_unapplied_commands(&mut self) -> Vec<C> {
@@ -487,46 +491,50 @@ impl<C: Clone> Replica<C> {
 
     // ----- output -----------------------------------------------------------------------
 
-    /// Messages to send, each with its destination. The caller sends all of them.
-    pub fn drain_messages(&mut self) -> std::vec::Drain<'_, (ReplicaId, Message<C>)> {
-        self.outbox.drain(..)
-    }
-
-    /// Whether any message waits in the outbox.
-    pub fn has_messages(&self) -> bool {
-        !self.outbox.is_empty()
-    }
-
-    /// The next committed batch to apply, in slot order, each exactly once.
-    pub fn pop_committed(&mut self) -> Option<(Slot, Batch<C>)> {
-        if self.slot_delivered >= self.slot_committed {
-            return None;
+    /// Ends a round of input: proposes queued commands (as many batches as the window
+    /// allows), forwards buffered ones, announces a commit index that moved without an
+    /// accept to carry it, and hands out everything the round produced. See [`Ready`] for
+    /// the order in which the caller must act on it; then give it back with
+    /// [`Replica::advance`].
+    ///
+    /// Committed batches are handed out once: the ones in this `Ready` count as delivered
+    /// ([`Replica::slot_delivered`]).
+    pub fn ready(&mut self) -> Ready<C> {
+        self.flush_inner();
+        self.check_invariants();
+        let mut committed = std::mem::take(&mut self.committed_spare);
+        while self.slot_delivered < self.slot_committed {
+            let slot = self.slot_delivered;
+            let entry = self.log.get(&slot).unwrap_or_else(|| {
+                panic!("{:?}: committed {slot:?} missing from the log (truncated {:?})", self.id, self.slot_truncated)
+            });
+            debug_assert!(entry.committed);
+            committed.push((slot, entry.batch.clone()));
+            self.slot_delivered = slot.next();
         }
-        let slot = self.slot_delivered;
-        let entry = self.log.get(&slot).unwrap_or_else(|| {
-            panic!("{:?}: committed {slot:?} missing from the log (truncated {:?})", self.id, self.slot_truncated)
-        });
-        debug_assert!(entry.committed);
-        self.slot_delivered = slot.next();
-        Some((slot, entry.batch.clone()))
+        let messages = std::mem::replace(&mut self.outbox, std::mem::take(&mut self.outbox_spare));
+        Ready { slot_committed: self.slot_committed, messages, committed, snapshot_wanted: self.snapshot_wanted() }
+    }
+
+    /// Takes back a [`Ready`] the caller has acted on, keeping its buffers for the next
+    /// round. Messages it did not send and batches it did not apply are dropped.
+    pub fn advance(&mut self, ready: Ready<C>) {
+        let Ready { mut messages, mut committed, .. } = ready;
+        messages.clear();
+        committed.clear();
+        self.outbox_spare = messages;
+        self.committed_spare = committed;
     }
 
     // ----- input ------------------------------------------------------------------------
 
-    /// Queues a client command. A leader proposes it at the next [`Replica::flush`]; any
+    /// Queues a client command. A leader proposes it at the next [`Replica::ready`]; any
     /// other replica forwards it to the leader it knows, or holds it until it knows one.
     pub fn propose(&mut self, command: C) {
         match &mut self.role {
             Role::Leader(leader) => leader.queue.push_back(command),
             _ => self.buffer(command),
         }
-    }
-
-    /// Proposes queued commands (as many batches as the window allows), forwards buffered
-    /// ones, and announces a commit index that moved without an accept to carry it.
-    pub fn flush(&mut self) {
-        self.flush_inner();
-        self.check_invariants();
     }
 
     /// Advances the replica's clock by one tick: heartbeats, retransmission, elections.

@@ -31,12 +31,14 @@ impl Net {
     fn collect(&mut self) {
         for (i, replica) in self.replicas.iter_mut().enumerate() {
             let from = replica.id();
-            for (to, message) in replica.drain_messages() {
+            let mut ready = replica.ready();
+            for (to, message) in ready.messages.drain(..) {
                 self.in_flight.push_back((from, to, message));
             }
-            while let Some((slot, batch)) = replica.pop_committed() {
+            for (slot, batch) in ready.committed.drain(..) {
                 self.applied[i].push((slot, batch.commands().to_vec()));
             }
+            replica.advance(ready);
         }
     }
 
@@ -48,9 +50,8 @@ impl Net {
             if self.down[from.index()] || self.down[to.index()] || !keep(from, to, &message) {
                 continue;
             }
-            // The runtime flushes after every round of input; so does the test network.
+            // A round of input is one message; `collect` takes its output.
             self.replicas[to.index()].step(from, message);
-            self.replicas[to.index()].flush();
             self.collect();
         }
     }
@@ -78,7 +79,6 @@ impl Net {
 
     fn propose(&mut self, i: usize, command: u32) {
         self.replicas[i].propose(command);
-        self.replicas[i].flush();
         self.collect();
     }
 
@@ -154,10 +154,10 @@ fn queued_commands_are_batched_when_the_window_is_full() {
     for command in 0..window + 10 {
         net.replicas[0].propose(command);
         if command < window {
-            net.replicas[0].flush();
+            net.collect();
         }
     }
-    net.replicas[0].flush();
+    net.collect();
     net.deliver_all();
     net.tick_all(1);
     net.deliver_all();
@@ -197,7 +197,7 @@ fn a_new_leader_fills_holes_with_noops() {
     // Three slots; the accept for the middle one reaches nobody.
     for command in [10, 11, 12] {
         net.replicas[0].propose(command);
-        net.replicas[0].flush();
+        net.collect();
     }
     net.deliver_where(|_, _, message| !matches!(message, Message::Accept { slot, .. } if *slot == Slot::new(1)));
     assert_eq!(net.replicas[0].slot_committed(), Slot::new(1), "slot 1 holds the commit index back");
@@ -306,14 +306,14 @@ fn an_acceptor_never_accepts_below_its_promise() {
         ReplicaId::new(0),
         Message::Accept { ballot: low, slot: Slot::ZERO, batch: Batch::new(vec![1]), slot_committed: Slot::ZERO },
     );
-    let sent: Vec<_> = replica.drain_messages().collect();
+    let sent = replica.ready().messages;
     assert!(matches!(sent[0].1, Message::Promise { ballot, .. } if ballot == high));
     assert!(
         matches!(sent[1], (to, Message::Nack { ballot_promised }) if to == ReplicaId::new(0) && ballot_promised == high)
     );
     // A later prepare from the same candidate reports nothing accepted.
     replica.step(ReplicaId::new(2), Message::Prepare { ballot: high, slot_first: Slot::ZERO });
-    let sent: Vec<_> = replica.drain_messages().collect();
+    let sent = replica.ready().messages;
     assert!(matches!(&sent[0].1, Message::Promise { accepted, .. } if accepted.is_empty()));
 }
 
@@ -338,8 +338,10 @@ fn a_single_replica_cluster_commits_alone() {
     assert!(replica.is_leader());
     replica.propose(1);
     replica.propose(2);
-    replica.flush();
-    let (slot, batch) = replica.pop_committed().expect("committed");
-    assert_eq!((slot, batch.commands()), (Slot::ZERO, &[1, 2][..]));
-    assert!(replica.pop_committed().is_none());
+    let ready = replica.ready();
+    let (slot, batch) = &ready.committed[0];
+    assert_eq!((*slot, batch.commands()), (Slot::ZERO, &[1, 2][..]));
+    assert_eq!(ready.committed.len(), 1);
+    replica.advance(ready);
+    assert!(replica.ready().committed.is_empty(), "a slot is handed out once");
 }

@@ -9,6 +9,7 @@ use super::completion::Completion;
 use super::idle::{now, park_slice, Idler};
 use super::{Command, Request, Shared, RUNNING};
 use crate::session::{ClientId, Outstanding};
+use crate::state::may_serve;
 use crate::sync::atomic::Ordering;
 use crate::sync::{Arc, Mutex};
 use crate::{Dispatch, Error};
@@ -189,7 +190,7 @@ impl<D: Dispatch> Handle<D> {
         let mut idler = Idler::new(options.idle, options.spin);
         loop {
             let target = &self.shared().replicas[replica];
-            if target.slot_applied() >= watermark {
+            if may_serve(target.slot_applied(), watermark) {
                 let state = target.state.read();
                 return catch_unwind(AssertUnwindSafe(|| state.object.dispatch(&op)))
                     .map_err(|_| Error::OperationPanicked);
@@ -213,7 +214,7 @@ impl<D: Dispatch> Handle<D> {
             }
             idler.idle(|| {
                 let key = target.applied.prepare_wait();
-                if target.slot_applied() >= watermark || self.shared().is_stopped() {
+                if may_serve(target.slot_applied(), watermark) || self.shared().is_stopped() {
                     target.applied.cancel_wait(key);
                 } else {
                     target.applied.wait(key, park_slice(deadline, options.tick));

@@ -48,6 +48,16 @@ pub(crate) struct Request<D: Dispatch> {
 /// What the protocol orders: a shared pointer to a request.
 pub(crate) type Command<D> = Arc<Request<D>>;
 
+impl<D: Dispatch> crate::state::Write<D> for Command<D> {
+    fn session(&self) -> (ClientId, u64, u64) {
+        (self.client, self.sequence, self.floor)
+    }
+
+    fn op(&self) -> &D::WriteOp {
+        &self.op
+    }
+}
+
 /// A replica thread's lifecycle, stored in [`ReplicaShared::status`].
 const RUNNING: u8 = 0;
 const PAUSED: u8 = 1;

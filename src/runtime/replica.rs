@@ -1,16 +1,18 @@
-//! One replica thread: the loop that feeds its protocol core from the rings and the
-//! submission queue, sends what the core emits, applies what it commits, and parks when
-//! there is nothing to do. The order inside one round is what makes reads linearizable:
-//! a replica raises the shared commit watermark to its commit index *before* it applies
-//! those slots or sends the messages that let others apply them.
+//! One replica thread: the loop that runs its replica's rounds ([`Driver::round`]) over
+//! the rings, the submission queue, the shared watermark and the shared copy of the object
+//! ([`Io`], the runtime's [`Environment`]), and parks when there is nothing to do. The order
+//! inside a round, which is what makes reads linearizable, is the driver's (shared with the
+//! simulator): a replica raises the shared commit watermark to its commit index *before* it
+//! applies those slots or sends the messages that let others apply them.
 
 use std::collections::VecDeque;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
 use super::idle::{now, Idler};
 use super::{Command, ReplicaShared, Shared, CRASHED, PAUSED, RUNNING, STOPPED};
-use crate::protocol::{self, Message, ReplicaId, RoleKind, Slot};
+use crate::driver::{Driver, Environment, StateCell};
+use crate::protocol::{self, Message, Replica, ReplicaId, RoleKind, Slot};
+use crate::state::ReplicaState;
 use crate::sync::atomic::Ordering;
 use crate::sync::thread::{self, JoinHandle};
 use crate::sync::Arc;
@@ -18,12 +20,6 @@ use crate::transport::ring::{Consumer, Producer};
 use crate::{Dispatch, Error};
 
 type Wire<D> = Message<Command<D>>;
-
-/// A write applied by this replica, waiting for its caller's completion: the index of its
-/// batch in `ReplicaThread::applied_batches`, its index in the batch, and its outcome. (Not
-/// a clone of the command: that would write its reference count, a cache line its client
-/// and the other replicas also write, once more per write on every replica.)
-type Applied<D> = (usize, usize, Result<<D as Dispatch>::Response, Error>);
 
 /// Most messages taken from one ring, and writes from the submission queue, per round, so
 /// that one busy input cannot starve the others.
@@ -49,23 +45,38 @@ impl<D: Dispatch> Drop for CrashOnPanic<D> {
     }
 }
 
-pub(crate) struct ReplicaThread<D: Dispatch> {
+/// A replica's copy of the object, behind the lock readers and snapshot donors share.
+pub(crate) struct SharedState<D: Dispatch> {
+    shared: Arc<Shared<D>>,
     index: usize,
-    core: protocol::Replica<Command<D>>,
+}
+
+impl<D: Dispatch> StateCell<D> for SharedState<D> {
+    fn with<R>(&mut self, f: impl FnOnce(&mut ReplicaState<D>) -> R) -> R {
+        f(&mut self.shared.replicas[self.index].state.write())
+    }
+}
+
+/// The runtime's [`Environment`] for one replica: its rings, its submission queue, its
+/// clock, and what it shares with clients and peers.
+pub(crate) struct Io<D: Dispatch> {
+    index: usize,
     shared: Arc<Shared<D>>,
     /// `outgoing[j]` sends to replica `j`; `None` at our own index.
     outgoing: Vec<Option<Producer<Wire<D>>>>,
     incoming: Vec<(ReplicaId, Consumer<Wire<D>>)>,
     /// Messages waiting for room in a full ring, per destination.
     pending: Vec<VecDeque<Wire<D>>>,
-    completed: Vec<Applied<D>>,
-    /// The batches `completed` points into.
-    applied_batches: Vec<protocol::Batch<Command<D>>>,
     next_tick: Instant,
-    idler: Idler,
     slot_committed_published: u64,
     messages_dropped: u64,
-    snapshots_installed: u64,
+}
+
+pub(crate) struct ReplicaThread<D: Dispatch> {
+    index: usize,
+    driver: Driver<D, Command<D>, SharedState<D>>,
+    io: Io<D>,
+    idler: Idler,
     /// When the current round of the loop started, and how many rounds in a row took
     /// too long while leading.
     round_started: Instant,
@@ -84,20 +95,21 @@ impl<D: Dispatch> ReplicaThread<D> {
         pending: Vec<VecDeque<Wire<D>>>,
     ) -> Self {
         let idler = Idler::new(shared.options.idle, shared.options.spin);
+        let state = SharedState { shared: Arc::clone(&shared), index };
         Self {
             index,
-            core,
-            shared,
-            outgoing,
-            incoming,
-            pending,
-            completed: Vec::new(),
-            applied_batches: Vec::new(),
-            next_tick: now(),
+            driver: Driver::new(core, state),
+            io: Io {
+                index,
+                shared,
+                outgoing,
+                incoming,
+                pending,
+                next_tick: now(),
+                slot_committed_published: 0,
+                messages_dropped: 0,
+            },
             idler,
-            slot_committed_published: 0,
-            messages_dropped: 0,
-            snapshots_installed: 0,
             round_started: now(),
             late_rounds: 0,
             counters_before_restart: protocol::Counters::default(),
@@ -105,7 +117,15 @@ impl<D: Dispatch> ReplicaThread<D> {
     }
 
     fn me(&self) -> &ReplicaShared<D> {
-        &self.shared.replicas[self.index]
+        &self.io.shared.replicas[self.index]
+    }
+
+    fn shared(&self) -> &Shared<D> {
+        &self.io.shared
+    }
+
+    fn core(&self) -> &Replica<Command<D>> {
+        self.driver.core()
     }
 
     /// Starts the replica's thread, pinned to `core` if given (best effort: a refused pin
@@ -116,7 +136,7 @@ impl<D: Dispatch> ReplicaThread<D> {
         core: Option<core_affinity::CoreId>,
     ) -> Result<JoinHandle<Self>, (Box<Self>, std::io::Error)> {
         let index = self.index;
-        let shared = Arc::clone(&self.shared);
+        let shared = Arc::clone(&self.io.shared);
         // A one-time handoff, never contended: the thread takes the replica when it starts;
         // if it never starts, the closure is dropped and the replica is taken back here.
         // (A std mutex, not the `sync` shim: there is no protocol here for loom to check.)
@@ -149,71 +169,26 @@ impl<D: Dispatch> ReplicaThread<D> {
         })
     }
 
-    /// Rebuilds a crashed replica for a restart. What a replica keeps on stable storage
-    /// survives: the acceptor's promise and accepted values, and its copy of the object as
-    /// of the slots its log has freed (the snapshot that stands for them). The log, the
-    /// leader and learner state are rebuilt; the copy is replaced by the running peer's
-    /// that applied the most, unless that one is behind its own, which would roll it back
-    /// and could lose committed writes whose entries every replica has freed.
+    /// Rebuilds a crashed replica for a restart (see [`Driver::restart`]): the durable part
+    /// and the newer of its own copy and the most advanced running peer's survive.
     pub(crate) fn restart(&mut self) {
-        let config = self.core.config().clone();
-        let durable = self.core.durable_state();
-        let old = self.core.counters();
+        let old = self.core().counters().clone();
         let carried = &mut self.counters_before_restart;
         carried.batches_proposed += old.batches_proposed;
         carried.leader_changes += old.leader_changes;
         carried.elections_started += old.elections_started;
         carried.commands_dropped += old.commands_dropped;
-        self.core = protocol::Replica::restart(ReplicaId::new(self.index), config, durable);
-        self.pending.iter_mut().for_each(VecDeque::clear);
-        self.completed.clear();
-        self.applied_batches.clear();
-        self.next_tick = now();
+        self.io.pending.iter_mut().for_each(VecDeque::clear);
+        self.io.next_tick = now();
         self.idler.reset();
-        let own = self.shared.replicas[self.index].state.read().slot_applied;
-        if !self.install_peer_copy(own) {
-            self.core.install_snapshot(own);
-        }
-    }
-
-    /// Installs a peer's copy when the protocol core reports that its peers freed log
-    /// entries it still needs. Returns whether it installed one.
-    fn catch_up_from_snapshot(&mut self) -> bool {
-        match self.core.snapshot_wanted() {
-            Some(wanted) => self.install_peer_copy(wanted),
-            None => false,
-        }
-    }
-
-    /// Installs a copy of the state of the running peer that applied the most, if that
-    /// copy reaches at least `at_least` and this replica's delivered slot. Returns whether
-    /// it installed one.
-    fn install_peer_copy(&mut self, at_least: Slot) -> bool {
-        let replicas = &self.shared.replicas;
-        let donor = (0..replicas.len())
-            .filter(|&j| j != self.index && replicas[j].status() == RUNNING)
-            .max_by_key(|&j| replicas[j].slot_applied());
-        let Some(donor) = donor else { return false };
-        // The read lock gives a consistent copy: object, table and slot together.
-        let copy = replicas[donor].state.read().snapshot();
-        let slot = copy.slot_applied;
-        if slot < at_least || slot < self.core.slot_delivered() {
-            return false;
-        }
-        *replicas[self.index].state.write() = copy;
-        self.core.install_snapshot(slot);
-        // Release pairs with readers' Acquire load, as after applying.
-        replicas[self.index].slot_applied.store(slot.get(), Ordering::Release);
-        replicas[self.index].applied.notify();
-        self.snapshots_installed += 1;
-        true
+        self.driver.restart(&mut self.io);
     }
 
     /// Runs the replica until it is stopped or crashed, and returns its state.
     pub(crate) fn run(mut self) -> Self {
         self.publish_stats();
         loop {
-            if self.shared.is_stopped() {
+            if self.shared().is_stopped() {
                 break;
             }
             match self.me().status() {
@@ -227,26 +202,7 @@ impl<D: Dispatch> ReplicaThread<D> {
                 }
                 _ => break,
             }
-            let mut progressed = self.receive();
-            progressed |= self.catch_up_from_snapshot();
-            progressed |= self.intake();
-            let now = now();
-            if now >= self.next_tick {
-                self.core.tick();
-                self.next_tick = now + self.shared.options.tick;
-            }
-            self.core.flush();
-            // The planted bug `watermark-after-apply` raises the watermark only after the
-            // round's writes were applied and their callers completed.
-            let watermark_late = cfg!(corum_plant = "watermark-after-apply");
-            if !watermark_late {
-                self.publish_progress();
-            }
-            progressed |= self.send();
-            progressed |= self.apply();
-            if watermark_late {
-                self.publish_progress();
-            }
+            let progressed = self.driver.round(&mut self.io);
             if progressed {
                 self.idler.reset();
                 self.publish_stats();
@@ -268,29 +224,18 @@ impl<D: Dispatch> ReplicaThread<D> {
     /// [`Error::Shutdown`]. Writes already completed are left as they are.
     pub(crate) fn fail_held_writes(mut self) {
         let mut held: Vec<Command<D>> = Vec::new();
-        let mut collect = |message: Wire<D>| match message {
-            Message::Accept { batch, .. } => held.extend(batch.commands().iter().cloned()),
-            Message::Forward { commands } => held.extend(commands),
-            Message::Promise { accepted, .. } => {
-                accepted.iter().for_each(|entry| held.extend(entry.batch.commands().iter().cloned()))
-            }
-            Message::Learn { entries, .. } => {
-                entries.iter().for_each(|entry| held.extend(entry.batch.commands().iter().cloned()))
-            }
-            _ => {}
-        };
-        for (_, consumer) in &mut self.incoming {
+        for (_, consumer) in &mut self.io.incoming {
             while let Some(message) = consumer.pop() {
-                collect(message);
+                held.extend(message.commands().cloned());
             }
         }
-        for queue in &mut self.pending {
-            queue.drain(..).for_each(&mut collect);
+        for queue in &mut self.io.pending {
+            queue.drain(..).for_each(|message| held.extend(message.commands().cloned()));
         }
-        while let Some(command) = self.shared.replicas[self.index].submissions.pop() {
+        while let Some(command) = self.me().submissions.pop() {
             held.push(command);
         }
-        held.extend(self.core.drain_unapplied_commands());
+        held.extend(self.driver.core_mut().drain_unapplied_commands());
         for command in held {
             command.completion.complete(Err(Error::Shutdown));
         }
@@ -310,7 +255,7 @@ impl<D: Dispatch> ReplicaThread<D> {
             // Messages and writes also notify `wake`: only a status change ends the sleep early.
             let key = me.wake.prepare_wait();
             let left = until.saturating_duration_since(now());
-            if me.status() != RUNNING || self.shared.is_stopped() || left.is_zero() {
+            if me.status() != RUNNING || self.shared().is_stopped() || left.is_zero() {
                 me.wake.cancel_wait(key);
                 return;
             }
@@ -325,11 +270,11 @@ impl<D: Dispatch> ReplicaThread<D> {
         let now = now();
         let round = now.saturating_duration_since(self.round_started);
         self.round_started = now;
-        if !self.core.is_leader() {
+        if !self.core().is_leader() {
             self.late_rounds = 0;
             return;
         }
-        let limit = self.shared.options.tick * self.core.config().election_ticks / 2;
+        let limit = self.shared().options.tick * self.core().config().election_ticks / 2;
         if round <= limit {
             self.late_rounds = 0;
             return;
@@ -337,17 +282,81 @@ impl<D: Dispatch> ReplicaThread<D> {
         self.late_rounds += 1;
         if self.late_rounds >= LATE_ROUNDS_BEFORE_STEPPING_DOWN {
             self.late_rounds = 0;
-            self.core.step_down();
+            self.driver.core_mut().step_down();
         }
     }
 
+    fn idle(&mut self) {
+        let me = &self.io.shared.replicas[self.index];
+        let timeout = self.io.next_tick.saturating_duration_since(now()).max(std::time::Duration::from_micros(50));
+        let incoming = &self.io.incoming;
+        let shared = &self.io.shared;
+        // While backlogged, queued writes are not work this round can do: the next tick
+        // (or a peer's message) wakes the thread to retry sending.
+        let backlogged = self.io.backlogged(self.core().config().quorum());
+        self.idler.idle(|| {
+            let key = me.wake.prepare_wait();
+            let ready = shared.is_stopped()
+                || me.status() != RUNNING
+                || (!backlogged && !me.submissions.is_empty())
+                || incoming.iter().any(|(_, consumer)| !consumer.is_empty());
+            if ready {
+                me.wake.cancel_wait(key);
+            } else {
+                me.wake.wait(key, timeout);
+            }
+        });
+    }
+
+    fn park_while_paused(&mut self) {
+        let me = self.me();
+        let key = me.wake.prepare_wait();
+        if me.status() != PAUSED || self.shared().is_stopped() {
+            me.wake.cancel_wait(key);
+        } else {
+            me.wake.wait(key, self.shared().options.tick);
+        }
+    }
+
+    pub(crate) fn publish_stats(&self) {
+        let stats = &self.me().stats;
+        let core = self.core();
+        let counters = core.counters();
+        let role = match core.role() {
+            RoleKind::Follower => 0,
+            RoleKind::Candidate => 1,
+            RoleKind::Leader => 2,
+        };
+        // Relaxed: stats are a best-effort snapshot, read by `Cluster::stats` only.
+        stats.role.store(role, Ordering::Relaxed);
+        stats.ballot.store(core.ballot_promised().as_u64(), Ordering::Relaxed);
+        stats.slot_committed.store(core.slot_committed().get(), Ordering::Relaxed);
+        // Counters of the cores this replica ran before a restart count too.
+        let before = &self.counters_before_restart;
+        stats.batches_proposed.store(before.batches_proposed + counters.batches_proposed, Ordering::Relaxed);
+        stats.leader_changes.store(before.leader_changes + counters.leader_changes, Ordering::Relaxed);
+        stats.elections_started.store(before.elections_started + counters.elections_started, Ordering::Relaxed);
+        let dropped = self.io.messages_dropped + before.commands_dropped + counters.commands_dropped;
+        stats.messages_dropped.store(dropped, Ordering::Relaxed);
+        let waiting = core.commands_waiting() + core.proposals_in_flight();
+        stats.commands_waiting.store(waiting as u64, Ordering::Relaxed);
+        stats.log_len.store(core.log_len() as u64, Ordering::Relaxed);
+        stats.snapshots_installed.store(self.driver.snapshots_installed(), Ordering::Relaxed);
+    }
+}
+
+impl<D: Dispatch> Io<D> {
+    fn me(&self) -> &ReplicaShared<D> {
+        &self.shared.replicas[self.index]
+    }
+
     /// Steps the core with every message waiting in the rings (up to a budget per ring).
-    fn receive(&mut self) -> bool {
+    fn receive(&mut self, core: &mut Replica<Command<D>>) -> bool {
         let mut any = false;
         for (from, consumer) in &mut self.incoming {
             for _ in 0..INPUT_BUDGET {
                 let Some(message) = consumer.pop() else { break };
-                self.core.step(*from, message);
+                core.step(*from, message);
                 any = true;
             }
         }
@@ -356,33 +365,47 @@ impl<D: Dispatch> ReplicaThread<D> {
 
     /// Takes client writes from the submission queue, unless a majority of peers cannot
     /// take more messages: then the writes wait in the queue, which makes clients wait.
-    fn intake(&mut self) -> bool {
-        if self.backlogged() {
+    fn intake(&mut self, core: &mut Replica<Command<D>>) -> bool {
+        if self.backlogged(core.config().quorum()) {
             return false;
         }
         let mut any = false;
         for _ in 0..INPUT_BUDGET {
             let Some(command) = self.me().submissions.pop() else { break };
-            self.core.propose(command);
+            core.propose(command);
             any = true;
         }
         any
     }
 
-    /// Whether so many peers have a full backlog that no majority can be reached quickly.
-    fn backlogged(&self) -> bool {
+    /// Whether so many peers have a full backlog that no majority (`quorum`) can be
+    /// reached quickly.
+    fn backlogged(&self, quorum: usize) -> bool {
         let limit = self.shared.options.pending_max / 2;
         let stuck = self.pending.iter().filter(|queue| queue.len() >= limit).count();
-        self.pending.len() - stuck < self.core.config().quorum()
+        self.pending.len() - stuck < quorum
+    }
+}
+
+impl<D: Dispatch> Environment<D, Command<D>> for Io<D> {
+    /// The rings, the submission queue, and a tick when one is due.
+    fn feed(&mut self, core: &mut Replica<Command<D>>) -> bool {
+        let received = self.receive(core);
+        let taken = self.intake(core);
+        let now = now();
+        if now >= self.next_tick {
+            core.tick();
+            self.next_tick = now + self.shared.options.tick;
+        }
+        received || taken
     }
 
-    /// Raises the shared commit watermark to this replica's commit index before it applies
-    /// anything below it or sends the messages that let others do so (see the module docs),
-    /// and, if it leads, tells clients where to submit. Every replica does this, not only
-    /// the leader: a replica may learn that a slot is committed before the current leader
-    /// does (a quorum of an older ballot chose it), and must not apply it unannounced.
-    fn publish_progress(&mut self) {
-        let committed = self.core.slot_committed().get();
+    /// Raises the shared commit watermark, and, if this replica leads, tells clients where
+    /// to submit. Every replica does this, not only the leader: a replica may learn that a
+    /// slot is committed before the current leader does (a quorum of an older ballot chose
+    /// it), and must not apply it unannounced.
+    fn publish_committed(&mut self, slot_committed: Slot, leading: bool) {
+        let committed = slot_committed.get();
         if committed > self.slot_committed_published {
             // Most rounds another replica already raised it: a load avoids contending on
             // the line.
@@ -392,10 +415,7 @@ impl<D: Dispatch> ReplicaThread<D> {
             }
             self.slot_committed_published = committed;
         }
-        if !self.core.is_leader() {
-            return;
-        }
-        if self.shared.leader.load(Ordering::Relaxed) != self.index {
+        if leading && self.shared.leader.load(Ordering::Relaxed) != self.index {
             self.shared.leader.store(self.index, Ordering::Relaxed);
         }
     }
@@ -403,8 +423,8 @@ impl<D: Dispatch> ReplicaThread<D> {
     /// Moves the core's messages into the rings; what does not fit waits in `pending`,
     /// bounded: beyond `pending_max` the oldest messages to that peer are dropped and
     /// counted (the protocol tolerates loss; the peer catches up by learning).
-    fn send(&mut self) -> bool {
-        for (to, message) in self.core.drain_messages() {
+    fn send(&mut self, messages: &mut Vec<(ReplicaId, Wire<D>)>) -> bool {
+        for (to, message) in messages.drain(..) {
             self.pending[to.index()].push_back(message);
         }
         let pending_max = self.shared.options.pending_max;
@@ -441,102 +461,28 @@ impl<D: Dispatch> ReplicaThread<D> {
         any
     }
 
-    /// Applies every committed batch, in slot order, skipping duplicates; then publishes
-    /// how far it applied and completes the writes' callers.
-    fn apply(&mut self) -> bool {
-        let me = &self.shared.replicas[self.index];
-        if cfg!(corum_plant = "applied-before-apply") {
-            // Planted bug: announce the slots as applied before applying them.
-            me.slot_applied.store(self.core.slot_committed().get(), Ordering::Release);
-        }
-        let mut applied_to = None;
-        {
-            let mut state = None;
-            while let Some((slot, batch)) = self.core.pop_committed() {
-                let state = state.get_or_insert_with(|| me.state.write());
-                let batch_index = self.applied_batches.len();
-                for (index, command) in batch.commands().iter().enumerate() {
-                    if !state.sessions.admit(command.client, command.sequence, command.floor) {
-                        // A duplicate: its first application completed the caller already.
-                        continue;
-                    }
-                    // The object's code is the user's: a panic is caught here, on every
-                    // replica alike, and reported to the caller instead of killing us.
-                    let outcome = catch_unwind(AssertUnwindSafe(|| state.object.dispatch_mut(&command.op)))
-                        .map_err(|_| Error::OperationPanicked);
-                    self.completed.push((batch_index, index, outcome));
-                }
-                self.applied_batches.push(batch);
-                state.slot_applied = slot.next();
-                applied_to = Some(slot.next());
-            }
-        }
-        let Some(applied_to) = applied_to else { return false };
+    fn publish_applied(&mut self, slot: Slot) {
+        let me = self.me();
         // Release pairs with readers' Acquire load: the object they lock next holds these.
-        me.slot_applied.store(applied_to.get(), Ordering::Release);
+        me.slot_applied.store(slot.get(), Ordering::Release);
         me.applied.notify();
-        for (batch, index, outcome) in self.completed.drain(..) {
-            self.applied_batches[batch].commands()[index].completion.complete(outcome);
-        }
-        self.applied_batches.clear();
-        true
     }
 
-    fn idle(&mut self) {
-        let me = &self.shared.replicas[self.index];
-        let timeout = self.next_tick.saturating_duration_since(now()).max(std::time::Duration::from_micros(50));
-        let incoming = &self.incoming;
-        let shared = &self.shared;
-        // While backlogged, queued writes are not work this round can do: the next tick
-        // (or a peer's message) wakes the thread to retry sending.
-        let backlogged = self.backlogged();
-        self.idler.idle(|| {
-            let key = me.wake.prepare_wait();
-            let ready = shared.is_stopped()
-                || me.status() != RUNNING
-                || (!backlogged && !me.submissions.is_empty())
-                || incoming.iter().any(|(_, consumer)| !consumer.is_empty());
-            if ready {
-                me.wake.cancel_wait(key);
-            } else {
-                me.wake.wait(key, timeout);
-            }
-        });
+    fn complete(&mut self, command: &Command<D>, result: Result<D::Response, Error>) {
+        command.completion.complete(result);
     }
 
-    fn park_while_paused(&mut self) {
-        let me = &self.shared.replicas[self.index];
-        let key = me.wake.prepare_wait();
-        if me.status() != PAUSED || self.shared.is_stopped() {
-            me.wake.cancel_wait(key);
-        } else {
-            me.wake.wait(key, self.shared.options.tick);
-        }
+    fn donors(&self) -> Vec<(usize, Slot)> {
+        let replicas = &self.shared.replicas;
+        (0..replicas.len())
+            .filter(|&j| j != self.index && replicas[j].status() == RUNNING)
+            .map(|j| (j, replicas[j].slot_applied()))
+            .collect()
     }
 
-    pub(crate) fn publish_stats(&self) {
-        let stats = &self.me().stats;
-        let counters = self.core.counters();
-        let role = match self.core.role() {
-            RoleKind::Follower => 0,
-            RoleKind::Candidate => 1,
-            RoleKind::Leader => 2,
-        };
-        // Relaxed: stats are a best-effort snapshot, read by `Cluster::stats` only.
-        stats.role.store(role, Ordering::Relaxed);
-        stats.ballot.store(self.core.ballot_promised().as_u64(), Ordering::Relaxed);
-        stats.slot_committed.store(self.core.slot_committed().get(), Ordering::Relaxed);
-        // Counters of the cores this replica ran before a restart count too.
-        let before = &self.counters_before_restart;
-        stats.batches_proposed.store(before.batches_proposed + counters.batches_proposed, Ordering::Relaxed);
-        stats.leader_changes.store(before.leader_changes + counters.leader_changes, Ordering::Relaxed);
-        stats.elections_started.store(before.elections_started + counters.elections_started, Ordering::Relaxed);
-        let dropped = self.messages_dropped + before.commands_dropped + counters.commands_dropped;
-        stats.messages_dropped.store(dropped, Ordering::Relaxed);
-        let waiting = self.core.commands_waiting() + self.core.proposals_in_flight();
-        stats.commands_waiting.store(waiting as u64, Ordering::Relaxed);
-        stats.log_len.store(self.core.log_len() as u64, Ordering::Relaxed);
-        stats.snapshots_installed.store(self.snapshots_installed, Ordering::Relaxed);
+    fn copy_state(&self, peer: usize) -> ReplicaState<D> {
+        // The read lock gives a consistent copy: object, table and slot together.
+        self.shared.replicas[peer].state.read().snapshot()
     }
 }
 

@@ -61,10 +61,11 @@ use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::hash::Hash;
 
-use crate::protocol::{self, Ballot, DurableState, Message, Replica, ReplicaId, Slot};
-use crate::session::Outstanding;
-use crate::state::ReplicaState;
-use crate::Dispatch;
+use crate::driver::{Driver, Environment};
+use crate::protocol::{self, Ballot, Batch, Message, Replica, ReplicaId, Slot};
+use crate::session::{ClientId, Outstanding};
+use crate::state::{may_serve, Outcome, ReplicaState, Write};
+use crate::{Dispatch, Error};
 use linearizability::{Call, Operation, Partition, Specification};
 
 /// The simulator's random source: SplitMix64, so a seed replays exactly on every platform.
@@ -348,21 +349,60 @@ impl fmt::Display for Failure {
 
 impl std::error::Error for Failure {}
 
-/// A command as the simulated protocol orders it: who, which write, and the client's floor.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Command {
+/// A command as the simulated protocol orders it: who, which write, the client's floor,
+/// and the operation.
+struct Command<D: Dispatch> {
     client: u32,
     sequence: u64,
     floor: u64,
     /// Index into the run's table of submitted writes.
     write: usize,
+    op: D::WriteOp,
 }
 
-struct Node<D> {
-    core: Option<Replica<Command>>,
-    durable: Option<DurableState<Command>>,
-    /// The object, exactly-once table and applied slot: the runtime's own type.
-    state: ReplicaState<D>,
+impl<D: Dispatch> Clone for Command<D>
+where
+    D::WriteOp: Clone,
+{
+    fn clone(&self) -> Self {
+        Self { client: self.client, sequence: self.sequence, floor: self.floor, write: self.write, op: self.op.clone() }
+    }
+}
+
+impl<D: Dispatch> PartialEq for Command<D> {
+    /// Commands are the same write when their numbers are: the operation is the one the
+    /// write table holds for `write` (the validity check makes sure of it).
+    fn eq(&self, other: &Self) -> bool {
+        (self.client, self.sequence, self.floor, self.write) == (other.client, other.sequence, other.floor, other.write)
+    }
+}
+
+impl<D: Dispatch> fmt::Debug for Command<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "c{}#{} (floor {}, write {})", self.client, self.sequence, self.floor, self.write)
+    }
+}
+
+impl<D: Dispatch> Write<D> for Command<D> {
+    fn session(&self) -> (ClientId, u64, u64) {
+        (ClientId::from(self.client), self.sequence, self.floor)
+    }
+
+    fn op(&self) -> &D::WriteOp {
+        &self.op
+    }
+}
+
+/// A simulated replica: the runtime's driver over a protocol core and the runtime's state
+/// type, owned here instead of behind a lock.
+type SimDriver<D> = Driver<D, Command<D>, ReplicaState<D>>;
+
+struct Node<D: Dispatch> {
+    /// The replica: its core, and its state (object, exactly-once table, applied slot).
+    /// A crashed replica keeps it for what survives a crash (see [`Driver::restart`]).
+    /// `None` only while the replica runs a round (see `Sim::round`).
+    driver: Option<SimDriver<D>>,
+    crashed: bool,
     paused: bool,
     /// A fast restart scheduled for this tick (see [`FaultConfig::fast_restart_permille`]).
     restart_at: Option<u64>,
@@ -370,15 +410,46 @@ struct Node<D> {
     promise_before_crash: Ballot,
 }
 
+impl<D: Dispatch> Node<D> {
+    fn driver(&self) -> &SimDriver<D> {
+        self.driver.as_ref().expect("a replica's state is not read during its own round")
+    }
+
+    /// The replica's protocol core, if it runs (paused or not) and is not in a round.
+    fn core(&self) -> Option<&Replica<Command<D>>> {
+        self.driver.as_ref().filter(|_| !self.crashed).map(Driver::core)
+    }
+
+    fn core_mut(&mut self) -> Option<&mut Replica<Command<D>>> {
+        self.driver.as_mut().filter(|_| !self.crashed).map(Driver::core_mut)
+    }
+
+    /// Whether it runs and is not paused (nor in a round).
+    fn runs(&self) -> bool {
+        self.core().is_some() && !self.paused
+    }
+
+    fn state(&self) -> &ReplicaState<D> {
+        self.driver().state()
+    }
+}
+
 /// A slot as the first replica to apply it saw it: its batch, the writes that took effect
 /// (client, sequence), and a hash of the object afterwards.
-type Canonical = (Vec<Command>, Vec<(u32, u64)>, u64);
+type Canonical<D> = (Vec<Command<D>>, Vec<(u32, u64)>, u64);
 
-struct InFlight {
+struct InFlight<D: Dispatch> {
     deliver_at: u64,
     from: ReplicaId,
     to: ReplicaId,
-    message: Message<Command>,
+    message: Message<Command<D>>,
+}
+
+/// What a replica's round starts from.
+enum Input<D: Dispatch> {
+    Message(ReplicaId, Message<Command<D>>),
+    Tick,
+    Campaign,
 }
 
 struct PendingWrite {
@@ -464,7 +535,7 @@ struct Sim<'a, D: Dispatch, W> {
     tick: u64,
     clock: u64,
     nodes: Vec<Node<D>>,
-    network: Vec<InFlight>,
+    network: Vec<InFlight<D>>,
     clients: Vec<Client<D>>,
     writes: Vec<(u32, u64, D::WriteOp)>,
     history: Vec<Operation<D>>,
@@ -472,7 +543,7 @@ struct Sim<'a, D: Dispatch, W> {
     watermark: Slot,
     /// Per slot, the batch, the writes it took effect for, and the object's hash after it,
     /// as the first replica to apply it saw them.
-    canonical: BTreeMap<Slot, Canonical>,
+    canonical: BTreeMap<Slot, Canonical<D>>,
     took_effect: HashSet<(u32, u64)>,
     report: Report,
     /// `CORUM_SIM_TRACE` set: print every client-visible event and watermark move.
@@ -482,7 +553,9 @@ struct Sim<'a, D: Dispatch, W> {
     /// The replica cut off from its peers, and the tick the partition heals.
     partition: Option<(usize, u64)>,
     /// Recently delivered messages, for replay bursts.
-    delivered: Vec<(ReplicaId, ReplicaId, Message<Command>)>,
+    delivered: Vec<(ReplicaId, ReplicaId, Message<Command<D>>)>,
+    /// The first check a replica's round broke (see `Sim::round`).
+    failure: Option<Failure>,
 }
 
 impl<'a, D, W> Sim<'a, D, W>
@@ -498,9 +571,11 @@ where
         protocol.replicas = config.replicas;
         let nodes = (0..config.replicas)
             .map(|i| Node {
-                core: Some(Replica::new(ReplicaId::new(i), protocol.clone())),
-                durable: None,
-                state: ReplicaState::new(initial.clone()),
+                driver: Some(Driver::new(
+                    Replica::new(ReplicaId::new(i), protocol.clone()),
+                    ReplicaState::new(initial.clone()),
+                )),
+                crashed: false,
                 paused: false,
                 restart_at: None,
                 promise_before_crash: Ballot::ZERO,
@@ -536,6 +611,7 @@ where
             trace_messages: std::env::var("CORUM_SIM_TRACE").is_ok_and(|value| value == "messages"),
             partition: None,
             delivered: Vec::new(),
+            failure: None,
         }
     }
 
@@ -573,7 +649,7 @@ where
             .nodes
             .iter()
             .enumerate()
-            .map(|(i, node)| match &node.core {
+            .map(|(i, node)| match node.core() {
                 None => format!("r{i} crashed"),
                 Some(core) => format!(
                     "r{i} {:?} {:?} leader {:?} committed {:?} delivered {:?} truncated {:?} log {} snapshot {:?} waiting {}{}",
@@ -600,7 +676,7 @@ where
     }
 
     fn down(&self) -> usize {
-        self.nodes.iter().filter(|n| n.core.is_none() || n.paused).count()
+        self.nodes.iter().filter(|n| n.crashed || n.paused).count()
     }
 
     fn inject_faults(&mut self) -> Result<(), Failure> {
@@ -610,25 +686,25 @@ where
             (faults.crash_permille, faults.restart_permille, faults.pause_permille, faults.resume_permille);
         if self.rng.chance(crash, 1000) && self.down() < self.max_down() {
             let i = self.rng.below(n) as usize;
-            if self.nodes[i].core.is_some() && !self.nodes[i].paused {
+            if self.nodes[i].runs() {
                 self.crash(i);
             }
         }
         if self.rng.chance(restart, 1000) {
             let i = self.rng.below(n) as usize;
-            if self.nodes[i].core.is_none() {
+            if self.nodes[i].crashed {
                 self.restart(i);
             }
         }
         for i in 0..self.nodes.len() {
-            if self.nodes[i].restart_at.is_some_and(|at| at <= self.tick) && self.nodes[i].core.is_none() {
+            if self.nodes[i].restart_at.is_some_and(|at| at <= self.tick) && self.nodes[i].crashed {
                 self.restart(i);
             }
         }
         self.inject_targeted_faults()?;
         if self.rng.chance(pause, 1000) && self.down() < self.max_down() {
             let i = self.rng.below(n) as usize;
-            if self.nodes[i].core.is_some() && !self.nodes[i].paused {
+            if self.nodes[i].runs() {
                 self.nodes[i].paused = true;
                 self.report.pauses += 1;
             }
@@ -640,7 +716,7 @@ where
         // A leader that finds itself too slow gives up leadership (as the runtime's do).
         if self.rng.chance(pause, 1000) {
             let i = self.rng.below(n) as usize;
-            if let Some(core) = self.nodes[i].core.as_mut().filter(|core| core.is_leader()) {
+            if let Some(core) = self.nodes[i].core_mut().filter(|core| core.is_leader()) {
                 core.step_down();
                 self.report.step_downs += 1;
             }
@@ -658,8 +734,7 @@ where
         match self.partition {
             Some((_, heals)) if heals <= self.tick => self.partition = None,
             None if partition_max > 0 && self.rng.chance(partition, 1000) => {
-                let leader =
-                    (0..self.nodes.len()).find(|&i| self.nodes[i].core.as_ref().is_some_and(|c| c.is_leader()));
+                let leader = (0..self.nodes.len()).find(|&i| self.nodes[i].core().is_some_and(|c| c.is_leader()));
                 let i = match leader {
                     Some(leader) if !self.rng.chance(1, 3) => leader,
                     _ => self.rng.below(n) as usize,
@@ -677,19 +752,8 @@ where
             let first = self.rng.below(n) as usize;
             let second = (first + 1 + self.rng.below(n - 1) as usize) % n as usize;
             for i in [first, second] {
-                if self.nodes[i].paused {
-                    continue;
-                }
-                if let Some(core) = self.nodes[i].core.as_mut() {
-                    core.campaign();
-                    if self.trace {
-                        println!("tick {} r{i} campaigns in {:?}", self.tick, core.ballot_promised());
-                    }
-                }
-            }
-            for i in [first, second] {
-                if self.nodes[i].core.is_some() && !self.nodes[i].paused {
-                    self.after_step(i)?;
+                if self.nodes[i].runs() {
+                    self.round(i, Input::Campaign)?;
                 }
             }
         }
@@ -717,11 +781,11 @@ where
     /// Crashes replica `i`; if `fast`, schedules its restart 1 or 2 ticks later.
     fn crash_then(&mut self, i: usize, fast: bool) {
         let node = &mut self.nodes[i];
-        let core = node.core.take().expect("crash is only injected on a running replica");
+        let core = node.core().expect("crash is only injected on a running replica");
         self.report.leader_changes += core.counters().leader_changes;
         self.report.coverage.absorb(core.counters());
-        node.durable = Some(core.durable_state());
         node.promise_before_crash = core.ballot_promised();
+        node.crashed = true;
         // The copy survives, as in the runtime: it stands for the log entries the replica
         // freed, which no peer may hold any more.
         node.restart_at = fast.then(|| self.tick + 1 + self.rng.below(2));
@@ -731,36 +795,22 @@ where
         }
     }
 
-    /// Restarts replica `i` from its acceptor's durable state and the newer of its own copy
-    /// and a snapshot of the most advanced running peer (object, exactly-once table, and
-    /// the slot they reflect), as `Faults::restart` does: a peer's older copy would roll the
-    /// replica back past entries it freed.
+    /// Restarts replica `i` with the runtime's own code ([`Driver::restart`]): its
+    /// acceptor's durable state survives, and its state is the newer of its own copy and a
+    /// snapshot of the most advanced running peer.
     fn restart(&mut self, i: usize) {
-        let donor = (0..self.nodes.len())
-            .filter(|&j| j != i)
-            .filter_map(|j| self.nodes[j].core.as_ref().map(|core| (core.slot_delivered(), j)))
-            .max();
-        let Some((_, j)) = donor else { return };
-        let own = &self.nodes[i].state;
-        let copy = if self.nodes[j].state.slot_applied >= own.slot_applied {
-            self.nodes[j].state.snapshot()
-        } else {
-            own.clone()
-        };
-        let mut protocol = self.config.protocol.clone();
-        protocol.replicas = self.config.replicas;
-        let durable = self.nodes[i].durable.take().expect("a crashed replica kept its durable state");
-        let mut core = Replica::restart(ReplicaId::new(i), protocol, durable);
-        core.install_snapshot(copy.slot_applied);
-        self.count_snapshot_during_retries();
+        let mut driver = self.nodes[i].driver.take().expect("not in a round");
+        driver.restart(&mut SimEnv { sim: self, i, input: None, promised: false });
+        let slot = driver.state().slot_applied;
         let node = &mut self.nodes[i];
-        node.core = Some(core);
-        node.state = copy;
+        node.driver = Some(driver);
+        node.crashed = false;
         node.paused = false;
         node.restart_at = None;
         self.report.restarts += 1;
+        self.count_snapshot_during_retries();
         if self.trace {
-            println!("tick {} r{i} restarts with r{j}'s snapshot at {:?}", self.tick, node.state.slot_applied);
+            println!("tick {} r{i} restarts at {slot:?}", self.tick);
         }
     }
 
@@ -774,7 +824,7 @@ where
         self.partition = None;
         for i in 0..self.nodes.len() {
             self.nodes[i].paused = false;
-            if self.nodes[i].core.is_none() {
+            if self.nodes[i].crashed {
                 self.restart(i);
             }
         }
@@ -783,20 +833,28 @@ where
     // ----- clients ----------------------------------------------------------------------
 
     fn running(&mut self) -> Option<usize> {
-        let running: Vec<usize> =
-            (0..self.nodes.len()).filter(|&i| self.nodes[i].core.is_some() && !self.nodes[i].paused).collect();
+        let running: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.nodes[i].runs()).collect();
         (!running.is_empty()).then(|| running[self.rng.below(running.len() as u64) as usize])
     }
 
     fn submit(&mut self, client: usize, sequence: u64) {
         let Some(target) = self.running() else { return };
         let pending = &self.clients[client].outstanding[&sequence];
-        let command = Command { client: client as u32, sequence, floor: pending.floor, write: pending.write };
-        self.nodes[target].core.as_mut().expect("running").propose(command);
+        let op = self.writes[pending.write].2.clone();
+        let command = Command { client: client as u32, sequence, floor: pending.floor, write: pending.write, op };
+        self.nodes[target].core_mut().expect("running").propose(command);
     }
 
     fn clients_act(&mut self) {
         for client in 0..self.clients.len() {
+            self.client_acts(client);
+        }
+    }
+
+    /// Client `client` gives up on a write that took too long, retries those without a
+    /// response, and, now and then, issues a new operation.
+    fn client_acts(&mut self, client: usize) {
+        {
             // A write given up on leaves the session: no retry, and the floor passes it. At
             // most one per client and run: every write that never returns multiplies the
             // orders the linearizability check must try.
@@ -832,13 +890,13 @@ where
             // A new operation, now and then.
             let state = &self.clients[client];
             if state.read.is_some() || state.issued >= self.config.operations_per_client || !self.rng.chance(1, 2) {
-                continue;
+                return;
             }
             let op = (self.workload)(&mut self.rng, client);
             match op {
                 ClientOp::Write(write) => {
                     if self.clients[client].outstanding.len() >= self.config.pipeline {
-                        continue;
+                        return;
                     }
                     let state = &mut self.clients[client];
                     state.issued += 1;
@@ -866,9 +924,9 @@ where
                     if !self.clients[client].outstanding.is_empty() {
                         // Reads wait for the client's writes, as `Handle::execute` after
                         // waiting for its tickets would.
-                        continue;
+                        return;
                     }
-                    let Some(replica) = self.running() else { continue };
+                    let Some(replica) = self.running() else { return };
                     self.clients[client].issued += 1;
                     let operation = self.history.len();
                     self.history.push(Operation {
@@ -891,22 +949,22 @@ where
         for client in 0..self.clients.len() {
             let Some(read) = &self.clients[client].read else { continue };
             let node = &self.nodes[read.replica];
-            let runs = node.core.is_some() && !node.paused;
-            if !runs {
+            if !node.runs() {
                 if let Some(replica) = self.running() {
                     self.clients[client].read.as_mut().expect("pending").replica = replica;
                 }
                 continue;
             }
-            let delivered = node.core.as_ref().expect("runs").slot_delivered();
-            if delivered < read.watermark {
+            // The runtime's own rule (`Handle::execute`).
+            let applied = node.state().slot_applied;
+            if !may_serve(applied, read.watermark) {
                 continue;
             }
-            let response = node.state.object.dispatch(&read.op);
+            let response = node.state().object.dispatch(&read.op);
             let operation = read.operation;
             if self.trace {
                 println!(
-                    "tick {} clock {} r{} serves client {client}'s read (watermark {:?}, delivered {delivered:?}): {response:?}",
+                    "tick {} clock {} r{} serves client {client}'s read (watermark {:?}, applied {applied:?}): {response:?}",
                     self.tick, self.clock, read.replica, read.watermark
                 );
             }
@@ -948,14 +1006,14 @@ where
                 continue;
             }
             if let Message::Accept { ballot, .. } = &message.message {
-                if *ballot < self.nodes[to].promise_before_crash && self.nodes[to].core.is_some() {
+                if *ballot < self.nodes[to].promise_before_crash && self.nodes[to].core().is_some() {
                     self.report.coverage.stale_accepts_after_restart += 1;
                 }
             }
-            let Some(core) = self.nodes[to].core.as_mut() else {
+            if self.nodes[to].core().is_none() {
                 self.report.messages_lost += 1;
                 continue;
-            };
+            }
             if self.config.faults.replay_permille > 0 {
                 let entry = (message.from, message.to, message.message.clone());
                 if self.delivered.len() < 256 {
@@ -968,65 +1026,33 @@ where
             if self.trace_messages {
                 println!("tick {} {:?} -> r{to}: {:?}", self.tick, message.from, message.message);
             }
-            core.step(message.from, message.message);
             self.report.messages_delivered += 1;
-            self.after_step(to)?;
+            self.round(to, Input::Message(message.from, message.message))?;
         }
         Ok(())
     }
 
     fn tick_replicas(&mut self) -> Result<(), Failure> {
         for i in 0..self.nodes.len() {
-            if self.nodes[i].paused {
-                continue;
+            if self.nodes[i].runs() {
+                self.round(i, Input::Tick)?;
             }
-            let Some(core) = self.nodes[i].core.as_mut() else { continue };
-            core.tick();
-            self.after_step(i)?;
         }
         Ok(())
     }
 
-    /// After any input to replica `i`: flush, raise the read watermark if it leads (before
-    /// its messages leave, as the runtime does), send, and apply what it committed.
-    fn after_step(&mut self, i: usize) -> Result<(), Failure> {
+    /// One round of replica `i`, started by `input`, through the runtime's driver (see
+    /// [`SimEnv`]); then, now and then, a crash right after it sent a promise.
+    fn round(&mut self, i: usize, input: Input<D>) -> Result<(), Failure> {
+        let mut driver = self.nodes[i].driver.take().expect("one round at a time");
+        let mut env = SimEnv { sim: self, i, input: Some(input), promised: false };
+        driver.round(&mut env);
+        let promised = env.promised;
+        self.nodes[i].driver = Some(driver);
+        if let Some(failure) = self.failure.take() {
+            return Err(failure);
+        }
         let faulty = self.tick < self.config.fault_ticks;
-        let (loss, duplicate, delay, commit_loss) = if faulty {
-            let f = &self.config.faults;
-            (f.loss_permille, f.duplicate_permille, f.delay_max_ticks, f.commit_loss_permille)
-        } else {
-            (0, 0, self.config.faults.delay_max_ticks, 0)
-        };
-        let core = self.nodes[i].core.as_mut().expect("stepped replicas run");
-        core.flush();
-        // Every replica raises the watermark before it applies or sends, as in the runtime.
-        if core.slot_committed() > self.watermark {
-            self.watermark = core.slot_committed();
-            if self.trace {
-                println!("tick {} r{i} ({:?}) raises the watermark to {:?}", self.tick, core.role(), self.watermark);
-            }
-        }
-        let from = core.id();
-        let outgoing: Vec<_> = core.drain_messages().collect();
-        let promised = outgoing.iter().any(|(_, message)| matches!(message, Message::Promise { .. }));
-        for (to, message) in outgoing {
-            let targeted = matches!(message, Message::Commit { .. }) && self.rng.chance(commit_loss, 1000);
-            if targeted || self.cut(from, to) || self.rng.chance(loss, 1000) {
-                self.report.messages_lost += 1;
-                continue;
-            }
-            let copies = if self.rng.chance(duplicate, 1000) { 2 } else { 1 };
-            for _ in 0..copies {
-                let deliver_at = self.tick + 1 + self.rng.below(delay + 1);
-                self.network.push(InFlight { deliver_at, from, to, message: message.clone() });
-            }
-        }
-        loop {
-            let core = self.nodes[i].core.as_mut().expect("stepped replicas run");
-            let Some((slot, batch)) = core.pop_committed() else { break };
-            self.apply(i, slot, batch.commands())?;
-        }
-        self.catch_up_from_snapshot(i);
         let promise_crash = if faulty { self.config.faults.promise_crash_permille } else { 0 };
         if promised && self.down() < self.max_down() && self.rng.chance(promise_crash, 1000) {
             self.crash_then(i, true);
@@ -1034,97 +1060,11 @@ where
         Ok(())
     }
 
-    /// When replica `i` needs values its peers have freed, copies the state of the running
-    /// peer that applied the most, as the runtime copies a peer's object.
-    fn catch_up_from_snapshot(&mut self, i: usize) {
-        let Some(wanted) = self.nodes[i].core.as_ref().and_then(|core| core.snapshot_wanted()) else { return };
-        let donor = (0..self.nodes.len())
-            .filter(|&j| j != i)
-            .filter_map(|j| self.nodes[j].core.as_ref().map(|core| (core.slot_delivered(), j)))
-            .max();
-        let Some((slot, j)) = donor else { return };
-        if slot < wanted {
-            return;
+    /// Records the first broken check of a round.
+    fn broke(&mut self, message: String) {
+        if self.failure.is_none() {
+            self.failure = Some(self.fail(message));
         }
-        let copy = self.nodes[j].state.snapshot();
-        let node = &mut self.nodes[i];
-        node.core.as_mut().expect("running").install_snapshot(copy.slot_applied);
-        node.state = copy;
-        self.report.snapshots += 1;
-        self.count_snapshot_during_retries();
-        if self.trace {
-            println!("tick {} r{i} installs r{j}'s snapshot at {slot:?}", self.tick);
-        }
-    }
-
-    fn apply(&mut self, i: usize, slot: Slot, commands: &[Command]) -> Result<(), Failure> {
-        let mut effects = Vec::new();
-        for command in commands {
-            // Validity: the command is one a client submitted, unchanged.
-            let valid = self
-                .writes
-                .get(command.write)
-                .is_some_and(|(client, sequence, _)| *client == command.client && *sequence == command.sequence);
-            if !valid {
-                return Err(
-                    self.fail(format!("validity: replica {i} applies {command:?} in {slot:?}, never submitted"))
-                );
-            }
-            let node = &mut self.nodes[i];
-            if !node.state.sessions.admit(u64::from(command.client), command.sequence, command.floor) {
-                continue;
-            }
-            let write = &self.writes[command.write].2;
-            let response = node.state.object.dispatch_mut(write);
-            effects.push((command.client, command.sequence));
-            // The first replica to apply a write completes its client.
-            let client = &mut self.clients[command.client as usize];
-            if let Some(pending) = client.outstanding.remove(&command.sequence) {
-                if client.session.forget(command.sequence).is_some_and(|write| write.retried)
-                    && client.session.floor() > command.sequence
-                {
-                    self.report.coverage.floors_past_retried_writes += 1;
-                }
-                if self.trace {
-                    println!(
-                        "tick {} clock {} r{i} applies {slot:?}: client {} write {} returns {response:?}",
-                        self.tick, self.clock, command.client, command.sequence
-                    );
-                }
-                self.history[pending.operation].returned = Some((self.clock, response));
-                self.clock += 1;
-                self.report.operations_completed += 1;
-            }
-        }
-        self.nodes[i].state.slot_applied = slot.next();
-        let state = hash_of(&self.nodes[i].state.object);
-        match self.canonical.get(&slot) {
-            Some((batch, expected_effects, expected_state)) => {
-                if batch.as_slice() != commands {
-                    return Err(self.fail(format!(
-                        "agreement: replica {i} applies {commands:?} in {slot:?}, another applied {batch:?}"
-                    )));
-                }
-                if expected_effects != &effects || *expected_state != state {
-                    return Err(self.fail(format!(
-                        "state: replica {i} diverged in {slot:?}: writes {effects:?} took effect, another saw {expected_effects:?}"
-                    )));
-                }
-            }
-            None => {
-                for effect in &effects {
-                    if !self.took_effect.insert(*effect) {
-                        return Err(self.fail(format!(
-                            "exactly-once: client {} write {} takes effect a second time, in {slot:?}",
-                            effect.0, effect.1
-                        )));
-                    }
-                }
-                self.canonical.insert(slot, (commands.to_vec(), effects, state));
-                self.report.slots_committed += 1;
-            }
-        }
-        Ok(())
     }
 
     /// Once every operation completed: run until every replica applied everything
@@ -1133,14 +1073,13 @@ where
         let deadline = self.config.fault_ticks + self.config.liveness_ticks;
         loop {
             let target = self.watermark;
-            let converged =
-                self.nodes.iter().all(|n| n.core.as_ref().is_some_and(|core| core.slot_delivered() >= target));
+            let converged = self.nodes.iter().all(|n| n.core().is_some_and(|core| core.slot_delivered() >= target));
             if converged {
                 break;
             }
             if self.tick >= deadline {
                 let delivered: Vec<u64> =
-                    self.nodes.iter().map(|n| n.core.as_ref().map_or(0, |c| c.slot_delivered().get())).collect();
+                    self.nodes.iter().map(|n| n.core().map_or(0, |c| c.slot_delivered().get())).collect();
                 return Err(self.fail(format!(
                     "liveness: replicas did not converge on {target:?} after the faults stopped: delivered {delivered:?}"
                 )));
@@ -1150,19 +1089,206 @@ where
             self.tick_replicas()?;
         }
         let first = &self.nodes[0];
-        let delivered = first.core.as_ref().map(|c| c.slot_delivered());
+        let delivered = first.core().map(|c| c.slot_delivered());
         for (i, node) in self.nodes.iter().enumerate().skip(1) {
-            if node.core.as_ref().map(|c| c.slot_delivered()) == delivered && node.state != first.state {
+            if node.core().map(|c| c.slot_delivered()) == delivered && node.state() != first.state() {
                 return Err(self.fail(format!("state: replicas 0 and {i} applied the same prefix but differ")));
             }
         }
         for node in &self.nodes {
-            if let Some(core) = &node.core {
+            if let Some(core) = node.core() {
                 self.report.leader_changes += core.counters().leader_changes;
                 self.report.coverage.absorb(core.counters());
             }
         }
         Ok(())
+    }
+}
+
+/// The simulator's [`Environment`] for replica `i` during one round: the simulated network
+/// (with its faults), the simulated watermark, the clients, and the checks that every
+/// applied slot must pass.
+struct SimEnv<'s, 'a, D: Dispatch, W> {
+    sim: &'s mut Sim<'a, D, W>,
+    i: usize,
+    input: Option<Input<D>>,
+    /// Whether the round sent a promise (a crash may follow it).
+    promised: bool,
+}
+
+impl<D, W> Environment<D, Command<D>> for SimEnv<'_, '_, D, W>
+where
+    D: Specification,
+    D::ReadOp: Clone + fmt::Debug,
+    D::WriteOp: Clone + fmt::Debug,
+    D::Response: Clone + PartialEq + fmt::Debug,
+    W: FnMut(&mut SimRng, usize) -> ClientOp<D>,
+{
+    fn feed(&mut self, core: &mut Replica<Command<D>>) -> bool {
+        match self.input.take() {
+            Some(Input::Message(from, message)) => core.step(from, message),
+            Some(Input::Tick) => core.tick(),
+            Some(Input::Campaign) => {
+                core.campaign();
+                if self.sim.trace {
+                    println!("tick {} r{} campaigns in {:?}", self.sim.tick, self.i, core.ballot_promised());
+                }
+            }
+            None => return false,
+        }
+        true
+    }
+
+    fn publish_committed(&mut self, slot_committed: Slot, leading: bool) {
+        let sim = &mut *self.sim;
+        if slot_committed > sim.watermark {
+            sim.watermark = slot_committed;
+            if sim.trace {
+                let role = if leading { "leader" } else { "not leading" };
+                println!("tick {} r{} ({role}) raises the watermark to {:?}", sim.tick, self.i, sim.watermark);
+            }
+        }
+    }
+
+    /// Puts the messages on the network, losing, duplicating and delaying them as the
+    /// fault configuration says.
+    fn send(&mut self, messages: &mut Vec<(ReplicaId, Message<Command<D>>)>) -> bool {
+        let sim = &mut *self.sim;
+        let faulty = sim.tick < sim.config.fault_ticks;
+        let (loss, duplicate, delay, commit_loss) = if faulty {
+            let f = &sim.config.faults;
+            (f.loss_permille, f.duplicate_permille, f.delay_max_ticks, f.commit_loss_permille)
+        } else {
+            (0, 0, sim.config.faults.delay_max_ticks, 0)
+        };
+        let from = ReplicaId::new(self.i);
+        let any = !messages.is_empty();
+        for (to, message) in messages.drain(..) {
+            self.promised |= matches!(message, Message::Promise { .. });
+            let targeted = matches!(message, Message::Commit { .. }) && sim.rng.chance(commit_loss, 1000);
+            if targeted || sim.cut(from, to) || sim.rng.chance(loss, 1000) {
+                sim.report.messages_lost += 1;
+                continue;
+            }
+            let copies = if sim.rng.chance(duplicate, 1000) { 2 } else { 1 };
+            for _ in 0..copies {
+                let deliver_at = sim.tick + 1 + sim.rng.below(delay + 1);
+                sim.network.push(InFlight { deliver_at, from, to, message: message.clone() });
+            }
+        }
+        any
+    }
+
+    /// Checks the slot just applied: validity (only submitted writes are committed),
+    /// agreement (every replica applies the same batch in a slot), exactly-once (no write
+    /// takes effect in two slots) and state (the same writes took effect, and the object
+    /// is the same, on every replica that applied the slot).
+    fn applied_slot(
+        &mut self,
+        slot: Slot,
+        batch: &Batch<Command<D>>,
+        outcomes: &[Outcome<D::Response>],
+        state: &ReplicaState<D>,
+    ) {
+        let (sim, i) = (&mut *self.sim, self.i);
+        let commands = batch.commands();
+        for command in commands {
+            let valid = sim
+                .writes
+                .get(command.write)
+                .is_some_and(|(client, sequence, _)| *client == command.client && *sequence == command.sequence);
+            if !valid {
+                sim.broke(format!("validity: replica {i} applies {command:?} in {slot:?}, never submitted"));
+                return;
+            }
+        }
+        let effects: Vec<(u32, u64)> =
+            outcomes.iter().map(|outcome| (commands[outcome.index].client, commands[outcome.index].sequence)).collect();
+        let hash = hash_of(&state.object);
+        match sim.canonical.get(&slot) {
+            Some((expected, expected_effects, expected_hash)) => {
+                if expected.as_slice() != commands {
+                    let message = format!(
+                        "agreement: replica {i} applies {commands:?} in {slot:?}, another applied {expected:?}"
+                    );
+                    sim.broke(message);
+                } else if expected_effects != &effects || *expected_hash != hash {
+                    let message = format!(
+                        "state: replica {i} diverged in {slot:?}: writes {effects:?} took effect, another saw {expected_effects:?}"
+                    );
+                    sim.broke(message);
+                }
+            }
+            None => {
+                for effect in &effects {
+                    if !sim.took_effect.insert(*effect) {
+                        let message = format!(
+                            "exactly-once: client {} write {} takes effect a second time, in {slot:?}",
+                            effect.0, effect.1
+                        );
+                        sim.broke(message);
+                    }
+                }
+                sim.canonical.insert(slot, (commands.to_vec(), effects, hash));
+                sim.report.slots_committed += 1;
+            }
+        }
+    }
+
+    /// Readers look at the state itself between rounds; nothing to publish.
+    fn publish_applied(&mut self, _slot: Slot) {}
+
+    /// The first replica to apply a write completes its client, which may then issue its
+    /// next operation at once, in the middle of this round, as a woken caller would: a read
+    /// that begins now must see the write.
+    fn complete(&mut self, command: &Command<D>, result: Result<D::Response, Error>) {
+        let sim = &mut *self.sim;
+        let client = command.client as usize;
+        let Some(pending) = sim.clients[client].outstanding.remove(&command.sequence) else { return };
+        let response = match result {
+            Ok(response) => response,
+            Err(error) => {
+                sim.broke(format!("the object failed client {client}'s write {}: {error}", command.sequence));
+                return;
+            }
+        };
+        let state = &mut sim.clients[client];
+        if state.session.forget(command.sequence).is_some_and(|write| write.retried)
+            && state.session.floor() > command.sequence
+        {
+            sim.report.coverage.floors_past_retried_writes += 1;
+        }
+        if sim.trace {
+            println!(
+                "tick {} clock {} r{}: client {client} write {} returns {response:?}",
+                sim.tick, sim.clock, self.i, command.sequence
+            );
+        }
+        sim.history[pending.operation].returned = Some((sim.clock, response));
+        sim.clock += 1;
+        sim.report.operations_completed += 1;
+        sim.client_acts(client);
+    }
+
+    fn donors(&self) -> Vec<(usize, Slot)> {
+        let nodes = &self.sim.nodes;
+        (0..nodes.len())
+            .filter(|&j| j != self.i && nodes[j].runs())
+            .map(|j| (j, nodes[j].state().slot_applied))
+            .collect()
+    }
+
+    fn copy_state(&self, peer: usize) -> ReplicaState<D> {
+        self.sim.nodes[peer].state().snapshot()
+    }
+
+    fn installed_snapshot(&mut self, peer: usize, slot: Slot) {
+        let sim = &mut *self.sim;
+        sim.report.snapshots += 1;
+        sim.count_snapshot_during_retries();
+        if sim.trace {
+            println!("tick {} r{} installs r{peer}'s snapshot at {slot:?}", sim.tick, self.i);
+        }
     }
 }
 

@@ -1,0 +1,201 @@
+//! One round of one replica: the only code that acts on the protocol core's output. The
+//! threaded runtime (`runtime/replica.rs`) and the simulator (`sim/`) both drive their
+//! replicas through [`Driver`], each with its own [`Environment`] (rings, a shared watermark
+//! and a locked object in the runtime; a simulated network, watermark and object in the
+//! simulator), so the simulator's seed sweep exercises the ordering that linearizable reads
+//! depend on, the exactly-once apply, the snapshot choice and install, and the restart,
+//! exactly as the runtime runs them.
+//!
+//! A round, in order (see [`crate::protocol::Ready`]): the environment feeds the core its
+//! input; the core hands out its [`Ready`](crate::protocol::Ready); the driver
+//! 1. publishes the commit index (the read watermark),
+//! 2. sends the messages,
+//! 3. applies the committed batches to the state under its lock, publishes how far it
+//!    applied, then completes the writes' callers,
+//! 4. installs a peer's snapshot when the core needs one,
+//! 5. gives the `Ready` back.
+
+use crate::protocol::{Batch, Message, Replica, ReplicaId, Slot};
+use crate::state::{Outcome, ReplicaState, Write};
+use crate::{Dispatch, Error};
+
+/// Where a replica's state lives, so the driver can lock it while it applies: behind the
+/// runtime's lock (readers and snapshot donors share it), or owned by the simulator.
+pub(crate) trait StateCell<D> {
+    /// Runs `f` with exclusive access to the state.
+    fn with<R>(&mut self, f: impl FnOnce(&mut ReplicaState<D>) -> R) -> R;
+}
+
+impl<D> StateCell<D> for ReplicaState<D> {
+    fn with<R>(&mut self, f: impl FnOnce(&mut ReplicaState<D>) -> R) -> R {
+        f(self)
+    }
+}
+
+/// What a replica's surroundings do for the driver: its inputs, its network, the watermark
+/// readers wait for, its callers, and its peers' states.
+pub(crate) trait Environment<D: Dispatch, C> {
+    /// Feeds the core this round's input (messages, client commands, ticks). Returns
+    /// whether there was any.
+    fn feed(&mut self, core: &mut Replica<C>) -> bool;
+
+    /// Step 1: every slot below `slot_committed` is committed; raise the watermark that
+    /// linearizable reads wait for. `leading`: whether this replica leads now.
+    fn publish_committed(&mut self, slot_committed: Slot, leading: bool);
+
+    /// Step 2: sends the messages, emptying `messages`. Returns whether any left.
+    fn send(&mut self, messages: &mut Vec<(ReplicaId, Message<C>)>) -> bool;
+
+    /// Step 3, per slot, with the state still locked: what applying `slot` did. For
+    /// checkers; nothing by default.
+    fn applied_slot(
+        &mut self,
+        _slot: Slot,
+        _batch: &Batch<C>,
+        _outcomes: &[Outcome<D::Response>],
+        _state: &ReplicaState<D>,
+    ) {
+    }
+
+    /// Step 3, after unlocking: every slot below `slot` is applied to this replica's state.
+    fn publish_applied(&mut self, slot: Slot);
+
+    /// Step 3, last: `command` took effect here with `result`; complete its caller.
+    fn complete(&mut self, command: &C, result: Result<D::Response, Error>);
+
+    /// Step 4: the running peers that could hand over a snapshot, with how far each applied.
+    fn donors(&self) -> Vec<(usize, Slot)>;
+
+    /// Step 4: a consistent copy of peer `peer`'s state (object, table and slot together).
+    fn copy_state(&self, peer: usize) -> ReplicaState<D>;
+
+    /// Step 4: this replica installed `peer`'s snapshot, which reaches `slot`.
+    fn installed_snapshot(&mut self, _peer: usize, _slot: Slot) {}
+}
+
+/// One replica: its protocol core and its state, driven one round at a time.
+#[derive(Debug)]
+pub(crate) struct Driver<D: Dispatch, C, S> {
+    core: Replica<C>,
+    state: S,
+    /// The outcomes of the writes the current round applied, until their callers complete.
+    outcomes: Vec<Outcome<D::Response>>,
+    snapshots_installed: u64,
+}
+
+impl<D: Dispatch, C, S> Driver<D, C, S> {
+    /// A replica driving `core` over `state`.
+    pub(crate) fn new(core: Replica<C>, state: S) -> Self {
+        Self { core, state, outcomes: Vec::new(), snapshots_installed: 0 }
+    }
+
+    /// The protocol core.
+    pub(crate) fn core(&self) -> &Replica<C> {
+        &self.core
+    }
+
+    /// The protocol core, for input outside a round (a client command, a step-down).
+    pub(crate) fn core_mut(&mut self) -> &mut Replica<C> {
+        &mut self.core
+    }
+
+    /// Where the state lives.
+    pub(crate) fn state(&self) -> &S {
+        &self.state
+    }
+
+    /// Snapshots this replica installed since it was built.
+    pub(crate) fn snapshots_installed(&self) -> u64 {
+        self.snapshots_installed
+    }
+}
+
+impl<D, C, S> Driver<D, C, S>
+where
+    D: Dispatch,
+    C: Write<D> + Clone,
+    S: StateCell<D>,
+{
+    /// One round: the environment's input, then the core's output acted on in the
+    /// contract's order. Returns whether the round did any work.
+    pub(crate) fn round<E: Environment<D, C>>(&mut self, env: &mut E) -> bool {
+        let fed = env.feed(&mut self.core);
+        let mut ready = self.core.ready();
+        // The planted bug `watermark-after-apply` raises the watermark only after the
+        // round's writes were applied and their callers completed.
+        let watermark_late = cfg!(corum_plant = "watermark-after-apply");
+        if !watermark_late {
+            env.publish_committed(ready.slot_committed, self.core.is_leader());
+        }
+        let sent = env.send(&mut ready.messages);
+        let applied = self.apply(env, &ready.committed);
+        if watermark_late {
+            env.publish_committed(ready.slot_committed, self.core.is_leader());
+        }
+        let installed = match ready.snapshot_wanted {
+            Some(wanted) => self.install_peer_copy(env, wanted),
+            None => false,
+        };
+        self.core.advance(ready);
+        fed || sent || applied || installed
+    }
+
+    /// Applies `committed` in order under the state's lock, publishes how far it applied,
+    /// then completes the callers of the writes that took effect. Returns whether there was
+    /// anything to apply.
+    fn apply<E: Environment<D, C>>(&mut self, env: &mut E, committed: &[(Slot, Batch<C>)]) -> bool {
+        let Some(&(last, _)) = committed.last() else { return false };
+        if cfg!(corum_plant = "applied-before-apply") {
+            // Planted bug: announce the slots as applied before applying them.
+            env.publish_applied(last.next());
+        }
+        let outcomes = &mut self.outcomes;
+        self.state.with(|state| {
+            for (batch_index, (slot, batch)) in committed.iter().enumerate() {
+                let first = outcomes.len();
+                state.apply(*slot, batch_index, batch.commands(), outcomes);
+                env.applied_slot(*slot, batch, &outcomes[first..], state);
+            }
+        });
+        env.publish_applied(last.next());
+        for outcome in self.outcomes.drain(..) {
+            env.complete(&committed[outcome.batch].1.commands()[outcome.index], outcome.result);
+        }
+        true
+    }
+
+    /// Installs a copy of the state of the running peer that applied the most, if that copy
+    /// reaches at least `at_least` and what this replica already applied. Returns whether
+    /// it installed one.
+    fn install_peer_copy<E: Environment<D, C>>(&mut self, env: &mut E, at_least: Slot) -> bool {
+        let Some((donor, _)) = env.donors().into_iter().max_by_key(|&(_, slot)| slot) else { return false };
+        let copy = env.copy_state(donor);
+        let slot = copy.slot_applied;
+        if slot < at_least || slot < self.core.slot_delivered() {
+            return false;
+        }
+        self.state.with(|state| *state = copy);
+        self.core.install_snapshot(slot);
+        env.publish_applied(slot);
+        env.installed_snapshot(donor, slot);
+        self.snapshots_installed += 1;
+        true
+    }
+
+    /// Rebuilds a crashed replica. What a replica keeps on stable storage survives: the
+    /// acceptor's promise and accepted values, and its state as of the slots its log has
+    /// freed (the snapshot that stands for them). The log, the leader and learner state are
+    /// rebuilt; the state is replaced by the running peer's that applied the most, unless
+    /// that one is behind its own, which would roll it back and could lose committed writes
+    /// whose entries every replica has freed.
+    pub(crate) fn restart<E: Environment<D, C>>(&mut self, env: &mut E) {
+        let config = self.core.config().clone();
+        let durable = self.core.durable_state();
+        self.core = Replica::restart(self.core.id(), config, durable);
+        self.outcomes.clear();
+        let own = self.state.with(|state| state.slot_applied);
+        if !self.install_peer_copy(env, own) {
+            self.core.install_snapshot(own);
+        }
+    }
+}
