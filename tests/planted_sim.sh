@@ -20,6 +20,8 @@ plants=(
     volatile-promise
     snapshot-drops-sessions
     floor-skips-in-flight
+    watermark-after-apply
+    read-one-short
 )
 
 survived=0

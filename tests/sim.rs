@@ -85,8 +85,10 @@ fn the_same_seed_replays_the_same_run() {
 
 #[test]
 fn without_faults_every_operation_completes_quickly() {
-    let mut config =
-        SimConfig { faults: FaultConfig::none(), fault_ticks: 0, liveness_ticks: 500, ..SimConfig::default() };
+    let mut config = SimConfig::default();
+    config.faults = FaultConfig::none();
+    config.fault_ticks = 0;
+    config.liveness_ticks = 500;
     config.operations_per_client = 30;
     for seed in 0..50 {
         let report =

@@ -22,6 +22,8 @@
 //! replica.advance(ready);
 //! ```
 
+mod config;
+mod counters;
 mod message;
 mod ready;
 mod replica;
@@ -30,7 +32,9 @@ mod types;
 #[cfg(test)]
 mod tests;
 
+pub use config::Config;
+pub use counters::Counters;
 pub use message::{LearnEntry, Message, PromiseEntry};
 pub use ready::Ready;
-pub use replica::{Config, Counters, DurableState, Replica, RoleKind};
+pub use replica::{DurableState, Replica, RoleKind};
 pub use types::{Ballot, Batch, ReplicaId, Slot, MAX_REPLICAS};

@@ -9,7 +9,7 @@ use super::cluster::Cluster;
 use super::replica::ReplicaThread;
 use super::{IdleStrategy, Options, ReplicaShared, ReplicaState, Shared, StatsCell, RUNNING};
 use crate::error::{ConfigError, Error};
-use crate::protocol::{self, ReplicaId, MAX_REPLICAS};
+use crate::protocol::{self, ReplicaId};
 use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize};
 use crate::sync::{Arc, RwLock};
 use crate::transport::event::EventCount;
@@ -179,21 +179,11 @@ impl<D: Dispatch> Builder<D> {
     }
 
     fn validate(&self) -> Result<Vec<Option<core_affinity::CoreId>>, ConfigError> {
-        if self.replicas == 0 {
-            return Err(ConfigError::ZeroReplicas);
-        }
-        if self.replicas > MAX_REPLICAS {
-            return Err(ConfigError::TooManyReplicas { requested: self.replicas, max: MAX_REPLICAS });
-        }
-        for (setting, value) in [
-            ("batch_max", self.batch_max),
-            ("window", self.window),
-            ("ring_capacity", self.ring_capacity),
-            ("submission_capacity", self.submission_capacity),
-            ("heartbeat_ticks", self.heartbeat_ticks as usize),
-            ("election_ticks", self.election_ticks as usize),
-            ("log_window", self.log_window as usize),
-        ] {
+        // The protocol's settings are checked by the protocol's own rule.
+        self.protocol_config().validate()?;
+        for (setting, value) in
+            [("ring_capacity", self.ring_capacity), ("submission_capacity", self.submission_capacity)]
+        {
             if value == 0 {
                 return Err(ConfigError::Zero { setting });
             }
@@ -205,9 +195,6 @@ impl<D: Dispatch> Builder<D> {
             if value > MAX_DURATION {
                 return Err(ConfigError::TooLong { setting, max: MAX_DURATION });
             }
-        }
-        if self.election_ticks <= self.heartbeat_ticks {
-            return Err(ConfigError::ElectionNotAboveHeartbeat);
         }
         let available = usable_cores();
         let chosen: Vec<usize> = match &self.cores {

@@ -1,0 +1,204 @@
+//! The shape of a simulated run: its faults, its clients, its protocol timing, and the
+//! configuration the seed sweep derives from each seed.
+
+use super::rng::SimRng;
+use crate::protocol;
+use crate::Dispatch;
+
+/// What can go wrong, per tick or per message, in permille.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FaultConfig {
+    /// Chance that a message is lost.
+    pub loss_permille: u64,
+    /// Chance that a message is delivered twice.
+    pub duplicate_permille: u64,
+    /// Each message is delivered 1 to `1 + delay_max_ticks` ticks after it is sent, so
+    /// messages overtake each other.
+    pub delay_max_ticks: u64,
+    /// Chance per tick that a running replica crashes (never more than a minority down).
+    pub crash_permille: u64,
+    /// Chance per tick that a crashed replica restarts.
+    pub restart_permille: u64,
+    /// Chance per tick that a running replica pauses.
+    pub pause_permille: u64,
+    /// Chance per tick that a paused replica resumes.
+    pub resume_permille: u64,
+    /// Chance per crash that the replica restarts 1 or 2 ticks later, while messages sent
+    /// to it before the crash are still on their way: a restarted acceptor then meets
+    /// ballots it promised to ignore before it crashed.
+    pub fast_restart_permille: u64,
+    /// Chance that a replica crashes right after it sent a promise, and restarts 1 or 2
+    /// ticks later: the moment at which the promise, not yet backed by any accepted value,
+    /// must survive the crash.
+    pub promise_crash_permille: u64,
+    /// Chance per tick that a replica (the leader, two times out of three) is cut off from
+    /// every peer for up to `partition_ticks_max` ticks. It keeps running, ticking and
+    /// proposing; its messages and those sent to it are lost until the partition heals.
+    pub partition_permille: u64,
+    /// The longest partition, in ticks.
+    pub partition_ticks_max: u64,
+    /// Chance that a commit notice or heartbeat ([`Message::Commit`]) is lost, on top of
+    /// `loss_permille`: followers then learn commits late and new leaders meet values whose
+    /// commit nobody reported.
+    pub commit_loss_permille: u64,
+    /// Chance per tick that two replicas start an election in the same tick, as when their
+    /// timers fire together: candidates of one round compete.
+    pub campaign_permille: u64,
+    /// Chance per tick that a burst of 4 to 16 messages delivered earlier is delivered
+    /// again (old ballots, old commit indexes, old promises).
+    pub replay_permille: u64,
+}
+
+impl FaultConfig {
+    /// No faults at all; messages still take 1 to 3 ticks.
+    pub fn none() -> Self {
+        Self {
+            loss_permille: 0,
+            duplicate_permille: 0,
+            delay_max_ticks: 2,
+            crash_permille: 0,
+            restart_permille: 0,
+            pause_permille: 0,
+            resume_permille: 0,
+            fast_restart_permille: 0,
+            promise_crash_permille: 0,
+            partition_permille: 0,
+            partition_ticks_max: 0,
+            commit_loss_permille: 0,
+            campaign_permille: 0,
+            replay_permille: 0,
+        }
+    }
+}
+
+impl Default for FaultConfig {
+    /// The uniform mix: 5 % loss, 5 % duplication, delays up to 8 ticks, and a crash,
+    /// restart, pause or resume every few dozen ticks. No targeted faults; the sweep adds
+    /// them on most seeds (see [`sweep_config`]).
+    fn default() -> Self {
+        Self {
+            loss_permille: 50,
+            duplicate_permille: 50,
+            delay_max_ticks: 8,
+            crash_permille: 8,
+            restart_permille: 20,
+            pause_permille: 8,
+            resume_permille: 30,
+            ..Self::none()
+        }
+    }
+}
+
+/// The shape of one simulated run.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SimConfig {
+    /// Replicas in the cluster.
+    pub replicas: usize,
+    /// Simulated clients, each its own session.
+    pub clients: usize,
+    /// Operations each client issues.
+    pub operations_per_client: usize,
+    /// Writes one client may have in flight at once.
+    pub pipeline: usize,
+    /// Faults during the first `fault_ticks` ticks.
+    pub faults: FaultConfig,
+    /// Ticks during which faults happen; then every replica is brought back.
+    pub fault_ticks: u64,
+    /// After the faults stop, every operation must complete and every replica converge
+    /// within this many ticks, or the run fails its liveness check.
+    pub liveness_ticks: u64,
+    /// A client submits a write again after this many ticks without a response.
+    pub retry_ticks: u64,
+    /// A client gives up on a write after this many ticks without a response, as
+    /// `Handle::submit` lets go of a dropped ticket's write past the deadline: it is not
+    /// retried any more, its outcome stays unknown (it may still take effect once), and the
+    /// session's floor passes it. Each client gives up on one write at most. `None`:
+    /// clients wait for every write.
+    pub abandon_ticks: Option<u64>,
+    /// Protocol timing, in ticks.
+    pub protocol: protocol::Config,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        let mut protocol = protocol::Config::new(3);
+        protocol.heartbeat_ticks = 5;
+        protocol.election_ticks = 30;
+        protocol.election_stagger_ticks = 10;
+        protocol.retransmit_ticks = 10;
+        protocol.window = 4;
+        protocol.batch_max = 8;
+        // A short log, so that lagging replicas fall behind it and catch up by snapshot.
+        protocol.log_window = 6;
+        // Broken invariants fail the run in every build, release sweeps included.
+        protocol.check_invariants = true;
+        Self {
+            replicas: 3,
+            clients: 3,
+            operations_per_client: 10,
+            pipeline: 2,
+            faults: FaultConfig::default(),
+            fault_ticks: 400,
+            liveness_ticks: 3_000,
+            retry_ticks: 40,
+            abandon_ticks: None,
+            protocol,
+        }
+    }
+}
+
+/// What a client asks of the object.
+#[derive(Debug, Clone)]
+pub enum ClientOp<D: Dispatch> {
+    /// A read.
+    Read(D::ReadOp),
+    /// A write.
+    Write(D::WriteOp),
+}
+
+/// The configuration the seed sweep derives from `seed`: 3 or 5 replicas, 2 to 4 clients,
+/// pipelines of 1 to 3 writes, the uniform fault mix, and on three seeds in four the
+/// targeted faults of [`FaultConfig`] on top (partitions of a running leader, lost commit
+/// notices, simultaneous campaigns, fast restarts, replayed messages), each on its own
+/// share of seeds. An eighth of the seeds run without the election stagger, and an
+/// eighth retry writes eagerly.
+pub fn sweep_config(seed: u64) -> SimConfig {
+    let mut rng = SimRng::new(seed ^ 0x5eed_5eed_5eed_5eed);
+    let mut config = SimConfig {
+        replicas: if rng.chance(1, 3) { 5 } else { 3 },
+        clients: 2 + rng.below(3) as usize,
+        pipeline: 1 + rng.below(3) as usize,
+        // A quarter of the seeds have clients that give up on slow writes.
+        abandon_ticks: rng.chance(1, 4).then(|| SimConfig::default().retry_ticks * (1 + rng.below(4))),
+        ..SimConfig::default()
+    };
+    if rng.chance(3, 4) {
+        let faults = &mut config.faults;
+        if rng.chance(1, 2) {
+            faults.partition_permille = 10 + rng.below(20);
+            faults.partition_ticks_max = 20 + rng.below(100);
+        }
+        if rng.chance(1, 2) {
+            faults.commit_loss_permille = 200 + rng.below(600);
+        }
+        if rng.chance(1, 2) {
+            faults.campaign_permille = 5 + rng.below(20);
+        }
+        if rng.chance(1, 2) {
+            faults.fast_restart_permille = 500 + rng.below(500);
+            faults.promise_crash_permille = 300 + rng.below(600);
+            faults.crash_permille *= 2;
+        }
+        if rng.chance(1, 3) {
+            faults.replay_permille = 5 + rng.below(20);
+        }
+    }
+    if rng.chance(1, 8) {
+        config.protocol.election_stagger_ticks = 0;
+    }
+    if rng.chance(1, 8) {
+        config.retry_ticks = 8 + rng.below(8);
+    }
+    config
+}

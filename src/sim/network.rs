@@ -1,0 +1,295 @@
+//! The simulated network and each replica's round: messages delivered late, lost,
+//! duplicated and reordered, and [`SimEnv`], the simulator's environment for the runtime's
+//! driver (the same driver the replica threads run).
+
+use std::fmt;
+
+use super::config::ClientOp;
+use super::linearizability::Specification;
+use super::report::Failure;
+use super::rng::SimRng;
+use super::world::{hash_of, Command, InFlight, Input, Sim};
+use crate::driver::Environment;
+use crate::protocol::{Batch, Message, Replica, ReplicaId, Slot};
+use crate::state::{Outcome, ReplicaState};
+use crate::{Dispatch, Error};
+
+impl<D, W> Sim<'_, D, W>
+where
+    D: Specification,
+    D::ReadOp: Clone + fmt::Debug,
+    D::WriteOp: Clone + fmt::Debug,
+    D::Response: Clone + PartialEq + fmt::Debug,
+    W: FnMut(&mut SimRng, usize) -> ClientOp<D>,
+{
+    pub(super) fn deliver(&mut self) -> Result<(), Failure> {
+        let mut due = Vec::new();
+        let mut index = 0;
+        while index < self.network.len() {
+            let message = &self.network[index];
+            if message.deliver_at <= self.tick && !self.nodes[message.to.index()].paused {
+                due.push(self.network.swap_remove(index));
+            } else {
+                index += 1;
+            }
+        }
+        // Random delivery order within the tick.
+        for i in (1..due.len()).rev() {
+            let j = self.rng.below(i as u64 + 1) as usize;
+            due.swap(i, j);
+        }
+        for message in due {
+            let to = message.to.index();
+            if self.cut(message.from, message.to) {
+                self.report.messages_lost += 1;
+                continue;
+            }
+            if let Message::Accept { ballot, .. } = &message.message {
+                if *ballot < self.nodes[to].promise_before_crash && self.nodes[to].core().is_some() {
+                    self.report.coverage.stale_accepts_after_restart += 1;
+                }
+            }
+            if self.nodes[to].core().is_none() {
+                self.report.messages_lost += 1;
+                continue;
+            }
+            if self.config.faults.replay_permille > 0 {
+                let entry = (message.from, message.to, message.message.clone());
+                if self.delivered.len() < 256 {
+                    self.delivered.push(entry);
+                } else {
+                    let index = self.rng.below(256) as usize;
+                    self.delivered[index] = entry;
+                }
+            }
+            if self.trace_messages {
+                println!("tick {} {:?} -> r{to}: {:?}", self.tick, message.from, message.message);
+            }
+            self.report.messages_delivered += 1;
+            self.round(to, Input::Message(message.from, message.message))?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn tick_replicas(&mut self) -> Result<(), Failure> {
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].runs() {
+                self.round(i, Input::Tick)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One round of replica `i`, started by `input`, through the runtime's driver (see
+    /// [`SimEnv`]); then, now and then, a crash right after it sent a promise.
+    pub(super) fn round(&mut self, i: usize, input: Input<D>) -> Result<(), Failure> {
+        let mut driver = self.nodes[i].driver.take().expect("one round at a time");
+        let mut env = SimEnv { sim: self, i, input: Some(input), promised: false };
+        driver.round(&mut env);
+        let promised = env.promised;
+        self.nodes[i].driver = Some(driver);
+        if let Some(failure) = self.failure.take() {
+            return Err(failure);
+        }
+        let faulty = self.tick < self.config.fault_ticks;
+        let promise_crash = if faulty { self.config.faults.promise_crash_permille } else { 0 };
+        if promised && self.down() < self.max_down() && self.rng.chance(promise_crash, 1000) {
+            self.crash_then(i, true);
+        }
+        Ok(())
+    }
+
+    /// Records the first broken check of a round.
+    pub(super) fn broke(&mut self, message: String) {
+        if self.failure.is_none() {
+            self.failure = Some(self.fail(message));
+        }
+    }
+}
+
+/// The simulator's [`Environment`] for replica `i` during one round: the simulated network
+/// (with its faults), the simulated watermark, the clients, and the checks that every
+/// applied slot must pass.
+pub(super) struct SimEnv<'s, 'a, D: Dispatch, W> {
+    pub(super) sim: &'s mut Sim<'a, D, W>,
+    pub(super) i: usize,
+    pub(super) input: Option<Input<D>>,
+    /// Whether the round sent a promise (a crash may follow it).
+    pub(super) promised: bool,
+}
+
+impl<D, W> Environment<D, Command<D>> for SimEnv<'_, '_, D, W>
+where
+    D: Specification,
+    D::ReadOp: Clone + fmt::Debug,
+    D::WriteOp: Clone + fmt::Debug,
+    D::Response: Clone + PartialEq + fmt::Debug,
+    W: FnMut(&mut SimRng, usize) -> ClientOp<D>,
+{
+    fn feed(&mut self, core: &mut Replica<Command<D>>) -> bool {
+        match self.input.take() {
+            Some(Input::Message(from, message)) => core.step(from, message),
+            Some(Input::Tick) => core.tick(),
+            Some(Input::Campaign) => {
+                core.campaign();
+                if self.sim.trace {
+                    println!("tick {} r{} campaigns in {:?}", self.sim.tick, self.i, core.ballot_promised());
+                }
+            }
+            None => return false,
+        }
+        true
+    }
+
+    fn publish_committed(&mut self, slot_committed: Slot, leading: bool) {
+        let sim = &mut *self.sim;
+        if slot_committed > sim.watermark {
+            sim.watermark = slot_committed;
+            if sim.trace {
+                let role = if leading { "leader" } else { "not leading" };
+                println!("tick {} r{} ({role}) raises the watermark to {:?}", sim.tick, self.i, sim.watermark);
+            }
+        }
+    }
+
+    /// Puts the messages on the network, losing, duplicating and delaying them as the
+    /// fault configuration says.
+    fn send(&mut self, messages: &mut Vec<(ReplicaId, Message<Command<D>>)>) -> bool {
+        let sim = &mut *self.sim;
+        let faulty = sim.tick < sim.config.fault_ticks;
+        let (loss, duplicate, delay, commit_loss) = if faulty {
+            let f = &sim.config.faults;
+            (f.loss_permille, f.duplicate_permille, f.delay_max_ticks, f.commit_loss_permille)
+        } else {
+            (0, 0, sim.config.faults.delay_max_ticks, 0)
+        };
+        let from = ReplicaId::new(self.i);
+        let any = !messages.is_empty();
+        for (to, message) in messages.drain(..) {
+            self.promised |= matches!(message, Message::Promise { .. });
+            let targeted = matches!(message, Message::Commit { .. }) && sim.rng.chance(commit_loss, 1000);
+            if targeted || sim.cut(from, to) || sim.rng.chance(loss, 1000) {
+                sim.report.messages_lost += 1;
+                continue;
+            }
+            let copies = if sim.rng.chance(duplicate, 1000) { 2 } else { 1 };
+            for _ in 0..copies {
+                let deliver_at = sim.tick + 1 + sim.rng.below(delay + 1);
+                sim.network.push(InFlight { deliver_at, from, to, message: message.clone() });
+            }
+        }
+        any
+    }
+
+    /// Checks the slot just applied: validity (only submitted writes are committed),
+    /// agreement (every replica applies the same batch in a slot), exactly-once (no write
+    /// takes effect in two slots) and state (the same writes took effect, and the object
+    /// is the same, on every replica that applied the slot).
+    fn applied_slot(
+        &mut self,
+        slot: Slot,
+        batch: &Batch<Command<D>>,
+        outcomes: &[Outcome<D::Response>],
+        state: &ReplicaState<D>,
+    ) {
+        let (sim, i) = (&mut *self.sim, self.i);
+        let commands = batch.commands();
+        for command in commands {
+            let valid = sim
+                .writes
+                .get(command.write)
+                .is_some_and(|(client, sequence, _)| *client == command.client && *sequence == command.sequence);
+            if !valid {
+                sim.broke(format!("validity: replica {i} applies {command:?} in {slot:?}, never submitted"));
+                return;
+            }
+        }
+        let effects: Vec<(u32, u64)> =
+            outcomes.iter().map(|outcome| (commands[outcome.index].client, commands[outcome.index].sequence)).collect();
+        let hash = hash_of(&state.object);
+        match sim.canonical.get(&slot) {
+            Some((expected, expected_effects, expected_hash)) => {
+                if expected.as_slice() != commands {
+                    let message = format!(
+                        "agreement: replica {i} applies {commands:?} in {slot:?}, another applied {expected:?}"
+                    );
+                    sim.broke(message);
+                } else if expected_effects != &effects || *expected_hash != hash {
+                    let message = format!(
+                        "state: replica {i} diverged in {slot:?}: writes {effects:?} took effect, another saw {expected_effects:?}"
+                    );
+                    sim.broke(message);
+                }
+            }
+            None => {
+                for effect in &effects {
+                    if !sim.took_effect.insert(*effect) {
+                        let message = format!(
+                            "exactly-once: client {} write {} takes effect a second time, in {slot:?}",
+                            effect.0, effect.1
+                        );
+                        sim.broke(message);
+                    }
+                }
+                sim.canonical.insert(slot, (commands.to_vec(), effects, hash));
+                sim.report.slots_committed += 1;
+            }
+        }
+    }
+
+    /// Readers look at the state itself between rounds; nothing to publish.
+    fn publish_applied(&mut self, _slot: Slot) {}
+
+    /// The first replica to apply a write completes its client, which may then issue its
+    /// next operation at once, in the middle of this round, as a woken caller would: a read
+    /// that begins now must see the write.
+    fn complete(&mut self, command: &Command<D>, result: Result<D::Response, Error>) {
+        let sim = &mut *self.sim;
+        let client = command.client as usize;
+        let Some(pending) = sim.clients[client].outstanding.remove(&command.sequence) else { return };
+        let response = match result {
+            Ok(response) => response,
+            Err(error) => {
+                sim.broke(format!("the object failed client {client}'s write {}: {error}", command.sequence));
+                return;
+            }
+        };
+        let state = &mut sim.clients[client];
+        if state.session.forget(command.sequence).is_some_and(|write| write.retried)
+            && state.session.floor() > command.sequence
+        {
+            sim.report.coverage.floors_past_retried_writes += 1;
+        }
+        if sim.trace {
+            println!(
+                "tick {} clock {} r{}: client {client} write {} returns {response:?}",
+                sim.tick, sim.clock, self.i, command.sequence
+            );
+        }
+        sim.history[pending.operation].returned = Some((sim.clock, response));
+        sim.clock += 1;
+        sim.report.operations_completed += 1;
+        sim.client_acts(client);
+    }
+
+    fn donors(&self) -> Vec<(usize, Slot)> {
+        let nodes = &self.sim.nodes;
+        (0..nodes.len())
+            .filter(|&j| j != self.i && nodes[j].runs())
+            .map(|j| (j, nodes[j].state().slot_applied))
+            .collect()
+    }
+
+    fn copy_state(&self, peer: usize) -> ReplicaState<D> {
+        self.sim.nodes[peer].state().snapshot()
+    }
+
+    fn installed_snapshot(&mut self, peer: usize, slot: Slot) {
+        let sim = &mut *self.sim;
+        sim.report.snapshots += 1;
+        sim.count_snapshot_during_retries();
+        if sim.trace {
+            println!("tick {} r{} installs r{peer}'s snapshot at {slot:?}", sim.tick, self.i);
+        }
+    }
+}

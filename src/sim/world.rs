@@ -1,0 +1,272 @@
+//! The simulated world: the replicas (the runtime's driver over a protocol core and the
+//! runtime's state type), the network, the clients, the history, and the run loop. Faults,
+//! clients, the network and the checks add their methods to [`Sim`] from files of their own.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::hash::Hash;
+
+use super::clients::Client;
+use super::config::{ClientOp, SimConfig};
+use super::linearizability::{Operation, Specification};
+use super::report::{Failure, Report};
+use super::rng::SimRng;
+use crate::driver::Driver;
+use crate::protocol::{Ballot, Message, Replica, ReplicaId, Slot};
+use crate::session::{ClientId, Outstanding};
+use crate::state::{ReplicaState, Write};
+use crate::Dispatch;
+
+/// A command as the simulated protocol orders it: who, which write, the client's floor,
+/// and the operation.
+pub(super) struct Command<D: Dispatch> {
+    pub(super) client: u32,
+    pub(super) sequence: u64,
+    pub(super) floor: u64,
+    /// Index into the run's table of submitted writes.
+    pub(super) write: usize,
+    pub(super) op: D::WriteOp,
+}
+
+impl<D: Dispatch> Clone for Command<D>
+where
+    D::WriteOp: Clone,
+{
+    fn clone(&self) -> Self {
+        Self { client: self.client, sequence: self.sequence, floor: self.floor, write: self.write, op: self.op.clone() }
+    }
+}
+
+impl<D: Dispatch> PartialEq for Command<D> {
+    /// Commands are the same write when their numbers are: the operation is the one the
+    /// write table holds for `write` (the validity check makes sure of it).
+    fn eq(&self, other: &Self) -> bool {
+        (self.client, self.sequence, self.floor, self.write) == (other.client, other.sequence, other.floor, other.write)
+    }
+}
+
+impl<D: Dispatch> fmt::Debug for Command<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "c{}#{} (floor {}, write {})", self.client, self.sequence, self.floor, self.write)
+    }
+}
+
+impl<D: Dispatch> Write<D> for Command<D> {
+    fn session(&self) -> (ClientId, u64, u64) {
+        (ClientId::from(self.client), self.sequence, self.floor)
+    }
+
+    fn op(&self) -> &D::WriteOp {
+        &self.op
+    }
+}
+
+/// A simulated replica: the runtime's driver over a protocol core and the runtime's state
+/// type, owned here instead of behind a lock.
+pub(super) type SimDriver<D> = Driver<D, Command<D>, ReplicaState<D>>;
+
+pub(super) struct Node<D: Dispatch> {
+    /// The replica: its core, and its state (object, exactly-once table, applied slot).
+    /// A crashed replica keeps it for what survives a crash (see [`Driver::restart`]).
+    /// `None` only while the replica runs a round (see `Sim::round`).
+    pub(super) driver: Option<SimDriver<D>>,
+    pub(super) crashed: bool,
+    pub(super) paused: bool,
+    /// A fast restart scheduled for this tick (see [`FaultConfig::fast_restart_permille`]).
+    pub(super) restart_at: Option<u64>,
+    /// The promise this replica had made when it last crashed, once it restarted.
+    pub(super) promise_before_crash: Ballot,
+}
+
+impl<D: Dispatch> Node<D> {
+    pub(super) fn driver(&self) -> &SimDriver<D> {
+        self.driver.as_ref().expect("a replica's state is not read during its own round")
+    }
+
+    /// The replica's protocol core, if it runs (paused or not) and is not in a round.
+    pub(super) fn core(&self) -> Option<&Replica<Command<D>>> {
+        self.driver.as_ref().filter(|_| !self.crashed).map(Driver::core)
+    }
+
+    pub(super) fn core_mut(&mut self) -> Option<&mut Replica<Command<D>>> {
+        self.driver.as_mut().filter(|_| !self.crashed).map(Driver::core_mut)
+    }
+
+    /// Whether it runs and is not paused (nor in a round).
+    pub(super) fn runs(&self) -> bool {
+        self.core().is_some() && !self.paused
+    }
+
+    pub(super) fn state(&self) -> &ReplicaState<D> {
+        self.driver().state()
+    }
+}
+
+/// A slot as the first replica to apply it saw it: its batch, the writes that took effect
+/// (client, sequence), and a hash of the object afterwards.
+pub(super) type Canonical<D> = (Vec<Command<D>>, Vec<(u32, u64)>, u64);
+
+pub(super) struct InFlight<D: Dispatch> {
+    pub(super) deliver_at: u64,
+    pub(super) from: ReplicaId,
+    pub(super) to: ReplicaId,
+    pub(super) message: Message<Command<D>>,
+}
+
+/// What a replica's round starts from.
+pub(super) enum Input<D: Dispatch> {
+    Message(ReplicaId, Message<Command<D>>),
+    Tick,
+    Campaign,
+}
+
+pub(super) struct Sim<'a, D: Dispatch, W> {
+    pub(super) seed: u64,
+    pub(super) rng: SimRng,
+    pub(super) config: &'a SimConfig,
+    pub(super) initial: D,
+    pub(super) workload: W,
+    pub(super) tick: u64,
+    pub(super) clock: u64,
+    pub(super) nodes: Vec<Node<D>>,
+    pub(super) network: Vec<InFlight<D>>,
+    pub(super) clients: Vec<Client<D>>,
+    pub(super) writes: Vec<(u32, u64, D::WriteOp)>,
+    pub(super) history: Vec<Operation<D>>,
+    /// The highest commit index any replica reached: what the runtime's read watermark holds.
+    pub(super) watermark: Slot,
+    /// Per slot, the batch, the writes it took effect for, and the object's hash after it,
+    /// as the first replica to apply it saw them.
+    pub(super) canonical: BTreeMap<Slot, Canonical<D>>,
+    pub(super) took_effect: HashSet<(u32, u64)>,
+    pub(super) report: Report,
+    /// `CORUM_SIM_TRACE` set: print every client-visible event and watermark move.
+    pub(super) trace: bool,
+    /// `CORUM_SIM_TRACE=messages`: print every message delivered, too.
+    pub(super) trace_messages: bool,
+    /// The replica cut off from its peers, and the tick the partition heals.
+    pub(super) partition: Option<(usize, u64)>,
+    /// Recently delivered messages, for replay bursts.
+    pub(super) delivered: Vec<(ReplicaId, ReplicaId, Message<Command<D>>)>,
+    /// The first check a replica's round broke (see `Sim::round`).
+    pub(super) failure: Option<Failure>,
+}
+
+impl<'a, D, W> Sim<'a, D, W>
+where
+    D: Specification,
+    D::ReadOp: Clone + fmt::Debug,
+    D::WriteOp: Clone + fmt::Debug,
+    D::Response: Clone + PartialEq + fmt::Debug,
+    W: FnMut(&mut SimRng, usize) -> ClientOp<D>,
+{
+    pub(super) fn new(seed: u64, config: &'a SimConfig, initial: D, workload: W) -> Self {
+        let mut protocol = config.protocol.clone();
+        protocol.replicas = config.replicas;
+        let nodes = (0..config.replicas)
+            .map(|i| Node {
+                driver: Some(Driver::new(
+                    Replica::new(ReplicaId::new(i), protocol.clone()),
+                    ReplicaState::new(initial.clone()),
+                )),
+                crashed: false,
+                paused: false,
+                restart_at: None,
+                promise_before_crash: Ballot::ZERO,
+            })
+            .collect();
+        let clients = (0..config.clients)
+            .map(|_| Client {
+                session: Outstanding::default(),
+                outstanding: BTreeMap::new(),
+                read: None,
+                issued: 0,
+                gave_up: false,
+            })
+            .collect();
+        Self {
+            seed,
+            rng: SimRng::new(seed),
+            config,
+            initial,
+            workload,
+            tick: 0,
+            clock: 0,
+            nodes,
+            network: Vec::new(),
+            clients,
+            writes: Vec::new(),
+            history: Vec::new(),
+            watermark: Slot::ZERO,
+            canonical: BTreeMap::new(),
+            took_effect: HashSet::new(),
+            report: Report { seed, ..Report::default() },
+            trace: std::env::var_os("CORUM_SIM_TRACE").is_some(),
+            trace_messages: std::env::var("CORUM_SIM_TRACE").is_ok_and(|value| value == "messages"),
+            partition: None,
+            delivered: Vec::new(),
+            failure: None,
+        }
+    }
+
+    pub(super) fn fail(&self, message: String) -> Failure {
+        Failure { seed: self.seed, tick: self.tick, message }
+    }
+
+    pub(super) fn run(&mut self) -> Result<(), Failure> {
+        let deadline = self.config.fault_ticks + self.config.liveness_ticks;
+        while self.tick < deadline {
+            if self.tick < self.config.fault_ticks {
+                self.inject_faults()?;
+            } else if self.tick == self.config.fault_ticks {
+                self.heal();
+            }
+            self.clients_act();
+            self.deliver()?;
+            self.tick_replicas()?;
+            self.serve_reads();
+            if self.tick > self.config.fault_ticks && self.finished() {
+                return self.check_convergence();
+            }
+            self.tick += 1;
+        }
+        let waiting: usize = self.clients.iter().map(|c| c.outstanding.len() + usize::from(c.read.is_some())).sum();
+        Err(self.fail(format!(
+            "liveness: {} ticks after the faults stopped, {waiting} operations still wait; replicas: {}",
+            self.config.liveness_ticks,
+            self.describe_replicas()
+        )))
+    }
+
+    pub(super) fn describe_replicas(&self) -> String {
+        let lines: Vec<String> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, node)| match node.core() {
+                None => format!("r{i} crashed"),
+                Some(core) => format!(
+                    "r{i} {:?} {:?} leader {:?} committed {:?} delivered {:?} truncated {:?} log {} snapshot {:?} waiting {}{}",
+                    core.role(),
+                    core.ballot_promised(),
+                    core.leader(),
+                    core.slot_committed(),
+                    core.slot_delivered(),
+                    core.slot_truncated(),
+                    core.log_len(),
+                    core.snapshot_wanted(),
+                    core.commands_waiting() + core.proposals_in_flight(),
+                    if node.paused { " paused" } else { "" }
+                ),
+            })
+            .collect();
+        format!("\n  {}", lines.join("\n  "))
+    }
+}
+
+pub(super) fn hash_of<T: Hash>(value: &T) -> u64 {
+    use std::hash::Hasher;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    value.hash(&mut hasher);
+    hasher.finish()
+}
