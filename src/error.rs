@@ -1,9 +1,34 @@
 //! The errors corum returns: one enum for calls on a running cluster, one for configuration.
 
 use std::fmt;
+use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What went wrong with a call on a cluster or its handles.
+///
+/// ```
+/// # use corum::{Builder, Dispatch, Error};
+/// # #[derive(Clone, Default)]
+/// # struct Counter(u64);
+/// # impl Dispatch for Counter {
+/// #     type ReadOp = ();
+/// #     type WriteOp = u64;
+/// #     type Response = u64;
+/// #     fn dispatch(&self, _: &()) -> u64 { self.0 }
+/// #     fn dispatch_mut(&mut self, add: &u64) -> u64 { self.0 += add; self.0 }
+/// # }
+/// // A bad configuration starts nothing and says which setting is wrong.
+/// let refused = Builder::new(Counter::default()).replicas(0).build();
+/// assert!(matches!(refused, Err(Error::Config(_))));
+///
+/// // A call after shutdown does nothing and says so.
+/// let cluster = Builder::new(Counter::default()).replicas(3).pin(false).build()?;
+/// let handle = cluster.handle();
+/// cluster.shutdown()?;
+/// assert_eq!(handle.execute_mut(1), Err(Error::Shutdown));
+/// # Ok::<(), Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Error {
@@ -36,13 +61,57 @@ pub enum Error {
         /// Why the call was refused.
         reason: &'static str,
     },
-    /// The operating system refused to start a replica thread; nothing was started.
+    /// The operating system refused to start a replica thread; nothing was started. Its
+    /// error is this error's [`source`](std::error::Error::source).
     Spawn {
         /// The replica whose thread could not start.
         replica: usize,
-        /// The operating system's reason.
-        reason: String,
+        /// The operating system's error.
+        error: OsError,
     },
+}
+
+/// An error of the operating system's, shared so that [`Error`] stays `Clone`; two are
+/// equal when their kind and message are.
+///
+/// ```
+/// use std::error::Error as _;
+///
+/// let refused = corum::Error::Spawn {
+///     replica: 2,
+///     error: std::io::Error::new(std::io::ErrorKind::OutOfMemory, "no stack").into(),
+/// };
+/// let source = refused.source().expect("the operating system's error");
+/// assert_eq!(source.to_string(), "no stack");
+/// ```
+#[derive(Debug, Clone)]
+pub struct OsError(Arc<io::Error>);
+
+impl OsError {
+    /// The operating system's error.
+    pub fn io_error(&self) -> &io::Error {
+        &self.0
+    }
+}
+
+impl From<io::Error> for OsError {
+    fn from(error: io::Error) -> Self {
+        Self(Arc::new(error))
+    }
+}
+
+impl PartialEq for OsError {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.kind() == other.0.kind() && self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl Eq for OsError {}
+
+impl fmt::Display for OsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
 }
 
 /// Why a [`Builder`](crate::Builder) configuration was rejected.
@@ -96,7 +165,7 @@ impl fmt::Display for Error {
                 write!(f, "no replica {replica}: the cluster has {replicas}")
             }
             Error::FaultRefused { replica, reason } => write!(f, "fault on replica {replica} refused: {reason}"),
-            Error::Spawn { replica, reason } => write!(f, "could not start replica {replica}'s thread: {reason}"),
+            Error::Spawn { replica, error } => write!(f, "could not start replica {replica}'s thread: {error}"),
         }
     }
 }
@@ -121,7 +190,15 @@ impl fmt::Display for ConfigError {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Config(error) => Some(error),
+            Error::Spawn { error, .. } => Some(error.io_error()),
+            _ => None,
+        }
+    }
+}
 impl std::error::Error for ConfigError {}
 
 impl From<ConfigError> for Error {

@@ -125,10 +125,24 @@ pub mod __bench {
 }
 
 pub use dispatch::Dispatch;
-pub use error::{ConfigError, Error};
+pub use error::{ConfigError, Error, OsError};
 pub use protocol::RoleKind;
 pub use runtime::{
     available_cores, Builder, Cluster, Faults, Handle, IdleStrategy, ReplicaStats, ReplicaStatus, Ticket,
+};
+
+// Compile-time checks that the cluster and its handles are `Send + Sync` for every object,
+// as their docs promise: a change that broke it would fail to build here, not in a user's
+// crate.
+const _: () = {
+    fn send_sync<T: Send + Sync>() {}
+    #[allow(dead_code)]
+    fn handles_are_send_and_sync<D: Dispatch>() {
+        send_sync::<Cluster<D>>();
+        send_sync::<Handle<D>>();
+        send_sync::<Ticket<D>>();
+        send_sync::<Error>();
+    }
 };
 
 /// Compiles and runs the README's code sample as a doctest.

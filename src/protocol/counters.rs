@@ -1,7 +1,8 @@
-//! What a replica did and what it ignored: counters that only grow.
+//! What a replica did: counters that only grow.
 
-/// Counters of what a replica did and what it ignored; they only ever grow.
+/// Counters of what a replica did; they only ever grow.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct Counters {
     /// Elections this replica started.
     pub elections_started: u64,
@@ -9,13 +10,9 @@ pub struct Counters {
     pub leader_changes: u64,
     /// Batches this replica proposed as leader (re-proposals after phase 1 included).
     pub batches_proposed: u64,
-    /// Messages dropped as stale or duplicate (expected protocol noise).
-    pub messages_ignored: u64,
     /// Client commands dropped because no leader was known and the buffer was full, or a
     /// forward arrived at a replica that does not lead; clients retry them.
     pub commands_dropped: u64,
-    /// Learn requests that asked for entries already freed.
-    pub learn_unavailable: u64,
     /// Slots a new leader re-proposed after its promises reported different values for
     /// them: phase 1 had to choose between values (the highest ballot's wins).
     pub recoveries_contested: u64,

@@ -297,7 +297,7 @@ impl<D: Dispatch> Builder<D> {
                 Ok(handle) => threads.push(Some(handle)),
                 Err((_, error)) => {
                     drop(Cluster::from_parts(shared, threads, pinning));
-                    return Err(Error::Spawn { replica: index, reason: error.to_string() });
+                    return Err(Error::Spawn { replica: index, error: error.into() });
                 }
             }
         }

@@ -5,7 +5,7 @@ use std::fmt;
 use super::handle::Handle;
 use super::idle::now;
 use super::replica::ReplicaThread;
-use super::{ReplicaState, Shared, CRASHED, PAUSED, RUNNING};
+use super::{role_of, status_of, ReplicaState, Shared, CRASHED, PAUSED, RUNNING};
 use crate::protocol::{Ballot, RoleKind, Slot};
 use crate::sync::atomic::Ordering;
 use crate::sync::thread::JoinHandle;
@@ -17,6 +17,26 @@ use crate::{Dispatch, Error};
 /// Hand out [`Handle`]s with [`Cluster::handle`]; end with [`Cluster::shutdown`], which
 /// returns every live replica's copy. Dropping a cluster without `shutdown` stops its
 /// threads too, and calls on its handles then fail with [`Error::Shutdown`].
+///
+/// ```
+/// # use corum::{Builder, Dispatch};
+/// # #[derive(Clone, Default)]
+/// # struct Counter(u64);
+/// # impl Dispatch for Counter {
+/// #     type ReadOp = ();
+/// #     type WriteOp = u64;
+/// #     type Response = u64;
+/// #     fn dispatch(&self, _: &()) -> u64 { self.0 }
+/// #     fn dispatch_mut(&mut self, add: &u64) -> u64 { self.0 += add; self.0 }
+/// # }
+/// let cluster = Builder::new(Counter::default()).replicas(3).pin(false).build()?;
+/// cluster.handle().execute_mut(5)?;
+/// let leaders = cluster.stats().iter().filter(|stats| stats.role == corum::RoleKind::Leader).count();
+/// assert!(leaders <= 1);
+/// let copies = cluster.shutdown()?; // every live replica's copy
+/// assert!(copies.iter().all(|copy| copy.0 == 5));
+/// # Ok::<(), corum::Error>(())
+/// ```
 pub struct Cluster<D: Dispatch> {
     shared: Arc<Shared<D>>,
     /// Each running replica's thread.
@@ -128,12 +148,8 @@ impl<D: Dispatch> Cluster<D> {
                 ReplicaStats {
                     replica,
                     status: status_of(shared.status()),
-                    role: match stats.role.load(Ordering::Relaxed) {
-                        2 => RoleKind::Leader,
-                        1 => RoleKind::Candidate,
-                        _ => RoleKind::Follower,
-                    },
-                    ballot: ballot_from(load(&stats.ballot)),
+                    role: role_of(stats.role.load(Ordering::Relaxed)),
+                    ballot: Ballot::from_u64(load(&stats.ballot)),
                     slot_committed: Slot::new(load(&stats.slot_committed)),
                     slot_applied: shared.slot_applied(),
                     batches_proposed: load(&stats.batches_proposed),
@@ -331,7 +347,7 @@ impl<D: Dispatch> Faults<'_, D> {
                 // try again.
                 target.status.store(CRASHED, Ordering::Release);
                 self.cluster.crashed.lock()[replica] = Some(*state);
-                Err(Error::Spawn { replica, reason: error.to_string() })
+                Err(Error::Spawn { replica, error: error.into() })
             }
         }
     }
@@ -387,19 +403,6 @@ impl<D: Dispatch> Faults<'_, D> {
         target.wake.notify();
         Ok(())
     }
-}
-
-fn status_of(status: u8) -> ReplicaStatus {
-    match status {
-        RUNNING => ReplicaStatus::Running,
-        PAUSED => ReplicaStatus::Paused,
-        CRASHED => ReplicaStatus::Crashed,
-        _ => ReplicaStatus::Stopped,
-    }
-}
-
-fn ballot_from(raw: u64) -> Ballot {
-    Ballot::from_u64(raw)
 }
 
 #[cfg(all(test, not(corum_loom)))]

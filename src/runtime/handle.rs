@@ -37,6 +37,29 @@ type SessionState<D> = Outstanding<(Command<D>, Instant)>;
 /// exactly once, also when they are retried across a leader change. Reads
 /// ([`Handle::execute`]) are linearizable and served from a replica's own copy, so they
 /// scale with replicas. Cloning a handle opens a new session; give each thread its own.
+///
+/// ```
+/// # use corum::{Builder, Dispatch};
+/// # #[derive(Clone, Default)]
+/// # struct Counter(u64);
+/// # impl Dispatch for Counter {
+/// #     type ReadOp = ();
+/// #     type WriteOp = u64;
+/// #     type Response = u64;
+/// #     fn dispatch(&self, _: &()) -> u64 { self.0 }
+/// #     fn dispatch_mut(&mut self, add: &u64) -> u64 { self.0 += add; self.0 }
+/// # }
+/// let cluster = Builder::new(Counter::default()).replicas(3).pin(false).build()?;
+/// std::thread::scope(|scope| {
+///     for _ in 0..4 {
+///         let handle = cluster.handle(); // one session per thread
+///         scope.spawn(move || handle.execute_mut(1));
+///     }
+/// });
+/// assert_eq!(cluster.handle().execute(())?, 4); // sees every write that completed
+/// # cluster.shutdown()?;
+/// # Ok::<(), corum::Error>(())
+/// ```
 pub struct Handle<D: Dispatch> {
     session: Arc<Session<D>>,
 }
@@ -50,6 +73,28 @@ pub struct Handle<D: Dispatch> {
 /// and once the deadline has passed without it being applied, its outcome stays unknown
 /// (as with [`Error::NoQuorum`]) and it no longer holds back the session's exactly-once
 /// record.
+///
+/// ```
+/// # use corum::{Builder, Dispatch};
+/// # #[derive(Clone, Default)]
+/// # struct Counter(u64);
+/// # impl Dispatch for Counter {
+/// #     type ReadOp = ();
+/// #     type WriteOp = u64;
+/// #     type Response = u64;
+/// #     fn dispatch(&self, _: &()) -> u64 { self.0 }
+/// #     fn dispatch_mut(&mut self, add: &u64) -> u64 { self.0 += add; self.0 }
+/// # }
+/// let cluster = Builder::new(Counter::default()).replicas(3).pin(false).build()?;
+/// let handle = cluster.handle();
+/// // Three writes in flight at once, then their responses.
+/// let tickets: Vec<_> = (0..3).map(|_| handle.submit(10)).collect::<Result<_, _>>()?;
+/// let mut responses: Vec<u64> = tickets.into_iter().map(|ticket| ticket.wait()).collect::<Result<_, _>>()?;
+/// responses.sort();
+/// assert_eq!(responses, [10, 20, 30]);
+/// # cluster.shutdown()?;
+/// # Ok::<(), corum::Error>(())
+/// ```
 #[must_use = "a write's outcome is only known by waiting for its ticket"]
 pub struct Ticket<D: Dispatch> {
     session: Arc<Session<D>>,

@@ -9,12 +9,12 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 use super::idle::{now, Idler};
-use super::{Command, ReplicaShared, Shared, CRASHED, PAUSED, RUNNING, STOPPED};
+use super::{role_code, Command, ReplicaShared, Shared, CRASHED, PAUSED, RUNNING, STOPPED};
 use crate::driver::{Driver, Environment, StateCell};
-use crate::protocol::{self, Message, Replica, ReplicaId, RoleKind, Slot};
+use crate::protocol::{self, Message, Replica, ReplicaId, Slot};
 use crate::state::ReplicaState;
 use crate::sync::atomic::Ordering;
-use crate::sync::thread::{self, JoinHandle};
+use crate::sync::thread::JoinHandle;
 use crate::sync::Arc;
 use crate::transport::ring::{Consumer, Producer};
 use crate::{Dispatch, Error};
@@ -142,15 +142,7 @@ impl<D: Dispatch> ReplicaThread<D> {
         // (A std mutex, not the `sync` shim: there is no protocol here for loom to check.)
         let handoff = std::sync::Arc::new(std::sync::Mutex::new(Some(self)));
         let inside = std::sync::Arc::clone(&handoff);
-        let builder = thread::Builder::new().name(format!("corum-replica-{index}"));
-        #[cfg(all(test, not(corum_loom)))]
-        let builder = if tests::FAIL_NEXT_SPAWN.with(|fail| fail.replace(false)) {
-            // A stack no machine can map: the operating system refuses the thread.
-            builder.stack_size(usize::MAX / 4)
-        } else {
-            builder
-        };
-        let spawned = builder.spawn(move || {
+        let spawned = thread_builder(index).spawn(move || {
             // A panic that escapes (a broken invariant, a panic in the object's `clone`)
             // ends the thread: mark the replica crashed so nobody waits for it.
             let _crash_on_panic = CrashOnPanic { shared, index };
@@ -322,13 +314,8 @@ impl<D: Dispatch> ReplicaThread<D> {
         let stats = &self.me().stats;
         let core = self.core();
         let counters = core.counters();
-        let role = match core.role() {
-            RoleKind::Follower => 0,
-            RoleKind::Candidate => 1,
-            RoleKind::Leader => 2,
-        };
         // Relaxed: stats are a best-effort snapshot, read by `Cluster::stats` only.
-        stats.role.store(role, Ordering::Relaxed);
+        stats.role.store(role_code(core.role()), Ordering::Relaxed);
         stats.ballot.store(core.ballot_promised().as_u64(), Ordering::Relaxed);
         stats.slot_committed.store(core.slot_committed().get(), Ordering::Relaxed);
         // Counters of the cores this replica ran before a restart count too.
@@ -486,11 +473,34 @@ impl<D: Dispatch> Environment<D, Command<D>> for Io<D> {
     }
 }
 
+/// The thread replica `index` runs on.
+#[cfg(not(all(test, not(corum_loom))))]
+fn thread_builder(index: usize) -> crate::sync::thread::Builder {
+    crate::sync::thread::Builder::new().name(format!("corum-replica-{index}"))
+}
+
+#[cfg(all(test, not(corum_loom)))]
+use tests::thread_builder;
+
 #[cfg(all(test, not(corum_loom)))]
 pub(crate) mod tests {
+    use crate::sync::thread;
+
     thread_local! {
         /// Makes the next replica thread this thread spawns fail, to test what a refused
         /// thread loses. Per thread, so that tests running in parallel do not see it.
         pub(crate) static FAIL_NEXT_SPAWN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    /// The thread replica `index` runs on, in unit tests: one the operating system refuses
+    /// when `FAIL_NEXT_SPAWN` is set.
+    pub(super) fn thread_builder(index: usize) -> thread::Builder {
+        let builder = thread::Builder::new().name(format!("corum-replica-{index}"));
+        if FAIL_NEXT_SPAWN.with(|fail| fail.replace(false)) {
+            // A stack no machine can map: the operating system refuses the thread.
+            builder.stack_size(usize::MAX / 4)
+        } else {
+            builder
+        }
     }
 }

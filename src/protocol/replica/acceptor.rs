@@ -80,7 +80,6 @@ impl<C: Clone> Replica<C> {
 
     pub(super) fn on_nack(&mut self, ballot_promised: Ballot) {
         if ballot_promised <= self.ballot_promised {
-            self.counters.messages_ignored += 1;
             return;
         }
         self.ballot_promised = ballot_promised;

@@ -31,15 +31,12 @@ impl<C: Clone> Replica<C> {
     ) {
         if ballot > self.ballot_promised {
             // A promise for a ballot we never sent: noise from a past life. Ignore it.
-            self.counters.messages_ignored += 1;
             return;
         }
         let Role::Candidate(candidate) = &mut self.role else {
-            self.counters.messages_ignored += 1;
             return;
         };
         if candidate.ballot != ballot || candidate.promises & from.bit() != 0 {
-            self.counters.messages_ignored += 1;
             return;
         }
         candidate.promises |= from.bit();

@@ -29,18 +29,15 @@ impl<C: Clone> Replica<C> {
     pub(super) fn on_accepted(&mut self, from: ReplicaId, ballot: Ballot, slot: Slot, slot_delivered: Slot) {
         let quorum = self.config.quorum();
         let Role::Leader(leader) = &mut self.role else {
-            self.counters.messages_ignored += 1;
             return;
         };
         if ballot != leader.ballot {
-            self.counters.messages_ignored += 1;
             return;
         }
         let delivered = &mut leader.peer_delivered[from.index()];
         *delivered = (*delivered).max(slot_delivered);
         let Some(proposal) = leader.proposals.get_mut(&slot) else {
             // Already committed: a duplicate or a late acceptor.
-            self.counters.messages_ignored += 1;
             return;
         };
         proposal.acks |= from.bit();
@@ -56,7 +53,7 @@ impl<C: Clone> Replica<C> {
                 let delivered = &mut leader.peer_delivered[from.index()];
                 *delivered = (*delivered).max(slot_delivered);
             }
-            _ => self.counters.messages_ignored += 1,
+            _ => {}
         }
     }
 

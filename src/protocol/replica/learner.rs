@@ -10,12 +10,10 @@ impl<C: Clone> Replica<C> {
     pub(super) fn on_learn_request(&mut self, from: ReplicaId, slot_first: Slot) {
         if slot_first >= self.slot_committed {
             // We know no more than the requester.
-            self.counters.messages_ignored += 1;
             return;
         }
         if slot_first < self.slot_truncated {
             // What it asks for is freed here: it must catch up from a snapshot.
-            self.counters.learn_unavailable += 1;
             self.send(from, Message::Truncated { slot_truncated: self.slot_truncated });
             return;
         }
@@ -26,7 +24,6 @@ impl<C: Clone> Replica<C> {
             .map(|(&slot, entry)| LearnEntry { slot, ballot: entry.ballot, batch: entry.batch.clone() })
             .collect();
         if entries.is_empty() {
-            self.counters.messages_ignored += 1;
             return;
         }
         self.send(from, Message::Learn { slot_committed: self.slot_committed, entries });
@@ -65,7 +62,6 @@ impl<C: Clone> Replica<C> {
 
     pub(super) fn on_truncated(&mut self, slot_truncated: Slot) {
         if slot_truncated <= self.slot_delivered {
-            self.counters.messages_ignored += 1;
             return;
         }
         self.snapshot_wanted = self.snapshot_wanted.max(slot_truncated);

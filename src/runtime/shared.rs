@@ -1,0 +1,194 @@
+//! What a cluster's threads and handles share: the requests clients submit, each
+//! replica's shared cell (its copy, its applied slot, its submission queue, its status and
+//! stats), the cluster-wide watermark and leader hint, and the encodings of a replica's
+//! status and role in atomics (converted here only).
+
+use std::time::Duration;
+
+use crossbeam_utils::CachePadded;
+
+use super::cluster::ReplicaStatus;
+use super::completion::Completion;
+use super::idle::IdleStrategy;
+use crate::protocol::{RoleKind, Slot};
+use crate::session::ClientId;
+use crate::state::ReplicaState;
+use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use crate::sync::{Arc, RwLock};
+use crate::transport::event::EventCount;
+use crate::transport::queue::Queue;
+use crate::Dispatch;
+
+/// One client write in flight: who sent it, its number, the client's floor (every write of
+/// this client numbered below it has completed), the operation, and where to put the
+/// response. Shared by the client and every replica through an `Arc`.
+pub(crate) struct Request<D: Dispatch> {
+    pub(crate) client: ClientId,
+    pub(crate) sequence: u64,
+    pub(crate) floor: u64,
+    pub(crate) op: D::WriteOp,
+    pub(crate) completion: Completion<D::Response>,
+}
+
+/// What the protocol orders: a shared pointer to a request.
+pub(crate) type Command<D> = Arc<Request<D>>;
+
+impl<D: Dispatch> crate::state::Write<D> for Command<D> {
+    fn session(&self) -> (ClientId, u64, u64) {
+        (self.client, self.sequence, self.floor)
+    }
+
+    fn op(&self) -> &D::WriteOp {
+        &self.op
+    }
+}
+
+/// A replica thread's lifecycle, stored in [`ReplicaShared::status`].
+pub(crate) const RUNNING: u8 = 0;
+pub(crate) const PAUSED: u8 = 1;
+pub(crate) const CRASHED: u8 = 2;
+pub(crate) const STOPPED: u8 = 3;
+
+/// Settings the runtime reads at run time (the protocol's live in its own `Config`).
+#[derive(Debug, Clone)]
+pub(crate) struct Options {
+    pub(crate) tick: Duration,
+    pub(crate) deadline: Duration,
+    pub(crate) retry_after: Duration,
+    pub(crate) read_failover: Duration,
+    pub(crate) idle: IdleStrategy,
+    /// Whether waiting threads spin before they yield: only when the process has a core
+    /// for every replica and at least one more (see [`IdleStrategy::Park`]).
+    pub(crate) spin: bool,
+    pub(crate) pending_max: usize,
+}
+
+/// Counters a replica thread publishes for [`Cluster::stats`]; written by that thread only.
+#[derive(Debug, Default)]
+pub(crate) struct StatsCell {
+    pub(crate) role: AtomicU8,
+    pub(crate) ballot: AtomicU64,
+    pub(crate) slot_committed: AtomicU64,
+    pub(crate) batches_proposed: AtomicU64,
+    pub(crate) leader_changes: AtomicU64,
+    pub(crate) elections_started: AtomicU64,
+    pub(crate) messages_dropped: AtomicU64,
+    pub(crate) commands_waiting: AtomicU64,
+    pub(crate) log_len: AtomicU64,
+    pub(crate) snapshots_installed: AtomicU64,
+}
+
+/// What clients and peers share with one replica thread.
+pub(crate) struct ReplicaShared<D: Dispatch> {
+    /// The replica's copy: written by its thread when applying, read by clients serving
+    /// reads and by peers copying a snapshot.
+    pub(crate) state: RwLock<ReplicaState<D>>,
+    /// Every slot below this has been applied to `state`. Written (Release) by the replica
+    /// thread after applying, and by `Faults::restart` while that thread is down; it never
+    /// decreases. Read by clients (Acquire).
+    pub(crate) slot_applied: CachePadded<AtomicU64>,
+    /// Readers waiting for `slot_applied` to reach their watermark park here.
+    pub(crate) applied: EventCount,
+    /// Client submissions to this replica.
+    pub(crate) submissions: Queue<Command<D>>,
+    /// The replica thread parks here when idle; peers, clients and faults notify it.
+    pub(crate) wake: EventCount,
+    /// RUNNING, PAUSED, CRASHED or STOPPED.
+    pub(crate) status: AtomicU8,
+    /// Set by the replica thread once it has seen `PAUSED` and stopped working.
+    pub(crate) pause_acknowledged: AtomicBool,
+    /// Injected slowness: nanoseconds the replica thread sleeps after each round of work.
+    pub(crate) slowness_nanos: AtomicU64,
+    pub(crate) stats: StatsCell,
+}
+
+/// Everything the cluster's threads and handles share.
+pub(crate) struct Shared<D: Dispatch> {
+    pub(crate) replicas: Box<[ReplicaShared<D>]>,
+    /// The highest commit index any replica has reached: every slot below it is committed.
+    /// Replicas raise it (Release) before anyone can apply those slots, so a read that loads
+    /// it (Acquire) and waits until its replica applied that far sees every write that
+    /// completed before the read began.
+    pub(crate) slot_committed: CachePadded<AtomicU64>,
+    /// The replica that last became leader: where clients submit.
+    pub(crate) leader: CachePadded<AtomicUsize>,
+    /// Set by shutdown: new calls fail with [`crate::Error::Shutdown`].
+    pub(crate) closed: AtomicBool,
+    /// Set when replica threads must exit.
+    pub(crate) stop: AtomicBool,
+    pub(crate) next_client: AtomicU64,
+    pub(crate) options: Options,
+}
+
+impl<D: Dispatch> ReplicaShared<D> {
+    pub(crate) fn status(&self) -> u8 {
+        // Acquire pairs with the Release stores in `Faults` and the replica thread's exit.
+        self.status.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn slot_applied(&self) -> Slot {
+        // Acquire pairs with the replica thread's Release store after applying: the object
+        // behind the lock holds every write below this slot.
+        Slot::new(self.slot_applied.load(Ordering::Acquire))
+    }
+}
+
+impl<D: Dispatch> Shared<D> {
+    pub(crate) fn slot_committed(&self) -> Slot {
+        // Acquire pairs with the replicas' Release `fetch_max` in `publish_progress`.
+        Slot::new(self.slot_committed.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
+    /// The replica to submit writes to: the leader if it runs, else `home` if it runs,
+    /// else any running replica (which forwards to the leader once it knows one).
+    pub(crate) fn write_target(&self, home: usize) -> usize {
+        // Relaxed: the hint only steers where requests go; correctness does not depend on it.
+        let leader = self.leader.load(Ordering::Relaxed);
+        if self.replicas[leader].status() == RUNNING {
+            return leader;
+        }
+        self.running_from(home).unwrap_or(home)
+    }
+
+    /// The first running replica at or after `start`, wrapping around.
+    pub(crate) fn running_from(&self, start: usize) -> Option<usize> {
+        let n = self.replicas.len();
+        (0..n).map(|offset| (start + offset) % n).find(|&index| self.replicas[index].status() == RUNNING)
+    }
+}
+
+/// The [`ReplicaStatus`] a status code stands for.
+pub(crate) fn status_of(code: u8) -> ReplicaStatus {
+    match code {
+        RUNNING => ReplicaStatus::Running,
+        PAUSED => ReplicaStatus::Paused,
+        CRASHED => ReplicaStatus::Crashed,
+        _ => ReplicaStatus::Stopped,
+    }
+}
+
+/// The code a role is published as in [`StatsCell`].
+pub(crate) fn role_code(role: RoleKind) -> u8 {
+    match role {
+        RoleKind::Follower => 0,
+        RoleKind::Candidate => 1,
+        RoleKind::Leader => 2,
+    }
+}
+
+/// The role a published code stands for.
+pub(crate) fn role_of(code: u8) -> RoleKind {
+    match code {
+        2 => RoleKind::Leader,
+        1 => RoleKind::Candidate,
+        _ => RoleKind::Follower,
+    }
+}
