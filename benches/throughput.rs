@@ -12,18 +12,19 @@ mod common;
 
 use std::time::Duration;
 
-use common::{run, Budget, Straggler};
+use common::{Budget, Straggler, System};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
 fn throughput(c: &mut Criterion) {
     let threads = common::thread_counts();
-    let mut systems = vec![("mutex", 1, "sync"), ("rwlock", 1, "sync")];
+    let mut systems = vec![System::Mutex { holder_paused: false }, System::RwLock];
     for replicas in [1, 3, 5] {
-        systems.push(("corum", replicas, "sync"));
-        systems.push(("corum", replicas, "pipelined"));
+        for pipelined in [false, true] {
+            systems.push(System::Corum { replicas, pipelined, straggler: Straggler::None });
+        }
     }
-    systems.push(("node-replication", 2, "sync"));
-    systems.push(("sequential", 1, "sync"));
+    systems.push(System::NodeReplication { replicas: 2 });
+    systems.push(System::Sequential);
     for workload in common::workloads() {
         let mut group = c.benchmark_group(format!("throughput/{}-{}pct-writes", workload.name, workload.write_pct));
         group.throughput(Throughput::Elements(1));
@@ -31,17 +32,17 @@ fn throughput(c: &mut Criterion) {
         group.warm_up_time(Duration::from_millis(500));
         group.measurement_time(Duration::from_secs(2));
         for &threads in &threads {
-            for &(system, replicas, mode) in &systems {
-                if system == "sequential" && threads != 1 {
-                    continue;
-                }
-                // One node-replication replica per thread up to two, as in the scaling report.
-                let replicas = if system == "node-replication" { replicas.min(threads) } else { replicas };
-                let id = BenchmarkId::new(format!("{system}/replicas={replicas}/{mode}"), format!("threads={threads}"));
+            for &system in &systems {
+                let system = match system {
+                    System::Sequential if threads != 1 => continue,
+                    // One node-replication replica per thread up to two, as in the scaling report.
+                    System::NodeReplication { replicas } => System::NodeReplication { replicas: replicas.min(threads) },
+                    system => system,
+                };
+                let name = format!("{}/replicas={}/{}", system.name(), system.replicas(), system.mode());
+                let id = BenchmarkId::new(name, format!("threads={threads}"));
                 group.bench_function(id, |b| {
-                    b.iter_custom(|ops| {
-                        run(system, replicas, mode, workload, threads, Budget::Ops(ops), Straggler::None).elapsed
-                    })
+                    b.iter_custom(|ops| system.measure(workload, threads, Budget::Ops(ops)).elapsed)
                 });
             }
         }

@@ -8,33 +8,19 @@
 //! cargo run --release --example faults -- --quick # about 10 s
 //! ```
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use corum::{Builder, Cluster, Dispatch, RoleKind};
-use hdrhistogram::Histogram;
+#[path = "../benches/common/mod.rs"]
+mod common;
 
-const KEYS: u64 = 10_000;
+use common::{Budget, NrObject, Object, Straggler, System, Workload, Write, KEYS};
+use corum::{Builder, Cluster, RoleKind};
 
-#[derive(Clone, Default, Debug, PartialEq)]
-struct Kv(HashMap<u64, u64>);
-
-impl Dispatch for Kv {
-    type ReadOp = u64;
-    type WriteOp = (u64, u64);
-    type Response = Option<u64>;
-    fn dispatch(&self, key: &u64) -> Option<u64> {
-        self.0.get(key).copied()
-    }
-    fn dispatch_mut(&mut self, &(key, value): &(u64, u64)) -> Option<u64> {
-        self.0.insert(key, value)
-    }
-}
-
-fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds")
+/// The map every scenario here replicates: the harness's, empty.
+fn empty_map() -> Object {
+    Object::Kv(Default::default())
 }
 
 fn next(rng: &mut u64) -> u64 {
@@ -59,134 +45,41 @@ fn rss_kib() -> u64 {
 
 /// Time from crashing the leader to the first write that completes afterwards.
 fn failover_once() -> Duration {
-    let cluster = Builder::new(Kv::default()).replicas(3).build().expect("build");
+    let cluster = Builder::new(empty_map()).replicas(3).build().expect("build");
     let handle = cluster.handle();
     for i in 0..1_000 {
-        handle.execute_mut((i, i)).expect("write");
+        handle.execute_mut(Write::Put(i, i)).expect("write");
     }
     let leader = cluster.leader().expect("a leader");
     let crashed = Instant::now();
     cluster.faults().crash(leader).expect("crash");
-    handle.execute_mut((1, 1)).expect("write after the crash");
+    handle.execute_mut(Write::Put(1, 1)).expect("write after the crash");
     let gap = crashed.elapsed();
     cluster.shutdown().expect("shutdown");
     gap
 }
 
-struct Outcome {
-    ops_per_sec: f64,
-    writes: Histogram<u64>,
-}
-
-/// `threads` clients, half writes, for `seconds`; `op(thread, key, write)` runs one.
-fn run_workload(threads: usize, seconds: f64, op: impl Fn(usize, u64, bool) + Sync) -> Outcome {
-    let stop = AtomicBool::new(false);
-    let started = Instant::now();
-    let (ops, writes) = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|thread| {
-                let (stop, op) = (&stop, &op);
-                scope.spawn(move || {
-                    let mut rng = 0x9e37_79b9_7f4a_7c15 ^ (thread as u64 + 1);
-                    let mut writes = histogram();
-                    let mut ops = 0u64;
-                    while !stop.load(Ordering::Relaxed) {
-                        let r = next(&mut rng);
-                        let write = r % 2 == 0;
-                        let begin = Instant::now();
-                        op(thread, r / 2 % KEYS, write);
-                        if write {
-                            writes.saturating_record((begin.elapsed().as_nanos() as u64).max(1));
-                        }
-                        ops += 1;
-                    }
-                    (ops, writes)
-                })
-            })
-            .collect();
-        std::thread::sleep(Duration::from_secs_f64(seconds));
-        stop.store(true, Ordering::Relaxed);
-        let mut total = (0, histogram());
-        for worker in workers {
-            let (ops, writes) = worker.join().expect("client");
-            total.0 += ops;
-            total.1.add(writes).expect("same bounds");
-        }
-        total
-    });
-    Outcome { ops_per_sec: ops as f64 / started.elapsed().as_secs_f64(), writes }
-}
-
-/// Runs the workload on a 3-replica cluster while `pause` (if any) is paused 5 ms out of
-/// every 50 ms.
-fn corum_run(threads: usize, seconds: f64, pause: Option<RoleKind>) -> Outcome {
-    let cluster = Builder::new(Kv::default()).replicas(3).build().expect("build");
-    let handles: Vec<_> = (0..threads).map(|_| cluster.handle()).collect();
-    handles[0].execute_mut((0, 0)).expect("warm up");
-    let stop = AtomicBool::new(false);
-    std::thread::scope(|scope| {
-        if let Some(role) = pause {
-            let stats = cluster.stats();
-            let target = stats.iter().find(|s| s.role == role).expect("a replica in that role").replica;
-            let (cluster, stop) = (&cluster, &stop);
-            scope.spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_millis(45));
-                    cluster.faults().pause(target).expect("pause");
-                    std::thread::sleep(Duration::from_millis(5));
-                    cluster.faults().resume(target).expect("resume");
-                }
-            });
-        }
-        let outcome = run_workload(threads, seconds, |thread, key, write| {
-            if write {
-                handles[thread].execute_mut((key, key)).expect("write");
-            } else {
-                handles[thread].execute(key).expect("read");
-            }
-        });
-        stop.store(true, Ordering::Relaxed);
-        outcome
-    })
-}
-
-/// The same workload on a `parking_lot::Mutex<HashMap>`; with `paused`, thread 0 holds the
-/// lock and sleeps 5 ms out of every 50 ms.
-fn mutex_run(threads: usize, seconds: f64, paused: bool) -> Outcome {
-    let map = parking_lot::Mutex::new(HashMap::<u64, u64>::new());
-    let last_pause = parking_lot::Mutex::new(Instant::now());
-    run_workload(threads, seconds, |thread, key, write| {
-        let mut guard = map.lock();
-        if paused && thread == 0 {
-            let mut last = last_pause.lock();
-            if last.elapsed() >= Duration::from_millis(50) {
-                *last = Instant::now();
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        }
-        if write {
-            guard.insert(key, key);
-        } else {
-            guard.get(&key);
-        }
-    })
-}
-
-fn report(name: &str, outcome: &Outcome, baseline: f64) {
-    let us = |q: f64| outcome.writes.value_at_quantile(q) as f64 / 1000.0;
+/// The straggler scenario through the shared harness: the map at 50 % writes, `threads`
+/// clients, for `seconds`; reports throughput against `baseline` and write latencies.
+fn straggler(name: &str, system: System, threads: usize, seconds: f64, baseline: Option<f64>) -> f64 {
+    let workload = Workload { name: "kv", write_pct: 50 };
+    let outcome = system.measure(workload, threads, Budget::Time(Duration::from_secs_f64(seconds)));
+    let rate = outcome.rate();
+    let us = |q: f64| outcome.write_latency.value_at_quantile(q) as f64 / 1000.0;
     println!(
         "  {name:<44} {:>11.0} ops/s {:>6.2}x   write p50 {:>8.1} us   p99 {:>8.1} us   p99.9 {:>8.1} us",
-        outcome.ops_per_sec,
-        outcome.ops_per_sec / baseline,
+        rate,
+        rate / baseline.unwrap_or(rate),
         us(0.5),
         us(0.99),
         us(0.999)
     );
+    rate
 }
 
 /// Memory and log length while a follower is paused under a full pipelined write load.
 fn long_pause(steady: Duration, pause: Duration) {
-    let cluster: Cluster<Kv> = Builder::new(Kv::default()).replicas(3).build().expect("build");
+    let cluster: Cluster<Object> = Builder::new(empty_map()).replicas(3).build().expect("build");
     let stop = AtomicBool::new(false);
     let written = AtomicU64::new(0);
     std::thread::scope(|scope| {
@@ -198,7 +91,7 @@ fn long_pause(steady: Duration, pause: Duration) {
                     let tickets: Vec<_> = (0..64)
                         .map(|_| {
                             let key = next(&mut rng) % KEYS;
-                            handle.submit((key, key)).expect("submit")
+                            handle.submit(Write::Put(key, key)).expect("submit")
                         })
                         .collect();
                     for ticket in tickets {
@@ -255,22 +148,6 @@ fn long_pause(steady: Duration, pause: Duration) {
     println!("  after resuming: {} copies, identical: {}", copies.len(), copies.iter().all(|c| c == &copies[0]));
 }
 
-/// node-replication's object for the idle-replica comparison.
-#[derive(Default)]
-struct NrMap(HashMap<u64, u64>);
-
-impl node_replication::Dispatch for NrMap {
-    type ReadOperation = u64;
-    type WriteOperation = (u64, u64);
-    type Response = Option<u64>;
-    fn dispatch(&self, key: u64) -> Option<u64> {
-        self.0.get(&key).copied()
-    }
-    fn dispatch_mut(&mut self, (key, value): (u64, u64)) -> Option<u64> {
-        self.0.insert(key, value)
-    }
-}
-
 /// Writes completed within `window` through one replica while another sits idle: with
 /// node-replication (2 replicas on its default 32 MiB log; the idle replica has a
 /// registered thread that never calls in) and with corum (3 replicas, one paused).
@@ -281,13 +158,13 @@ fn idle_replica(window: Duration) {
         // Detached: once the log is full this thread waits for the idle replica forever,
         // and the process ends without it.
         std::thread::spawn(move || {
-            let log = Arc::new(node_replication::Log::<(u64, u64)>::default());
-            let busy = node_replication::Replica::<NrMap>::new(&log);
-            let idle = node_replication::Replica::<NrMap>::new(&log);
+            let log = Arc::new(node_replication::Log::<Write>::default());
+            let busy = node_replication::Replica::<NrObject>::with_data(&log, NrObject(empty_map()));
+            let idle = node_replication::Replica::<NrObject>::with_data(&log, NrObject(empty_map()));
             let _idle_thread = idle.register().expect("register on the idle replica");
             let token = busy.register().expect("register on the busy replica");
             for i in 0u64.. {
-                busy.execute_mut((i % KEYS, i), token);
+                busy.execute_mut(Write::Put(i % KEYS, i), token);
                 progress.fetch_add(1, Ordering::Relaxed);
             }
         });
@@ -297,17 +174,18 @@ fn idle_replica(window: Duration) {
     std::thread::sleep(window);
     let nr_later = progress.load(Ordering::Relaxed);
 
-    let cluster = Builder::new(Kv::default()).replicas(3).build().expect("build");
+    let cluster = Builder::new(empty_map()).replicas(3).build().expect("build");
     let handle = cluster.handle();
-    handle.execute_mut((0, 0)).expect("warm up");
+    handle.execute_mut(Write::Put(0, 0)).expect("warm up");
     let idle = cluster.stats().iter().find(|s| s.role == RoleKind::Follower).expect("follower").replica;
     cluster.faults().pause(idle).expect("pause");
     let started = Instant::now();
     let mut corum_writes = 0u64;
     while started.elapsed() < window {
         // Pipelined like node-replication's log appends: 64 writes in flight.
-        let tickets: Vec<_> =
-            (corum_writes..corum_writes + 64).map(|i| handle.submit((i % KEYS, i)).expect("submit")).collect();
+        let tickets: Vec<_> = (corum_writes..corum_writes + 64)
+            .map(|i| handle.submit(Write::Put(i % KEYS, i)).expect("submit"))
+            .collect();
         for ticket in tickets {
             ticket.wait().expect("write");
         }
@@ -342,13 +220,13 @@ fn main() {
     );
 
     println!("\nstraggler: one replica (or the lock holder) paused 5 ms out of every 50 ms, {seconds} s each");
-    let mutex = mutex_run(threads, seconds, false);
-    let baseline = mutex.ops_per_sec;
-    report("parking_lot::Mutex", &mutex, baseline);
-    report("parking_lot::Mutex, holder paused", &mutex_run(threads, seconds, true), baseline);
-    report("corum, 3 replicas", &corum_run(threads, seconds, None), baseline);
-    report("corum, 3 replicas, a follower paused", &corum_run(threads, seconds, Some(RoleKind::Follower)), baseline);
-    report("corum, 3 replicas, the leader paused", &corum_run(threads, seconds, Some(RoleKind::Leader)), baseline);
+    let corum = |straggler| System::Corum { replicas: 3, pipelined: false, straggler };
+    let baseline =
+        Some(straggler("parking_lot::Mutex", System::Mutex { holder_paused: false }, threads, seconds, None));
+    straggler("parking_lot::Mutex, holder paused", System::Mutex { holder_paused: true }, threads, seconds, baseline);
+    straggler("corum, 3 replicas", corum(Straggler::None), threads, seconds, baseline);
+    straggler("corum, 3 replicas, a follower paused", corum(Straggler::Follower), threads, seconds, baseline);
+    straggler("corum, 3 replicas, the leader paused", corum(Straggler::Leader), threads, seconds, baseline);
 
     let (steady, pause) = if quick { (1, 2) } else { (2, 10) };
     println!("\nmemory: a follower paused for {pause} s under a full pipelined write load");

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 #[path = "../benches/common/mod.rs"]
 mod common;
 
-use common::{run, Budget, Measurement, Straggler, Workload, KEYS, PAUSE, PAUSE_PERIOD};
+use common::{Budget, Measurement, Straggler, System, Workload, KEYS, PAUSE, PAUSE_PERIOD};
 
 /// The settings of one sweep and its progress.
 struct Sweep {
@@ -39,55 +39,25 @@ struct Sweep {
     total: usize,
 }
 
-/// One cell of the report: a system in one configuration, possibly with a straggler.
-#[derive(Clone, Copy)]
-struct Cell {
-    system: &'static str,
-    replicas: usize,
-    mode: &'static str,
-    straggler: Straggler,
-}
-
-impl Cell {
-    /// The row's label: the system, with replicas and mode where they vary.
-    fn label(&self) -> String {
-        let label = if self.system == "corum" || self.system == "node-replication" {
-            format!("{} r={} {}", self.system, self.replicas, self.mode)
-        } else {
-            self.system.to_string()
-        };
-        label + &self.paused()
-    }
-
-    /// `" <who> paused"` for a straggler cell, empty otherwise.
-    fn paused(&self) -> String {
-        match self.straggler {
-            Straggler::None => String::new(),
-            straggler => format!(" {} paused", straggler.name()),
-        }
-    }
-}
-
-fn rate_of(m: &Measurement) -> f64 {
-    m.ops as f64 / m.elapsed.as_secs_f64()
-}
-
 impl Sweep {
     /// Measures every cell of one group (one workload, one thread count) `runs` times, in
     /// rounds that take each cell once, so that every cell and its Mutex baseline see the
     /// same stretches of the machine's time; prints each cell's median (by throughput, with
     /// that run's latencies) and its ratio to the Mutex's median. Returns the medians'
     /// rates, `None` for cells `--only` skips.
-    fn group(&mut self, title: &str, cells: &[Cell], workload: Workload, threads: usize) -> Vec<Option<f64>> {
-        let name = |cell: &Cell| {
+    fn group(&mut self, title: &str, cells: &[System], workload: Workload, threads: usize) -> Vec<Option<f64>> {
+        let name = |cell: &System| {
+            let paused = match cell.paused() {
+                "none" => String::new(),
+                who => format!(" {who} paused"),
+            };
             format!(
-                "{} {}% {} r={} t={threads} {}{}",
+                "{} {}% {} r={} t={threads} {}{paused}",
                 workload.name,
                 workload.write_pct,
-                cell.system,
-                cell.replicas,
-                cell.mode,
-                cell.paused()
+                cell.name(),
+                cell.replicas(),
+                cell.mode(),
             )
         };
         let selected: Vec<bool> = cells
@@ -113,23 +83,15 @@ impl Sweep {
                     self.runs
                 );
                 // A straggler cell spans at least ten pause periods.
-                let seconds = if cell.straggler == Straggler::None { self.seconds } else { self.seconds.max(0.5) };
+                let seconds = if cell.paused() == "none" { self.seconds } else { self.seconds.max(0.5) };
                 let budget = Budget::Time(Duration::from_secs_f64(seconds));
-                measured[index].push(run(
-                    cell.system,
-                    cell.replicas,
-                    cell.mode,
-                    workload,
-                    threads,
-                    budget,
-                    cell.straggler,
-                ));
+                measured[index].push(cell.measure(workload, threads, budget));
             }
         }
         let medians: Vec<Option<Measurement>> = measured
             .into_iter()
             .map(|mut runs| {
-                runs.sort_by(|a, b| rate_of(a).total_cmp(&rate_of(b)));
+                runs.sort_by(|a, b| a.rate().total_cmp(&b.rate()));
                 (!runs.is_empty()).then(|| runs.swap_remove(runs.len() / 2))
             })
             .collect();
@@ -137,8 +99,8 @@ impl Sweep {
         let mutex_rate = cells
             .iter()
             .zip(&medians)
-            .find(|(cell, m)| cell.system == "mutex" && cell.straggler == Straggler::None && m.is_some())
-            .and_then(|(_, m)| m.as_ref().map(rate_of));
+            .find(|(cell, m)| **cell == System::Mutex { holder_paused: false } && m.is_some())
+            .and_then(|(_, m)| m.as_ref().map(Measurement::rate));
         if !self.json && selected.iter().any(|&s| s) {
             println!("\n{title}");
             println!(
@@ -151,7 +113,7 @@ impl Sweep {
             .zip(&medians)
             .map(|(cell, m)| {
                 let m = m.as_ref()?;
-                let rate = rate_of(m);
+                let rate = m.rate();
                 let quantile = |q: f64| m.latency.value_at_quantile(q);
                 let (p50, p99, p999, max) = (quantile(0.5), quantile(0.99), quantile(0.999), m.latency.max());
                 let ratio = mutex_rate.map_or_else(|| "-".to_string(), |mutex| format!("{:.3}x", rate / mutex));
@@ -160,12 +122,12 @@ impl Sweep {
                         "{{\"system\":\"{}\",\"workload\":\"{}\",\"write_pct\":{},\"replicas\":{},\
                          \"threads\":{threads},\"mode\":\"{}\",\"paused\":\"{}\",\"ops_per_sec\":{rate:.0},\
                          \"p50_ns\":{p50},\"p99_ns\":{p99},\"p999_ns\":{p999},\"max_ns\":{max}}}",
-                        cell.system,
+                        cell.name(),
                         workload.name,
                         workload.write_pct,
-                        cell.replicas,
-                        cell.mode,
-                        cell.straggler.name()
+                        cell.replicas(),
+                        cell.mode(),
+                        cell.paused()
                     );
                 } else {
                     println!(
@@ -203,22 +165,22 @@ fn main() {
         common::workloads()
     };
     let thread_counts = common::thread_counts();
-    let corum = |replicas, mode, straggler| Cell { system: "corum", replicas, mode, straggler };
-    let simple = |system| Cell { system, replicas: 1, mode: "sync", straggler: Straggler::None };
-    let mut systems = vec![simple("mutex"), simple("rwlock")];
+    let corum = |replicas, pipelined, straggler| System::Corum { replicas, pipelined, straggler };
+    let mutex = System::Mutex { holder_paused: false };
+    let mut systems = vec![mutex, System::RwLock];
     for replicas in [1, 3, 5] {
-        systems.push(corum(replicas, "sync", Straggler::None));
-        systems.push(corum(replicas, "pipelined", Straggler::None));
+        systems.push(corum(replicas, false, Straggler::None));
+        systems.push(corum(replicas, true, Straggler::None));
     }
-    systems.push(Cell { system: "node-replication", replicas: 2, mode: "sync", straggler: Straggler::None });
-    systems.push(simple("sequential"));
+    systems.push(System::NodeReplication { replicas: 2 });
+    systems.push(System::Sequential);
     // The straggler scenario: kv at 10 % writes, every core a client thread, each system
     // unpaused and with one replica (or the lock holder) paused 5 ms out of every 50 ms.
     let straggler_workload = Workload { name: "kv", write_pct: 10 };
-    let mut stragglers = vec![simple("mutex"), Cell { straggler: Straggler::Holder, ..simple("mutex") }];
-    for mode in ["sync", "pipelined"] {
+    let mut stragglers = vec![mutex, System::Mutex { holder_paused: true }];
+    for pipelined in [false, true] {
         for straggler in [Straggler::None, Straggler::Follower, Straggler::Leader] {
-            stragglers.push(corum(3, mode, straggler));
+            stragglers.push(corum(3, pipelined, straggler));
         }
     }
 
@@ -235,12 +197,12 @@ fn main() {
         for &threads in &thread_counts {
             // The sequential ceiling is one thread; node-replication gets one replica per
             // thread up to two, so that no replica sits idle and fills its log.
-            let cells: Vec<Cell> = systems
+            let cells: Vec<System> = systems
                 .iter()
-                .filter(|cell| cell.system != "sequential" || threads == 1)
-                .map(|&cell| match cell.system {
-                    "node-replication" => Cell { replicas: cell.replicas.min(threads), ..cell },
-                    _ => cell,
+                .filter(|&&cell| cell != System::Sequential || threads == 1)
+                .map(|&cell| match cell {
+                    System::NodeReplication { replicas } => System::NodeReplication { replicas: replicas.min(threads) },
+                    cell => cell,
                 })
                 .collect();
             sweep.done += systems.len() - cells.len();
@@ -251,8 +213,8 @@ fn main() {
                 for (cell, rate) in cells.iter().zip(rates) {
                     if let Some(rate) = rate {
                         // node-replication's replica count follows the threads: one line.
-                        let line = match cell.system {
-                            "node-replication" => "node-replication (a replica per thread)".to_string(),
+                        let line = match cell {
+                            System::NodeReplication { .. } => "node-replication (a replica per thread)".to_string(),
                             _ => cell.label(),
                         };
                         plot.entry(line).or_default().push((threads, rate));

@@ -1,0 +1,158 @@
+//! The one measurement loop every benchmark and example runs: client threads against a
+//! budget (a time, or criterion's operation count), each timing its operations into HDR
+//! histograms, all operations and writes on their own.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+use super::objects::{Read, Workload, Write};
+
+/// One measurement's result.
+pub struct Measurement {
+    /// Operations completed.
+    pub ops: u64,
+    pub elapsed: Duration,
+    /// Every operation's latency.
+    pub latency: Histogram<u64>,
+    /// Writes' latency alone.
+    pub write_latency: Histogram<u64>,
+    /// For corum: whether every live replica's copy was the same after shutdown.
+    pub copies_agree: Option<bool>,
+}
+
+impl Measurement {
+    /// Operations per second.
+    pub fn rate(&self) -> f64 {
+        self.ops as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// How long a measurement runs: for a time, or for a number of operations shared out
+/// among the client threads (criterion's `iter_custom`).
+#[derive(Clone, Copy, Debug)]
+pub enum Budget {
+    Time(Duration),
+    Ops(u64),
+}
+
+/// One client thread's share of a budget.
+pub struct Share<'a> {
+    stop: &'a AtomicBool,
+    ops: Option<u64>,
+}
+
+impl Share<'_> {
+    /// How many more operations this thread may start now (at most `want`).
+    pub fn take(&self, done: u64, want: u64) -> u64 {
+        match self.ops {
+            Some(ops) => ops.saturating_sub(done).min(want),
+            None if self.stop.load(Ordering::Relaxed) => 0,
+            None => want,
+        }
+    }
+}
+
+/// One client thread's latencies.
+pub struct Latencies {
+    pub all: Histogram<u64>,
+    pub writes: Histogram<u64>,
+}
+
+impl Latencies {
+    fn new() -> Self {
+        Self { all: histogram(), writes: histogram() }
+    }
+
+    /// Records an operation that began at `since`; `write` says whether it was a write.
+    pub fn record(&mut self, since: Instant, write: bool) {
+        let nanos = (since.elapsed().as_nanos() as u64).max(1);
+        self.all.saturating_record(nanos);
+        if write {
+            self.writes.saturating_record(nanos);
+        }
+    }
+}
+
+pub fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds")
+}
+
+pub fn record(latency: &mut Histogram<u64>, since: Instant) {
+    latency.saturating_record((since.elapsed().as_nanos() as u64).max(1));
+}
+
+/// Runs `body(thread, share, latencies) -> ops` on `threads` threads within `budget`.
+pub fn measure(
+    threads: usize,
+    budget: Budget,
+    body: impl Fn(usize, &Share, &mut Latencies) -> u64 + Sync,
+) -> Measurement {
+    let stop = AtomicBool::new(false);
+    let started = Instant::now();
+    let (ops, latencies) = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|thread| {
+                let body = &body;
+                let share = Share {
+                    stop: &stop,
+                    ops: match budget {
+                        Budget::Time(_) => None,
+                        // Threads with a lower index take the remainder.
+                        Budget::Ops(ops) => {
+                            Some(ops / threads as u64 + u64::from((thread as u64) < ops % threads as u64))
+                        }
+                    },
+                };
+                scope.spawn(move || {
+                    let mut latencies = Latencies::new();
+                    let ops = body(thread, &share, &mut latencies);
+                    (ops, latencies)
+                })
+            })
+            .collect();
+        if let Budget::Time(time) = budget {
+            std::thread::sleep(time);
+        }
+        stop.store(true, Ordering::Relaxed);
+        let mut total = (0, Latencies::new());
+        for worker in workers {
+            let (ops, latencies) = worker.join().expect("worker");
+            total.0 += ops;
+            total.1.all.add(latencies.all).expect("same bounds");
+            total.1.writes.add(latencies.writes).expect("same bounds");
+        }
+        total
+    });
+    Measurement {
+        ops,
+        elapsed: started.elapsed(),
+        latency: latencies.all,
+        write_latency: latencies.writes,
+        copies_agree: None,
+    }
+}
+
+/// A client loop of synchronous operations drawn from `workload`: `apply(thread, op)` runs
+/// one, timed.
+pub fn closed_loop(
+    workload: Workload,
+    threads: usize,
+    budget: Budget,
+    apply: impl Fn(usize, Result<Write, Read>) -> u64 + Sync,
+) -> Measurement {
+    measure(threads, budget, |thread, share, latencies| {
+        let mut rng = thread as u64 + 1;
+        let mut ops = 0;
+        while share.take(ops, 1) > 0 {
+            let op = workload.op(&mut rng);
+            let write = op.is_ok();
+            let begin = Instant::now();
+            std::hint::black_box(apply(thread, op));
+            latencies.record(begin, write);
+            ops += 1;
+        }
+        ops
+    })
+}
