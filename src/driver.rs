@@ -15,6 +15,7 @@
 //! 4. installs a peer's snapshot when the core needs one,
 //! 5. gives the `Ready` back.
 
+use crate::plant::planted;
 use crate::protocol::{Batch, Message, Replica, ReplicaId, Slot};
 use crate::state::{Outcome, ReplicaState, Write};
 use crate::{Dispatch, Error};
@@ -123,7 +124,7 @@ where
         let mut ready = self.core.ready();
         // The planted bug `watermark-after-apply` raises the watermark only after the
         // round's writes were applied and their callers completed.
-        let watermark_late = cfg!(corum_plant = "watermark-after-apply");
+        let watermark_late = planted!("watermark-after-apply");
         if !watermark_late {
             env.publish_committed(ready.slot_committed, self.core.is_leader());
         }
@@ -145,7 +146,7 @@ where
     /// anything to apply.
     fn apply<E: Environment<D, C>>(&mut self, env: &mut E, committed: &[(Slot, Batch<C>)]) -> bool {
         let Some(&(last, _)) = committed.last() else { return false };
-        if cfg!(corum_plant = "applied-before-apply") {
+        if planted!("applied-before-apply") {
             // Planted bug: announce the slots as applied before applying them.
             env.publish_applied(last.next());
         }

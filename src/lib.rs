@@ -94,6 +94,7 @@
 mod dispatch;
 mod driver;
 mod error;
+mod plant;
 pub mod protocol;
 mod runtime;
 mod session;

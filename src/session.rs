@@ -9,6 +9,7 @@
 //! correct when a leader change reorders a client's pipelined writes (a retried write may
 //! commit after a later one), which a single "last applied number" would not.
 
+use crate::plant::planted;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
 /// The identity of one client session (one [`crate::Handle`]).
@@ -36,7 +37,7 @@ impl Sessions {
             record.floor = floor;
             record.applied = record.applied.split_off(&floor);
         }
-        if cfg!(corum_plant = "skip-dedup") {
+        if planted!("skip-dedup") {
             // Planted bug for the simulator's sweep: the table is never consulted.
             return true;
         }
@@ -131,7 +132,7 @@ impl<T> Outstanding<T> {
     pub(crate) fn forget(&mut self, sequence: u64) -> Option<T> {
         let floor = self.floor();
         let index = usize::try_from(sequence.checked_sub(floor)?).ok()?;
-        if cfg!(corum_plant = "floor-skips-in-flight") && index > 0 && index < self.entries.len() {
+        if planted!("floor-skips-in-flight") && index > 0 && index < self.entries.len() {
             // Planted bug: "writes complete in order", so reporting one forgets every
             // write before it, also those still in flight.
             self.entries.drain(..index);

@@ -7,6 +7,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use crate::plant::planted;
 use crate::protocol::Slot;
 use crate::session::{ClientId, Sessions};
 use crate::{Dispatch, Error};
@@ -55,7 +56,7 @@ impl<D: Dispatch> ReplicaState<D> {
     /// installed the object alone would apply again a retried write that already took effect.
     pub(crate) fn snapshot(&self) -> Self {
         let mut copy = self.clone();
-        if cfg!(corum_plant = "snapshot-drops-sessions") {
+        if planted!("snapshot-drops-sessions") {
             // Planted bug: the snapshot carries the object but not the exactly-once table.
             copy.sessions = Sessions::default();
         }
@@ -95,7 +96,7 @@ impl<D: Dispatch> ReplicaState<D> {
 /// the read began is below the watermark (replicas publish it before they apply), so the
 /// copy must have applied up to it.
 pub(crate) fn may_serve(slot_applied: Slot, watermark: Slot) -> bool {
-    if cfg!(corum_plant = "read-one-short") {
+    if planted!("read-one-short") {
         // Planted bug: the read waits for one slot less than the watermark.
         return slot_applied.get() + 1 >= watermark.get();
     }

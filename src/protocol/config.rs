@@ -2,6 +2,7 @@
 
 use super::types::MAX_REPLICAS;
 use crate::error::ConfigError;
+use crate::plant::planted;
 
 /// Timing and sizing of one replica. All durations are in ticks of the caller's clock.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -102,7 +103,7 @@ impl Config {
 
     /// The number of replicas that make a majority.
     pub fn quorum(&self) -> usize {
-        if cfg!(corum_plant = "quorum-too-small") {
+        if planted!("quorum-too-small") {
             // Planted bug for the simulator's sweep: a "majority" one replica short.
             return (self.replicas / 2).max(1);
         }

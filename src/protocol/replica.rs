@@ -33,6 +33,7 @@ use super::counters::Counters;
 use super::message::Message;
 use super::ready::Ready;
 use super::types::{Ballot, Batch, ReplicaId, Slot};
+use crate::plant::planted;
 use candidate::CandidateState;
 use leader::LeaderState;
 
@@ -201,7 +202,7 @@ impl<C: Clone> Replica<C> {
         // Promising at least that ballot keeps "nothing accepted above the promise" true,
         // and raising a promise is always safe.
         let ballot_accepted = durable.accepted.iter().map(|&(_, ballot, _)| ballot).max().unwrap_or(Ballot::ZERO);
-        replica.ballot_promised = if cfg!(corum_plant = "volatile-promise") {
+        replica.ballot_promised = if planted!("volatile-promise") {
             // Planted bug: only the accepted values were kept; the promise is rebuilt from
             // them, so a promise made without accepting anything is forgotten.
             ballot_accepted

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::plant::planted;
 use crate::sync::atomic::{AtomicBool, Ordering};
 use crate::sync::{Condvar, Mutex};
 use crate::Error;
@@ -41,7 +42,7 @@ impl<R> Completion<R> {
         drop(value);
         // The waiter checks `done` under the lock before it sleeps, so notifying after
         // releasing the lock cannot be lost. (The planted bug `completion-no-notify` skips it.)
-        if !cfg!(corum_plant = "completion-no-notify") {
+        if !planted!("completion-no-notify") {
             self.condvar.notify_all();
         }
         true

@@ -8,6 +8,7 @@
 //! the waiter's re-check sees the change, or the notifier sees the waiter and bumps the
 //! epoch under the lock the waiter sleeps on. (The scheme of folly's `EventCount`.)
 
+use crate::plant::planted;
 use crate::sync::atomic::{fence, AtomicU64, AtomicUsize, Ordering};
 use crate::sync::{Condvar, Mutex};
 use std::time::Duration;
@@ -75,7 +76,7 @@ impl EventCount {
     pub fn notify(&self) {
         // SeqCst fence pairs with the one in `prepare_wait` (see the module docs). The loom
         // suite's planted bug `event-no-fence` removes it.
-        if !cfg!(corum_plant = "event-no-fence") {
+        if !planted!("event-no-fence") {
             fence(Ordering::SeqCst);
         }
         if self.waiters.load(Ordering::Relaxed) == 0 {

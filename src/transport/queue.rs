@@ -11,12 +11,12 @@ use std::mem::MaybeUninit;
 
 use crossbeam_utils::CachePadded;
 
+use crate::plant::planted;
 use crate::sync::atomic::{AtomicUsize, Ordering};
 use crate::sync::UnsafeCell;
 
 /// The ordering that publishes a pushed value; `Relaxed` only in the loom suite's planted bug.
-const VALUE_PUBLISH: Ordering =
-    if cfg!(corum_plant = "queue-publish-relaxed") { Ordering::Relaxed } else { Ordering::Release };
+const VALUE_PUBLISH: Ordering = if planted!("queue-publish-relaxed") { Ordering::Relaxed } else { Ordering::Release };
 
 struct Cell<T> {
     /// Whose turn: `p` free for the producer of position `p`, `p + 1` full for the consumer.

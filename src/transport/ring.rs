@@ -11,15 +11,14 @@ use std::mem::MaybeUninit;
 
 use crossbeam_utils::CachePadded;
 
+use crate::plant::planted;
 use crate::sync::atomic::{AtomicUsize, Ordering};
 use crate::sync::{Arc, UnsafeCell};
 
 /// The ordering that publishes a written slot; `Relaxed` only in the loom suite's planted bug.
-const TAIL_PUBLISH: Ordering =
-    if cfg!(corum_plant = "ring-tail-relaxed") { Ordering::Relaxed } else { Ordering::Release };
+const TAIL_PUBLISH: Ordering = if planted!("ring-tail-relaxed") { Ordering::Relaxed } else { Ordering::Release };
 /// The ordering that hands a read slot back; `Relaxed` only in the loom suite's planted bug.
-const HEAD_PUBLISH: Ordering =
-    if cfg!(corum_plant = "ring-head-relaxed") { Ordering::Relaxed } else { Ordering::Release };
+const HEAD_PUBLISH: Ordering = if planted!("ring-head-relaxed") { Ordering::Relaxed } else { Ordering::Release };
 
 struct Ring<T> {
     slots: Box<[UnsafeCell<MaybeUninit<T>>]>,

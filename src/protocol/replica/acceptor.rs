@@ -2,6 +2,7 @@
 //! promised, accept only at or above it, and follow the leader of the ballot it promised.
 
 use super::{Entry, Replica, Role};
+use crate::plant::planted;
 use crate::protocol::message::{Message, PromiseEntry};
 use crate::protocol::types::{Ballot, Batch, ReplicaId, Slot};
 
@@ -9,7 +10,7 @@ impl<C: Clone> Replica<C> {
     pub(super) fn on_prepare(&mut self, from: ReplicaId, ballot: Ballot, slot_first: Slot) {
         // The planted bug `ballot-round-only` compares ballots by round alone, so that two
         // candidates of one round both collect promises from the same acceptor.
-        let (ours, theirs) = if cfg!(corum_plant = "ballot-round-only") {
+        let (ours, theirs) = if planted!("ballot-round-only") {
             (self.ballot_promised.round(), ballot.round())
         } else {
             (self.ballot_promised.as_u64(), ballot.as_u64())
@@ -22,7 +23,7 @@ impl<C: Clone> Replica<C> {
             self.ballot_promised = ballot;
             // The planted bug `leader-keeps-leading` lets a leader promise a higher ballot
             // and go on proposing in its own.
-            if !(self.is_leader() && cfg!(corum_plant = "leader-keeps-leading")) {
+            if !(self.is_leader() && planted!("leader-keeps-leading")) {
                 self.become_follower(Some(from));
             }
         }
@@ -54,7 +55,7 @@ impl<C: Clone> Replica<C> {
         slot_committed: Slot,
     ) {
         // The planted bug `accept-below-promise` drops this guard: Paxos's one acceptor rule.
-        if ballot < self.ballot_promised && !cfg!(corum_plant = "accept-below-promise") {
+        if ballot < self.ballot_promised && !planted!("accept-below-promise") {
             self.send(from, Message::Nack { ballot_promised: self.ballot_promised });
             return;
         }

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::leader::LeaderState;
 use super::{Entry, Replica, Role};
+use crate::plant::planted;
 use crate::protocol::message::{Message, PromiseEntry};
 use crate::protocol::types::{Ballot, Batch, ReplicaId, Slot};
 
@@ -114,14 +115,14 @@ impl<C: Clone> Replica<C> {
                     }
                     _ if slot < slot_floor => {}
                     // The planted bug `ignore-accepted-values` forgets what phase 1 reported.
-                    Some(entry) if !cfg!(corum_plant = "ignore-accepted-values") => {
+                    Some(entry) if !planted!("ignore-accepted-values") => {
                         if slots_contested.contains(&slot) && !entry.batch.is_noop() {
                             self.counters.recoveries_contested += 1;
                         }
                         reproposals.push((slot, entry.batch))
                     }
                     // The planted bug `skip-noop-fill` leaves holes unproposed.
-                    _ if cfg!(corum_plant = "skip-noop-fill") => {}
+                    _ if planted!("skip-noop-fill") => {}
                     _ => reproposals.push((slot, Batch::noop())),
                 }
                 slot = slot.next();
@@ -163,8 +164,7 @@ fn merge_promise_entry<C>(merged: &mut BTreeMap<Slot, PromiseEntry<C>>, entry: P
         Some(existing) if existing.committed => {}
         // The planted bug `recover-first-value` keeps the first value reported for a slot
         // (the candidate's own) instead of the highest ballot's.
-        Some(existing)
-            if !entry.committed && (existing.ballot >= entry.ballot || cfg!(corum_plant = "recover-first-value")) => {}
+        Some(existing) if !entry.committed && (existing.ballot >= entry.ballot || planted!("recover-first-value")) => {}
         _ => {
             merged.insert(entry.slot, entry);
         }

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use super::{Entry, Replica, Role};
+use crate::plant::planted;
 use crate::protocol::message::Message;
 use crate::protocol::types::{Ballot, Batch, ReplicaId, Slot};
 
@@ -116,7 +117,7 @@ impl<C: Clone> Replica<C> {
         self.log.insert(slot, Entry { ballot, batch: batch.clone(), committed: false });
         self.broadcast(|| Message::Accept { ballot, slot, batch: batch.clone(), slot_committed });
         // The planted bug `commit-without-majority` commits before any acceptor answered.
-        if self.config.quorum() == 1 || cfg!(corum_plant = "commit-without-majority") {
+        if self.config.quorum() == 1 || planted!("commit-without-majority") {
             if let Role::Leader(leader) = &mut self.role {
                 leader.proposals.remove(&slot);
             }
