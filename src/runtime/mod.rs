@@ -1,22 +1,26 @@
 //! The threaded runtime: one pinned thread per replica running the replica driver, client
 //! handles, completion slots, fault injection, stats and shutdown. This file is the facade:
-//! `builder.rs` starts a cluster, `cluster.rs` runs it (stats, faults, shutdown),
-//! `handle.rs` serves calls, `replica.rs` runs a replica's thread, `shared.rs` holds what
+//! `builder.rs` starts a cluster, `cluster.rs` runs it (stats, shutdown), `faults.rs`
+//! injects faults,
+//! `handle.rs` serves calls, `replica.rs` runs a replica's thread over `io.rs`, `shared.rs` holds what
 //! threads and handles share, `completion.rs` and `idle.rs` are the waiting primitives.
 
 mod builder;
 mod cluster;
 #[cfg_attr(not(corum_loom), allow(unreachable_pub))]
 mod completion;
+mod faults;
 mod handle;
 mod idle;
+mod io;
 mod replica;
 mod shared;
 #[cfg(all(test, not(corum_loom)))]
 mod test_support;
 
 pub use builder::{available_cores, Builder};
-pub use cluster::{Cluster, Faults, ReplicaStats, ReplicaStatus};
+pub use cluster::{Cluster, ReplicaStats, ReplicaStatus};
+pub use faults::Faults;
 pub use handle::{Handle, Ticket};
 pub use idle::IdleStrategy;
 

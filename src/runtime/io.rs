@@ -1,0 +1,190 @@
+//! The runtime's environment for the replica driver ([`Io`]): a replica's rings, its
+//! submission queue and clock for input; the shared commit watermark and leader hint, the
+//! rings again for output; the lock-protected copy that readers and snapshot donors share.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use super::idle::now;
+use super::{Command, ReplicaShared, Shared, CRASHED, RUNNING, STOPPED};
+use crate::driver::{Environment, StateCell};
+use crate::protocol::{Message, Replica, ReplicaId, Slot};
+use crate::state::ReplicaState;
+use crate::sync::atomic::Ordering;
+use crate::sync::Arc;
+use crate::transport::ring::{Consumer, Producer};
+use crate::{Dispatch, Error};
+
+pub(crate) type Wire<D> = Message<Command<D>>;
+
+/// Most messages taken from one ring, and writes from the submission queue, per round, so
+/// that one busy input cannot starve the others.
+const INPUT_BUDGET: usize = 256;
+
+/// A replica's copy of the object, behind the lock readers and snapshot donors share.
+pub(crate) struct SharedState<D: Dispatch> {
+    pub(super) shared: Arc<Shared<D>>,
+    pub(super) index: usize,
+}
+
+impl<D: Dispatch> StateCell<D> for SharedState<D> {
+    fn with<R>(&mut self, f: impl FnOnce(&mut ReplicaState<D>) -> R) -> R {
+        f(&mut self.shared.replicas[self.index].state.write())
+    }
+}
+
+/// The runtime's [`Environment`] for one replica: its rings, its submission queue, its
+/// clock, and what it shares with clients and peers.
+pub(crate) struct Io<D: Dispatch> {
+    pub(super) index: usize,
+    pub(super) shared: Arc<Shared<D>>,
+    /// `outgoing[j]` sends to replica `j`; `None` at our own index.
+    pub(super) outgoing: Vec<Option<Producer<Wire<D>>>>,
+    pub(super) incoming: Vec<(ReplicaId, Consumer<Wire<D>>)>,
+    /// Messages waiting for room in a full ring, per destination.
+    pub(super) pending: Vec<VecDeque<Wire<D>>>,
+    pub(super) next_tick: Instant,
+    pub(super) slot_committed_published: u64,
+    pub(super) messages_dropped: u64,
+}
+
+impl<D: Dispatch> Io<D> {
+    fn me(&self) -> &ReplicaShared<D> {
+        &self.shared.replicas[self.index]
+    }
+
+    /// Steps the core with every message waiting in the rings (up to a budget per ring).
+    fn receive(&mut self, core: &mut Replica<Command<D>>) -> bool {
+        let mut any = false;
+        for (from, consumer) in &mut self.incoming {
+            for _ in 0..INPUT_BUDGET {
+                let Some(message) = consumer.pop() else { break };
+                core.step(*from, message);
+                any = true;
+            }
+        }
+        any
+    }
+
+    /// Takes client writes from the submission queue, unless a majority of peers cannot
+    /// take more messages: then the writes wait in the queue, which makes clients wait.
+    fn intake(&mut self, core: &mut Replica<Command<D>>) -> bool {
+        if self.backlogged(core.config().quorum()) {
+            return false;
+        }
+        let mut any = false;
+        for _ in 0..INPUT_BUDGET {
+            let Some(command) = self.me().submissions.pop() else { break };
+            core.propose(command);
+            any = true;
+        }
+        any
+    }
+
+    /// Whether so many peers have a full backlog that no majority (`quorum`) can be
+    /// reached quickly.
+    pub(super) fn backlogged(&self, quorum: usize) -> bool {
+        let limit = self.shared.options.pending_max / 2;
+        let stuck = self.pending.iter().filter(|queue| queue.len() >= limit).count();
+        self.pending.len() - stuck < quorum
+    }
+}
+
+impl<D: Dispatch> Environment<D, Command<D>> for Io<D> {
+    /// The rings, the submission queue, and a tick when one is due.
+    fn feed(&mut self, core: &mut Replica<Command<D>>) -> bool {
+        let received = self.receive(core);
+        let taken = self.intake(core);
+        let now = now();
+        if now >= self.next_tick {
+            core.tick();
+            self.next_tick = now + self.shared.options.tick;
+        }
+        received || taken
+    }
+
+    /// Raises the shared commit watermark, and, if this replica leads, tells clients where
+    /// to submit. Every replica does this, not only the leader: a replica may learn that a
+    /// slot is committed before the current leader does (a quorum of an older ballot chose
+    /// it), and must not apply it unannounced.
+    fn publish_committed(&mut self, slot_committed: Slot, leading: bool) {
+        let committed = slot_committed.get();
+        if committed > self.slot_committed_published {
+            // Most rounds another replica already raised it: a load avoids contending on
+            // the line.
+            if self.shared.slot_committed.load(Ordering::Relaxed) < committed {
+                // Release pairs with the Acquire load of readers (`Shared::slot_committed`).
+                self.shared.slot_committed.fetch_max(committed, Ordering::Release);
+            }
+            self.slot_committed_published = committed;
+        }
+        if leading && self.shared.leader.load(Ordering::Relaxed) != self.index {
+            self.shared.leader.store(self.index, Ordering::Relaxed);
+        }
+    }
+
+    /// Moves the core's messages into the rings; what does not fit waits in `pending`,
+    /// bounded: beyond `pending_max` the oldest messages to that peer are dropped and
+    /// counted (the protocol tolerates loss; the peer catches up by learning).
+    fn send(&mut self, messages: &mut Vec<(ReplicaId, Wire<D>)>) -> bool {
+        for (to, message) in messages.drain(..) {
+            self.pending[to.index()].push_back(message);
+        }
+        let pending_max = self.shared.options.pending_max;
+        let mut any = false;
+        for (peer, queue) in self.pending.iter_mut().enumerate() {
+            if queue.is_empty() {
+                continue;
+            }
+            let target = &self.shared.replicas[peer];
+            if matches!(target.status(), CRASHED | STOPPED) {
+                self.messages_dropped += queue.len() as u64;
+                queue.clear();
+                continue;
+            }
+            let producer = self.outgoing[peer].as_mut().expect("a ring leads to every peer");
+            let mut sent = false;
+            while let Some(message) = queue.pop_front() {
+                if let Err(message) = producer.push(message) {
+                    queue.push_front(message);
+                    break;
+                }
+                sent = true;
+            }
+            if queue.len() > pending_max {
+                let excess = queue.len() - pending_max;
+                queue.drain(..excess);
+                self.messages_dropped += excess as u64;
+            }
+            if sent {
+                target.wake.notify();
+                any = true;
+            }
+        }
+        any
+    }
+
+    fn publish_applied(&mut self, slot: Slot) {
+        let me = self.me();
+        // Release pairs with readers' Acquire load: the object they lock next holds these.
+        me.slot_applied.store(slot.get(), Ordering::Release);
+        me.applied.notify();
+    }
+
+    fn complete(&mut self, command: &Command<D>, result: Result<D::Response, Error>) {
+        command.completion.complete(result);
+    }
+
+    fn donors(&self) -> Vec<(usize, Slot)> {
+        let replicas = &self.shared.replicas;
+        (0..replicas.len())
+            .filter(|&j| j != self.index && replicas[j].status() == RUNNING)
+            .map(|j| (j, replicas[j].slot_applied()))
+            .collect()
+    }
+
+    fn copy_state(&self, peer: usize) -> ReplicaState<D> {
+        // The read lock gives a consistent copy: object, table and slot together.
+        self.shared.replicas[peer].state.read().snapshot()
+    }
+}
