@@ -10,7 +10,7 @@ use crate::plant::planted;
 pub struct Config {
     /// Number of replicas in the cluster, `1..=MAX_REPLICAS`.
     pub replicas: usize,
-    /// A leader sends a heartbeat (a [`Message::Commit`]) every this many ticks.
+    /// A leader sends a heartbeat (a [`Message::Commit`](super::Message::Commit)) every this many ticks.
     pub heartbeat_ticks: u32,
     /// A follower that hears nothing from a leader for this many ticks (plus its stagger)
     /// starts an election.
@@ -24,17 +24,17 @@ pub struct Config {
     pub batch_max: usize,
     /// A leader re-sends an accept that has not reached a majority after this many ticks.
     pub retransmit_ticks: u32,
-    /// The most committed entries one [`Message::Learn`] carries.
+    /// The most committed entries one [`Message::Learn`](super::Message::Learn) carries.
     pub learn_max: usize,
     /// The most commands a replica holds while it knows no leader to forward them to.
     pub buffer_max: usize,
     /// The most committed slots the log keeps behind the commit index. Entries every
     /// replica has applied are freed at once; beyond this window they are freed even if a
     /// slow, paused or crashed replica has not applied them, and that replica catches up
-    /// from a snapshot ([`Replica::snapshot_wanted`]) instead of holding the log back.
+    /// from a snapshot ([`Replica::snapshot_wanted`](super::Replica::snapshot_wanted)) instead of holding the log back.
     pub log_window: u64,
     /// Whether the replica asserts its invariants after every input (see
-    /// [`Replica::step`]). On by default in debug builds; the simulator and the model
+    /// [`Replica::step`](super::Replica::step)). On by default in debug builds; the simulator and the model
     /// checker turn it on in every build, release included, because a broken invariant is
     /// often the first and only sign of a protocol bug that a run's outcome does not show.
     pub check_invariants: bool,

@@ -37,7 +37,7 @@ pub struct FaultConfig {
     pub partition_permille: u64,
     /// The longest partition, in ticks.
     pub partition_ticks_max: u64,
-    /// Chance that a commit notice or heartbeat ([`Message::Commit`]) is lost, on top of
+    /// Chance that a commit notice or heartbeat ([`Message::Commit`](crate::protocol::Message::Commit)) is lost, on top of
     /// `loss_permille`: followers then learn commits late and new leaders meet values whose
     /// commit nobody reported.
     pub commit_loss_permille: u64,

@@ -148,7 +148,9 @@ where
     /// snapshot of the most advanced running peer.
     pub(super) fn restart(&mut self, i: usize) {
         let mut driver = self.nodes[i].driver.take().expect("not in a round");
+        let installed = driver.snapshots_installed();
         driver.restart(&mut SimEnv { sim: self, i, input: None, promised: false });
+        let own_copy = driver.snapshots_installed() == installed;
         let slot = driver.state().slot_applied;
         let node = &mut self.nodes[i];
         node.driver = Some(driver);
@@ -156,7 +158,10 @@ where
         node.paused = false;
         node.restart_at = None;
         self.report.restarts += 1;
-        self.count_snapshot_during_retries();
+        if own_copy {
+            // (A peer's snapshot was counted as it was installed.)
+            self.count_snapshot_during_retries();
+        }
         if self.trace {
             println!("tick {} r{i} restarts at {slot:?}", self.tick);
         }

@@ -1,10 +1,12 @@
 //! A deterministic simulator: N protocol replicas and simulated clients in one thread,
 //! every choice derived from one `u64` seed, with faults a real run meets once a year.
 //!
-//! The simulator drives the same [`protocol::Replica`] the
-//! threaded runtime drives, applies committed batches through the same exactly-once table,
-//! serves reads the way the runtime does (at a replica that has applied everything
-//! committed when the read began), and checks, on every run:
+//! Each simulated replica runs the threaded runtime's own replica driver over the same
+//! [`protocol::Replica`](crate::protocol::Replica): the same order of publishing the commit
+//! watermark, sending and applying, the same exactly-once apply, snapshot choice and
+//! install, and restart; reads are served by the runtime's rule (at a replica that has
+//! applied everything committed when the read began). Only the environment is simulated:
+//! network, clock and clients. The simulator checks, on every run:
 //! - **agreement**: no two replicas apply different batches in a slot;
 //! - **validity**: only commands clients submitted (or no-ops) are committed;
 //! - **exactly-once**: no client write takes effect twice, across retries and leader changes;

@@ -26,11 +26,12 @@ pub struct Report {
     pub step_downs: u64,
     /// Times any replica became leader.
     pub leader_changes: u64,
-    /// Snapshots installed by replicas that fell behind what their peers still held.
+    /// Peer snapshots installed, by replicas that fell behind what their peers still held
+    /// and by restarted replicas whose own copy was older.
     pub snapshots: u64,
     /// Client writes submitted again after a timeout.
     pub retries: u64,
-    /// Client writes given up on (see [`SimConfig::abandon_ticks`]).
+    /// Client writes given up on (see [`SimConfig::abandon_ticks`](super::SimConfig::abandon_ticks)).
     pub abandoned: u64,
     /// Operations that returned to their clients.
     pub operations_completed: u64,
