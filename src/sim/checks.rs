@@ -3,8 +3,6 @@
 //! per-slot state are checked as each slot is applied, in `network.rs`; linearizability in
 //! `linearizability.rs`.)
 
-use std::fmt;
-
 use super::config::ClientOp;
 use super::linearizability::Specification;
 use super::report::Failure;
@@ -14,9 +12,6 @@ use super::world::Sim;
 impl<D, W> Sim<'_, D, W>
 where
     D: Specification,
-    D::ReadOp: Clone + fmt::Debug,
-    D::WriteOp: Clone + fmt::Debug,
-    D::Response: Clone + PartialEq + fmt::Debug,
     W: FnMut(&mut SimRng, usize) -> ClientOp<D>,
 {
     /// Once every operation completed: run until every replica applied everything

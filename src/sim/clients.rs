@@ -2,7 +2,6 @@
 //! given up on, and reads served by the runtime's own rule against the watermark.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use super::config::ClientOp;
 use super::linearizability::{Call, Operation, Specification};
@@ -52,9 +51,6 @@ pub(super) struct Client<D: Dispatch> {
 impl<D, W> Sim<'_, D, W>
 where
     D: Specification,
-    D::ReadOp: Clone + fmt::Debug,
-    D::WriteOp: Clone + fmt::Debug,
-    D::Response: Clone + PartialEq + fmt::Debug,
     W: FnMut(&mut SimRng, usize) -> ClientOp<D>,
 {
     pub(super) fn running(&mut self) -> Option<usize> {

@@ -1,8 +1,6 @@
 //! Fault injection: crashes and restarts (through the runtime's own restart), pauses,
 //! step-downs, partitions, simultaneous campaigns and replayed messages.
 
-use std::fmt;
-
 use super::config::ClientOp;
 use super::linearizability::Specification;
 use super::network::SimEnv;
@@ -14,9 +12,6 @@ use crate::protocol::ReplicaId;
 impl<D, W> Sim<'_, D, W>
 where
     D: Specification,
-    D::ReadOp: Clone + fmt::Debug,
-    D::WriteOp: Clone + fmt::Debug,
-    D::Response: Clone + PartialEq + fmt::Debug,
     W: FnMut(&mut SimRng, usize) -> ClientOp<D>,
 {
     pub(super) fn max_down(&self) -> usize {

@@ -37,21 +37,16 @@ pub struct Operation<D: Dispatch> {
 /// Maps an operation to the key it touches, for checking each key's history on its own.
 pub type Partition<'a, D> = &'a dyn Fn(&Call<<D as Dispatch>::ReadOp, <D as Dispatch>::WriteOp>) -> u64;
 
-/// Objects the checker can use as their own specification.
-pub trait Specification: Dispatch + Hash + Eq + Debug
-where
-    Self::ReadOp: Clone + Debug,
-    Self::WriteOp: Clone + Debug,
-    Self::Response: Clone + PartialEq + Debug,
+/// Objects the checker can use as their own specification: comparable and printable, with
+/// operations and responses that can be copied into a history and printed. (The bounds on
+/// the operation types are part of the trait, so `D: Specification` implies them.)
+pub trait Specification:
+    Dispatch<ReadOp: Clone + Debug, WriteOp: Clone + Debug, Response: Clone + PartialEq + Debug> + Hash + Eq + Debug
 {
 }
 
-impl<D> Specification for D
-where
-    D: Dispatch + Hash + Eq + Debug,
-    D::ReadOp: Clone + Debug,
-    D::WriteOp: Clone + Debug,
-    D::Response: Clone + PartialEq + Debug,
+impl<D> Specification for D where
+    D: Dispatch<ReadOp: Clone + Debug, WriteOp: Clone + Debug, Response: Clone + PartialEq + Debug> + Hash + Eq + Debug
 {
 }
 
@@ -64,9 +59,6 @@ where
 pub fn check<D>(initial: &D, history: &[Operation<D>], partition: Option<Partition<'_, D>>) -> Result<(), String>
 where
     D: Specification,
-    D::ReadOp: Clone + Debug,
-    D::WriteOp: Clone + Debug,
-    D::Response: Clone + PartialEq + Debug,
 {
     // Reads that never returned had no effect and constrain nothing.
     let relevant: Vec<&Operation<D>> =
@@ -112,9 +104,6 @@ struct Event {
 impl<D> Search<'_, D>
 where
     D: Specification,
-    D::ReadOp: Clone + Debug,
-    D::WriteOp: Clone + Debug,
-    D::Response: Clone + PartialEq + Debug,
 {
     fn run(&mut self, initial: D) -> bool {
         let n = self.ops.len();
@@ -200,9 +189,6 @@ where
 fn step<D>(state: &D, op: &Operation<D>) -> Option<D>
 where
     D: Specification,
-    D::ReadOp: Clone + Debug,
-    D::WriteOp: Clone + Debug,
-    D::Response: Clone + PartialEq + Debug,
 {
     let mut next = state.clone();
     let response = match &op.call {

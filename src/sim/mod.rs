@@ -67,8 +67,6 @@ mod rng;
 pub mod workloads;
 mod world;
 
-use std::fmt;
-
 pub use config::{sweep_config, ClientOp, FaultConfig, SimConfig};
 use linearizability::{Call, Partition, Specification};
 pub use report::{Coverage, Failure, Report};
@@ -91,9 +89,6 @@ pub fn run<D>(
 ) -> Result<Report, Failure>
 where
     D: Specification,
-    D::ReadOp: Clone + fmt::Debug,
-    D::WriteOp: Clone + fmt::Debug,
-    D::Response: Clone + PartialEq + fmt::Debug,
 {
     let mut sim = Sim::new(seed, config, initial, workload);
     // A panic (a broken protocol invariant) is a failure of this seed like any other.

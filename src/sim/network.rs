@@ -2,8 +2,6 @@
 //! duplicated and reordered, and [`SimEnv`], the simulator's environment for the runtime's
 //! driver (the same driver the replica threads run).
 
-use std::fmt;
-
 use super::config::ClientOp;
 use super::linearizability::Specification;
 use super::report::Failure;
@@ -17,9 +15,6 @@ use crate::{Dispatch, Error};
 impl<D, W> Sim<'_, D, W>
 where
     D: Specification,
-    D::ReadOp: Clone + fmt::Debug,
-    D::WriteOp: Clone + fmt::Debug,
-    D::Response: Clone + PartialEq + fmt::Debug,
     W: FnMut(&mut SimRng, usize) -> ClientOp<D>,
 {
     pub(super) fn deliver(&mut self) -> Result<(), Failure> {
@@ -121,9 +116,6 @@ pub(super) struct SimEnv<'s, 'a, D: Dispatch, W> {
 impl<D, W> Environment<D, Command<D>> for SimEnv<'_, '_, D, W>
 where
     D: Specification,
-    D::ReadOp: Clone + fmt::Debug,
-    D::WriteOp: Clone + fmt::Debug,
-    D::Response: Clone + PartialEq + fmt::Debug,
     W: FnMut(&mut SimRng, usize) -> ClientOp<D>,
 {
     fn feed(&mut self, core: &mut Replica<Command<D>>) -> bool {

@@ -155,9 +155,6 @@ pub(super) struct Sim<'a, D: Dispatch, W> {
 impl<'a, D, W> Sim<'a, D, W>
 where
     D: Specification,
-    D::ReadOp: Clone + fmt::Debug,
-    D::WriteOp: Clone + fmt::Debug,
-    D::Response: Clone + PartialEq + fmt::Debug,
     W: FnMut(&mut SimRng, usize) -> ClientOp<D>,
 {
     pub(super) fn new(seed: u64, config: &'a SimConfig, initial: D, workload: W) -> Self {
