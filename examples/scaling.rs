@@ -10,7 +10,8 @@
 //! cargo run --release --example scaling -- --only "kv 100% corum r=3 t=2 pipelined" --seconds 3
 //! ```
 //!
-//! Every row gives ops/s, latency percentiles and the maximum from an HDR histogram, and the
+//! Every row gives ops/s, latency percentiles and the maximum from an HDR histogram, the
+//! process's context switches per completed write (`getrusage`), and the
 //! ratio to the Mutex on the same workload and thread count. A last section, the straggler
 //! scenario, runs the Mutex with its holder and corum (3 replicas) with a follower or the
 //! leader paused 5 ms out of every 50 ms, next to the same runs unpaused. `--json` prints
@@ -104,8 +105,8 @@ impl Sweep {
         if !self.json && selected.iter().any(|&s| s) {
             println!("\n{title}");
             println!(
-                "  {:<40} {:>7} {:>13} {:>9} {:>10} {:>10} {:>10} {:>11}",
-                "system", "threads", "ops/s", "vs mutex", "p50 ns", "p99 ns", "p99.9 ns", "max ns"
+                "  {:<40} {:>7} {:>13} {:>9} {:>10} {:>10} {:>10} {:>11} {:>9}",
+                "system", "threads", "ops/s", "vs mutex", "p50 ns", "p99 ns", "p99.9 ns", "max ns", "csw/write"
             );
         }
         cells
@@ -117,11 +118,16 @@ impl Sweep {
                 let quantile = |q: f64| m.latency.value_at_quantile(q);
                 let (p50, p99, p999, max) = (quantile(0.5), quantile(0.99), quantile(0.999), m.latency.max());
                 let ratio = mutex_rate.map_or_else(|| "-".to_string(), |mutex| format!("{:.3}x", rate / mutex));
+                // Context switches of the whole process per completed write ("-" without writes).
+                let switches = m.switches_per_write();
+                let switches_text = switches.map_or_else(|| "-".to_string(), |per| format!("{per:.3}"));
+                let switches_json = switches.map_or_else(|| "null".to_string(), |per| format!("{per:.4}"));
                 if self.json {
                     println!(
                         "{{\"system\":\"{}\",\"workload\":\"{}\",\"write_pct\":{},\"replicas\":{},\
                          \"threads\":{threads},\"mode\":\"{}\",\"paused\":\"{}\",\"ops_per_sec\":{rate:.0},\
-                         \"p50_ns\":{p50},\"p99_ns\":{p99},\"p999_ns\":{p999},\"max_ns\":{max}}}",
+                         \"p50_ns\":{p50},\"p99_ns\":{p99},\"p999_ns\":{p999},\"max_ns\":{max},\
+                         \"switches_per_write\":{switches_json}}}",
                         cell.name(),
                         workload.name,
                         workload.write_pct,
@@ -131,7 +137,7 @@ impl Sweep {
                     );
                 } else {
                     println!(
-                        "  {:<40} {threads:>7} {rate:>13.0} {ratio:>9} {p50:>10} {p99:>10} {p999:>10} {max:>11}",
+                        "  {:<40} {threads:>7} {rate:>13.0} {ratio:>9} {p50:>10} {p99:>10} {p999:>10} {max:>11} {switches_text:>9}",
                         cell.label()
                     );
                 }

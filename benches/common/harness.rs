@@ -20,6 +20,10 @@ pub struct Measurement {
     pub write_latency: Histogram<u64>,
     /// For corum: whether every live replica's copy was the same after shutdown.
     pub copies_agree: Option<bool>,
+    /// Context switches of the whole process (every thread: clients, replicas, helpers)
+    /// while the clients ran, voluntary and involuntary; `None` where `getrusage` is not
+    /// available.
+    pub context_switches: Option<u64>,
 }
 
 impl Measurement {
@@ -27,6 +31,34 @@ impl Measurement {
     pub fn rate(&self) -> f64 {
         self.ops as f64 / self.elapsed.as_secs_f64()
     }
+
+    /// Writes completed (each recorded once in `write_latency`).
+    pub fn writes(&self) -> u64 {
+        self.write_latency.len()
+    }
+
+    /// Context switches per completed write, where both are known.
+    pub fn switches_per_write(&self) -> Option<f64> {
+        let switches = self.context_switches?;
+        (self.writes() > 0).then(|| switches as f64 / self.writes() as f64)
+    }
+}
+
+/// The process's context switches so far, voluntary and involuntary, over every thread it
+/// ran (finished ones included).
+#[cfg(unix)]
+pub fn context_switches() -> Option<u64> {
+    // SAFETY: `rusage` is plain old data, for which all-zero bytes are a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is a valid, writable `rusage` owned by this frame, as `getrusage`
+    // requires; RUSAGE_SELF is a valid `who`.
+    let status = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    (status == 0).then(|| (usage.ru_nvcsw + usage.ru_nivcsw) as u64)
+}
+
+#[cfg(not(unix))]
+pub fn context_switches() -> Option<u64> {
+    None
 }
 
 /// How long a measurement runs: for a time, or for a number of operations shared out
@@ -90,6 +122,7 @@ pub fn measure(
     body: impl Fn(usize, &Share, &mut Latencies) -> u64 + Sync,
 ) -> Measurement {
     let stop = AtomicBool::new(false);
+    let switches_before = context_switches();
     let started = Instant::now();
     let (ops, latencies) = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
@@ -125,12 +158,15 @@ pub fn measure(
         }
         total
     });
+    let elapsed = started.elapsed();
+    let context_switches = switches_before.zip(context_switches()).map(|(before, after)| after.saturating_sub(before));
     Measurement {
         ops,
-        elapsed: started.elapsed(),
+        elapsed,
         latency: latencies.all,
         write_latency: latencies.writes,
         copies_agree: None,
+        context_switches,
     }
 }
 
