@@ -1,10 +1,10 @@
 //! One round of one replica: the only code that acts on the protocol core's output. The
-//! threaded runtime (`runtime/replica.rs`) and the simulator (`sim/`) both drive their
-//! replicas through [`Driver`], each with its own [`Environment`] (rings, a shared watermark
-//! and a locked object in the runtime; a simulated network, watermark and object in the
-//! simulator), so the simulator's seed sweep exercises the ordering that linearizable reads
-//! depend on, the exactly-once apply, the snapshot choice and install, and the restart,
-//! exactly as the runtime runs them.
+//! threaded runtime (`runtime/replica.rs`, over `runtime/io.rs`) and the simulator
+//! (`sim/`) drive their replicas through [`Driver`], each with its own [`Environment`]
+//! (rings, a shared watermark and a locked object in the runtime; a simulated network,
+//! watermark and object in the simulator), so the simulator's seed sweep exercises the
+//! ordering that linearizable reads depend on, the exactly-once apply, the snapshot choice
+//! and install, and the restart, exactly as the runtime runs them.
 //!
 //! A round, in order (see [`crate::protocol::Ready`]): the environment feeds the core its
 //! input; the core hands out its [`Ready`](crate::protocol::Ready); the driver
