@@ -15,19 +15,12 @@ use std::time::{Duration, Instant};
 #[path = "../benches/common/mod.rs"]
 mod common;
 
-use common::{Budget, NrObject, Object, Straggler, System, Workload, Write, KEYS};
+use common::{next_random, Budget, NrObject, Object, Straggler, System, Workload, Write, KEYS};
 use corum::{Builder, Cluster, RoleKind};
 
 /// The map every scenario here replicates: the harness's, empty.
 fn empty_map() -> Object {
     Object::Kv(Default::default())
-}
-
-fn next(rng: &mut u64) -> u64 {
-    *rng ^= *rng << 13;
-    *rng ^= *rng >> 7;
-    *rng ^= *rng << 17;
-    *rng
 }
 
 /// Resident memory of this process, from /proc (Linux); 0 elsewhere.
@@ -90,7 +83,7 @@ fn long_pause(steady: Duration, pause: Duration) {
                 while !stop.load(Ordering::Relaxed) {
                     let tickets: Vec<_> = (0..64)
                         .map(|_| {
-                            let key = next(&mut rng) % KEYS;
+                            let key = next_random(&mut rng) % KEYS;
                             handle.submit(Write::Put(key, key)).expect("submit")
                         })
                         .collect();

@@ -99,7 +99,7 @@ impl Latencies {
 
     /// Records an operation that began at `since`; `write` says whether it was a write.
     pub fn record(&mut self, since: Instant, write: bool) {
-        let nanos = (since.elapsed().as_nanos() as u64).max(1);
+        let nanos = nanos_since(since);
         self.all.saturating_record(nanos);
         if write {
             self.writes.saturating_record(nanos);
@@ -111,8 +111,13 @@ pub fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds")
 }
 
+/// Nanoseconds since `since`, at least 1 (the histograms' lowest value).
+fn nanos_since(since: Instant) -> u64 {
+    (since.elapsed().as_nanos() as u64).max(1)
+}
+
 pub fn record(latency: &mut Histogram<u64>, since: Instant) {
-    latency.saturating_record((since.elapsed().as_nanos() as u64).max(1));
+    latency.saturating_record(nanos_since(since));
 }
 
 /// Runs `body(thread, share, latencies) -> ops` on `threads` threads within `budget`.

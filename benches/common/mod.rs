@@ -11,5 +11,5 @@ mod systems;
 
 pub use floors::{atomic_ping_pong, crossbeam_relay};
 pub use harness::{closed_loop, context_switches, histogram, measure, record, Budget, Latencies, Measurement, Share};
-pub use objects::{thread_counts, workloads, NrObject, Object, Read, Workload, Write, KEYS};
+pub use objects::{next_random, thread_counts, workloads, NrObject, Object, Read, Workload, Write, KEYS};
 pub use systems::{Straggler, System, PAUSE, PAUSE_PERIOD};

@@ -105,10 +105,7 @@ impl Workload {
 
     /// The next operation, from the thread's random state: `Ok` a write, `Err` a read.
     pub fn op(&self, rng: &mut u64) -> Result<Write, Read> {
-        *rng ^= *rng << 13;
-        *rng ^= *rng >> 7;
-        *rng ^= *rng << 17;
-        let r = *rng;
+        let r = next_random(rng);
         let write = r % 100 < self.write_pct;
         match (self.name, write) {
             ("kv", true) => Ok(Write::Put(r / 100 % KEYS, r)),
@@ -120,6 +117,14 @@ impl Workload {
             (_, false) => Err(Read::Top),
         }
     }
+}
+
+/// The next number of a thread's xorshift generator (`rng` must not be 0).
+pub fn next_random(rng: &mut u64) -> u64 {
+    *rng ^= *rng << 13;
+    *rng ^= *rng >> 7;
+    *rng ^= *rng << 17;
+    *rng
 }
 
 /// Client thread counts to sweep: powers of two from 1, and every core the process may use.
