@@ -169,12 +169,15 @@ where
     /// reaches at least `at_least` and what this replica already applied. Returns whether
     /// it installed one.
     fn install_peer_copy<E: Environment<D, C>>(&mut self, env: &mut E, at_least: Slot) -> bool {
-        let Some((donor, _)) = env.donors().into_iter().max_by_key(|&(_, slot)| slot) else { return false };
-        let copy = env.copy_state(donor);
-        let slot = copy.slot_applied;
-        if slot < at_least || slot < self.core.slot_delivered() {
+        let Some((donor, applied)) = env.donors().into_iter().max_by_key(|&(_, slot)| slot) else { return false };
+        // Decide on the slot the donor reported before copying its whole state: a replica
+        // waiting for a donor to get far enough asks again every round. (A donor's applied
+        // slot only grows, so the copy reaches at least as far.)
+        if applied < at_least || applied < self.core.slot_delivered() {
             return false;
         }
+        let copy = env.copy_state(donor);
+        let slot = copy.slot_applied;
         self.state.with(|state| *state = copy);
         self.core.install_snapshot(slot);
         env.publish_applied(slot);
