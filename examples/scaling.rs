@@ -8,6 +8,8 @@
 //! cargo run --release --example scaling -- --quick       # a short sweep (under a minute)
 //! cargo run --release --example scaling -- --quick --json > results.jsonl
 //! cargo run --release --example scaling -- --only "kv 100% corum r=3 t=2 pipelined" --seconds 3
+//! CORUM_BENCH_IDLE=spin cargo run --release --example scaling   # corum with IdleStrategy::Spin
+//! CORUM_BENCH_HELP=0 cargo run --release --example scaling      # corum with Builder::helping(false)
 //! ```
 //!
 //! Every row gives ops/s, latency percentiles and the maximum from an HDR histogram, the

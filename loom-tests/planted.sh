@@ -13,8 +13,10 @@ plants=(
     "queue-publish-relaxed:queue:two_producers_lose_nothing"
     "event-no-fence:wakeup:event_count_never_loses_a_wake_up"
     "completion-no-notify:wakeup:completion_is_filled_once_and_the_waiter_wakes"
-    "applied-before-apply:cluster:two_replicas_write_then_read_on_each_copy"
-    "watermark-after-apply:cluster:two_replicas_write_then_read_on_each_copy"
+    "token-release-relaxed:token:pinned_thread_and_two_helpers"
+    "token-release-no-notify:token:pinned_thread_and_two_helpers"
+    "applied-before-apply:cluster:two_replicas_write_then_read_without_helping"
+    "watermark-after-apply:cluster:two_replicas_write_then_read_without_helping"
 )
 
 uncaught=0

@@ -115,6 +115,7 @@ pub mod __loom {
     pub use crate::transport::event::{EventCount, WaitKey};
     pub use crate::transport::queue::Queue;
     pub use crate::transport::ring::{ring, Consumer, Producer};
+    pub use crate::transport::token::{RunToken, TokenGuard};
 }
 
 /// The transport's ring, exposed only so that `benches/transport.rs` can measure it on

@@ -31,6 +31,8 @@ pub(crate) const PLANTS: &[(&str, &str)] = &[
     ("queue-publish-relaxed", "the submission queue publishes a value with a relaxed store"),
     ("event-no-fence", "the event count's waiter skips its fence"),
     ("completion-no-notify", "a completion is filled without waking its waiter"),
+    ("token-release-relaxed", "a replica's run token is given back with a relaxed store"),
+    ("token-release-no-notify", "a replica's run token is given back without waking a thread waiting for it"),
 ];
 
 /// The plant this build carries (`CORUM_PLANT` when it was built), empty for none.

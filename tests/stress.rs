@@ -55,7 +55,7 @@ impl Default for Stress {
             replicas: 3,
             clients: 4,
             seconds: 4.0,
-            ops: 50_000,
+            ops: 150_000,
             pipeline: 1,
             retry_after: None,
             overload: false,
@@ -75,7 +75,7 @@ fn fault_schedule(cluster: &Cluster<KvMap>, mut rng: SimRng, stop: &AtomicBool, 
     let mut on_leader = 0;
     let leader_share = if kinds == Faults::LeaderCrashes { 2 } else { 1 };
     while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(5 + rng.below(20)));
+        std::thread::sleep(Duration::from_millis(2 + rng.below(10)));
         let leader = cluster.leader();
         let replica = match leader {
             Some(leader) if rng.chance(leader_share, 3) => leader,
@@ -131,6 +131,8 @@ struct History {
     completions: Mutex<(Instant, Duration)>,
     /// Calls that failed with `NoQuorum`.
     no_quorum: AtomicU64,
+    /// The longest any call took, from its invocation to its return.
+    longest_call: Mutex<Duration>,
 }
 
 impl Default for History {
@@ -140,6 +142,7 @@ impl Default for History {
             operations: Mutex::default(),
             completions: Mutex::new((Instant::now(), Duration::ZERO)),
             no_quorum: AtomicU64::new(0),
+            longest_call: Mutex::new(Duration::ZERO),
         }
     }
 }
@@ -151,9 +154,23 @@ impl History {
         self.clock.fetch_add(1, Ordering::SeqCst)
     }
 
+    /// An invocation: its place in the history's order, and when it happened.
+    fn invoke(&self) -> (u64, Instant) {
+        (self.now(), Instant::now())
+    }
+
     /// Records an operation invoked at `invoked`. Only `NoQuorum` (outcome unknown: the
     /// write may or may not have taken effect) is an acceptable failure.
-    fn record(&self, client: usize, call: Call<KvGet, KvWrite>, invoked: u64, outcome: Result<Option<u64>, Error>) {
+    fn record(
+        &self,
+        client: usize,
+        call: Call<KvGet, KvWrite>,
+        (invoked, started): (u64, Instant),
+        outcome: Result<Option<u64>, Error>,
+    ) {
+        let mut longest = self.longest_call.lock().unwrap();
+        *longest = (*longest).max(started.elapsed());
+        drop(longest);
         let returned = match outcome {
             Ok(response) => {
                 let mut completions = self.completions.lock().unwrap();
@@ -177,9 +194,9 @@ impl History {
 fn client(handle: corum::Handle<KvMap>, client: usize, stress: Stress, history: &History) {
     let mut rng = SimRng::new(seed().wrapping_mul(1_000_003) ^ client as u64);
     let until = Instant::now() + Duration::from_secs_f64(stress.seconds);
-    let mut in_flight: VecDeque<(KvWrite, u64, Ticket<KvMap>)> = VecDeque::new();
+    let mut in_flight: VecDeque<(KvWrite, (u64, Instant), Ticket<KvMap>)> = VecDeque::new();
     // Tickets are waited for in any order, as a program juggling several would.
-    let wait_one = |in_flight: &mut VecDeque<(KvWrite, u64, Ticket<KvMap>)>, rng: &mut SimRng| {
+    let wait_one = |in_flight: &mut VecDeque<(KvWrite, (u64, Instant), Ticket<KvMap>)>, rng: &mut SimRng| {
         let index = rng.below(in_flight.len() as u64) as usize;
         let (write, invoked, ticket) = in_flight.remove(index).expect("a ticket in flight");
         history.record(client, Call::Write(write), invoked, ticket.wait());
@@ -193,18 +210,18 @@ fn client(handle: corum::Handle<KvMap>, client: usize, stress: Stress, history: 
                 while !in_flight.is_empty() {
                     wait_one(&mut in_flight, &mut rng);
                 }
-                let invoked = history.now();
+                let invoked = history.invoke();
                 history.record(client, Call::Read(read), invoked, handle.execute(read));
             }
             ClientOp::Write(write) if stress.pipeline <= 1 => {
-                let invoked = history.now();
+                let invoked = history.invoke();
                 history.record(client, Call::Write(write), invoked, handle.execute_mut(write));
             }
             ClientOp::Write(write) => {
                 if in_flight.len() >= stress.pipeline {
                     wait_one(&mut in_flight, &mut rng);
                 }
-                let invoked = history.now();
+                let invoked = history.invoke();
                 match handle.submit(write) {
                     Ok(ticket) => in_flight.push_back((write, invoked, ticket)),
                     Err(error) => history.record(client, Call::Write(write), invoked, Err(error)),
@@ -263,7 +280,7 @@ fn stress(stress: Stress) {
     let handle = cluster.handle();
     for key in 0..KvMap::KEYS {
         let read = KvGet(key);
-        let invoked = history.now();
+        let invoked = history.invoke();
         history.record(stress.clients, Call::Read(read), invoked, handle.execute(read));
     }
     let stats = cluster.stats();
@@ -276,18 +293,20 @@ fn stress(stress: Stress) {
         "seed {seed}: exactly-once records differ: {digests:x?}"
     );
     let longest_gap = history.completions.lock().unwrap().1;
+    let longest_call = *history.longest_call.lock().unwrap();
     let no_quorum = history.no_quorum.load(Ordering::Relaxed);
     let history = history.operations.into_inner().unwrap();
     let completed = history.iter().filter(|op| op.returned.is_some()).count();
     println!(
         "stress: {} replicas, pipeline {}{}, seed {seed}: {injected} faults ({on_leader} on the leader), \
          {completed} of {} operations completed, longest time without a completion {:.1} ms, \
-         {} leader changes, {} snapshots",
+         longest call {:.1} ms, {} leader changes, {} snapshots",
         stress.replicas,
         stress.pipeline,
         if stress.overload { ", overloaded" } else { "" },
         history.len(),
         longest_gap.as_secs_f64() * 1e3,
+        longest_call.as_secs_f64() * 1e3,
         stats.iter().map(|s| s.leader_changes).sum::<u64>(),
         stats.iter().map(|s| s.snapshots_installed).sum::<u64>(),
     );
@@ -315,16 +334,24 @@ fn five_replicas_under_faults_stay_linearizable() {
 
 #[test]
 fn pipelined_tickets_across_leader_crashes() {
-    stress(Stress { pipeline: 8, ops: 6_000, faults: Faults::LeaderCrashes, ..Stress::default() });
+    stress(Stress { pipeline: 8, ops: 18_000, faults: Faults::LeaderCrashes, ..Stress::default() });
 }
 
 #[test]
 fn eager_retries_with_crashes_and_restarts() {
     let retry_after = Some(Duration::from_micros(300));
-    stress(Stress { pipeline: 4, ops: 6_000, retry_after, faults: Faults::LeaderCrashes, ..Stress::default() });
+    stress(Stress { pipeline: 4, ops: 18_000, retry_after, faults: Faults::LeaderCrashes, ..Stress::default() });
 }
 
 #[test]
 fn an_overloaded_machine() {
-    stress(Stress { pipeline: 4, ops: 6_000, overload: true, ..Stress::default() });
+    stress(Stress { pipeline: 4, ops: 18_000, overload: true, ..Stress::default() });
+}
+
+/// Synchronous clients on an overloaded machine: every write is carried through the
+/// replicas by the client threads waiting for it, while faults pause, slow, crash and
+/// restart replicas.
+#[test]
+fn an_overloaded_machine_with_synchronous_clients() {
+    stress(Stress { ops: 60_000, overload: true, ..Stress::default() });
 }

@@ -133,6 +133,19 @@ fn three_replicas_four_clients_100k_mixed_ops_agree_with_a_sequential_replay() {
     assert!(batches < acked.len() as u64, "writes were batched: {batches} batches for {} writes", acked.len());
 }
 
+/// With `Builder::helping(false)` only the replicas' own threads run their rounds (they wake
+/// each other and are woken by submissions), and the same workload agrees just as well.
+#[test]
+fn without_helping_the_replica_threads_do_all_the_work() {
+    let cluster = Builder::new(Kv::default()).replicas(3).helping(false).build().expect("build");
+    let run = Run::start(&cluster, 4, 5_000);
+    while run.threads.iter().any(|thread| !thread.is_finished()) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let acked = run.finish(cluster, 3);
+    assert!(acked.len() > 4_000, "{} writes acknowledged", acked.len());
+}
+
 #[test]
 fn a_crashed_leader_is_replaced_and_no_acknowledged_write_is_lost_or_doubled() {
     let cluster = Builder::new(Kv::default()).replicas(3).build().expect("build");

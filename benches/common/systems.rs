@@ -176,7 +176,18 @@ fn corum(
     pipelined: bool,
     straggler: Straggler,
 ) -> Measurement {
-    let cluster = Builder::new(workload.object()).replicas(replicas).build().expect("build");
+    let mut builder = Builder::new(workload.object()).replicas(replicas);
+    // `CORUM_BENCH_IDLE=spin` measures corum with `IdleStrategy::Spin` (for machines with a
+    // core for every replica and client thread).
+    if std::env::var("CORUM_BENCH_IDLE").is_ok_and(|idle| idle == "spin") {
+        builder = builder.idle(corum::IdleStrategy::Spin);
+    }
+    // `CORUM_BENCH_HELP=0` measures corum with `Builder::helping(false)`: only the replicas'
+    // own threads run their rounds.
+    if std::env::var("CORUM_BENCH_HELP").is_ok_and(|help| help == "0") {
+        builder = builder.helping(false);
+    }
+    let cluster = builder.build().expect("build");
     let handles: Vec<_> = (0..threads).map(|_| cluster.handle()).collect();
     handles[0].execute_mut(workload.op(&mut 7).unwrap_or(Write::Add(0))).expect("warm up");
     let pausing = AtomicBool::new(straggler != Straggler::None);

@@ -49,6 +49,24 @@ fn two_replicas_write_then_read_on_each_copy() {
     });
 }
 
+/// The same with `Builder::helping(false)`: the replicas' own threads apply the write
+/// while the reader looks at each copy. (With helping, the reader applies replica 1's copy
+/// itself; a replica thread applying at the same time takes more preemptions than the
+/// bound allows, so the planted ordering bugs are caught here.)
+#[test]
+fn two_replicas_write_then_read_without_helping() {
+    check("two_replicas_write_then_read_without_helping", Some(1), || {
+        let cluster = Builder::new(Counter::default()).replicas(2).pin(false).helping(false).build().expect("build");
+        let writer = cluster.handle(); // client 0: home replica 0
+        let reader = cluster.handle(); // client 1: home replica 1
+        assert_eq!(writer.execute_mut(5), Ok(5));
+        assert_eq!(reader.execute(()), Ok(5), "a read on replica 1's copy missed a completed write");
+        assert_eq!(writer.execute(()), Ok(5));
+        let copies = cluster.shutdown().expect("shutdown");
+        assert_eq!(copies, vec![Counter(5), Counter(5)]);
+    });
+}
+
 /// Shutdown of an idle cluster wakes every parked replica thread.
 #[test]
 fn shutdown_wakes_parked_replicas() {

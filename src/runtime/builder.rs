@@ -1,12 +1,12 @@
 //! Configuration and start-up of a cluster: validation, rings, pinned replica threads.
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
 
 use super::cluster::Cluster;
 use super::replica::ReplicaThread;
+use super::worker::Worker;
 use super::{IdleStrategy, Options, ReplicaShared, ReplicaState, Shared, StatsCell, RUNNING};
 use crate::error::{ConfigError, Error};
 use crate::protocol::{self, ReplicaId};
@@ -15,6 +15,7 @@ use crate::sync::{Arc, RwLock};
 use crate::transport::event::EventCount;
 use crate::transport::queue::Queue;
 use crate::transport::ring::ring;
+use crate::transport::token::RunToken;
 use crate::Dispatch;
 
 /// Configures and starts a [`Cluster`] replicating one object.
@@ -58,6 +59,7 @@ pub struct Builder<D> {
     deadline: Duration,
     retry_after: Duration,
     idle: IdleStrategy,
+    helping: bool,
     ring_capacity: usize,
     submission_capacity: usize,
     log_window: u64,
@@ -79,6 +81,7 @@ impl<D: Dispatch> Builder<D> {
             deadline: Duration::from_secs(5),
             retry_after: Duration::from_millis(250),
             idle: IdleStrategy::Park,
+            helping: true,
             ring_capacity: 1024,
             submission_capacity: 4096,
             log_window: 4096,
@@ -148,6 +151,32 @@ impl<D: Dispatch> Builder<D> {
     /// change prompted it sooner (default 250 ms). Retries are applied at most once.
     pub fn retry_after(mut self, retry_after: Duration) -> Self {
         self.retry_after = retry_after;
+        self
+    }
+
+    /// Whether a client thread waiting for a replica runs that replica's rounds itself
+    /// (default `true`). A waiting writer then carries its write through the leader and the
+    /// followers, and a waiting reader applies its replica's committed writes, instead of
+    /// waiting for the replicas' threads; where threads outnumber cores that saves a
+    /// context switch per hop. The object's `dispatch_mut` then also runs on client
+    /// threads (never on two threads at once for one copy). With `false`, only the
+    /// replicas' own threads run their rounds.
+    ///
+    /// ```
+    /// # use corum::{Builder, Dispatch};
+    /// # #[derive(Clone, Default)] struct Counter(u64);
+    /// # impl Dispatch for Counter {
+    /// #     type ReadOp = (); type WriteOp = u64; type Response = u64;
+    /// #     fn dispatch(&self, _: &()) -> u64 { self.0 }
+    /// #     fn dispatch_mut(&mut self, add: &u64) -> u64 { self.0 += add; self.0 }
+    /// # }
+    /// let cluster = Builder::new(Counter::default()).helping(false).build()?;
+    /// assert_eq!(cluster.handle().execute_mut(3)?, 3); // applied by the replicas' threads
+    /// # cluster.shutdown()?;
+    /// # Ok::<(), corum::Error>(())
+    /// ```
+    pub fn helping(mut self, helping: bool) -> Self {
+        self.helping = helping;
         self
     }
 
@@ -243,8 +272,11 @@ impl<D: Dispatch> Builder<D> {
             deadline: self.deadline,
             retry_after: self.retry_after,
             read_failover: election,
+            election,
             idle: self.idle,
             spin: available_cores() > n,
+            helping: self.helping,
+            wake_peers: available_cores() > n || !self.helping || cfg!(corum_loom),
             pending_max: self.ring_capacity * 4,
         };
         let replicas = (0..n)
@@ -256,7 +288,7 @@ impl<D: Dispatch> Builder<D> {
                 wake: EventCount::new(),
                 status: AtomicU8::new(RUNNING),
                 slowness_nanos: AtomicU64::new(0),
-                pause_acknowledged: AtomicBool::new(false),
+                worker: RunToken::new(None),
                 stats: StatsCell::default(),
             })
             .collect();
@@ -283,19 +315,17 @@ impl<D: Dispatch> Builder<D> {
             }
         }
 
-        let mut threads = Vec::with_capacity(n);
         for (index, (outgoing, incoming)) in outgoing.into_iter().zip(incoming).enumerate() {
-            let replica = ReplicaThread::new(
-                index,
-                protocol::Replica::new(ReplicaId::new(index), config.clone()),
-                Arc::clone(&shared),
-                outgoing,
-                incoming,
-                (0..n).map(|_| VecDeque::new()).collect(),
-            );
-            match replica.spawn(pinning[index]) {
+            let core = protocol::Replica::new(ReplicaId::new(index), config.clone());
+            let worker = Worker::new(index, core, Arc::clone(&shared), outgoing, incoming);
+            worker.publish_stats();
+            shared.replicas[index].worker.take().with(|slot| *slot = Some(worker));
+        }
+        let mut threads = Vec::with_capacity(n);
+        for (index, core) in pinning.clone().into_iter().enumerate() {
+            match ReplicaThread::spawn(&shared, index, core) {
                 Ok(handle) => threads.push(Some(handle)),
-                Err((_, error)) => {
+                Err(error) => {
                     drop(Cluster::from_parts(shared, threads, pinning));
                     return Err(Error::Spawn { replica: index, error: error.into() });
                 }

@@ -4,11 +4,11 @@ use std::fmt;
 
 use super::faults::Faults;
 use super::handle::Handle;
+use super::help::help_all;
 use super::idle::now;
-use super::replica::ReplicaThread;
 use super::{role_of, status_of, ReplicaState, Shared, CRASHED, RUNNING};
 use crate::protocol::{Ballot, RoleKind, Slot};
-use crate::sync::atomic::Ordering;
+use crate::sync::atomic::{fence, Ordering};
 use crate::sync::thread::JoinHandle;
 use crate::sync::{Arc, Mutex};
 use crate::{Dispatch, Error};
@@ -40,10 +40,9 @@ use crate::{Dispatch, Error};
 /// ```
 pub struct Cluster<D: Dispatch> {
     pub(super) shared: Arc<Shared<D>>,
-    /// Each running replica's thread.
-    pub(super) threads: Mutex<Vec<Option<JoinHandle<ReplicaThread<D>>>>>,
-    /// Each crashed replica's state, kept for the durable part a restart needs.
-    pub(super) crashed: Mutex<Vec<Option<ReplicaThread<D>>>>,
+    /// Each running replica's pinned thread. (A crashed replica's state stays behind its
+    /// run token, for the durable part a restart needs.)
+    pub(super) threads: Mutex<Vec<Option<JoinHandle<()>>>>,
     /// The core each replica is pinned to.
     pub(super) cores: Vec<Option<core_affinity::CoreId>>,
     /// Held by every fault-injection call, so that two of them never interleave (a crash
@@ -111,11 +110,10 @@ impl<D: Dispatch> fmt::Debug for Cluster<D> {
 impl<D: Dispatch> Cluster<D> {
     pub(crate) fn from_parts(
         shared: Arc<Shared<D>>,
-        threads: Vec<Option<JoinHandle<ReplicaThread<D>>>>,
+        threads: Vec<Option<JoinHandle<()>>>,
         cores: Vec<Option<core_affinity::CoreId>>,
     ) -> Self {
-        let crashed = Mutex::new((0..cores.len()).map(|_| None).collect());
-        Self { shared, threads: Mutex::new(threads), crashed, cores, faults: Mutex::new(()) }
+        Self { shared, threads: Mutex::new(threads), cores, faults: Mutex::new(()) }
     }
 
     /// A new client session. Each handle has its own client id for exactly-once writes;
@@ -196,9 +194,13 @@ impl<D: Dispatch> Cluster<D> {
         let started = now();
         let deadline = started + self.shared.options.deadline;
         while !self.settled() && now() < deadline {
-            crate::sync::yield_now();
-            #[cfg(not(corum_loom))]
-            std::thread::sleep(std::time::Duration::from_micros(200));
+            // Run the replicas' rounds here rather than wait for their threads (`help.rs`);
+            // when none has anything to do, give them time.
+            if !help_all(&self.shared, 0, || false) {
+                crate::sync::yield_now();
+                #[cfg(not(corum_loom))]
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            }
         }
         self.stop_threads();
         let watermark = self.shared.slot_committed();
@@ -233,15 +235,25 @@ impl<D: Dispatch> Cluster<D> {
             replica.wake.notify();
             replica.applied.notify();
         }
-        let mut threads = self.threads.lock();
         // A replica thread catches every panic of the user's code; one that still panicked
         // has already reported it, and shutdown goes on without it.
-        let stopped: Vec<ReplicaThread<D>> =
-            threads.iter_mut().filter_map(Option::take).filter_map(|thread| thread.join().ok()).collect();
-        // Only now, with every replica thread gone, can nothing move a write between them:
-        // fail every write still held anywhere, so that no waiting client is left parked.
-        for replica in stopped {
-            replica.fail_held_writes();
+        for thread in self.threads.lock().iter_mut().filter_map(Option::take) {
+            let _ = thread.join();
+        }
+        // Client threads may still be running rounds: take every replica's token, all at
+        // once (helpers only ever try a token, so this cannot deadlock with them), and
+        // take the workers out, so that nothing moves a write between replicas any more.
+        // Then fail every write still held anywhere, so that no waiting client is left
+        // parked. (Taking the workers out also drops their references to `shared`.)
+        let mut guards: Vec<_> = self.shared.replicas.iter().map(|replica| replica.worker.take()).collect();
+        // SeqCst fence pairs with the one after a client's push in `Ticket::try_submit`:
+        // either the drain below sees a write pushed concurrently, or that client sees
+        // `stop` (stored above) and returns `Error::Shutdown` itself.
+        fence(Ordering::SeqCst);
+        let workers: Vec<_> = guards.iter_mut().filter_map(|guard| guard.with(Option::take)).collect();
+        drop(guards);
+        for worker in workers {
+            worker.fail_held_writes();
         }
     }
 

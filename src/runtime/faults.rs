@@ -4,6 +4,8 @@
 use std::fmt;
 
 use super::cluster::Cluster;
+use super::replica::ReplicaThread;
+use super::worker::crash;
 use super::{CRASHED, PAUSED, RUNNING};
 use crate::sync::atomic::Ordering;
 use crate::{Dispatch, Error};
@@ -55,16 +57,16 @@ impl<D: Dispatch> Faults<'_, D> {
     pub fn crash(&self, replica: usize) -> Result<(), Error> {
         let _serial = self.cluster.faults.lock();
         let target = self.cluster.replica_checked(replica)?;
-        target.status.store(CRASHED, Ordering::Release);
-        target.wake.notify();
+        crash(target);
+        // Once the token is ours, no round of this replica runs (its thread's or a client
+        // thread's), and every later round sees it crashed and does not run.
+        drop(target.worker.take());
         let thread = self.cluster.threads.lock()[replica].take();
         if let Some(thread) = thread {
             // Writes the crashed replica held are retried by their clients elsewhere (they
-            // may also have been committed through its peers). Its state is kept only for
-            // the acceptor's durable part, which a restart needs.
-            if let Ok(state) = thread.join() {
-                self.cluster.crashed.lock()[replica] = Some(state);
-            }
+            // may also have been committed through its peers). Its state stays behind its
+            // token, kept for the acceptor's durable part, which a restart needs.
+            let _ = thread.join();
         }
         Ok(())
     }
@@ -87,53 +89,55 @@ impl<D: Dispatch> Faults<'_, D> {
         if target.status() != CRASHED {
             return Err(refused("the replica is not crashed"));
         }
-        let Some(mut state) = self.cluster.crashed.lock()[replica].take() else {
-            return Err(refused("the crashed replica's thread panicked; nothing to restart from"));
-        };
-        state.restart();
-        target.status.store(RUNNING, Ordering::Release);
-        state.publish_stats();
-        match state.spawn(self.cluster.cores[replica]) {
+        let restarted = target.worker.take().with(|slot| {
+            let worker = slot.as_mut()?;
+            worker.restart();
+            // With the token held: no round runs before the restart is complete.
+            target.status.store(RUNNING, Ordering::Release);
+            Some(())
+        });
+        if restarted.is_none() {
+            return Err(refused("a round of the crashed replica panicked; nothing to restart from"));
+        }
+        match ReplicaThread::spawn(&self.cluster.shared, replica, self.cluster.cores[replica]) {
             Ok(thread) => {
                 self.cluster.threads.lock()[replica] = Some(thread);
                 Ok(())
             }
-            Err((state, error)) => {
+            Err(error) => {
                 // Still crashed, with what it keeps on stable storage: a later restart can
                 // try again.
-                target.status.store(CRASHED, Ordering::Release);
-                self.cluster.crashed.lock()[replica] = Some(*state);
+                crash(target);
+                drop(target.worker.take());
                 Err(Error::Spawn { replica, error: error.into() })
             }
         }
     }
 
     /// Pauses replica `replica`: it keeps its state but takes no messages and applies
-    /// nothing until [`Faults::resume`], like a descheduled thread. Reads move to another
-    /// replica unless its copy already holds every write they must see. Returns once its
-    /// thread has finished the round of work it was in and stopped.
+    /// nothing until [`Faults::resume`], like a stopped core: neither its thread nor any
+    /// client thread runs its rounds. Reads move to another replica unless its copy already
+    /// holds every write they must see. Returns once the round in progress (if any) has
+    /// finished.
     ///
     /// # Errors
     /// As for [`Faults::crash`]; pausing a crashed replica does nothing.
     pub fn pause(&self, replica: usize) -> Result<(), Error> {
         let _serial = self.cluster.faults.lock();
         let target = self.cluster.replica_checked(replica)?;
-        target.pause_acknowledged.store(false, Ordering::Relaxed);
         if target.status.compare_exchange(RUNNING, PAUSED, Ordering::AcqRel, Ordering::Acquire).is_err() {
             return Ok(());
         }
         target.wake.notify();
-        // Return once the thread has stopped: it finishes the round it is in first.
-        // Acquire pairs with the replica thread's Release store when it parks.
-        while !target.pause_acknowledged.load(Ordering::Acquire) && target.status() == PAUSED {
-            crate::sync::yield_now();
-        }
+        // Once the token is ours, the round in progress has finished, and every later one
+        // sees the replica paused (rounds read the status with the token held).
+        drop(target.worker.take());
         Ok(())
     }
 
     /// Slows replica `replica` down: its thread sleeps `delay` after every round of work
     /// (a round handles every message and write waiting for it), like a thread on a busy
-    /// or throttled core. `Duration::ZERO` restores full speed. A leader slowed past half
+    /// or throttled core, and client threads do not run its rounds for it. `Duration::ZERO` restores full speed. A leader slowed past half
     /// an election timeout per round steps down, and a responsive replica takes over.
     ///
     /// # Errors

@@ -6,11 +6,12 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
 use super::completion::Completion;
+use super::help::help_all;
 use super::idle::{now, park_slice, Idler};
 use super::{Command, Request, Shared, RUNNING};
 use crate::session::{ClientId, Outstanding};
 use crate::state::may_serve;
-use crate::sync::atomic::Ordering;
+use crate::sync::atomic::{fence, Ordering};
 use crate::sync::{Arc, Mutex};
 use crate::{Dispatch, Error};
 
@@ -156,7 +157,9 @@ impl<D: Dispatch> Handle<D> {
     /// within the deadline (it may still take effect); [`Error::OperationPanicked`] if the
     /// object's `dispatch_mut` panicked on it.
     pub fn execute_mut(&self, op: D::WriteOp) -> Result<D::Response, Error> {
-        self.submit(op)?.wait()
+        // No need to wake the replica's thread when this thread runs its round next (see
+        // `Ticket::wait`).
+        self.submit_and(op, !self.shared().options.helping)?.wait()
     }
 
     /// Submits `op` and returns at once with a [`Ticket`] for its response, so one thread
@@ -166,6 +169,15 @@ impl<D: Dispatch> Handle<D> {
     /// [`Error::Shutdown`] after shutdown; [`Error::NoQuorum`] if the submission queue
     /// stayed full until the deadline.
     pub fn submit(&self, op: D::WriteOp) -> Result<Ticket<D>, Error> {
+        // Wake the replica's thread only where it has a core of its own; elsewhere it would
+        // take a core from a client thread, and the write is proposed when a client waits
+        // for a ticket (`Ticket::wait` runs the replicas' rounds), or at the replica's next
+        // tick at the latest.
+        self.submit_and(op, self.shared().options.wake_peers)
+    }
+
+    /// [`Handle::submit`]; `wake`: whether to wake the replica's thread to take the write.
+    fn submit_and(&self, op: D::WriteOp, wake: bool) -> Result<Ticket<D>, Error> {
         if self.shared().is_closed() {
             return Err(Error::Shutdown);
         }
@@ -195,9 +207,9 @@ impl<D: Dispatch> Handle<D> {
         };
         let mut ticket =
             Ticket { session: Arc::clone(&self.session), command, submitted_to: 0, leader_seen: usize::MAX, started };
-        let mut idler = Idler::new(options.idle, options.spin);
+        let mut idler = Idler::new(options.idle, options.spin, true);
         loop {
-            if ticket.try_submit() {
+            if ticket.try_submit(wake) {
                 return Ok(ticket);
             }
             if self.shared().is_stopped() {
@@ -232,7 +244,7 @@ impl<D: Dispatch> Handle<D> {
         let watermark = self.shared().slot_committed();
         let mut replica = self.shared().running_from(self.session.home).unwrap_or(self.session.home);
         let mut switch_at = started + options.read_failover;
-        let mut idler = Idler::new(options.idle, options.spin);
+        let mut idler = Idler::new(options.idle, options.spin, true);
         loop {
             let target = &self.shared().replicas[replica];
             if may_serve(target.slot_applied(), watermark) {
@@ -256,6 +268,12 @@ impl<D: Dispatch> Handle<D> {
                     continue;
                 }
                 // No other replica runs: wait here, not in a busy loop.
+            }
+            // Apply up to the watermark here rather than wait for the replica's thread
+            // (`help.rs`), starting with the replica that serves the read.
+            if help_all(self.shared(), replica, || may_serve(target.slot_applied(), watermark)) {
+                idler.reset();
+                continue;
             }
             idler.idle(|| {
                 let key = target.applied.prepare_wait();
@@ -302,7 +320,7 @@ impl<D: Dispatch> Ticket<D> {
         let (retry_after, tick) = (options.retry_after, options.tick);
         let deadline = self.started + options.deadline;
         let mut retry_at = self.started + retry_after;
-        let mut idler = Idler::new(options.idle, options.spin);
+        let mut idler = Idler::new(options.idle, options.spin, true);
         loop {
             if let Some(outcome) = self.command.completion.take() {
                 self.forget();
@@ -323,24 +341,39 @@ impl<D: Dispatch> Ticket<D> {
             if target != self.submitted_to || leader != self.leader_seen || time >= retry_at {
                 // A new leader, or a long silence: submit again. If the queue is full the
                 // retry simply waits for the next round.
-                if self.try_submit() {
+                if self.try_submit(true) {
                     retry_at = time + retry_after;
                     idler.reset();
                 }
             }
             let command = &self.command;
+            // Run the replicas' rounds here rather than wait for their threads (`help.rs`):
+            // the one the write went to first, which proposes it.
+            if help_all(&self.session.shared, self.submitted_to, || command.completion.is_done()) {
+                idler.reset();
+                continue;
+            }
             idler.idle(|| command.completion.wait_for(park_slice(deadline, tick)));
         }
     }
 
     /// Pushes the command to the current write target's queue; false if it is full.
-    fn try_submit(&mut self) -> bool {
+    /// `wake`: whether to wake the target's thread to take it.
+    fn try_submit(&mut self, wake: bool) -> bool {
         let target = self.session.shared.write_target(self.session.home);
         let replica = &self.session.shared.replicas[target];
         if replica.submissions.push(Arc::clone(&self.command)).is_err() {
             return false;
         }
-        replica.wake.notify();
+        // SeqCst fence pairs with the one in `Cluster::stop_threads` (store buffering):
+        // either shutdown's drain of the queue sees this write and fails it, which wakes
+        // its waiter, or this thread's next look at `stop` (in `Ticket::wait`) sees the
+        // shutdown. Without it, a write pushed while shutdown drained the queue could be
+        // missed by both, and its waiter would wait out its deadline.
+        fence(Ordering::SeqCst);
+        if wake {
+            replica.wake.notify();
+        }
         self.submitted_to = target;
         self.leader_seen = self.session.shared.leader.load(Ordering::Relaxed);
         true

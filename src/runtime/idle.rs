@@ -26,7 +26,10 @@ pub enum IdleStrategy {
     /// Right when threads may outnumber cores. The spinning is skipped when the process
     /// has no more cores than replicas: there a spinning thread only delays the thread it
     /// waits for (on 2 cores with 3 replicas, skipping it doubled synchronous write
-    /// throughput; see BENCHMARKS.md).
+    /// throughput; see BENCHMARKS.md). There replica threads also skip the yielding and
+    /// park as soon as they have nothing to do, since the client threads waiting for
+    /// them run their rounds; a waiting client yields a few times before it parks, so
+    /// that a thread preempted in the middle of a round it needs gets the core back.
     #[default]
     Park,
     /// Spin briefly (as for `Park`), then yield the core on every idle round, never park.
@@ -46,15 +49,20 @@ const YIELD_ROUNDS: u32 = if cfg!(corum_loom) { 0 } else { 16 };
 #[derive(Debug)]
 pub(crate) struct Idler {
     strategy: IdleStrategy,
-    /// Rounds of spinning before yielding (0 when spinning would steal a busy core).
+    /// Rounds of spinning before yielding, and of yielding before parking (0 and 0 when
+    /// spinning or yielding would give a busy core away).
     spin_rounds: u32,
+    yield_rounds: u32,
     round: u32,
 }
 
 impl Idler {
-    /// `spin`: whether to spin before yielding (ignored by [`IdleStrategy::Spin`]).
-    pub(crate) fn new(strategy: IdleStrategy, spin: bool) -> Self {
-        Self { strategy, spin_rounds: if spin { SPIN_ROUNDS } else { 0 }, round: 0 }
+    /// `spin`: whether to spin before yielding (ignored by [`IdleStrategy::Spin`]);
+    /// `yields`: whether to yield before parking, under [`IdleStrategy::Park`].
+    pub(crate) fn new(strategy: IdleStrategy, spin: bool, yields: bool) -> Self {
+        let spin_rounds = if spin { SPIN_ROUNDS } else { 0 };
+        let yield_rounds = if yields { YIELD_ROUNDS } else { 0 };
+        Self { strategy, spin_rounds, yield_rounds, round: 0 }
     }
 
     /// Work was found: start over with spinning.
@@ -72,7 +80,7 @@ impl Idler {
             IdleStrategy::Yield if spin => spin_for(self.round),
             IdleStrategy::Yield => yield_now(),
             IdleStrategy::Park if spin => spin_for(self.round),
-            IdleStrategy::Park if self.round <= self.spin_rounds + YIELD_ROUNDS => yield_now(),
+            IdleStrategy::Park if self.round <= self.spin_rounds + self.yield_rounds => yield_now(),
             IdleStrategy::Park => park(),
         }
     }
@@ -109,7 +117,7 @@ mod tests {
 
     /// Idle rounds until `park` is first called.
     fn rounds_before_parking(spin: bool) -> u32 {
-        let mut idler = Idler::new(IdleStrategy::Park, spin);
+        let mut idler = Idler::new(IdleStrategy::Park, spin, true);
         let mut parked = false;
         let mut rounds = 0;
         while !parked {
@@ -127,7 +135,7 @@ mod tests {
 
     #[test]
     fn reset_starts_over() {
-        let mut idler = Idler::new(IdleStrategy::Park, false);
+        let mut idler = Idler::new(IdleStrategy::Park, false, true);
         for _ in 0..YIELD_ROUNDS {
             idler.idle(|| panic!("parked too early"));
         }

@@ -46,6 +46,10 @@ pub(crate) struct Io<D: Dispatch> {
     pub(super) next_tick: Instant,
     pub(super) slot_committed_published: u64,
     pub(super) messages_dropped: u64,
+    /// Whether `send` wakes the peers it sends to: the pinned thread's rounds do; a client
+    /// thread's rounds do not, because that thread runs those peers' rounds next itself
+    /// (a peer left with input wakes by its own tick at the latest).
+    pub(super) notify_peers: bool,
 }
 
 impl<D: Dispatch> Io<D> {
@@ -157,7 +161,9 @@ impl<D: Dispatch> Environment<D, Command<D>> for Io<D> {
                 self.messages_dropped += excess as u64;
             }
             if sent {
-                target.wake.notify();
+                if self.notify_peers {
+                    target.wake.notify();
+                }
                 any = true;
             }
         }

@@ -1,9 +1,11 @@
 //! The threaded runtime: one pinned thread per replica running the replica driver, client
-//! handles, completion slots, fault injection, stats and shutdown. This file is the facade:
-//! `builder.rs` starts a cluster, `cluster.rs` runs it (stats, shutdown), `faults.rs`
-//! injects faults,
-//! `handle.rs` serves calls, `replica.rs` runs a replica's thread over `io.rs`, `shared.rs` holds what
-//! threads and handles share, `completion.rs` and `idle.rs` are the waiting primitives.
+//! threads that run replicas' rounds while they wait, client handles, completion slots,
+//! fault injection, stats and shutdown. This file is the facade: `builder.rs` starts a
+//! cluster, `cluster.rs` runs it (stats, shutdown), `faults.rs` injects faults, `handle.rs`
+//! serves calls, `worker.rs` is a replica's working state behind its run token and runs
+//! its rounds over `io.rs`, `replica.rs` is a replica's pinned thread, `help.rs` lets a
+//! waiting client run rounds, `shared.rs` holds what threads and handles share,
+//! `completion.rs` and `idle.rs` are the waiting primitives.
 
 mod builder;
 mod cluster;
@@ -11,12 +13,14 @@ mod cluster;
 mod completion;
 mod faults;
 mod handle;
+mod help;
 mod idle;
 mod io;
 mod replica;
 mod shared;
 #[cfg(all(test, not(corum_loom)))]
 mod test_support;
+mod worker;
 
 pub use builder::{available_cores, Builder};
 pub use cluster::{Cluster, ReplicaStats, ReplicaStatus};

@@ -10,6 +10,7 @@ use crossbeam_utils::CachePadded;
 use super::cluster::ReplicaStatus;
 use super::completion::Completion;
 use super::idle::IdleStrategy;
+use super::worker::WorkerSlot;
 use crate::protocol::{RoleKind, Slot};
 use crate::session::ClientId;
 use crate::state::ReplicaState;
@@ -17,6 +18,7 @@ use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering
 use crate::sync::{Arc, RwLock};
 use crate::transport::event::EventCount;
 use crate::transport::queue::Queue;
+use crate::transport::token::RunToken;
 use crate::Dispatch;
 
 /// One client write in flight: who sent it, its number, the client's floor (every write of
@@ -56,10 +58,20 @@ pub(crate) struct Options {
     pub(crate) deadline: Duration,
     pub(crate) retry_after: Duration,
     pub(crate) read_failover: Duration,
+    /// The election timeout (ticks times election ticks).
+    pub(crate) election: Duration,
     pub(crate) idle: IdleStrategy,
     /// Whether waiting threads spin before they yield: only when the process has a core
     /// for every replica and at least one more (see [`IdleStrategy::Park`]).
     pub(crate) spin: bool,
+    /// Whether waiting client threads run replicas' rounds (`Builder::helping`).
+    pub(crate) helping: bool,
+    /// Whether a replica thread wakes the peers it sends to, and a submission wakes its
+    /// replica's thread: when the process has a core for every replica and at least one
+    /// more, or clients do not run rounds (see `runtime/replica.rs`); elsewhere their ticks
+    /// wake them. Always under loom, where time stands still and only a notification ends
+    /// a wait.
+    pub(crate) wake_peers: bool,
     pub(crate) pending_max: usize,
 }
 
@@ -78,7 +90,7 @@ pub(crate) struct StatsCell {
     pub(crate) snapshots_installed: AtomicU64,
 }
 
-/// What clients and peers share with one replica thread.
+/// What clients, peers and the replica's own thread share about one replica.
 pub(crate) struct ReplicaShared<D: Dispatch> {
     /// The replica's copy: written by its thread when applying, read by clients serving
     /// reads and by peers copying a snapshot.
@@ -95,8 +107,9 @@ pub(crate) struct ReplicaShared<D: Dispatch> {
     pub(crate) wake: EventCount,
     /// RUNNING, PAUSED, CRASHED or STOPPED.
     pub(crate) status: AtomicU8,
-    /// Set by the replica thread once it has seen `PAUSED` and stopped working.
-    pub(crate) pause_acknowledged: AtomicBool,
+    /// The replica's working state behind its run token: whoever holds the token runs
+    /// the replica's next round (its pinned thread, or a client thread helping).
+    pub(crate) worker: RunToken<WorkerSlot<D>>,
     /// Injected slowness: nanoseconds the replica thread sleeps after each round of work.
     pub(crate) slowness_nanos: AtomicU64,
     pub(crate) stats: StatsCell,

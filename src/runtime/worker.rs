@@ -1,0 +1,214 @@
+//! A replica's working state, the part that runs its rounds: the driver (protocol core and
+//! the lock-protected copy) and its environment `Io` (ring ends, clock, pending messages).
+//! It lives in the replica's shared cell behind the replica's run token
+//! (`ReplicaShared::worker`), so that whichever thread holds the token runs the round: the
+//! replica's pinned thread, or a client thread waiting for that replica (`help.rs`).
+//!
+//! Everything a worker writes outside itself (the ring producers' tails, the ring
+//! consumers' heads, the applied slot, the stats) it writes only while its token is held,
+//! so each of those stays single-writer across the threads that run its rounds: the
+//! token's Release on giving it back and Acquire on taking it order one holder's writes
+//! before the next's.
+
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use super::idle::now;
+use super::io::{Io, SharedState, Wire};
+use super::{role_code, Command, ReplicaShared, Shared, CRASHED, RUNNING};
+use crate::driver::Driver;
+use crate::protocol::{self, Replica, ReplicaId};
+use crate::sync::atomic::Ordering;
+use crate::sync::Arc;
+use crate::transport::ring::{Consumer, Producer};
+use crate::transport::token::TokenGuard;
+use crate::{Dispatch, Error};
+
+/// What [`run_round`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Round {
+    /// The round did some work.
+    Progressed,
+    /// The round found nothing to do.
+    Idle,
+    /// No round ran: the replica is not running (paused, crashed, stopped), or its worker
+    /// is gone (a round panicked, or the cluster shut down).
+    Skipped,
+}
+
+/// The content of a replica's run token: its worker, or `None` once a round panicked
+/// (nothing consistent is left to run or restart) or the cluster shut down.
+pub(crate) type WorkerSlot<D> = Option<Worker<D>>;
+
+/// See the module docs.
+pub(crate) struct Worker<D: Dispatch> {
+    pub(super) driver: Driver<D, Command<D>, SharedState<D>>,
+    pub(super) io: Io<D>,
+    /// What the protocol cores this replica ran before its restarts counted.
+    counters_before_restart: protocol::Counters,
+}
+
+impl<D: Dispatch> Worker<D> {
+    pub(crate) fn new(
+        index: usize,
+        core: protocol::Replica<Command<D>>,
+        shared: Arc<Shared<D>>,
+        outgoing: Vec<Option<Producer<Wire<D>>>>,
+        incoming: Vec<(ReplicaId, Consumer<Wire<D>>)>,
+    ) -> Self {
+        let peers = outgoing.len();
+        let state = SharedState { shared: Arc::clone(&shared), index };
+        Self {
+            driver: Driver::new(core, state),
+            io: Io {
+                index,
+                shared,
+                outgoing,
+                incoming,
+                pending: (0..peers).map(|_| VecDeque::new()).collect(),
+                next_tick: now(),
+                slot_committed_published: 0,
+                messages_dropped: 0,
+                notify_peers: true,
+            },
+            counters_before_restart: protocol::Counters::default(),
+        }
+    }
+
+    fn me(&self) -> &ReplicaShared<D> {
+        &self.io.shared.replicas[self.io.index]
+    }
+
+    pub(crate) fn core(&self) -> &Replica<Command<D>> {
+        self.driver.core()
+    }
+
+    /// One round of the driver. `notify_peers`: whether to wake the peers it sends to (the
+    /// pinned thread does; a helper, which runs those peers' rounds next, does not).
+    fn round(&mut self, notify_peers: bool) -> bool {
+        self.io.notify_peers = notify_peers;
+        let progressed = self.driver.round(&mut self.io);
+        if progressed {
+            self.publish_stats();
+        }
+        progressed
+    }
+
+    /// Whether the next round has input waiting: messages in its rings, or writes in its
+    /// submission queue that it would take now.
+    pub(crate) fn has_input(&self) -> bool {
+        let backlogged = self.io.backlogged(self.core().config().quorum());
+        (!backlogged && !self.me().submissions.is_empty())
+            || self.io.incoming.iter().any(|(_, consumer)| !consumer.is_empty())
+    }
+
+    /// When the next tick is due.
+    pub(crate) fn next_tick(&self) -> std::time::Instant {
+        self.io.next_tick
+    }
+
+    /// Gives up leadership (a leader whose rounds run late).
+    pub(crate) fn step_down(&mut self) {
+        self.driver.core_mut().step_down();
+    }
+
+    /// Rebuilds a crashed replica for a restart (see [`Driver::restart`]): the durable part
+    /// and the newer of its own copy and the most advanced running peer's survive.
+    pub(crate) fn restart(&mut self) {
+        let old = self.core().counters().clone();
+        let carried = &mut self.counters_before_restart;
+        carried.batches_proposed += old.batches_proposed;
+        carried.leader_changes += old.leader_changes;
+        carried.elections_started += old.elections_started;
+        carried.commands_dropped += old.commands_dropped;
+        self.io.pending.iter_mut().for_each(VecDeque::clear);
+        self.io.next_tick = now();
+        self.driver.restart(&mut self.io);
+        self.publish_stats();
+    }
+
+    /// With every replica's token held for good (shutdown): completes every write this
+    /// replica still holds (in its rings, its submission queue, its protocol core) with
+    /// [`Error::Shutdown`]. Writes already completed are left as they are.
+    pub(crate) fn fail_held_writes(mut self) {
+        let mut held: Vec<Command<D>> = Vec::new();
+        for (_, consumer) in &mut self.io.incoming {
+            while let Some(message) = consumer.pop() {
+                held.extend(message.commands().cloned());
+            }
+        }
+        for queue in &mut self.io.pending {
+            queue.drain(..).for_each(|message| held.extend(message.commands().cloned()));
+        }
+        while let Some(command) = self.me().submissions.pop() {
+            held.push(command);
+        }
+        held.extend(self.driver.core_mut().drain_unapplied_commands());
+        for command in held {
+            command.completion.complete(Err(Error::Shutdown));
+        }
+    }
+
+    pub(crate) fn publish_stats(&self) {
+        let stats = &self.me().stats;
+        let core = self.core();
+        let counters = core.counters();
+        // Relaxed: stats are a best-effort snapshot, read by `Cluster::stats` only. Written
+        // only by the token's holder, so single-writer.
+        stats.role.store(role_code(core.role()), Ordering::Relaxed);
+        stats.ballot.store(core.ballot_promised().as_u64(), Ordering::Relaxed);
+        stats.slot_committed.store(core.slot_committed().get(), Ordering::Relaxed);
+        // Counters of the cores this replica ran before a restart count too.
+        let before = &self.counters_before_restart;
+        stats.batches_proposed.store(before.batches_proposed + counters.batches_proposed, Ordering::Relaxed);
+        stats.leader_changes.store(before.leader_changes + counters.leader_changes, Ordering::Relaxed);
+        stats.elections_started.store(before.elections_started + counters.elections_started, Ordering::Relaxed);
+        let dropped = self.io.messages_dropped + before.commands_dropped + counters.commands_dropped;
+        stats.messages_dropped.store(dropped, Ordering::Relaxed);
+        let waiting = core.commands_waiting() + core.proposals_in_flight();
+        stats.commands_waiting.store(waiting as u64, Ordering::Relaxed);
+        stats.log_len.store(core.log_len() as u64, Ordering::Relaxed);
+        stats.snapshots_installed.store(self.driver.snapshots_installed(), Ordering::Relaxed);
+    }
+}
+
+/// Runs one round of replica `index`, whose token `guard` holds, if it is running. The
+/// status is read with the token held: fault injection stores its new status before it
+/// takes the token, so a round that starts after `pause` or `crash` returned sees it.
+///
+/// A round that panics (a broken invariant, a panic in the object's `clone`; the object's
+/// `dispatch_mut` panicking is caught where it is called) leaves the worker inconsistent:
+/// the replica is marked crashed and its worker dropped, and the panic goes no further, so
+/// a client thread helping never panics for a replica's fault.
+pub(crate) fn run_round<D: Dispatch>(
+    shared: &Shared<D>,
+    index: usize,
+    guard: &mut TokenGuard<'_, WorkerSlot<D>>,
+    notify_peers: bool,
+) -> Round {
+    let me = &shared.replicas[index];
+    if me.status() != RUNNING || shared.is_stopped() {
+        return Round::Skipped;
+    }
+    guard.with(|slot| {
+        let Some(worker) = slot.as_mut() else { return Round::Skipped };
+        match catch_unwind(AssertUnwindSafe(|| worker.round(notify_peers))) {
+            Ok(true) => Round::Progressed,
+            Ok(false) => Round::Idle,
+            Err(_) => {
+                // The panic message was printed by the panic hook.
+                *slot = None;
+                crash(me);
+                Round::Skipped
+            }
+        }
+    })
+}
+
+/// Marks a replica crashed and wakes everyone who may wait on it.
+pub(crate) fn crash<D: Dispatch>(me: &ReplicaShared<D>) {
+    // Release pairs with the Acquire loads of `status`.
+    me.status.store(CRASHED, Ordering::Release);
+    me.wake.notify();
+    me.applied.notify();
+}
