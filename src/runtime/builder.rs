@@ -155,10 +155,10 @@ impl<D: Dispatch> Builder<D> {
     }
 
     /// Whether a client thread waiting for a replica runs that replica's rounds itself
-    /// (default `true`). A waiting writer then carries its write through the leader and the
-    /// followers, and a waiting reader applies its replica's committed writes, instead of
-    /// waiting for the replicas' threads; where threads outnumber cores that saves a
-    /// context switch per hop. The object's `dispatch_mut` then also runs on client
+    /// while the replica's own thread is parked (default `true`). A waiting writer then
+    /// carries its write through the leader and the followers, and a waiting reader applies
+    /// its replica's committed writes, instead of waking the replicas' threads; where
+    /// threads outnumber cores that saves a context switch per hop. The object's `dispatch_mut` then also runs on client
     /// threads (never on two threads at once for one copy). With `false`, only the
     /// replicas' own threads run their rounds.
     ///
@@ -289,6 +289,7 @@ impl<D: Dispatch> Builder<D> {
                 status: AtomicU8::new(RUNNING),
                 slowness_nanos: AtomicU64::new(0),
                 worker: RunToken::new(None),
+                parked: CachePadded::new(AtomicBool::new(false)),
                 stats: StatsCell::default(),
             })
             .collect();

@@ -57,6 +57,23 @@ impl Lateness {
     }
 }
 
+/// Marks a replica's thread parked while it lives (see `ReplicaShared::parked`).
+struct Parked<'a, D: Dispatch>(&'a ReplicaShared<D>);
+
+impl<'a, D: Dispatch> Parked<'a, D> {
+    fn new(replica: &'a ReplicaShared<D>) -> Self {
+        // Relaxed: a hint for helpers; nothing is published through it.
+        replica.parked.store(true, Ordering::Relaxed);
+        Self(replica)
+    }
+}
+
+impl<D: Dispatch> Drop for Parked<'_, D> {
+    fn drop(&mut self) {
+        self.0.parked.store(false, Ordering::Relaxed);
+    }
+}
+
 /// A replica's pinned thread. The replica's working state is not here but behind its run
 /// token (`ReplicaShared::worker`).
 pub(crate) struct ReplicaThread<D: Dispatch> {
@@ -123,6 +140,7 @@ impl<D: Dispatch> ReplicaThread<D> {
             let Some(mut guard) = me.worker.try_take() else {
                 // A client thread runs this replica's round right now: wait until it gives
                 // the token back (it may leave input behind), at most a tick.
+                let _parked = Parked::new(me);
                 me.worker.wait_released(self.shared.options.tick);
                 continue;
             };
@@ -180,6 +198,10 @@ impl<D: Dispatch> ReplicaThread<D> {
         let shared = &self.shared;
         let timeout = next_tick.saturating_duration_since(now()).max(Duration::from_micros(50));
         self.idler.idle(|| {
+            // Parked before looking for input, with the event count's SeqCst fence between:
+            // a client that adds input, fences, and then finds this flag clear and leaves
+            // the round to this thread (`help.rs`) knows the look below sees its input.
+            let _parked = Parked::new(me);
             let key = me.wake.prepare_wait();
             // The rings' consumers are the worker's: look at them with the token. A token
             // held by someone else means its round is running: go round again.

@@ -105,6 +105,10 @@ pub(crate) struct ReplicaShared<D: Dispatch> {
     pub(crate) submissions: Queue<Command<D>>,
     /// The replica thread parks here when idle; peers, clients and faults notify it.
     pub(crate) wake: EventCount,
+    /// Whether the replica's own thread is parked (waiting for work or for its token):
+    /// waiting clients run the replica's rounds only then (`help.rs`). A hint, written by
+    /// that thread only.
+    pub(crate) parked: CachePadded<AtomicBool>,
     /// RUNNING, PAUSED, CRASHED or STOPPED.
     pub(crate) status: AtomicU8,
     /// The replica's working state behind its run token: whoever holds the token runs
