@@ -86,7 +86,7 @@ fn summary() {
         us(corum.value_at_quantile(0.99))
     );
     println!(
-        "  corum p50 / relay p50: {:.2}x (target where threads outnumber cores: at most 0.5x)",
+        "  corum p50 / relay p50: {:.2}x (target where threads outnumber cores: at most 0.2x)",
         corum_p50 as f64 / relay_p50 as f64
     );
     println!(
