@@ -37,16 +37,18 @@ fn two_replicas() -> corum::Cluster<Counter> {
 /// slot's), and at shutdown both replicas applied the same sequence.
 #[test]
 fn two_replicas_write_then_read_on_each_copy() {
-    check("two_replicas_write_then_read_on_each_copy", Some(1), || {
-        let cluster = two_replicas();
-        let writer = cluster.handle(); // client 0: home replica 0
-        let reader = cluster.handle(); // client 1: home replica 1
-        assert_eq!(writer.execute_mut(5), Ok(5));
-        assert_eq!(reader.execute(()), Ok(5), "a read on replica 1's copy missed a completed write");
-        assert_eq!(writer.execute(()), Ok(5));
-        let copies = cluster.shutdown().expect("shutdown");
-        assert_eq!(copies, vec![Counter(5), Counter(5)]);
-    });
+    check("two_replicas_write_then_read_on_each_copy", Some(1), || write_then_read_on_each_copy(two_replicas()));
+}
+
+/// A write, then a read on each copy (client 1's home is replica 1), then shutdown.
+fn write_then_read_on_each_copy(cluster: corum::Cluster<Counter>) {
+    let writer = cluster.handle(); // client 0: home replica 0
+    let reader = cluster.handle(); // client 1: home replica 1
+    assert_eq!(writer.execute_mut(5), Ok(5));
+    assert_eq!(reader.execute(()), Ok(5), "a read on replica 1's copy missed a completed write");
+    assert_eq!(writer.execute(()), Ok(5));
+    let copies = cluster.shutdown().expect("shutdown");
+    assert_eq!(copies, vec![Counter(5), Counter(5)]);
 }
 
 /// The same with `Builder::helping(false)`: the replicas' own threads apply the write
@@ -56,14 +58,8 @@ fn two_replicas_write_then_read_on_each_copy() {
 #[test]
 fn two_replicas_write_then_read_without_helping() {
     check("two_replicas_write_then_read_without_helping", Some(1), || {
-        let cluster = Builder::new(Counter::default()).replicas(2).pin(false).helping(false).build().expect("build");
-        let writer = cluster.handle(); // client 0: home replica 0
-        let reader = cluster.handle(); // client 1: home replica 1
-        assert_eq!(writer.execute_mut(5), Ok(5));
-        assert_eq!(reader.execute(()), Ok(5), "a read on replica 1's copy missed a completed write");
-        assert_eq!(writer.execute(()), Ok(5));
-        let copies = cluster.shutdown().expect("shutdown");
-        assert_eq!(copies, vec![Counter(5), Counter(5)]);
+        let builder = Builder::new(Counter::default()).replicas(2).pin(false).helping(false);
+        write_then_read_on_each_copy(builder.build().expect("build"));
     });
 }
 
