@@ -271,7 +271,6 @@ impl<D: Dispatch> Builder<D> {
             tick: self.tick,
             deadline: self.deadline,
             retry_after: self.retry_after,
-            read_failover: election,
             election,
             idle: self.idle,
             spin: available_cores() > n,

@@ -6,7 +6,7 @@ use std::fmt;
 use super::cluster::Cluster;
 use super::replica::ReplicaThread;
 use super::worker::crash;
-use super::{CRASHED, PAUSED, RUNNING};
+use super::{ReplicaShared, CRASHED, PAUSED, RUNNING};
 use crate::sync::atomic::Ordering;
 use crate::{Dispatch, Error};
 
@@ -58,9 +58,7 @@ impl<D: Dispatch> Faults<'_, D> {
         let _serial = self.cluster.faults.lock();
         let target = self.cluster.replica_checked(replica)?;
         crash(target);
-        // Once the token is ours, no round of this replica runs (its thread's or a client
-        // thread's), and every later round sees it crashed and does not run.
-        drop(target.worker.take());
+        finish_round_in_progress(target);
         let thread = self.cluster.threads.lock()[replica].take();
         if let Some(thread) = thread {
             // Writes the crashed replica held are retried by their clients elsewhere (they
@@ -108,7 +106,7 @@ impl<D: Dispatch> Faults<'_, D> {
                 // Still crashed, with what it keeps on stable storage: a later restart can
                 // try again.
                 crash(target);
-                drop(target.worker.take());
+                finish_round_in_progress(target);
                 Err(Error::Spawn { replica, error: error.into() })
             }
         }
@@ -129,9 +127,7 @@ impl<D: Dispatch> Faults<'_, D> {
             return Ok(());
         }
         target.wake.notify();
-        // Once the token is ours, the round in progress has finished, and every later one
-        // sees the replica paused (rounds read the status with the token held).
-        drop(target.worker.take());
+        finish_round_in_progress(target);
         Ok(())
     }
 
@@ -163,6 +159,13 @@ impl<D: Dispatch> Faults<'_, D> {
         target.wake.notify();
         Ok(())
     }
+}
+
+/// Waits until the round `target` is in (run by its thread or a client thread) has
+/// finished. Called after a new status was stored: once the token has been ours, every
+/// later round reads that status (rounds read it with the token held) and does not run.
+fn finish_round_in_progress<D: Dispatch>(target: &ReplicaShared<D>) {
+    drop(target.worker.take());
 }
 
 #[cfg(all(test, not(corum_loom)))]

@@ -247,7 +247,7 @@ impl<D: Dispatch> Handle<D> {
         // Every write completed before this point is below the watermark.
         let watermark = self.shared().slot_committed();
         let mut replica = self.shared().running_from(self.session.home).unwrap_or(self.session.home);
-        let mut switch_at = started + options.read_failover;
+        let mut switch_at = started + options.election;
         let mut idler = Idler::new(options.idle, options.spin, true);
         loop {
             let target = &self.shared().replicas[replica];
@@ -265,7 +265,7 @@ impl<D: Dispatch> Handle<D> {
             }
             if time >= switch_at || target.status() != RUNNING {
                 let next = self.shared().running_from((replica + 1) % self.shared().replicas.len()).unwrap_or(replica);
-                switch_at = time + options.read_failover;
+                switch_at = time + options.election;
                 if next != replica {
                     replica = next;
                     idler.reset();

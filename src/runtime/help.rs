@@ -32,14 +32,10 @@ use super::{Shared, RUNNING};
 use crate::sync::atomic::{fence, Ordering};
 use crate::Dispatch;
 
-/// Runs one round of replica `index` for a waiting client, if clients run rounds
-/// (`Builder::helping`), the replica runs at full speed, its own thread is parked, and no
-/// other thread runs its round right now.
-pub(crate) fn help<D: Dispatch>(shared: &Shared<D>, index: usize) -> Round {
+/// Runs one round of replica `index` for a waiting client, if the replica runs at full
+/// speed, its own thread is parked, and no other thread runs its round right now.
+fn help<D: Dispatch>(shared: &Shared<D>, index: usize) -> Round {
     let replica = &shared.replicas[index];
-    if !shared.options.helping {
-        return Round::Skipped;
-    }
     // SeqCst fence pairs with the one between a replica thread marking itself parked and
     // looking for input (`ReplicaThread::idle`): input this thread added before (a write
     // submitted without waking, a message sent in a round it ran) is either seen by that
@@ -63,8 +59,12 @@ pub(crate) fn help<D: Dispatch>(shared: &Shared<D>, index: usize) -> Round {
 }
 
 /// One pass over the replicas, starting at `first` and wrapping around, running a round
-/// of each that can be helped, until `done` holds. Returns whether any round did work.
+/// of each that can be helped, until `done` holds; nothing unless clients run rounds
+/// (`Builder::helping`). Returns whether any round did work.
 pub(crate) fn help_all<D: Dispatch>(shared: &Shared<D>, first: usize, done: impl Fn() -> bool) -> bool {
+    if !shared.options.helping {
+        return false;
+    }
     let n = shared.replicas.len();
     let mut progressed = false;
     for offset in 0..n {

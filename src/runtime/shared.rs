@@ -57,8 +57,9 @@ pub(crate) struct Options {
     pub(crate) tick: Duration,
     pub(crate) deadline: Duration,
     pub(crate) retry_after: Duration,
-    pub(crate) read_failover: Duration,
-    /// The election timeout (ticks times election ticks).
+    /// The election timeout (ticks times election ticks). A read whose replica has not
+    /// caught up within it moves to another replica; a leader whose rounds take half of it
+    /// steps down.
     pub(crate) election: Duration,
     pub(crate) idle: IdleStrategy,
     /// Whether waiting threads spin before they yield: only when the process has a core
