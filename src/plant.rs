@@ -18,6 +18,7 @@ pub(crate) const PLANTS: &[(&str, &str)] = &[
     ("quorum-too-small", "a majority one replica short, in both phases"),
     ("commit-without-majority", "a leader commits a slot as soon as it proposes it"),
     ("volatile-promise", "a restarted acceptor forgets a promise not backed by an accepted value"),
+    ("handover-skips-phase-1", "a replica handed leadership leads at once in a fresh ballot, without phase 1"),
     // The replicated state and the driver shared by the runtime and the simulator.
     ("skip-dedup", "the exactly-once table is never consulted"),
     ("floor-skips-in-flight", "a client's floor passes a write still in flight"),

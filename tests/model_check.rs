@@ -43,10 +43,12 @@ struct NodeState {
     owed: BTreeSet<(usize, u64)>,
 }
 
-/// A server: a protocol replica, starting from the state in `initial`.
+/// A server: a protocol replica, starting from the state in `initial`. With `transfers`,
+/// a leader may be asked at any point to hand leadership to the next replica.
 #[derive(Clone)]
 struct Node {
     initial: Replica<Command>,
+    transfers: bool,
 }
 
 /// Three replicas after replica 0 won ballot 1 and every replica heard its first commit:
@@ -68,6 +70,8 @@ fn elected_cluster() -> Vec<Replica<Command>> {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum Timer {
     Election,
+    /// The leader is asked to hand leadership over (`Replica::transfer_leadership`).
+    Transfer,
 }
 
 fn config() -> Config {
@@ -93,6 +97,9 @@ impl Actor for Node {
             None => self.initial.clone(),
         };
         o.set_timer(Timer::Election, model_timeout());
+        if self.transfers {
+            o.set_timer(Timer::Transfer, model_timeout());
+        }
         NodeState { replica, register: '?', applied: BTreeSet::new(), owed: BTreeSet::new() }
     }
 
@@ -114,14 +121,29 @@ impl Actor for Node {
         finish(node, o);
     }
 
-    fn on_timeout(&self, _id: Id, state: &mut Cow<NodeState>, _timer: &Timer, o: &mut Out<Self>) {
+    fn on_timeout(&self, id: Id, state: &mut Cow<NodeState>, timer: &Timer, o: &mut Out<Self>) {
         if state.replica.ballot_promised().round() >= MAX_ROUND {
             return;
         }
-        let node = state.to_mut();
-        node.replica.campaign();
-        o.set_timer(Timer::Election, model_timeout());
-        finish(node, o);
+        match timer {
+            Timer::Election => {
+                let node = state.to_mut();
+                node.replica.campaign();
+                o.set_timer(Timer::Election, model_timeout());
+                finish(node, o);
+            }
+            Timer::Transfer => {
+                // Once per server: the transfer's handover starts a campaign of its own.
+                if !state.replica.is_leader() {
+                    o.set_timer(Timer::Transfer, model_timeout());
+                    return;
+                }
+                let node = state.to_mut();
+                let next = ReplicaId::new((usize::from(id) + 1) % SERVERS);
+                assert!(node.replica.transfer_leadership(next), "a leader takes a transfer");
+                finish(node, o);
+            }
+        }
     }
 }
 
@@ -187,9 +209,9 @@ fn record_return(_: &(), history: &History, envelope: Envelope<&Msg>) -> Option<
 
 type NodeModel = ActorModel<RegisterActor<Node>, (), History>;
 
-fn model(network: Network<Msg>) -> NodeModel {
+fn model(network: Network<Msg>, transfers: bool) -> NodeModel {
     ActorModel::new((), (LinearizabilityTester::new(Register('?')), BTreeSet::new()))
-        .actors(elected_cluster().into_iter().map(|initial| RegisterActor::Server(Node { initial })))
+        .actors(elected_cluster().into_iter().map(|initial| RegisterActor::Server(Node { initial, transfers })))
         .actors((0..CLIENTS).map(|_| RegisterActor::Client { put_count: 1, server_count: SERVERS }))
         .init_network(network)
         .lossy_network(LossyNetwork::Yes)
@@ -217,16 +239,22 @@ fn model(network: Network<Msg>) -> NodeModel {
         .property(Expectation::Sometimes, "a write completes", |_, state| {
             state.network.iter_deliverable().any(|e| matches!(e.msg, RegisterMsg::PutOk(_)))
         })
+        .property(Expectation::Sometimes, "leadership handed over", |_, state| {
+            state.actor_states.iter().any(|actor| match &**actor {
+                stateright::actor::register::RegisterActorState::Server(node) => node.replica.counters().handovers > 0,
+                _ => false,
+            })
+        })
         .record_msg_out(record_invocation)
         .record_msg_in(record_return)
 }
 
 /// Explores every state of the model within `default_depth` steps of the start
 /// (`CORUM_MODEL_DEPTH` overrides it) breadth-first, and checks the properties.
-fn explore(name: &str, network: Network<Msg>, default_depth: usize) {
+fn explore(name: &str, network: Network<Msg>, transfers: bool, default_depth: usize) {
     let depth = std::env::var("CORUM_MODEL_DEPTH").ok().and_then(|n| n.parse().ok()).unwrap_or(default_depth);
     let started = Instant::now();
-    let checker = model(network).checker().threads(2).target_max_depth(depth).spawn_bfs().join();
+    let checker = model(network, transfers).checker().threads(2).target_max_depth(depth).spawn_bfs().join();
     println!(
         "stateright {name}: {} states ({} unique), every state within {depth} steps, {:.1} s",
         checker.state_count(),
@@ -240,14 +268,26 @@ fn explore(name: &str, network: Network<Msg>, default_depth: usize) {
         }
     }
     assert!(discoveries.contains_key("a write completes"), "{name}: no explored state completed a write");
+    assert_eq!(
+        discoveries.contains_key("leadership handed over"),
+        transfers,
+        "{name}: a handover was reached exactly when transfers were asked for"
+    );
 }
 
 #[test]
 fn lossy_network_with_a_crash() {
-    explore("lossy, one crash", Network::new_unordered_nonduplicating([]), 9);
+    explore("lossy, one crash", Network::new_unordered_nonduplicating([]), false, 9);
 }
 
 #[test]
 fn lossy_duplicating_network_with_a_crash() {
-    explore("lossy, duplicating, one crash", Network::new_unordered_duplicating([]), 8);
+    explore("lossy, duplicating, one crash", Network::new_unordered_duplicating([]), false, 8);
+}
+
+/// A leader asked to hand over at any point, racing client writes, a crash and competing
+/// elections: the handover's campaign is phase 1 like any other.
+#[test]
+fn lossy_network_with_leadership_transfers_and_a_crash() {
+    explore("lossy, transfers, one crash", Network::new_unordered_nonduplicating([]), true, 9);
 }

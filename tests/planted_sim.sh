@@ -18,6 +18,7 @@ plants=(
     ballot-round-only
     leader-keeps-leading
     volatile-promise
+    handover-skips-phase-1
     snapshot-drops-sessions
     floor-skips-in-flight
     watermark-after-apply

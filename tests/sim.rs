@@ -25,7 +25,7 @@ fn sweep() {
     let total = |f: fn(&sim::Report) -> u64| reports.iter().map(|r| f(r)).sum::<u64>();
     println!(
         "sim sweep: {seeds} seeds in {elapsed:.1} s ({:.0} seeds/s on {} threads); {} crashes, {} restarts, {} snapshots, {} pauses, \
-         {} leader changes, {} partitions, {} retries, {} writes given up on, {} messages lost, {} operations, {} slots",
+         {} leader changes, {} partitions, {} transfers asked, {} retries, {} writes given up on, {} messages lost, {} operations, {} slots",
         seeds as f64 / elapsed,
         rayon::current_num_threads(),
         total(|r| r.crashes),
@@ -34,6 +34,7 @@ fn sweep() {
         total(|r| r.pauses),
         total(|r| r.leader_changes),
         total(|r| r.partitions),
+        total(|r| r.transfers),
         total(|r| r.retries),
         total(|r| r.abandoned),
         total(|r| r.messages_lost),

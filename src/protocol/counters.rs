@@ -20,4 +20,13 @@ pub struct Counters {
     pub candidacies_preempted: u64,
     /// Times this replica, as leader, learned of a higher ballot and stepped down.
     pub leaders_deposed: u64,
+    /// Elections this replica started at once because the leader it followed was reported
+    /// stopped ([`Replica::peer_down`](super::Replica::peer_down)).
+    pub failovers_started: u64,
+    /// Times this replica, as leader, handed leadership over
+    /// ([`Replica::transfer_leadership`](super::Replica::transfer_leadership)).
+    pub handovers: u64,
+    /// Leadership transfers this replica gave up (not done within an election timeout, or
+    /// the target stopped).
+    pub transfers_abandoned: u64,
 }

@@ -110,6 +110,13 @@ pub enum Message<C> {
         /// Entries below this slot are freed at the sender.
         slot_truncated: Slot,
     },
+    /// A leader hands leadership to the receiver, which has applied everything the leader
+    /// committed: the receiver starts phase 1 at once. The sender has stopped leading.
+    Handover {
+        /// The sender's ballot, in which it led; a receiver that has promised a higher one
+        /// since ignores the handover.
+        ballot: Ballot,
+    },
     /// Client commands a non-leader passes on to the replica it believes leads.
     Forward {
         /// The commands, in submission order.

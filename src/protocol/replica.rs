@@ -24,6 +24,7 @@ mod acceptor;
 mod candidate;
 mod invariants;
 mod leader;
+mod leadership;
 mod learner;
 
 use std::ops::{Deref, DerefMut};
@@ -137,6 +138,9 @@ pub struct Replica<C> {
     /// ours is below it.
     slot_learn_target: Slot,
     learn_from: Option<ReplicaId>,
+    /// Peers the caller reported stopped ([`Replica::peer_down`]), one bit per replica: a
+    /// hint that speeds up failover, never needed for safety.
+    peers_down: u64,
     outbox: Ignored<Vec<(ReplicaId, Message<C>)>>,
     /// Emptied buffers of the last [`Ready`], reused by the next.
     outbox_spare: Ignored<Vec<(ReplicaId, Message<C>)>>,
@@ -170,6 +174,7 @@ impl<C: Clone> Replica<C> {
             snapshot_wanted: Slot::ZERO,
             slot_learn_target: Slot::ZERO,
             learn_from: None,
+            peers_down: 0,
             outbox: Ignored::default(),
             outbox_spare: Ignored::default(),
             committed_spare: Ignored::default(),
@@ -418,7 +423,7 @@ impl<C: Clone> Replica<C> {
             self.tick_leader();
         } else {
             self.ticks_since_heard = self.ticks_since_heard.saturating_add(1);
-            if self.ticks_since_heard >= self.election_timeout() {
+            if self.ticks_since_heard >= self.election_timeout() || self.should_replace_stopped_leader() {
                 self.become_candidate();
             }
         }
@@ -468,6 +473,7 @@ impl<C: Clone> Replica<C> {
             Message::Learn { slot_committed, entries } => self.on_learn(from, slot_committed, entries),
             Message::Forward { commands } => self.on_forward(from, commands),
             Message::Truncated { slot_truncated } => self.on_truncated(slot_truncated),
+            Message::Handover { ballot } => self.on_handover(from, ballot),
         }
         self.check_invariants();
     }

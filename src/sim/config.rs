@@ -47,6 +47,15 @@ pub struct FaultConfig {
     /// Chance per tick that a burst of 4 to 16 messages delivered earlier is delivered
     /// again (old ballots, old commit indexes, old promises).
     pub replay_permille: u64,
+    /// Chance per tick that the leader is asked to hand leadership to another replica
+    /// ([`Replica::transfer_leadership`](crate::protocol::Replica::transfer_leadership)),
+    /// which may be crashed, paused or cut off.
+    pub transfer_permille: u64,
+    /// Chance per tick that a replica is told a running peer stopped
+    /// ([`Replica::peer_down`](crate::protocol::Replica::peer_down)), the leader it
+    /// follows most often: a wrong hint must cost an election, never safety. (Right hints,
+    /// after every crash and restart, are always on.)
+    pub wrong_hint_permille: u64,
 }
 
 impl FaultConfig {
@@ -67,6 +76,8 @@ impl FaultConfig {
             commit_loss_permille: 0,
             campaign_permille: 0,
             replay_permille: 0,
+            transfer_permille: 0,
+            wrong_hint_permille: 0,
         }
     }
 }
@@ -160,8 +171,8 @@ pub enum ClientOp<D: Dispatch> {
 /// The configuration the seed sweep derives from `seed`: 3 or 5 replicas, 2 to 4 clients,
 /// pipelines of 1 to 3 writes, the uniform fault mix, and on three seeds in four the
 /// targeted faults of [`FaultConfig`] on top (partitions of a running leader, lost commit
-/// notices, simultaneous campaigns, fast restarts, replayed messages), each on its own
-/// share of seeds. An eighth of the seeds run without the election stagger, and an
+/// notices, simultaneous campaigns, fast restarts, replayed messages, leadership transfers,
+/// wrong death notices), each on its own share of seeds. An eighth of the seeds run without the election stagger, and an
 /// eighth retry writes eagerly.
 pub fn sweep_config(seed: u64) -> SimConfig {
     let mut rng = SimRng::new(seed ^ 0x5eed_5eed_5eed_5eed);
@@ -192,6 +203,12 @@ pub fn sweep_config(seed: u64) -> SimConfig {
         }
         if rng.chance(1, 3) {
             faults.replay_permille = 5 + rng.below(20);
+        }
+        if rng.chance(1, 2) {
+            faults.transfer_permille = 10 + rng.below(50);
+        }
+        if rng.chance(1, 4) {
+            faults.wrong_hint_permille = 5 + rng.below(20);
         }
     }
     if rng.chance(1, 8) {

@@ -73,6 +73,7 @@ where
         let faults = &self.config.faults;
         let (partition, partition_max, campaign, replay) =
             (faults.partition_permille, faults.partition_ticks_max, faults.campaign_permille, faults.replay_permille);
+        let (transfer, wrong_hint) = (faults.transfer_permille, faults.wrong_hint_permille);
         let n = self.nodes.len() as u64;
         match self.partition {
             Some((_, heals)) if heals <= self.tick => self.partition = None,
@@ -98,6 +99,32 @@ where
                 if self.nodes[i].runs() {
                     self.round(i, Input::Campaign)?;
                 }
+            }
+        }
+        if n >= 2 && self.rng.chance(transfer, 1000) {
+            // The leader is asked to hand over to another replica (which may be down).
+            let leader = (0..self.nodes.len())
+                .find(|&i| self.nodes[i].runs() && self.nodes[i].core().is_some_and(|c| c.is_leader()));
+            if let Some(leader) = leader {
+                let to = (leader + 1 + self.rng.below(n - 1) as usize) % n as usize;
+                self.report.transfers += 1;
+                self.round(leader, Input::Transfer(ReplicaId::new(to)))?;
+            }
+        }
+        if n >= 2 && self.rng.chance(wrong_hint, 1000) {
+            // A replica is told that a running peer (the leader, most often) stopped.
+            let to = self.rng.below(n) as usize;
+            let leader = self.nodes[to].core().and_then(|core| core.leader()).map(ReplicaId::index);
+            let peer = match leader {
+                Some(leader) if leader != to && !self.rng.chance(1, 4) => leader,
+                _ => (to + 1 + self.rng.below(n - 1) as usize) % n as usize,
+            };
+            let deliver_at = self.tick + 1;
+            self.hints.push(super::world::Hint { deliver_at, to, peer, down: true });
+            if self.rng.chance(1, 2) {
+                // And, some ticks later, that it runs again.
+                let deliver_at = self.tick + 1 + self.rng.below(50);
+                self.hints.push(super::world::Hint { deliver_at, to, peer, down: false });
             }
         }
         if self.rng.chance(replay, 1000) && !self.delivered.is_empty() {
@@ -133,6 +160,7 @@ where
         // freed, which no peer may hold any more.
         node.restart_at = fast.then(|| self.tick + 1 + self.rng.below(2));
         self.report.crashes += 1;
+        self.announce(i, true);
         if self.trace {
             println!("tick {} r{i} crashes (promised {:?})", self.tick, self.nodes[i].promise_before_crash);
         }
@@ -153,6 +181,7 @@ where
         node.paused = false;
         node.restart_at = None;
         self.report.restarts += 1;
+        self.announce(i, false);
         if own_copy {
             // (A peer's snapshot was counted as it was installed.)
             self.count_snapshot_during_retries();

@@ -18,6 +18,7 @@ where
     W: FnMut(&mut SimRng, usize) -> ClientOp<D>,
 {
     pub(super) fn deliver(&mut self) -> Result<(), Failure> {
+        self.deliver_hints()?;
         let mut due = Vec::new();
         let mut index = 0;
         while index < self.network.len() {
@@ -64,6 +65,36 @@ where
             self.round(to, Input::Message(message.from, message.message))?;
         }
         Ok(())
+    }
+
+    /// Death and restart notices that are due, to replicas that run: a paused replica
+    /// takes its notices when it resumes, a crashed one never (it restarts knowing none).
+    fn deliver_hints(&mut self) -> Result<(), Failure> {
+        let mut index = 0;
+        while index < self.hints.len() {
+            let hint = &self.hints[index];
+            let node = &self.nodes[hint.to];
+            if node.crashed {
+                self.hints.swap_remove(index);
+            } else if hint.deliver_at <= self.tick && !node.paused {
+                let hint = self.hints.swap_remove(index);
+                let peer = ReplicaId::new(hint.peer);
+                let input = if hint.down { Input::PeerDown(peer) } else { Input::PeerUp(peer) };
+                self.round(hint.to, input)?;
+            } else {
+                index += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Tells every other replica, a tick or two from now, that replica `peer` stopped or
+    /// runs again.
+    pub(super) fn announce(&mut self, peer: usize, down: bool) {
+        for to in (0..self.nodes.len()).filter(|&to| to != peer) {
+            let deliver_at = self.tick + 1 + self.rng.below(2);
+            self.hints.push(super::world::Hint { deliver_at, to, peer, down });
+        }
     }
 
     pub(super) fn tick_replicas(&mut self) -> Result<(), Failure> {
@@ -126,6 +157,14 @@ where
                 core.campaign();
                 if self.sim.trace {
                     println!("tick {} r{} campaigns in {:?}", self.sim.tick, self.i, core.ballot_promised());
+                }
+            }
+            Some(Input::PeerDown(peer)) => core.peer_down(peer),
+            Some(Input::PeerUp(peer)) => core.peer_up(peer),
+            Some(Input::Transfer(to)) => {
+                let taken = core.transfer_leadership(to);
+                if self.sim.trace {
+                    println!("tick {} r{} asked to hand over to {to:?}: taken {taken}", self.sim.tick, self.i);
                 }
             }
             None => return false,

@@ -39,6 +39,8 @@ pub struct Report {
     pub slots_committed: u64,
     /// Partitions injected.
     pub partitions: u64,
+    /// Leadership transfers asked of a leader.
+    pub transfers: u64,
     /// How often the run took each delicate path.
     pub coverage: Coverage,
 }
@@ -61,11 +63,15 @@ pub struct Coverage {
     pub snapshots_during_retries: u64,
     /// A client's floor passed a write it had submitted more than once.
     pub floors_past_retried_writes: u64,
+    /// A replica campaigned at once because the leader it followed was reported stopped.
+    pub failovers_started: u64,
+    /// A leader handed leadership over to the replica a transfer named.
+    pub handovers: u64,
 }
 
 impl Coverage {
     /// Every path with its name and count, in a fixed order.
-    pub fn paths(&self) -> [(&'static str, u64); 6] {
+    pub fn paths(&self) -> [(&'static str, u64); 8] {
         [
             ("phase 1 chose among different values", self.recoveries_contested),
             ("candidate preempted by a higher ballot", self.candidacies_preempted),
@@ -73,6 +79,8 @@ impl Coverage {
             ("accept below a restarted acceptor's promise", self.stale_accepts_after_restart),
             ("snapshot installed while a write is retried", self.snapshots_during_retries),
             ("floor passed a retried write", self.floors_past_retried_writes),
+            ("failover on a death notice", self.failovers_started),
+            ("leadership handed over", self.handovers),
         ]
     }
 
@@ -80,6 +88,8 @@ impl Coverage {
         self.recoveries_contested += counters.recoveries_contested;
         self.candidacies_preempted += counters.candidacies_preempted;
         self.leaders_deposed += counters.leaders_deposed;
+        self.failovers_started += counters.failovers_started;
+        self.handovers += counters.handovers;
     }
 }
 

@@ -118,6 +118,21 @@ pub(super) enum Input<D: Dispatch> {
     Message(ReplicaId, Message<Command<D>>),
     Tick,
     Campaign,
+    /// The runtime tells the replica that a peer stopped (or runs again).
+    PeerDown(ReplicaId),
+    PeerUp(ReplicaId),
+    /// A leadership transfer to the given replica is asked of the replica.
+    Transfer(ReplicaId),
+}
+
+/// What the runtime tells a replica about a peer's thread: it died, or runs again. Reaches
+/// the replica a tick or two after the fact (the runtime's replicas see it at their next
+/// round), and never while it is crashed or paused.
+pub(super) struct Hint {
+    pub(super) deliver_at: u64,
+    pub(super) to: usize,
+    pub(super) peer: usize,
+    pub(super) down: bool,
 }
 
 pub(super) struct Sim<'a, D: Dispatch, W> {
@@ -150,6 +165,8 @@ pub(super) struct Sim<'a, D: Dispatch, W> {
     pub(super) delivered: Vec<(ReplicaId, ReplicaId, Message<Command<D>>)>,
     /// The first check a replica's round broke (see `Sim::round`).
     pub(super) failure: Option<Failure>,
+    /// Death and restart notices on their way to replicas.
+    pub(super) hints: Vec<Hint>,
 }
 
 impl<'a, D, W> Sim<'a, D, W>
@@ -203,6 +220,7 @@ where
             partition: None,
             delivered: Vec::new(),
             failure: None,
+            hints: Vec::new(),
         }
     }
 

@@ -137,6 +137,7 @@ impl<C: Clone> Replica<C> {
             ticks_since_heartbeat: 0,
             slot_committed_sent: self.slot_committed,
             peer_delivered: vec![Slot::ZERO; self.config.replicas],
+            transfer: None,
         };
         self.advance_committed();
         state.slot_committed_sent = self.slot_committed;

@@ -24,6 +24,29 @@ pub(super) struct LeaderState<C> {
     pub(super) ticks_since_heartbeat: u32,
     pub(super) slot_committed_sent: Slot,
     pub(super) peer_delivered: Vec<Slot>,
+    /// A leadership transfer in progress (see `leadership.rs`): no new batch is proposed
+    /// while it lasts.
+    pub(super) transfer: Option<Transfer>,
+}
+
+/// A leadership transfer in progress: to whom, for how many ticks it has waited, and
+/// whether the target has answered since it began (so that how far it applied is known).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) struct Transfer {
+    pub(super) to: ReplicaId,
+    pub(super) ticks: u32,
+    pub(super) answered: bool,
+}
+
+impl<C> LeaderState<C> {
+    /// Records how far peer `from` applied, as it reported in this leader's ballot.
+    fn peer_reported(&mut self, from: ReplicaId, slot_delivered: Slot) {
+        let delivered = &mut self.peer_delivered[from.index()];
+        *delivered = (*delivered).max(slot_delivered);
+        if let Some(transfer) = &mut self.transfer {
+            transfer.answered |= transfer.to == from;
+        }
+    }
 }
 
 impl<C: Clone> Replica<C> {
@@ -35,8 +58,7 @@ impl<C: Clone> Replica<C> {
         if ballot != leader.ballot {
             return;
         }
-        let delivered = &mut leader.peer_delivered[from.index()];
-        *delivered = (*delivered).max(slot_delivered);
+        leader.peer_reported(from, slot_delivered);
         let Some(proposal) = leader.proposals.get_mut(&slot) else {
             // Already committed: a duplicate or a late acceptor.
             return;
@@ -50,10 +72,7 @@ impl<C: Clone> Replica<C> {
 
     pub(super) fn on_progress(&mut self, from: ReplicaId, ballot: Ballot, slot_delivered: Slot) {
         match &mut self.role {
-            Role::Leader(leader) if leader.ballot == ballot => {
-                let delivered = &mut leader.peer_delivered[from.index()];
-                *delivered = (*delivered).max(slot_delivered);
-            }
+            Role::Leader(leader) if leader.ballot == ballot => leader.peer_reported(from, slot_delivered),
             _ => {}
         }
     }
@@ -72,8 +91,12 @@ impl<C: Clone> Replica<C> {
     }
 
     pub(super) fn flush_inner(&mut self) {
+        if self.is_leader() {
+            // A leader that hands over becomes a follower of its successor here, and
+            // forwards what it had queued right behind the handover.
+            self.flush_leader();
+        }
         match &self.role {
-            Role::Leader(_) => self.flush_leader(),
             Role::Follower { leader: Some(leader) } if !self.buffered.is_empty() => {
                 let leader = *leader;
                 let commands: Vec<C> = self.buffered.drain(..).collect();
@@ -88,7 +111,7 @@ impl<C: Clone> Replica<C> {
         let window = self.config.window;
         loop {
             let Role::Leader(leader) = &mut self.role else { return };
-            if leader.queue.is_empty() || leader.proposals.len() >= window {
+            if leader.queue.is_empty() || leader.proposals.len() >= window || leader.transfer.is_some() {
                 break;
             }
             let take = leader.queue.len().min(batch_max);
@@ -100,6 +123,7 @@ impl<C: Clone> Replica<C> {
         if self.slot_committed > leader.slot_committed_sent {
             self.send_commit();
         }
+        self.hand_over_if_ready();
     }
 
     /// Proposes `batch` in `slot` in the leader's ballot: accept it locally, send it out.
@@ -167,6 +191,14 @@ impl<C: Clone> Replica<C> {
         let Role::Leader(leader) = &mut self.role else { return };
         leader.ticks_since_heartbeat += 1;
         let heartbeat_due = leader.ticks_since_heartbeat >= heartbeat_ticks;
+        if let Some(transfer) = &mut leader.transfer {
+            transfer.ticks += 1;
+            if transfer.ticks >= self.config.election_ticks {
+                // The target did not catch up in time (stalled, or cut off): lead on.
+                leader.transfer = None;
+                self.counters.transfers_abandoned += 1;
+            }
+        }
         let ballot = leader.ballot;
         let mut resend = Vec::new();
         for (&slot, proposal) in leader.proposals.iter_mut() {
