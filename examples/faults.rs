@@ -1,4 +1,5 @@
-//! corum under faults, measured: failover time after a leader crash, throughput and tail
+//! corum under faults, measured: failover time after a leader crash and the time a
+//! leadership transfer takes, both under load; throughput and tail
 //! latency while a replica is paused 5 ms out of every 50 ms (next to a `parking_lot::Mutex`
 //! whose holder is paused the same way), memory while a replica is paused for 10 s, and
 //! writes accepted while one replica sits idle, next to node-replication 0.1.1.
@@ -36,20 +37,76 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-/// Time from crashing the leader to the first write that completes afterwards.
-fn failover_once() -> Duration {
+/// Prints the median, smallest and largest of `samples`, in milliseconds.
+fn summary(what: &str, samples: &mut [Duration]) {
+    samples.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "  {what}: median {:.2} ms, min {:.2} ms, max {:.2} ms over {}",
+        ms(samples[samples.len() / 2]),
+        ms(samples[0]),
+        ms(samples[samples.len() - 1]),
+        samples.len()
+    );
+}
+
+/// Failover and transfer on one loaded cluster (default timeouts): two client threads
+/// write without pause the whole time. The leader is crashed `crashes` times (measured:
+/// from the call to `Faults::crash` until a write this thread submits afterwards completes;
+/// then the replica restarts), then leadership is moved `transfers` times (measured: the
+/// `transfer_leadership` call).
+fn leadership_under_load(crashes: usize, transfers: usize) {
     let cluster = Builder::new(empty_map()).replicas(3).build().expect("build");
-    let handle = cluster.handle();
-    for i in 0..1_000 {
-        handle.execute_mut(Write::Put(i, i)).expect("write");
-    }
-    let leader = cluster.leader().expect("a leader");
-    let crashed = Instant::now();
-    cluster.faults().crash(leader).expect("crash");
-    handle.execute_mut(Write::Put(1, 1)).expect("write after the crash");
-    let gap = crashed.elapsed();
-    cluster.shutdown().expect("shutdown");
-    gap
+    let stop = AtomicBool::new(false);
+    let written = AtomicU64::new(0);
+    let (mut gaps, mut moves) = (Vec::new(), Vec::new());
+    std::thread::scope(|scope| {
+        for thread in 0..2u64 {
+            let (handle, stop, written) = (cluster.handle(), &stop, &written);
+            scope.spawn(move || {
+                let mut rng = thread + 1;
+                while !stop.load(Ordering::Relaxed) {
+                    let key = next_random(&mut rng) % KEYS;
+                    handle.execute_mut(Write::Put(key, key)).expect("write");
+                    written.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        let probe = cluster.handle();
+        let leader = || loop {
+            if let Some(leader) = cluster.leader() {
+                return leader;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        for i in 0..crashes as u64 {
+            std::thread::sleep(Duration::from_millis(20));
+            let victim = leader();
+            let crashed = Instant::now();
+            cluster.faults().crash(victim).expect("crash");
+            probe.execute_mut(Write::Put(i % KEYS, i)).expect("write after the crash");
+            gaps.push(crashed.elapsed());
+            cluster.faults().restart(victim).expect("restart");
+        }
+        for _ in 0..transfers {
+            std::thread::sleep(Duration::from_millis(20));
+            let to = (leader() + 1) % 3;
+            let started = Instant::now();
+            cluster.transfer_leadership(to).expect("transfer");
+            moves.push(started.elapsed());
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    let changes: u64 = cluster.stats().iter().map(|s| s.leader_changes).sum();
+    let copies = cluster.shutdown().expect("shutdown");
+    summary("leader crashed, until the next write completes", &mut gaps);
+    summary("transfer_leadership to the next replica", &mut moves);
+    println!(
+        "  {} writes by the two loading threads, {changes} leader changes, {} copies identical: {}",
+        written.load(Ordering::Relaxed),
+        copies.len(),
+        copies.iter().all(|c| c == &copies[0])
+    );
 }
 
 /// The straggler scenario through the shared harness: the map at 50 % writes, `threads`
@@ -201,16 +258,9 @@ fn main() {
     let threads = 4;
     println!("corum under faults ({} usable cores, {threads} client threads, 50 % writes)", corum::available_cores());
 
-    println!("\nfailover: leader crashed, time until the next write completes (default timeouts)");
-    let mut gaps: Vec<Duration> = (0..if quick { 3 } else { 7 }).map(|_| failover_once()).collect();
-    gaps.sort();
-    println!(
-        "  median {:.1} ms, min {:.1} ms, max {:.1} ms over {} crashes",
-        gaps[gaps.len() / 2].as_secs_f64() * 1e3,
-        gaps[0].as_secs_f64() * 1e3,
-        gaps[gaps.len() - 1].as_secs_f64() * 1e3,
-        gaps.len()
-    );
+    println!("\nleadership under load: 2 threads writing, the leader crashed then restarted, then moved");
+    let (crashes, transfers) = if quick { (5, 5) } else { (25, 25) };
+    leadership_under_load(crashes, transfers);
 
     println!("\nstraggler: one replica (or the lock holder) paused 5 ms out of every 50 ms, {seconds} s each");
     let corum = |straggler| System::Corum { replicas: 3, pipelined: false, straggler };

@@ -54,6 +54,14 @@ pub enum Error {
         /// The cluster's replica count.
         replicas: usize,
     },
+    /// The call needs replica `replica` running, and it is not: it is paused, crashed or
+    /// stopped (for example the target of [`Cluster::transfer_leadership`](crate::Cluster::transfer_leadership)).
+    ReplicaDown {
+        /// The replica named.
+        replica: usize,
+        /// Its status when the call gave up.
+        status: crate::ReplicaStatus,
+    },
     /// A fault-injection call that does not apply to the replica's current state.
     FaultRefused {
         /// The replica named.
@@ -164,6 +172,7 @@ impl fmt::Display for Error {
             Error::NoSuchReplica { replica, replicas } => {
                 write!(f, "no replica {replica}: the cluster has {replicas}")
             }
+            Error::ReplicaDown { replica, status } => write!(f, "replica {replica} is not running: {status:?}"),
             Error::FaultRefused { replica, reason } => write!(f, "fault on replica {replica} refused: {reason}"),
             Error::Spawn { replica, error } => write!(f, "could not start replica {replica}'s thread: {error}"),
         }

@@ -398,3 +398,98 @@ fn a_lost_majority_fails_calls_with_no_quorum_until_it_is_back() {
     assert_eq!(copies.len(), 2);
     assert!(copies.iter().all(|copy| copy.map.get(&1) == Some(&12)));
 }
+
+// ----- leadership: failover on death, transfer ------------------------------------------
+
+/// A cluster whose election timeout (20 s) is far beyond its deadline (3 s): a write that
+/// completes after the leader died was served by a replica that took over on the death
+/// notice, not on the timeout.
+fn no_election_timeout_within_the_deadline() -> Builder<Kv> {
+    Builder::new(Kv::default())
+        .replicas(3)
+        .tick(Duration::from_millis(1))
+        .election_ticks(20_000)
+        .deadline(Duration::from_secs(3))
+}
+
+#[test]
+fn a_dead_leader_is_replaced_at_once_not_after_the_election_timeout() {
+    let cluster = no_election_timeout_within_the_deadline().build().expect("build");
+    let run = Run::start(&cluster, 3, 3_000);
+    for _ in 0..3 {
+        run.wait_for(run.progress.load(Ordering::Relaxed) + 200);
+        let leader = cluster.leader().expect("a leader while clients run");
+        cluster.faults().crash(leader).expect("crash the leader");
+        run.wait_for(run.progress.load(Ordering::Relaxed) + 200);
+        cluster.faults().restart(leader).expect("restart");
+    }
+    run.finish(cluster, 3);
+}
+
+#[test]
+fn leadership_moves_where_it_is_asked_to_under_load_and_nothing_is_lost() {
+    let cluster = Builder::new(Kv::default()).replicas(3).build().expect("build");
+    let run = Run::start(&cluster, 3, 4_000);
+    for round in 0..12 {
+        run.wait_for(run.progress.load(Ordering::Relaxed) + 50);
+        let to = round % 3;
+        cluster.transfer_leadership(to).expect("transfer");
+        let stats = cluster.stats();
+        assert_eq!(stats[to].role, RoleKind::Leader, "{stats:#?}");
+    }
+    run.finish(cluster, 3);
+}
+
+#[test]
+fn a_transfer_to_a_stopped_or_unknown_replica_is_refused() {
+    let cluster = Builder::new(Kv::default()).replicas(3).deadline(Duration::from_millis(300)).build().expect("build");
+    // Right after start no replica may lead yet: replica 1 is elected at once.
+    cluster.transfer_leadership(1).expect("elect replica 1");
+    let leader = cluster.leader().expect("a leader");
+    assert_eq!(leader, 1);
+    let (a, b) = ((leader + 1) % 3, (leader + 2) % 3);
+    assert_eq!(cluster.transfer_leadership(3), Err(corum::Error::NoSuchReplica { replica: 3, replicas: 3 }));
+    assert_eq!(cluster.transfer_leadership(leader), Ok(()), "the leader leads already");
+    cluster.faults().pause(a).expect("pause");
+    assert_eq!(
+        cluster.transfer_leadership(a),
+        Err(corum::Error::ReplicaDown { replica: a, status: corum::ReplicaStatus::Paused })
+    );
+    cluster.faults().resume(a).expect("resume");
+    cluster.faults().crash(a).expect("crash");
+    assert_eq!(
+        cluster.transfer_leadership(a),
+        Err(corum::Error::ReplicaDown { replica: a, status: corum::ReplicaStatus::Crashed })
+    );
+    // With `a` crashed and the leader paused, `b` alone is no majority.
+    cluster.faults().pause(leader).expect("pause");
+    assert!(matches!(cluster.transfer_leadership(b), Err(corum::Error::NoQuorum { .. })));
+    cluster.faults().resume(leader).expect("resume");
+    cluster.transfer_leadership(b).expect("a majority runs again");
+    assert_eq!(cluster.leader(), Some(b));
+}
+
+#[test]
+fn transfers_racing_crashes_lose_and_double_nothing() {
+    let cluster = Builder::new(Kv::default()).replicas(3).build().expect("build");
+    let run = Run::start(&cluster, 3, 4_000);
+    for round in 0..8 {
+        run.wait_for(run.progress.load(Ordering::Relaxed) + 50);
+        let leader = cluster.leader().unwrap_or(0);
+        // Half the time the old leader crashes, half the time the target does.
+        let to = (leader + 1) % 3;
+        let victim = if round % 2 == 0 { leader } else { to };
+        std::thread::scope(|scope| {
+            let transfer = scope.spawn(|| cluster.transfer_leadership(to));
+            std::thread::sleep(Duration::from_micros(50 * (round as u64 % 4)));
+            cluster.faults().crash(victim).expect("crash");
+            match transfer.join().expect("transfer thread") {
+                Ok(()) => {}
+                Err(corum::Error::ReplicaDown { replica, .. }) => assert_eq!(replica, victim),
+                Err(error) => panic!("transfer to {to} racing a crash of {victim}: {error}"),
+            }
+        });
+        cluster.faults().restart(victim).expect("restart");
+    }
+    run.finish(cluster, 3);
+}

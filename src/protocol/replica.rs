@@ -141,6 +141,10 @@ pub struct Replica<C> {
     /// Peers the caller reported stopped ([`Replica::peer_down`]), one bit per replica: a
     /// hint that speeds up failover, never needed for safety.
     peers_down: u64,
+    /// A leader's commit notice this round asked how far this replica applied: answered
+    /// in [`Replica::ready`], once the round's committed slots are handed out, so that the
+    /// answer counts them.
+    progress_owed: Option<(ReplicaId, Ballot)>,
     outbox: Ignored<Vec<(ReplicaId, Message<C>)>>,
     /// Emptied buffers of the last [`Ready`], reused by the next.
     outbox_spare: Ignored<Vec<(ReplicaId, Message<C>)>>,
@@ -175,6 +179,7 @@ impl<C: Clone> Replica<C> {
             slot_learn_target: Slot::ZERO,
             learn_from: None,
             peers_down: 0,
+            progress_owed: None,
             outbox: Ignored::default(),
             outbox_spare: Ignored::default(),
             committed_spare: Ignored::default(),
@@ -383,6 +388,9 @@ impl<C: Clone> Replica<C> {
             committed.push((slot, entry.batch.clone()));
             self.slot_delivered = slot.next();
         }
+        if let Some((leader, ballot)) = self.progress_owed.take() {
+            self.send(leader, Message::Progress { ballot, slot_delivered: self.slot_delivered });
+        }
         let messages = std::mem::replace(&mut *self.outbox, std::mem::take(&mut *self.outbox_spare));
         Ready { slot_committed: self.slot_committed, messages, committed, snapshot_wanted: self.snapshot_wanted() }
     }
@@ -455,6 +463,10 @@ impl<C: Clone> Replica<C> {
         if from == self.id || from.index() >= self.config.replicas {
             return;
         }
+        // A peer that sends is not stopped, whatever this replica was told: a wrong or
+        // outdated death notice must not make it campaign against a live peer again and
+        // again.
+        self.peers_down &= !from.bit();
         match message {
             Message::Prepare { ballot, slot_first } => self.on_prepare(from, ballot, slot_first),
             Message::Promise { ballot, accepted, slot_committed } => {

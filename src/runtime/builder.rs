@@ -296,6 +296,7 @@ impl<D: Dispatch> Builder<D> {
             replicas,
             slot_committed: CachePadded::new(AtomicU64::new(0)),
             leader: CachePadded::new(AtomicUsize::new(0)),
+            lifecycle: CachePadded::new(AtomicU64::new(0)),
             closed: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             next_client: AtomicU64::new(0),

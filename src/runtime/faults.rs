@@ -5,7 +5,7 @@ use std::fmt;
 
 use super::cluster::Cluster;
 use super::replica::ReplicaThread;
-use super::worker::crash;
+use super::worker::{announce_lifecycle, crash};
 use super::{ReplicaShared, CRASHED, PAUSED, RUNNING};
 use crate::sync::atomic::Ordering;
 use crate::{Dispatch, Error};
@@ -57,7 +57,7 @@ impl<D: Dispatch> Faults<'_, D> {
     pub fn crash(&self, replica: usize) -> Result<(), Error> {
         let _serial = self.cluster.faults.lock();
         let target = self.cluster.replica_checked(replica)?;
-        crash(target);
+        crash(&self.cluster.shared, replica);
         finish_round_in_progress(target);
         let thread = self.cluster.threads.lock()[replica].take();
         if let Some(thread) = thread {
@@ -100,12 +100,13 @@ impl<D: Dispatch> Faults<'_, D> {
         match ReplicaThread::spawn(&self.cluster.shared, replica, self.cluster.cores[replica]) {
             Ok(thread) => {
                 self.cluster.threads.lock()[replica] = Some(thread);
+                announce_lifecycle(&self.cluster.shared);
                 Ok(())
             }
             Err(error) => {
                 // Still crashed, with what it keeps on stable storage: a later restart can
                 // try again.
-                crash(target);
+                crash(&self.cluster.shared, replica);
                 finish_round_in_progress(target);
                 Err(Error::Spawn { replica, error: error.into() })
             }

@@ -50,11 +50,31 @@ pub(crate) struct Io<D: Dispatch> {
     /// thread's rounds do not, because that thread runs those peers' rounds next itself
     /// (a peer left with input wakes by its own tick at the latest).
     pub(super) notify_peers: bool,
+    /// The value of `Shared::lifecycle` this replica last acted on; `None` before its
+    /// first round (and after a restart).
+    pub(super) lifecycle_seen: Option<u64>,
 }
 
 impl<D: Dispatch> Io<D> {
     fn me(&self) -> &ReplicaShared<D> {
         &self.shared.replicas[self.index]
+    }
+
+    /// When a peer crashed or restarted since the last round, tells the core which peers
+    /// are down and which run ([`Replica::peer_down`], [`Replica::peer_up`]).
+    fn notice_lifecycle(&mut self, core: &mut Replica<Command<D>>) {
+        // Acquire pairs with the Release raise in `announce_lifecycle`.
+        let lifecycle = self.shared.lifecycle.load(Ordering::Acquire);
+        if self.lifecycle_seen == Some(lifecycle) {
+            return;
+        }
+        self.lifecycle_seen = Some(lifecycle);
+        for (peer, replica) in self.shared.replicas.iter().enumerate().filter(|&(peer, _)| peer != self.index) {
+            match replica.status() {
+                CRASHED => core.peer_down(ReplicaId::new(peer)),
+                _ => core.peer_up(ReplicaId::new(peer)),
+            }
+        }
     }
 
     /// Steps the core with every message waiting in the rings (up to a budget per ring).
@@ -97,6 +117,7 @@ impl<D: Dispatch> Io<D> {
 impl<D: Dispatch> Environment<D, Command<D>> for Io<D> {
     /// The rings, the submission queue, and a tick when one is due.
     fn feed(&mut self, core: &mut Replica<Command<D>>) -> bool {
+        self.notice_lifecycle(core);
         let received = self.receive(core);
         let taken = self.intake(core);
         let now = now();

@@ -1,7 +1,8 @@
 //! The threaded runtime: one pinned thread per replica running the replica driver, client
 //! threads that run replicas' rounds while they wait, client handles, completion slots,
 //! fault injection, stats and shutdown. This file is the facade: `builder.rs` starts a
-//! cluster, `cluster.rs` runs it (stats, shutdown), `faults.rs` injects faults, `handle.rs`
+//! cluster, `cluster.rs` runs it (stats, shutdown), `leadership.rs` moves leadership on
+//! request, `faults.rs` injects faults, `handle.rs`
 //! serves calls, `worker.rs` is a replica's working state behind its run token and runs
 //! its rounds over `io.rs`, `replica.rs` is a replica's pinned thread, `help.rs` lets a
 //! waiting client run rounds, `shared.rs` holds what threads and handles share,
@@ -16,6 +17,7 @@ mod handle;
 mod help;
 mod idle;
 mod io;
+mod leadership;
 mod replica;
 mod shared;
 #[cfg(all(test, not(corum_loom)))]

@@ -28,7 +28,7 @@ struct CrashOnPanic<D: Dispatch> {
 impl<D: Dispatch> Drop for CrashOnPanic<D> {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            crash(&self.shared.replicas[self.index]);
+            crash(&self.shared, self.index);
         }
     }
 }

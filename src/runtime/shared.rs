@@ -130,6 +130,12 @@ pub(crate) struct Shared<D: Dispatch> {
     pub(crate) slot_committed: CachePadded<AtomicU64>,
     /// The replica that last became leader: where clients submit.
     pub(crate) leader: CachePadded<AtomicUsize>,
+    /// Raised (Release) after every replica crash and restart, once the replica's status is
+    /// stored: each replica compares it with what it last saw at the start of its rounds
+    /// and, when it moved, tells its protocol core which peers are down
+    /// ([`Replica::peer_down`](crate::protocol::Replica::peer_down)), so that a dead
+    /// leader is replaced at once rather than after an election timeout.
+    pub(crate) lifecycle: CachePadded<AtomicU64>,
     /// Set by shutdown: new calls fail with [`crate::Error::Shutdown`].
     pub(crate) closed: AtomicBool,
     /// Set when replica threads must exit.

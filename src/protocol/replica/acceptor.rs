@@ -76,7 +76,8 @@ impl<C: Clone> Replica<C> {
         self.follow(from, ballot);
         self.learn_commit(from, ballot, slot_committed);
         self.truncate(slot_truncate);
-        self.send(from, Message::Progress { ballot, slot_delivered: self.slot_delivered });
+        // Answered at the end of the round, counting what it delivers (`Replica::ready`).
+        self.progress_owed = Some((from, ballot));
     }
 
     pub(super) fn on_nack(&mut self, ballot_promised: Ballot) {
