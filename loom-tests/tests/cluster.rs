@@ -114,6 +114,21 @@ fn three_replicas_with_one_crashed_commit_a_write() {
     });
 }
 
+/// Three replicas whose leader crashes after a write. Loom's clock stands still, so no
+/// election timeout ever fires: the second write completes only because the survivors are
+/// told of the death (`Shared::lifecycle`) and the next in line takes over at once.
+#[test]
+fn a_crashed_leader_is_replaced_through_its_death_notice() {
+    check("a_crashed_leader_is_replaced_through_its_death_notice", Some(0), || {
+        let cluster = Builder::new(Counter::default()).replicas(3).pin(false).build().expect("build");
+        let handle = cluster.handle();
+        assert_eq!(handle.execute_mut(1), Ok(1));
+        cluster.faults().crash(0).expect("crash the leader");
+        assert_eq!(handle.execute_mut(2), Ok(3));
+        assert_eq!(cluster.shutdown().expect("shutdown"), vec![Counter(3), Counter(3)]);
+    });
+}
+
 /// Three replicas, two writes from two clients: every replica applies the same sequence.
 #[test]
 fn three_replicas_two_clients_agree() {

@@ -117,8 +117,11 @@ impl<D: Dispatch> Io<D> {
 impl<D: Dispatch> Environment<D, Command<D>> for Io<D> {
     /// The rings, the submission queue, and a tick when one is due.
     fn feed(&mut self, core: &mut Replica<Command<D>>) -> bool {
-        self.notice_lifecycle(core);
         let received = self.receive(core);
+        // After the rings: what a dead peer sent before it died is taken first, so that its
+        // messages do not contradict the notice (a message from a peer tells the core that
+        // peer runs).
+        self.notice_lifecycle(core);
         let taken = self.intake(core);
         let now = now();
         if now >= self.next_tick {
