@@ -1,5 +1,6 @@
 //! corum under faults, measured: failover time after a leader crash and the time a
-//! leadership transfer takes, both under load; throughput and tail
+//! leadership transfer takes, both under load; how soon leadership leaves a slowed leader and
+//! what throughput comes back; throughput and tail
 //! latency while a replica is paused 5 ms out of every 50 ms (next to a `parking_lot::Mutex`
 //! whose holder is paused the same way), memory while a replica is paused for 10 s, and
 //! writes accepted while one replica sits idle, next to node-replication 0.1.1.
@@ -7,6 +8,7 @@
 //! ```text
 //! cargo run --release --example faults            # about 40 s
 //! cargo run --release --example faults -- --quick # about 10 s
+//! cargo run --release --example faults -- --leadership # the leadership section alone
 //! ```
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,7 +19,7 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::{next_random, Budget, NrObject, Object, Straggler, System, Workload, Write, KEYS};
-use corum::{Builder, Cluster, RoleKind};
+use corum::{Builder, Cluster, LeaderPolicy, RoleKind};
 
 /// The map every scenario here replicates: the harness's, empty.
 fn empty_map() -> Object {
@@ -107,6 +109,60 @@ fn leadership_under_load(crashes: usize, transfers: usize) {
         copies.len(),
         copies.iter().all(|c| c == &copies[0])
     );
+}
+
+/// A leader slowed by `Faults::slow` (2 ms after every round of work, like a thread on a
+/// throttled core), under two threads writing without pause: how long until leadership moves
+/// (polled every millisecond), and writes per second in `window` before the slowdown and in
+/// `window` after the move (or after the slowdown, when leadership stays).
+fn slowed_leader(policy: LeaderPolicy, window: Duration) {
+    let cluster = Builder::new(empty_map()).replicas(3).leader_policy(policy).build().expect("build");
+    let stop = AtomicBool::new(false);
+    let written = AtomicU64::new(0);
+    std::thread::scope(|scope| {
+        for thread in 0..2u64 {
+            let (handle, stop, written) = (cluster.handle(), &stop, &written);
+            scope.spawn(move || {
+                let mut rng = thread + 1;
+                while !stop.load(Ordering::Relaxed) {
+                    let key = next_random(&mut rng) % KEYS;
+                    handle.execute_mut(Write::Put(key, key)).expect("write");
+                    written.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        let rate = || {
+            let before = written.load(Ordering::Relaxed);
+            std::thread::sleep(window);
+            (written.load(Ordering::Relaxed) - before) as f64 / window.as_secs_f64()
+        };
+        std::thread::sleep(Duration::from_millis(200));
+        let unslowed = rate();
+        let slow = cluster.leader().expect("a leader");
+        let changes = || cluster.stats().iter().map(|s| s.leader_changes).sum::<u64>();
+        let changes_before = changes();
+        let slowed_at = Instant::now();
+        cluster.faults().slow(slow, Duration::from_millis(2)).expect("slow");
+        let moved = loop {
+            if cluster.leader().is_some_and(|leader| leader != slow) {
+                break Some(slowed_at.elapsed());
+            }
+            if slowed_at.elapsed() > window {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        let after = rate();
+        let moved =
+            moved.map_or("stayed".to_string(), |after| format!("moved after {:.1} ms", after.as_secs_f64() * 1e3));
+        println!(
+            "  {policy:?}: {unslowed:>9.0} writes/s before, {after:>9.0} after ({:.2}x); leadership {moved}, {} leader change(s)",
+            after / unslowed,
+            changes() - changes_before
+        );
+        stop.store(true, Ordering::Relaxed);
+    });
+    cluster.shutdown().expect("shutdown");
 }
 
 /// The straggler scenario through the shared harness: the map at 50 % writes, `threads`
@@ -261,6 +317,13 @@ fn main() {
     println!("\nleadership under load: 2 threads writing, the leader crashed then restarted, then moved");
     let (crashes, transfers) = if quick { (5, 5) } else { (25, 25) };
     leadership_under_load(crashes, transfers);
+    println!("\na slowed leader: 2 threads writing, the leader slowed by 2 ms per round of work");
+    let window = Duration::from_secs_f64(if quick { 0.5 } else { 1.0 });
+    slowed_leader(LeaderPolicy::Fastest, window);
+    slowed_leader(LeaderPolicy::Any, window);
+    if std::env::args().any(|arg| arg == "--leadership") {
+        return;
+    }
 
     println!("\nstraggler: one replica (or the lock holder) paused 5 ms out of every 50 ms, {seconds} s each");
     let corum = |straggler| System::Corum { replicas: 3, pipelined: false, straggler };

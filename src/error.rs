@@ -128,6 +128,14 @@ impl fmt::Display for OsError {
 pub enum ConfigError {
     /// A cluster needs at least one replica.
     ZeroReplicas,
+    /// [`LeaderPolicy::Prefer`](crate::LeaderPolicy::Prefer) names a replica the cluster
+    /// does not have.
+    PreferredReplicaMissing {
+        /// The replica named.
+        replica: usize,
+        /// The cluster's replica count.
+        replicas: usize,
+    },
     /// More replicas than [`MAX_REPLICAS`](crate::protocol::MAX_REPLICAS).
     TooManyReplicas {
         /// The count asked for.
@@ -183,6 +191,9 @@ impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ConfigError::ZeroReplicas => f.write_str("a cluster needs at least one replica"),
+            ConfigError::PreferredReplicaMissing { replica, replicas } => {
+                write!(f, "the preferred leader {replica} is not among the cluster's {replicas} replicas")
+            }
             ConfigError::TooManyReplicas { requested, max } => {
                 write!(f, "{requested} replicas requested, at most {max} are supported")
             }

@@ -130,7 +130,7 @@ pub use dispatch::Dispatch;
 pub use error::{ConfigError, Error, OsError};
 pub use protocol::RoleKind;
 pub use runtime::{
-    available_cores, Builder, Cluster, Faults, Handle, IdleStrategy, ReplicaStats, ReplicaStatus, Ticket,
+    available_cores, Builder, Cluster, Faults, Handle, IdleStrategy, LeaderPolicy, ReplicaStats, ReplicaStatus, Ticket,
 };
 
 // Compile-time checks that the cluster and its handles are `Send + Sync` for every object,

@@ -25,6 +25,13 @@ fn too_many_replicas_is_a_config_error() {
 }
 
 #[test]
+fn a_preferred_leader_outside_the_cluster_is_a_config_error() {
+    let error =
+        Builder::new(Kv::default()).replicas(3).leader_policy(corum::LeaderPolicy::Prefer(3)).build().unwrap_err();
+    assert_eq!(error, Error::Config(ConfigError::PreferredReplicaMissing { replica: 3, replicas: 3 }));
+}
+
+#[test]
 fn a_core_that_does_not_exist_is_a_config_error() {
     let available = corum::available_cores();
     let error = Builder::new(Kv::default()).cores([0, available + 7]).build().unwrap_err();

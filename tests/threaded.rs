@@ -493,3 +493,86 @@ fn transfers_racing_crashes_lose_and_double_nothing() {
     }
     run.finish(cluster, 3);
 }
+
+/// Leader changes so far, summed over the replicas.
+fn leader_changes(cluster: &corum::Cluster<Kv>) -> u64 {
+    cluster.stats().iter().map(|s| s.leader_changes).sum()
+}
+
+/// Waits up to `limit` for `done`, checking every millisecond; returns whether it held.
+fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    done()
+}
+
+#[test]
+fn a_slowed_leader_hands_over_to_a_faster_replica_once() {
+    let cluster = Builder::new(Kv::default()).replicas(3).build().expect("build");
+    let run = Run::start(&cluster, 2, 4_000);
+    run.wait_for(300);
+    let slow = cluster.leader().expect("a leader");
+    let before = leader_changes(&cluster);
+    // 2 ms per round: far below the step-down limit (half an election timeout, 50 ms), so
+    // only the leader policy moves leadership.
+    cluster.faults().slow(slow, Duration::from_millis(2)).expect("slow");
+    let moved = eventually(Duration::from_secs(10), || cluster.leader().is_some_and(|leader| leader != slow));
+    assert!(moved, "leadership stayed on the slowed replica: {:#?}", cluster.stats());
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(leader_changes(&cluster), before + 1, "one change for one slowdown: {:#?}", cluster.stats());
+    assert!(cluster.stats()[slow].round_time >= Duration::from_millis(1), "the slowdown was measured");
+    cluster.faults().slow(slow, Duration::ZERO).expect("full speed");
+    run.finish(cluster, 3);
+}
+
+#[test]
+fn replicas_slowed_alike_trade_no_leadership() {
+    let cluster = Builder::new(Kv::default()).replicas(3).build().expect("build");
+    let run = Run::start(&cluster, 2, 2_000);
+    run.wait_for(200);
+    for replica in 0..3 {
+        cluster.faults().slow(replica, Duration::from_micros(500)).expect("slow");
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    let before = leader_changes(&cluster);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(leader_changes(&cluster), before, "{:#?}", cluster.stats());
+    for replica in 0..3 {
+        cluster.faults().slow(replica, Duration::ZERO).expect("full speed");
+    }
+    run.finish(cluster, 3);
+}
+
+#[test]
+fn a_preferred_replica_leads_whenever_it_runs() {
+    let cluster =
+        Builder::new(Kv::default()).replicas(3).leader_policy(corum::LeaderPolicy::Prefer(1)).build().expect("build");
+    let run = Run::start(&cluster, 2, 3_000);
+    assert!(eventually(Duration::from_secs(10), || cluster.leader() == Some(1)), "{:#?}", cluster.stats());
+    run.wait_for(200);
+    cluster.faults().crash(1).expect("crash");
+    assert!(eventually(Duration::from_secs(10), || cluster.leader().is_some_and(|leader| leader != 1)));
+    run.wait_for(run.progress.load(Ordering::Relaxed) + 100);
+    cluster.faults().restart(1).expect("restart");
+    assert!(eventually(Duration::from_secs(10), || cluster.leader() == Some(1)), "{:#?}", cluster.stats());
+    run.finish(cluster, 3);
+}
+
+#[test]
+fn with_any_leader_a_slowed_leader_keeps_leading() {
+    let cluster =
+        Builder::new(Kv::default()).replicas(3).leader_policy(corum::LeaderPolicy::Any).build().expect("build");
+    let run = Run::start(&cluster, 2, 1_000);
+    run.wait_for(200);
+    let slow = cluster.leader().expect("a leader");
+    cluster.faults().slow(slow, Duration::from_millis(2)).expect("slow");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(cluster.leader(), Some(slow), "{:#?}", cluster.stats());
+    cluster.faults().slow(slow, Duration::ZERO).expect("full speed");
+    run.finish(cluster, 3);
+}

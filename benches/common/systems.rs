@@ -190,6 +190,8 @@ fn corum(
     let cluster = builder.build().expect("build");
     let handles: Vec<_> = (0..threads).map(|_| cluster.handle()).collect();
     handles[0].execute_mut(workload.op(&mut 7).unwrap_or(Write::Add(0))).expect("warm up");
+    let leader_changes = || cluster.stats().iter().map(|replica| replica.leader_changes).sum::<u64>();
+    let changes_at_start = leader_changes();
     let pausing = AtomicBool::new(straggler != Straggler::None);
     let mut outcome = std::thread::scope(|scope| {
         if straggler != Straggler::None {
@@ -216,7 +218,11 @@ fn corum(
     let batches: u64 = cluster.stats().iter().map(|replica| replica.batches_proposed).sum();
     let writes = outcome.ops * workload.write_pct / 100;
     if matches!(budget, Budget::Time(_)) {
-        eprintln!("    {batches} batches, about {} writes per batch", writes / batches.max(1));
+        eprintln!(
+            "    {batches} batches, about {} writes per batch, {} leader changes after start-up",
+            writes / batches.max(1),
+            leader_changes() - changes_at_start
+        );
     }
     drop(handles);
     let copies = cluster.shutdown().expect("shutdown");

@@ -7,7 +7,7 @@ use crossbeam_utils::CachePadded;
 use super::cluster::Cluster;
 use super::replica::ReplicaThread;
 use super::worker::Worker;
-use super::{IdleStrategy, Options, ReplicaShared, ReplicaState, Shared, StatsCell, RUNNING};
+use super::{IdleStrategy, LeaderPolicy, Options, ReplicaShared, ReplicaState, Shared, StatsCell, RUNNING};
 use crate::error::{ConfigError, Error};
 use crate::protocol::{self, ReplicaId};
 use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize};
@@ -60,6 +60,7 @@ pub struct Builder<D> {
     retry_after: Duration,
     idle: IdleStrategy,
     helping: bool,
+    leader_policy: LeaderPolicy,
     ring_capacity: usize,
     submission_capacity: usize,
     log_window: u64,
@@ -82,6 +83,7 @@ impl<D: Dispatch> Builder<D> {
             retry_after: Duration::from_millis(250),
             idle: IdleStrategy::Park,
             helping: true,
+            leader_policy: LeaderPolicy::Fastest,
             ring_capacity: 1024,
             submission_capacity: 4096,
             log_window: 4096,
@@ -180,6 +182,13 @@ impl<D: Dispatch> Builder<D> {
         self
     }
 
+    /// Which replica should lead (default [`LeaderPolicy::Fastest`]: leadership follows the
+    /// fastest core). See [`LeaderPolicy`] for an example.
+    pub fn leader_policy(mut self, policy: LeaderPolicy) -> Self {
+        self.leader_policy = policy;
+        self
+    }
+
     /// How idle replica threads and waiting clients wait (default [`IdleStrategy::Park`]).
     pub fn idle(mut self, idle: IdleStrategy) -> Self {
         self.idle = idle;
@@ -223,6 +232,11 @@ impl<D: Dispatch> Builder<D> {
             }
             if value > MAX_DURATION {
                 return Err(ConfigError::TooLong { setting, max: MAX_DURATION });
+            }
+        }
+        if let LeaderPolicy::Prefer(replica) = self.leader_policy {
+            if replica >= self.replicas {
+                return Err(ConfigError::PreferredReplicaMissing { replica, replicas: self.replicas });
             }
         }
         let available = usable_cores();
@@ -275,6 +289,7 @@ impl<D: Dispatch> Builder<D> {
             idle: self.idle,
             spin: available_cores() > n,
             helping: self.helping,
+            leader_policy: self.leader_policy,
             wake_peers: available_cores() > n || !self.helping || cfg!(corum_loom),
             pending_max: self.ring_capacity * 4,
         };

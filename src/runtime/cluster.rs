@@ -99,6 +99,11 @@ pub struct ReplicaStats {
     pub snapshots_installed: u64,
     /// The core it is pinned to (the operating system's core id), if any.
     pub core: Option<usize>,
+    /// Its measured speed: the average time its thread takes per round of work (an
+    /// exponentially weighted average, injected slowness included; rounds client threads
+    /// run for it are not counted). Zero until its thread measured one. What
+    /// [`LeaderPolicy::Fastest`](crate::LeaderPolicy::Fastest) compares.
+    pub round_time: std::time::Duration,
 }
 
 impl<D: Dispatch> fmt::Debug for Cluster<D> {
@@ -159,6 +164,7 @@ impl<D: Dispatch> Cluster<D> {
                     log_len: load(&stats.log_len),
                     snapshots_installed: load(&stats.snapshots_installed),
                     core: self.cores[replica].map(|core| core.id),
+                    round_time: std::time::Duration::from_nanos(load(&stats.round_nanos)),
                 }
             })
             .collect()

@@ -1,4 +1,6 @@
-//! Moving leadership on request: [`Cluster::transfer_leadership`].
+//! Where leadership goes: moved on request ([`Cluster::transfer_leadership`]), and by the
+//! leader itself as its [`LeaderPolicy`] says (the check runs on the leader's pinned thread,
+//! `runtime/replica.rs`, over the speed each replica thread measures of itself).
 
 use std::time::{Duration, Instant};
 
@@ -6,9 +8,66 @@ use super::cluster::{Cluster, ReplicaStatus};
 use super::help::help_all;
 use super::idle::now;
 use super::{role_of, status_of, RUNNING};
-use crate::protocol::{ReplicaId, RoleKind};
+use crate::protocol::RoleKind;
 use crate::sync::atomic::Ordering;
 use crate::{Dispatch, Error};
+
+/// Which replica should lead, chosen with [`Builder::leader_policy`](crate::Builder::leader_policy).
+///
+/// Which replica leads decides how fast every write commits: each write waits for the
+/// leader's rounds. The cores of one machine differ (a throttled core, a noisy neighbour,
+/// an interrupt-heavy core, an efficiency core), and a leader on a slow one slows everyone.
+///
+/// ```
+/// use corum::{Builder, Dispatch, LeaderPolicy};
+/// # #[derive(Clone, Default)] struct Counter(u64);
+/// # impl Dispatch for Counter {
+/// #     type ReadOp = (); type WriteOp = u64; type Response = u64;
+/// #     fn dispatch(&self, _: &()) -> u64 { self.0 }
+/// #     fn dispatch_mut(&mut self, add: &u64) -> u64 { self.0 += add; self.0 }
+/// # }
+/// // Replica 2 runs on the core the user knows is best: it leads whenever it runs.
+/// let cluster = Builder::new(Counter::default()).leader_policy(LeaderPolicy::Prefer(2)).build()?;
+/// cluster.handle().execute_mut(1)?;
+/// # let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+/// # while cluster.leader() != Some(2) && std::time::Instant::now() < deadline {
+/// #     std::thread::sleep(std::time::Duration::from_millis(1));
+/// # }
+/// assert_eq!(cluster.leader(), Some(2));
+/// # Ok::<(), corum::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum LeaderPolicy {
+    /// Leadership follows speed (the default). Each replica thread measures how long its
+    /// rounds of work take ([`ReplicaStats::round_time`](crate::ReplicaStats::round_time),
+    /// injected slowness included). A leader whose rounds take more than
+    /// [`LeaderPolicy::FASTEST_FACTOR`] times as long as those of its fastest running peer, and more than
+    /// [`LeaderPolicy::FASTEST_FLOOR`], at [`LeaderPolicy::FASTEST_CHECKS`] checks in a row (one every tenth of an
+    /// election timeout), hands leadership to that peer. The margins are the hysteresis:
+    /// replicas of similar speed never trade leadership back and forth.
+    #[default]
+    Fastest,
+    /// Replica `i` leads whenever it runs: any other leader hands over to it (after it has
+    /// caught up). While it is paused or crashed, any replica may lead.
+    Prefer(usize),
+    /// Any replica may lead, and keeps leading until it stops, is deposed, steps down for
+    /// running late, or is asked to transfer.
+    Any,
+}
+
+impl LeaderPolicy {
+    /// See [`LeaderPolicy::Fastest`]: how many times slower than its fastest peer a leader
+    /// must be to hand over.
+    pub const FASTEST_FACTOR: u64 = 4;
+
+    /// See [`LeaderPolicy::Fastest`]: a leader whose rounds take less than this is fast
+    /// enough, however much faster a peer is.
+    pub const FASTEST_FLOOR: Duration = Duration::from_micros(200);
+
+    /// See [`LeaderPolicy::Fastest`]: consecutive checks at which the leader must be slower.
+    pub const FASTEST_CHECKS: u32 = 3;
+}
 
 impl<D: Dispatch> Cluster<D> {
     /// Makes replica `to` the leader, and returns once it leads.
@@ -101,10 +160,12 @@ impl<D: Dispatch> Cluster<D> {
             if replica.status() != RUNNING {
                 return;
             }
-            let core = worker.driver.core_mut();
             if leader.is_some() {
-                core.transfer_leadership(ReplicaId::new(to));
-            } else if !core.is_leader() && core.role() != RoleKind::Candidate {
+                worker.transfer_leadership(to);
+                return;
+            }
+            let core = worker.driver.core_mut();
+            if !core.is_leader() && core.role() != RoleKind::Candidate {
                 core.campaign();
             }
         });

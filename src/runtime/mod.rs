@@ -29,6 +29,7 @@ pub use cluster::{Cluster, ReplicaStats, ReplicaStatus};
 pub use faults::Faults;
 pub use handle::{Handle, Ticket};
 pub use idle::IdleStrategy;
+pub use leadership::LeaderPolicy;
 
 pub(crate) use crate::state::ReplicaState;
 #[cfg(corum_loom)]

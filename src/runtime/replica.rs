@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::idle::{now, Idler};
 use super::worker::{crash, run_round, Round, Worker, WorkerSlot};
-use super::{ReplicaShared, Shared, PAUSED, RUNNING, STOPPED};
+use super::{LeaderPolicy, ReplicaShared, Shared, PAUSED, RUNNING, STOPPED};
 use crate::sync::atomic::Ordering;
 use crate::sync::thread::JoinHandle;
 use crate::sync::Arc;
@@ -37,8 +37,12 @@ impl Lateness {
     /// A leader whose thread's rounds keep taking longer than `limit` (half an election
     /// timeout: a slow or starved core) gives up leadership, so that a responsive replica
     /// takes over; its own slow clock makes it the last to campaign again.
-    fn step_down_if_late<D: Dispatch>(&mut self, limit: Duration, guard: &mut TokenGuard<'_, WorkerSlot<D>>) {
-        let now = now();
+    fn step_down_if_late<D: Dispatch>(
+        &mut self,
+        limit: Duration,
+        now: Instant,
+        guard: &mut TokenGuard<'_, WorkerSlot<D>>,
+    ) {
         let round = now.saturating_duration_since(self.round_started);
         self.round_started = now;
         let late_rounds = &mut self.late_rounds;
@@ -52,6 +56,83 @@ impl Lateness {
             if *late_rounds >= LATE_ROUNDS_BEFORE_STEPPING_DOWN {
                 *late_rounds = 0;
                 worker.step_down();
+            }
+        });
+    }
+}
+
+/// A replica thread's measure of its own speed, and its leader's checks of the
+/// [`LeaderPolicy`](super::LeaderPolicy).
+struct Pace {
+    /// Average time per round of work, in nanoseconds: an exponentially weighted average
+    /// (each new round weighs 1/8).
+    round_nanos: u64,
+    next_check: Instant,
+    /// Consecutive checks at which this replica led and was clearly slower than a peer.
+    slower_checks: u32,
+}
+
+impl Pace {
+    /// Counts one round of work that took `took` (slowness included), and publishes the
+    /// average.
+    fn sample<D: Dispatch>(&mut self, took: Duration, me: &ReplicaShared<D>) {
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        self.round_nanos = if self.round_nanos == 0 { nanos } else { (self.round_nanos * 7 + nanos) / 8 };
+        // Relaxed: a statistic, read by leaders' checks and `Cluster::stats`.
+        me.stats.round_nanos.store(self.round_nanos, Ordering::Relaxed);
+    }
+
+    /// If this replica leads, at most every tenth of an election timeout: follow the
+    /// cluster's leader policy (see `LeaderPolicy`), handing over if it says so.
+    fn follow_policy<D: Dispatch>(
+        &mut self,
+        shared: &Shared<D>,
+        index: usize,
+        now: Instant,
+        guard: &mut TokenGuard<'_, WorkerSlot<D>>,
+    ) {
+        if now < self.next_check {
+            return;
+        }
+        self.next_check = now + shared.options.election / 10;
+        let mine = self.round_nanos;
+        let slower_checks = &mut self.slower_checks;
+        guard.with(|slot| {
+            let Some(worker) = slot.as_mut() else { return };
+            let core = worker.core();
+            if !core.is_leader() || core.transferring_to().is_some() {
+                *slower_checks = 0;
+                return;
+            }
+            let running = |peer: usize| peer != index && shared.replicas[peer].status() == RUNNING;
+            let to = match shared.options.leader_policy {
+                LeaderPolicy::Any => None,
+                LeaderPolicy::Prefer(preferred) => running(preferred).then_some(preferred),
+                LeaderPolicy::Fastest => {
+                    // Relaxed: statistics; a stale one delays a hand-over by a check.
+                    let fastest = (0..shared.replicas.len())
+                        .filter(|&peer| running(peer))
+                        .map(|peer| (peer, shared.replicas[peer].stats.round_nanos.load(Ordering::Relaxed)))
+                        .filter(|&(_, nanos)| nanos > 0)
+                        .min_by_key(|&(_, nanos)| nanos);
+                    let floor = LeaderPolicy::FASTEST_FLOOR.as_nanos() as u64;
+                    match fastest {
+                        Some((peer, nanos))
+                            if mine > floor && mine > nanos.saturating_mul(LeaderPolicy::FASTEST_FACTOR) =>
+                        {
+                            *slower_checks += 1;
+                            (*slower_checks >= LeaderPolicy::FASTEST_CHECKS).then_some(peer)
+                        }
+                        _ => {
+                            *slower_checks = 0;
+                            None
+                        }
+                    }
+                }
+            };
+            if let Some(to) = to {
+                *slower_checks = 0;
+                worker.transfer_leadership(to);
             }
         });
     }
@@ -81,6 +162,7 @@ pub(crate) struct ReplicaThread<D: Dispatch> {
     shared: Arc<Shared<D>>,
     idler: Idler,
     lateness: Lateness,
+    pace: Pace,
 }
 
 /// When the current round of a replica thread's loop started, and how many rounds in a
@@ -103,7 +185,8 @@ impl<D: Dispatch> ReplicaThread<D> {
         // client threads waiting for it run its rounds, `help.rs`).
         let idler = Idler::new(shared.options.idle, shared.options.spin, shared.options.spin);
         let lateness = Lateness { round_started: now(), late_rounds: 0 };
-        let thread = Self { index, shared: Arc::clone(shared), idler, lateness };
+        let pace = Pace { round_nanos: 0, next_check: now(), slower_checks: 0 };
+        let thread = Self { index, shared: Arc::clone(shared), idler, lateness, pace };
         thread_builder(index).spawn(move || {
             // A panic that escapes (outside a round, where `run_round` catches it) ends the
             // thread: mark the replica crashed so nobody waits for it.
@@ -150,14 +233,19 @@ impl<D: Dispatch> ReplicaThread<D> {
             // one wake-up leads to the next; each replica thread takes its input at its
             // next tick (1 ms by default) at the latest, and clients waiting for a write
             // run the rounds it needs themselves.
+            let started = now();
             let round = run_round(&self.shared, self.index, &mut guard, self.shared.options.wake_peers);
-            self.lateness.step_down_if_late(self.shared.options.election / 2, &mut guard);
+            let ended = now();
+            self.lateness.step_down_if_late(self.shared.options.election / 2, ended, &mut guard);
+            self.pace.follow_policy(&self.shared, self.index, ended, &mut guard);
             let next_tick = guard.with(|slot| slot.as_ref().map(Worker::next_tick));
             drop(guard);
             match round {
                 Round::Progressed => {
                     self.idler.reset();
-                    self.be_slow();
+                    let slept = self.be_slow();
+                    self.pace
+                        .sample(ended.saturating_duration_since(started) + slept, &self.shared.replicas[self.index]);
                 }
                 Round::Idle => self.idle(next_tick.unwrap_or_else(now)),
                 Round::Skipped => {}
@@ -170,22 +258,25 @@ impl<D: Dispatch> ReplicaThread<D> {
     }
 
     /// Sleeps as long as fault injection asked this replica to after each round of work;
-    /// a pause, crash or stop (which notify `wake`) cuts the sleep short.
-    fn be_slow(&self) {
+    /// a pause, crash or stop (which notify `wake`) cuts the sleep short. Returns how long
+    /// it slept.
+    fn be_slow(&self) -> Duration {
         // Relaxed: a setting read once per round; nothing is published through it.
         let nanos = self.me().slowness_nanos.load(Ordering::Relaxed);
         if nanos == 0 {
-            return;
+            return Duration::ZERO;
         }
         let me = self.me();
-        let until = now() + Duration::from_nanos(nanos);
+        let started = now();
+        let until = started + Duration::from_nanos(nanos);
         loop {
             // Messages and writes also notify `wake`: only a status change ends the sleep early.
             let key = me.wake.prepare_wait();
-            let left = until.saturating_duration_since(now());
+            let now = now();
+            let left = until.saturating_duration_since(now);
             if me.status() != RUNNING || self.shared.is_stopped() || left.is_zero() {
                 me.wake.cancel_wait(key);
-                return;
+                return now.saturating_duration_since(started);
             }
             me.wake.wait(key, left);
         }

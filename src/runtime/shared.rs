@@ -67,6 +67,7 @@ pub(crate) struct Options {
     pub(crate) spin: bool,
     /// Whether waiting client threads run replicas' rounds (`Builder::helping`).
     pub(crate) helping: bool,
+    pub(crate) leader_policy: super::LeaderPolicy,
     /// Whether a replica thread wakes the peers it sends to, and a submission wakes its
     /// replica's thread: when the process has a core for every replica and at least one
     /// more, or clients do not run rounds (see `runtime/replica.rs`); elsewhere their ticks
@@ -89,6 +90,9 @@ pub(crate) struct StatsCell {
     pub(crate) commands_waiting: AtomicU64,
     pub(crate) log_len: AtomicU64,
     pub(crate) snapshots_installed: AtomicU64,
+    /// The replica thread's average time per round of work, in nanoseconds (0 until it
+    /// measured one): see `LeaderPolicy::Fastest`.
+    pub(crate) round_nanos: AtomicU64,
 }
 
 /// What clients, peers and the replica's own thread share about one replica.

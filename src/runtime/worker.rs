@@ -110,6 +110,11 @@ impl<D: Dispatch> Worker<D> {
         self.io.next_tick
     }
 
+    /// Asks the core, if it leads, to hand leadership to replica `to`.
+    pub(crate) fn transfer_leadership(&mut self, to: usize) {
+        self.driver.core_mut().transfer_leadership(ReplicaId::new(to));
+    }
+
     /// Gives up leadership (a leader whose rounds run late).
     pub(crate) fn step_down(&mut self) {
         self.driver.core_mut().step_down();
