@@ -123,6 +123,23 @@ fn fault_schedule(cluster: &Cluster<KvMap>, mut rng: SimRng, stop: &AtomicBool, 
     (injected, on_leader)
 }
 
+/// Moves leadership to a random replica every few milliseconds until `stop`, racing the
+/// fault schedule's crashes and pauses. Returns how many transfers completed, and how many
+/// were refused because their target was down (paused or crashed meanwhile).
+fn move_leadership(cluster: &Cluster<KvMap>, mut rng: SimRng, stop: &AtomicBool) -> (u64, u64) {
+    let (mut moved, mut refused) = (0, 0);
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(3 + rng.below(15)));
+        let to = rng.below(cluster.replicas() as u64) as usize;
+        match cluster.transfer_leadership(to) {
+            Ok(()) => moved += 1,
+            Err(corum::Error::ReplicaDown { .. }) => refused += 1,
+            Err(error) => panic!("transfer to {to} with a majority running: {error}"),
+        }
+    }
+    (moved, refused)
+}
+
 /// The history the clients record, with the clock that orders it in real time.
 struct History {
     clock: AtomicU64,
@@ -246,7 +263,7 @@ fn stress(stress: Stress) {
     let history = History::default();
     let stop = AtomicBool::new(false);
     let busy = AtomicBool::new(stress.overload);
-    let (injected, on_leader) = std::thread::scope(|scope| {
+    let ((injected, on_leader), (moved, refused)) = std::thread::scope(|scope| {
         let cores = std::thread::available_parallelism().map_or(2, usize::from);
         let per_core = std::env::var("CORUM_STRESS_BUSY").ok().and_then(|n| n.parse().ok()).unwrap_or(1);
         for _ in 0..if stress.overload { cores * per_core } else { 0 } {
@@ -257,6 +274,8 @@ fn stress(stress: Stress) {
             });
         }
         let faults = scope.spawn(|| fault_schedule(&cluster, SimRng::new(seed ^ 0xfa17), &stop, stress.faults));
+        let mover = (stress.faults == Faults::Mixed)
+            .then(|| scope.spawn(|| move_leadership(&cluster, SimRng::new(seed ^ 0x1ead), &stop)));
         let workers: Vec<_> = (0..stress.clients)
             .map(|index| {
                 let (handle, history) = (cluster.handle(), &history);
@@ -269,12 +288,18 @@ fn stress(stress: Stress) {
         stop.store(true, Ordering::Relaxed);
         busy.store(false, Ordering::Relaxed);
         let injected = faults.join();
+        let moves = mover.map(|mover| mover.join());
         for outcome in outcomes {
             if let Err(panic) = outcome {
                 std::panic::resume_unwind(panic);
             }
         }
-        injected.expect("fault thread")
+        let moves = match moves {
+            Some(Err(panic)) => std::panic::resume_unwind(panic),
+            Some(Ok(moves)) => moves,
+            None => (0, 0),
+        };
+        (injected.expect("fault thread"), moves)
     });
     // Final reads of every key, after every replica is back.
     let handle = cluster.handle();
@@ -299,7 +324,7 @@ fn stress(stress: Stress) {
     let completed = history.iter().filter(|op| op.returned.is_some()).count();
     println!(
         "stress: {} replicas, pipeline {}{}, seed {seed}: {injected} faults ({on_leader} on the leader), \
-         {completed} of {} operations completed, longest time without a completion {:.1} ms, \
+         {moved} leadership transfers ({refused} refused: target down), {completed} of {} operations completed, longest time without a completion {:.1} ms, \
          longest call {:.1} ms, {} leader changes, {} snapshots",
         stress.replicas,
         stress.pipeline,
@@ -312,6 +337,7 @@ fn stress(stress: Stress) {
     );
     let started = Instant::now();
     assert!(on_leader > 0, "seed {seed}: the schedule injected faults on the leader");
+    assert!(stress.faults != Faults::Mixed || moved > 0, "seed {seed}: leadership was moved");
     // The schedule never takes a majority away, and the deadline (5 s) is twenty times the
     // longest stall a leader change causes: a call that found no quorum lost its write.
     assert_eq!(no_quorum, 0, "seed {seed}: calls failed with NoQuorum while a majority ran");
