@@ -115,7 +115,9 @@ fn leadership_under_load(crashes: usize, transfers: usize) {
 /// throttled core), under two threads writing without pause: how long until leadership moves
 /// (polled every millisecond), and writes per second in `window` before the slowdown and in
 /// `window` after the move (or after the slowdown, when leadership stays).
-fn slowed_leader(policy: LeaderPolicy, window: Duration) {
+/// With `follower`, a follower is slowed instead: what a slow replica costs where
+/// leadership does not move.
+fn slowed_leader(policy: LeaderPolicy, window: Duration, follower: bool) {
     let cluster = Builder::new(empty_map()).replicas(3).leader_policy(policy).build().expect("build");
     let stop = AtomicBool::new(false);
     let written = AtomicU64::new(0);
@@ -138,13 +140,14 @@ fn slowed_leader(policy: LeaderPolicy, window: Duration) {
         };
         std::thread::sleep(Duration::from_millis(200));
         let unslowed = rate();
-        let slow = cluster.leader().expect("a leader");
+        let leader = cluster.leader().expect("a leader");
+        let slow = if follower { (leader + 1) % 3 } else { leader };
         let changes = || cluster.stats().iter().map(|s| s.leader_changes).sum::<u64>();
         let changes_before = changes();
         let slowed_at = Instant::now();
         cluster.faults().slow(slow, Duration::from_millis(2)).expect("slow");
         let moved = loop {
-            if cluster.leader().is_some_and(|leader| leader != slow) {
+            if follower || cluster.leader().is_some_and(|leader| leader != slow) {
                 break Some(slowed_at.elapsed());
             }
             if slowed_at.elapsed() > window {
@@ -152,13 +155,18 @@ fn slowed_leader(policy: LeaderPolicy, window: Duration) {
             }
             std::thread::sleep(Duration::from_millis(1));
         };
+        let snapshots = || cluster.stats()[slow].snapshots_installed;
+        let snapshots_before = snapshots();
         let after = rate();
         let moved =
             moved.map_or("stayed".to_string(), |after| format!("moved after {:.1} ms", after.as_secs_f64() * 1e3));
         println!(
-            "  {policy:?}: {unslowed:>9.0} writes/s before, {after:>9.0} after ({:.2}x); leadership {moved}, {} leader change(s)",
+            "  {}{policy:?}: {unslowed:>9.0} writes/s before, {after:>9.0} after ({:.2}x); leadership {moved}, \
+             {} leader change(s); the slowed replica installed {} snapshots meanwhile",
+            if follower { "a follower slowed, " } else { "" },
             after / unslowed,
-            changes() - changes_before
+            changes() - changes_before,
+            snapshots() - snapshots_before
         );
         stop.store(true, Ordering::Relaxed);
     });
@@ -314,13 +322,19 @@ fn main() {
     let threads = 4;
     println!("corum under faults ({} usable cores, {threads} client threads, 50 % writes)", corum::available_cores());
 
+    if std::env::args().any(|arg| arg == "--slow-follower") {
+        // For profiling: a follower slowed for 5 s under two writing threads.
+        slowed_leader(LeaderPolicy::Any, Duration::from_secs(5), true);
+        return;
+    }
     println!("\nleadership under load: 2 threads writing, the leader crashed then restarted, then moved");
     let (crashes, transfers) = if quick { (5, 5) } else { (25, 25) };
     leadership_under_load(crashes, transfers);
     println!("\na slowed leader: 2 threads writing, the leader slowed by 2 ms per round of work");
     let window = Duration::from_secs_f64(if quick { 0.5 } else { 1.0 });
-    slowed_leader(LeaderPolicy::Fastest, window);
-    slowed_leader(LeaderPolicy::Any, window);
+    slowed_leader(LeaderPolicy::Fastest, window, false);
+    slowed_leader(LeaderPolicy::Any, window, false);
+    slowed_leader(LeaderPolicy::Any, window, true);
     if std::env::args().any(|arg| arg == "--leadership") {
         return;
     }

@@ -138,6 +138,12 @@ pub struct Replica<C> {
     /// ours is below it.
     slot_learn_target: Slot,
     learn_from: Option<ReplicaId>,
+    /// The highest commit index heard from the leader of a ballot, and that ballot: every
+    /// entry accepted in that ballot below that slot is committed. Entries already there
+    /// were marked when it was heard; one accepted later is marked as it is accepted. (So
+    /// a replica that lags far behind its leader does not walk its whole backlog again for
+    /// every message.)
+    commit_heard: (Ballot, Slot),
     /// Peers the caller reported stopped ([`Replica::peer_down`]), one bit per replica: a
     /// hint that speeds up failover, never needed for safety.
     peers_down: u64,
@@ -178,6 +184,7 @@ impl<C: Clone> Replica<C> {
             snapshot_wanted: Slot::ZERO,
             slot_learn_target: Slot::ZERO,
             learn_from: None,
+            commit_heard: (Ballot::ZERO, Slot::ZERO),
             peers_down: 0,
             progress_owed: None,
             outbox: Ignored::default(),

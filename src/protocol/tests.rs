@@ -464,3 +464,31 @@ fn a_replayed_handover_is_ignored() {
     assert_eq!(net.replicas[1].ballot_promised(), ballot);
     assert_eq!(net.replicas[2].role(), RoleKind::Follower);
 }
+
+#[test]
+fn an_accept_below_the_commit_index_its_leader_announced_is_committed_on_arrival() {
+    let mut net = elect_zero(3);
+    let ballot = net.replicas[0].ballot_promised();
+    // Replica 2 hears nothing while slots 0 and 1 commit; then the leader's commit notice
+    // (both committed) reaches it, without the values.
+    net.propose(0, 1);
+    net.deliver_where(|_, to, _| to != Net::id(2));
+    net.propose(0, 2);
+    net.deliver_where(|_, to, _| to != Net::id(2));
+    net.replicas[2]
+        .step(Net::id(0), Message::Commit { ballot, slot_committed: Slot::new(2), slot_truncate: Slot::ZERO });
+    net.collect();
+    net.in_flight.clear(); // its learn request is lost
+    assert_eq!(net.replicas[2].slot_committed(), Slot::ZERO, "the values are missing");
+    // The accepts arrive late (retransmitted, or overtaken), in the announced ballot and
+    // below the announced index: their values are the chosen ones.
+    for (slot, command) in [(1, 2), (0, 1)] {
+        let batch = Batch::new(vec![command]);
+        let accept = Message::Accept { ballot, slot: Slot::new(slot), batch, slot_committed: Slot::ZERO };
+        net.replicas[2].step(Net::id(0), accept);
+    }
+    net.collect();
+    assert_eq!(net.replicas[2].slot_committed(), Slot::new(2));
+    assert_eq!(net.commands_applied(2), vec![1, 2]);
+    net.assert_agreement();
+}

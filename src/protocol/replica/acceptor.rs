@@ -62,7 +62,13 @@ impl<C: Clone> Replica<C> {
         self.follow(from, ballot);
         let decided = slot < self.slot_truncated || self.log.get(&slot).is_some_and(|entry| entry.committed);
         if !decided {
-            self.log.insert(slot, Entry { ballot, batch, committed: false });
+            // Below a commit index this ballot's leader announced, the leader's value is the
+            // chosen one (see `learn_commit`).
+            let committed = self.commit_heard.0 == ballot && slot < self.commit_heard.1;
+            self.log.insert(slot, Entry { ballot, batch, committed });
+            if committed {
+                self.advance_committed();
+            }
         }
         self.send(from, Message::Accepted { ballot, slot, slot_delivered: self.slot_delivered });
         self.learn_commit(from, ballot, slot_committed);

@@ -73,10 +73,18 @@ impl<C: Clone> Replica<C> {
         if slot_committed <= self.slot_committed {
             return;
         }
-        for (_, entry) in self.log.range_mut(self.slot_committed..slot_committed) {
-            if entry.ballot == ballot {
-                entry.committed = true;
+        // Entries of this ballot below what its leader said before are marked already.
+        let (heard_ballot, heard) = self.commit_heard;
+        let first = if heard_ballot == ballot { heard.max(self.slot_committed) } else { self.slot_committed };
+        if slot_committed > first {
+            for (_, entry) in self.log.range_mut(first..slot_committed) {
+                if entry.ballot == ballot {
+                    entry.committed = true;
+                }
             }
+        }
+        if heard_ballot != ballot || slot_committed > heard {
+            self.commit_heard = (ballot, slot_committed);
         }
         self.advance_committed();
         if self.slot_committed < slot_committed {
