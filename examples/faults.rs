@@ -52,6 +52,27 @@ fn summary(what: &str, samples: &mut [Duration]) {
     );
 }
 
+/// Two threads in `scope` writing to random keys of `cluster`, one write at a time, until
+/// `stop`, counting their writes in `written`.
+fn spawn_writers<'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    cluster: &'scope Cluster<Object>,
+    stop: &'scope AtomicBool,
+    written: &'scope AtomicU64,
+) {
+    for thread in 0..2u64 {
+        let handle = cluster.handle();
+        scope.spawn(move || {
+            let mut rng = thread + 1;
+            while !stop.load(Ordering::Relaxed) {
+                let key = next_random(&mut rng) % KEYS;
+                handle.execute_mut(Write::Put(key, key)).expect("write");
+                written.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+}
+
 /// Failover and transfer on one loaded cluster (default timeouts): two client threads
 /// write without pause the whole time. The leader is crashed `crashes` times (measured:
 /// from the call to `Faults::crash` until a write this thread submits afterwards completes;
@@ -63,17 +84,7 @@ fn leadership_under_load(crashes: usize, transfers: usize) {
     let written = AtomicU64::new(0);
     let (mut gaps, mut moves) = (Vec::new(), Vec::new());
     std::thread::scope(|scope| {
-        for thread in 0..2u64 {
-            let (handle, stop, written) = (cluster.handle(), &stop, &written);
-            scope.spawn(move || {
-                let mut rng = thread + 1;
-                while !stop.load(Ordering::Relaxed) {
-                    let key = next_random(&mut rng) % KEYS;
-                    handle.execute_mut(Write::Put(key, key)).expect("write");
-                    written.fetch_add(1, Ordering::Relaxed);
-                }
-            });
-        }
+        spawn_writers(scope, &cluster, &stop, &written);
         let probe = cluster.handle();
         let leader = || loop {
             if let Some(leader) = cluster.leader() {
@@ -122,17 +133,7 @@ fn slowed_leader(policy: LeaderPolicy, window: Duration, follower: bool) {
     let stop = AtomicBool::new(false);
     let written = AtomicU64::new(0);
     std::thread::scope(|scope| {
-        for thread in 0..2u64 {
-            let (handle, stop, written) = (cluster.handle(), &stop, &written);
-            scope.spawn(move || {
-                let mut rng = thread + 1;
-                while !stop.load(Ordering::Relaxed) {
-                    let key = next_random(&mut rng) % KEYS;
-                    handle.execute_mut(Write::Put(key, key)).expect("write");
-                    written.fetch_add(1, Ordering::Relaxed);
-                }
-            });
-        }
+        spawn_writers(scope, &cluster, &stop, &written);
         let rate = || {
             let before = written.load(Ordering::Relaxed);
             std::thread::sleep(window);
@@ -158,8 +159,11 @@ fn slowed_leader(policy: LeaderPolicy, window: Duration, follower: bool) {
         let snapshots = || cluster.stats()[slow].snapshots_installed;
         let snapshots_before = snapshots();
         let after = rate();
-        let moved =
-            moved.map_or("stayed".to_string(), |after| format!("moved after {:.1} ms", after.as_secs_f64() * 1e3));
+        let moved = match moved {
+            _ if follower => "not asked to move".to_string(),
+            Some(after) => format!("moved after {:.1} ms", after.as_secs_f64() * 1e3),
+            None => "stayed".to_string(),
+        };
         println!(
             "  {}{policy:?}: {unslowed:>9.0} writes/s before, {after:>9.0} after ({:.2}x); leadership {moved}, \
              {} leader change(s); the slowed replica installed {} snapshots meanwhile",

@@ -62,9 +62,14 @@
 //! # Ok::<(), corum::Error>(())
 //! ```
 //!
-//! **5. Test under faults.** [`Cluster::faults`] pauses, resumes and crashes replicas, so
-//! an object can be tested while a minority is gone; [`Cluster::stats`] shows each
-//! replica's role, ballot and progress.
+//! **5. Test under faults.** [`Cluster::faults`] pauses, resumes, slows, crashes and
+//! restarts replicas, so an object can be tested while a minority is gone;
+//! [`Cluster::stats`] shows each replica's role, ballot, progress and measured speed.
+//!
+//! **6. Choose who leads.** Leadership follows the fastest core by default
+//! ([`LeaderPolicy`], set with [`Builder::leader_policy`]); [`Cluster::transfer_leadership`]
+//! moves it on request. A replica whose thread dies is replaced at once, without waiting
+//! for an election timeout.
 //!
 //! # Vocabulary
 //! - **replica**: a thread, pinned to a core, holding a copy of the object and a protocol
