@@ -13,6 +13,7 @@ plants=(
     "queue-publish-relaxed:queue:two_producers_lose_nothing"
     "event-no-fence:wakeup:event_count_never_loses_a_wake_up"
     "completion-no-notify:wakeup:completion_is_filled_once_and_the_waiter_wakes"
+    "completion-waker-early:wakeup:an_awaiting_task_wakes_when_its_completion_is_filled"
     "token-release-relaxed:token:pinned_thread_and_two_helpers"
     "token-release-no-notify:token:pinned_thread_and_two_helpers"
     "applied-before-apply:cluster:two_replicas_write_then_read_without_helping"

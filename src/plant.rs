@@ -32,6 +32,7 @@ pub(crate) const PLANTS: &[(&str, &str)] = &[
     ("queue-publish-relaxed", "the submission queue publishes a value with a relaxed store"),
     ("event-no-fence", "the event count's waiter skips its fence"),
     ("completion-no-notify", "a completion is filled without waking its waiter"),
+    ("completion-waker-early", "a completion takes the waiting task's waker before it stores the outcome"),
     ("token-release-relaxed", "a replica's run token is given back with a relaxed store"),
     ("token-release-no-notify", "a replica's run token is given back without waking a thread waiting for it"),
 ];

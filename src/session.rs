@@ -127,6 +127,17 @@ impl<T> Outstanding<T> {
         self.entries.iter().enumerate().filter_map(move |(index, entry)| Some((floor + index as u64, entry.as_ref()?)))
     }
 
+    /// Every write whose outcome was not reported yet, in order, with its number; mutable.
+    // The reminder thread is not built under loom.
+    #[cfg_attr(corum_loom, allow(dead_code))]
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (u64, &mut T)> {
+        let floor = self.floor();
+        self.entries
+            .iter_mut()
+            .enumerate()
+            .filter_map(move |(index, entry)| Some((floor + index as u64, entry.as_mut()?)))
+    }
+
     /// Forgets write `sequence`: its outcome has been reported, so the floor may pass it
     /// once every write before it is forgotten too. Returns the value kept for it.
     pub(crate) fn forget(&mut self, sequence: u64) -> Option<T> {

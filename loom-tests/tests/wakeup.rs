@@ -1,10 +1,11 @@
 //! Parking and waking: the event count replica threads and readers park on, and the
-//! completion slot a writing client waits on. A lost wake-up shows as a deadlock, which
+//! completion slot a writing client waits on (a thread sleeping, or a task's waker). A lost wake-up shows as a deadlock, which
 //! loom reports (timed waits are untimed under loom, so only a notification can end them).
 #![cfg(corum_loom)]
 
 use corum_loom_tests::check;
 
+use std::task::Poll;
 use std::time::Duration;
 
 use corum::__loom::{Completion, EventCount};
@@ -58,5 +59,35 @@ fn completion_is_filled_once_and_the_waiter_wakes() {
         assert_eq!(filled.iter().filter(|&&f| f).count(), 1, "exactly one replica filled it");
         assert!(filled[outcome as usize], "the value is the filler's");
         assert!(completion.take().is_none(), "taken once");
+    });
+}
+
+/// A task awaiting a write registers its waker while a replica fills the completion and the
+/// reminder thread wakes the task for something else: the task always wakes and takes the
+/// outcome, once. A lost wake-up leaves `block_on` waiting forever, which loom reports as a
+/// deadlock.
+#[test]
+fn an_awaiting_task_wakes_when_its_completion_is_filled() {
+    check("an_awaiting_task_wakes_when_its_completion_is_filled", None, || {
+        let completion = Arc::new(Completion::<u32>::new());
+        let replica = {
+            let completion = Arc::clone(&completion);
+            thread::spawn(move || completion.complete(Ok(7)))
+        };
+        let reminder = {
+            let completion = Arc::clone(&completion);
+            thread::spawn(move || completion.wake())
+        };
+        let outcome = loom::future::block_on(std::future::poll_fn(|cx| {
+            if completion.register(cx.waker()) {
+                Poll::Ready(completion.take())
+            } else {
+                Poll::Pending
+            }
+        }));
+        assert_eq!(outcome.expect("filled").expect("ok"), 7);
+        assert!(completion.take().is_none(), "taken once");
+        assert!(replica.join().unwrap(), "the only replica filled it");
+        reminder.join().unwrap();
     });
 }

@@ -316,6 +316,7 @@ impl<D: Dispatch> Builder<D> {
             stop: AtomicBool::new(false),
             next_client: AtomicU64::new(0),
             options,
+            reminders: Default::default(),
         });
 
         // One ring per ordered pair: outgoing[i][j] sends from i to j.

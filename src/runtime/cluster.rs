@@ -261,6 +261,8 @@ impl<D: Dispatch> Cluster<D> {
         for worker in workers {
             worker.fail_held_writes();
         }
+        // Wake every task still awaiting a ticket: it sees `stop`.
+        self.shared.reminders.stop();
     }
 
     pub(super) fn replica_checked(&self, replica: usize) -> Result<&super::ReplicaShared<D>, Error> {

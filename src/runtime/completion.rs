@@ -1,7 +1,19 @@
 //! The completion slot of one write: filled once by whichever replica applies the write
 //! first, read once by the client waiting for it. Travels inside the command, so every
 //! replica that applies the write can complete it, also after the leader that took it died.
+//!
+//! A client waits in one of two ways: a thread sleeps on the slot's condition variable
+//! ([`Completion::wait_for`]), or a task registers its [`Waker`] ([`Completion::register`])
+//! and returns `Pending`. The filler wakes both.
+//!
+//! The waker hand-off: the waker and the outcome live under one lock, so a registration
+//! and the filling are ordered by it. A registration that comes first leaves its waker for
+//! the filler to take and wake (it takes it under the lock, after storing the outcome); a
+//! registration that comes second finds the slot filled and reports it, so the task does
+//! not sleep. Either way no wake-up is lost; a waker is woken at most once per
+//! registration, since whoever wakes it takes it out.
 
+use std::task::Waker;
 use std::time::Duration;
 
 use crate::plant::planted;
@@ -9,21 +21,41 @@ use crate::sync::atomic::{AtomicBool, Ordering};
 use crate::sync::{Condvar, Mutex};
 use crate::Error;
 
-/// See the module docs. `done` is written once, under `value`'s lock, after `value`.
+/// See the module docs. `done` is written once, under `slot`'s lock, after the outcome.
 #[derive(Debug)]
 pub struct Completion<R> {
     done: AtomicBool,
-    value: Mutex<Option<Result<R, Error>>>,
+    slot: Mutex<Slot<R>>,
     condvar: Condvar,
+}
+
+/// What [`Completion`] keeps under its lock.
+#[derive(Debug)]
+struct Slot<R> {
+    /// The outcome, from filling until it is taken.
+    outcome: Option<Result<R, Error>>,
+    /// The task waiting for the outcome, if one registered since it was last woken.
+    waker: Option<Waker>,
+}
+
+impl<R> Default for Completion<R> {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl<R> Completion<R> {
     /// An empty slot.
     pub fn new() -> Self {
-        Self { done: AtomicBool::new(false), value: Mutex::new(None), condvar: Condvar::new() }
+        Self {
+            done: AtomicBool::new(false),
+            slot: Mutex::new(Slot { outcome: None, waker: None }),
+            condvar: Condvar::new(),
+        }
     }
 
     /// Fills the slot unless it is already filled; returns whether this call filled it.
+    /// Wakes the thread or task waiting for it.
     pub fn complete(&self, outcome: Result<R, Error>) -> bool {
         // Acquire pairs with the Release store below (made by another replica): a slot seen
         // filled stays filled, so the common case for the second and third replica to apply
@@ -31,19 +63,27 @@ impl<R> Completion<R> {
         if self.done.load(Ordering::Acquire) {
             return false;
         }
-        let mut value = self.value.lock();
+        // The planted bug `completion-waker-early` takes the waker before the outcome is
+        // stored, in a lock of its own: a task registering in between finds the slot empty
+        // and sleeps, and its waker is never woken.
+        let early = if planted!("completion-waker-early") { self.slot.lock().waker.take() } else { None };
+        let mut slot = self.slot.lock();
         if self.done.load(Ordering::Relaxed) {
             return false;
         }
-        *value = Some(outcome);
+        slot.outcome = Some(outcome);
         // Release pairs with the Acquire loads in `is_done` and `complete`: the outcome
         // written above is visible to whoever sees `done`.
         self.done.store(true, Ordering::Release);
-        drop(value);
+        let waker = if planted!("completion-waker-early") { early } else { slot.waker.take() };
+        drop(slot);
         // The waiter checks `done` under the lock before it sleeps, so notifying after
         // releasing the lock cannot be lost. (The planted bug `completion-no-notify` skips it.)
         if !planted!("completion-no-notify") {
             self.condvar.notify_all();
+        }
+        if let Some(waker) = waker {
+            waker.wake();
         }
         true
     }
@@ -59,14 +99,39 @@ impl<R> Completion<R> {
         if !self.is_done() {
             return None;
         }
-        self.value.lock().take()
+        self.slot.lock().outcome.take()
     }
 
     /// Sleeps until the slot is filled or `timeout` passes (loom: until filled).
     pub fn wait_for(&self, timeout: Duration) {
-        let mut value = self.value.lock();
+        let mut slot = self.slot.lock();
         if !self.done.load(Ordering::Relaxed) {
-            self.condvar.wait_for(&mut value, timeout);
+            self.condvar.wait_for(&mut slot, timeout);
+        }
+    }
+
+    /// Leaves `waker` to be woken when the slot is filled (or by [`Completion::wake`]),
+    /// unless it is filled already: returns whether it is (then nothing is registered, and
+    /// the caller takes the outcome rather than sleep). Replaces a waker registered before.
+    pub fn register(&self, waker: &Waker) -> bool {
+        let mut slot = self.slot.lock();
+        // Relaxed: `done` is written under this lock.
+        if self.done.load(Ordering::Relaxed) {
+            return true;
+        }
+        match &slot.waker {
+            Some(registered) if registered.will_wake(waker) => {}
+            _ => slot.waker = Some(waker.clone()),
+        }
+        false
+    }
+
+    /// Wakes the registered task, if any, without filling the slot: it has something to
+    /// look at (a new leader to resubmit to, its retry time, its deadline, a shutdown).
+    pub fn wake(&self) {
+        let waker = self.slot.lock().waker.take();
+        if let Some(waker) = waker {
+            waker.wake();
         }
     }
 }

@@ -2,7 +2,10 @@
 //! linearizable reads served by a replica's own copy.
 
 use std::fmt;
+use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use super::completion::Completion;
@@ -11,26 +14,39 @@ use super::idle::{now, park_slice, Idler};
 use super::{Command, Request, Shared, RUNNING};
 use crate::session::{ClientId, Outstanding};
 use crate::state::may_serve;
-use crate::sync::atomic::{fence, Ordering};
+use crate::sync::atomic::{fence, AtomicBool, Ordering};
 use crate::sync::{Arc, Mutex};
 use crate::{Dispatch, Error};
 
 /// One client session's state, shared by its handle and tickets.
-struct Session<D: Dispatch> {
+pub(crate) struct Session<D: Dispatch> {
     /// The cluster. Tickets reach it through their session: cloning this `Arc` for every
     /// write would make every client thread write one shared reference count per write.
-    shared: Arc<Shared<D>>,
+    pub(crate) shared: Arc<Shared<D>>,
     client: ClientId,
     /// The replica whose copy serves this session's reads while it runs.
     home: usize,
     /// Next sequence number and the writes not yet known complete. The lowest of those is
     /// the session's floor (see `crate::session`).
     state: Mutex<SessionState<D>>,
+    /// Whether the reminder thread watches this session (`reminder.rs`): set when one of
+    /// its tickets is first awaited.
+    watched: AtomicBool,
 }
 
-/// The session's writes not yet known complete, each with the time it was first
-/// submitted; the lowest of them is the session's floor (see `crate::session`).
-type SessionState<D> = Outstanding<(Command<D>, Instant)>;
+/// The session's writes not yet known complete; the lowest of them is the session's floor
+/// (see `crate::session`).
+type SessionState<D> = Outstanding<Waiting<D>>;
+
+/// A write of the session not yet known complete.
+struct Waiting<D: Dispatch> {
+    command: Command<D>,
+    /// When it was first submitted.
+    submitted: Instant,
+    /// When the reminder thread next wakes a task awaiting it (`reminder.rs`): its retry
+    /// time or its deadline, whichever comes first.
+    look_at: Instant,
+}
 
 /// A client's handle on a cluster: one session with its own client id.
 ///
@@ -96,6 +112,34 @@ pub struct Handle<D: Dispatch> {
 /// # cluster.shutdown()?;
 /// # Ok::<(), corum::Error>(())
 /// ```
+///
+/// A ticket is also a [`Future`]: awaiting it is [`Ticket::wait`] without blocking the
+/// thread, on any executor. The cluster wakes the task when the write is applied, when
+/// leadership moves, at the retry time and the deadline, and at shutdown, so no executor
+/// timer is needed and the task is not re-polled in between.
+///
+/// ```
+/// # use corum::{Builder, Dispatch};
+/// # #[derive(Clone, Default)]
+/// # struct Counter(u64);
+/// # impl Dispatch for Counter {
+/// #     type ReadOp = ();
+/// #     type WriteOp = u64;
+/// #     type Response = u64;
+/// #     fn dispatch(&self, _: &()) -> u64 { self.0 }
+/// #     fn dispatch_mut(&mut self, add: &u64) -> u64 { self.0 += add; self.0 }
+/// # }
+/// # let runtime = tokio::runtime::Runtime::new().unwrap();
+/// # runtime.block_on(async {
+/// let cluster = Builder::new(Counter::default()).replicas(3).pin(false).build()?;
+/// let handle = cluster.handle();
+/// let (first, second) = (handle.submit(1)?, handle.submit(2)?);
+/// let total = first.await? + second.await?; // 1 + 3 or 2 + 3
+/// assert!(total == 4 || total == 5);
+/// # cluster.shutdown()?;
+/// # Ok::<(), corum::Error>(())
+/// # }).unwrap();
+/// ```
 #[must_use = "a write's outcome is only known by waiting for its ticket"]
 pub struct Ticket<D: Dispatch> {
     session: Arc<Session<D>>,
@@ -105,6 +149,10 @@ pub struct Ticket<D: Dispatch> {
     /// have been lost with the old one (or on its way to it), so it is submitted again.
     leader_seen: usize,
     started: Instant,
+    /// When the write is submitted again if it has not completed by then.
+    retry_at: Instant,
+    /// Whether the outcome has been returned (by `poll`).
+    finished: bool,
 }
 
 impl<D: Dispatch> fmt::Debug for Handle<D> {
@@ -136,7 +184,7 @@ impl<D: Dispatch> Handle<D> {
         let client = shared.next_client.fetch_add(1, Ordering::Relaxed);
         let home = (client % shared.replicas.len() as u64) as usize;
         let state = Mutex::new(SessionState::default());
-        Self { session: Arc::new(Session { shared, client, home, state }) }
+        Self { session: Arc::new(Session { shared, client, home, state, watched: AtomicBool::new(false) }) }
     }
 
     /// The cluster this handle's session belongs to.
@@ -198,19 +246,36 @@ impl<D: Dispatch> Handle<D> {
             // the first write that carries the raised floor (every replica decides alike).
             // Without this, one lost write would pin the session's floor and its
             // exactly-once record would grow with every later write.
-            state.pop_front_while(|(command, submitted)| {
-                command.completion.is_done() || started.saturating_duration_since(*submitted) >= options.deadline
+            state.pop_front_while(|waiting| {
+                if waiting.command.completion.is_done() {
+                    return true;
+                }
+                let expired = started.saturating_duration_since(waiting.submitted) >= options.deadline;
+                if expired {
+                    // A task still awaiting it must hear of its deadline: the reminder
+                    // thread no longer sees it once it leaves the session.
+                    waiting.command.completion.wake();
+                }
+                expired
             });
             // The first write left is not known complete: it is the floor (or, with none
             // left, this one).
             let (sequence, floor) = (state.next_sequence(), state.floor());
             let command =
                 Arc::new(Request { client: self.session.client, sequence, floor, op, completion: Completion::new() });
-            state.push((Arc::clone(&command), started));
+            let look_at = started + options.retry_after.min(options.deadline);
+            state.push(Waiting { command: Arc::clone(&command), submitted: started, look_at });
             command
         };
-        let mut ticket =
-            Ticket { session: Arc::clone(&self.session), command, submitted_to: 0, leader_seen: usize::MAX, started };
+        let mut ticket = Ticket {
+            session: Arc::clone(&self.session),
+            command,
+            submitted_to: 0,
+            leader_seen: usize::MAX,
+            started,
+            retry_at: started + options.retry_after,
+            finished: false,
+        };
         let mut idler = Idler::new(options.idle, options.spin, true);
         loop {
             if ticket.try_submit(wake) {
@@ -317,48 +382,84 @@ impl<D: Dispatch> Ticket<D> {
     /// if leadership moved, and to the current one after the retry interval; duplicates are
     /// applied once.
     ///
+    /// A ticket is also a [`Future`] with the same output: `handle.submit(op)?.await`
+    /// keeps every promise of `wait` on any executor (see [`Ticket`]).
+    ///
     /// # Errors
     /// As for [`Handle::execute_mut`].
     pub fn wait(mut self) -> Result<D::Response, Error> {
         let options = &self.session.shared.options;
-        let (retry_after, tick) = (options.retry_after, options.tick);
-        let deadline = self.started + options.deadline;
-        let mut retry_at = self.started + retry_after;
+        let (deadline, tick) = (self.started + options.deadline, options.tick);
         let mut idler = Idler::new(options.idle, options.spin, true);
         loop {
-            if let Some(outcome) = self.command.completion.take() {
-                self.forget();
-                return outcome;
-            }
-            if self.session.shared.is_stopped() {
-                self.forget();
-                return Err(Error::Shutdown);
-            }
-            let time = now();
-            if time >= deadline {
-                self.forget();
-                return Err(Error::NoQuorum { waited: time.saturating_duration_since(self.started) });
-            }
-            let target = self.session.shared.write_target(self.session.home);
-            // Relaxed: the hint only steers retries.
-            let leader = self.session.shared.leader.load(Ordering::Relaxed);
-            if target != self.submitted_to || leader != self.leader_seen || time >= retry_at {
-                // A new leader, or a long silence: submit again. If the queue is full the
-                // retry simply waits for the next round.
-                if self.try_submit(true) {
-                    retry_at = time + retry_after;
-                    idler.reset();
+            match self.step() {
+                Step::Done(outcome) => return outcome,
+                Step::Progressed => idler.reset(),
+                Step::Idle | Step::Blocked => {
+                    let completion = &self.command.completion;
+                    idler.idle(|| completion.wait_for(park_slice(deadline, tick)));
                 }
             }
-            let command = &self.command;
-            // Run the replicas' rounds here rather than wait for their threads (`help.rs`):
-            // the one the write went to first, which proposes it.
-            if help_all(&self.session.shared, self.submitted_to, || command.completion.is_done()) {
-                idler.reset();
-                continue;
-            }
-            idler.idle(|| command.completion.wait_for(park_slice(deadline, tick)));
         }
+    }
+
+    /// One look at the write, shared by `wait` and `poll`: its outcome if it has one (or
+    /// shutdown, or the deadline, has come), else a resubmission if leadership moved or
+    /// the retry time came, and a pass of replica rounds run for it (`help.rs`).
+    fn step(&mut self) -> Step<D::Response> {
+        if let Some(outcome) = self.command.completion.take() {
+            return self.finish(outcome);
+        }
+        if self.session.shared.is_stopped() {
+            return self.finish(Err(Error::Shutdown));
+        }
+        let options = &self.session.shared.options;
+        let (deadline, retry_after) = (self.started + options.deadline, options.retry_after);
+        let time = now();
+        if time >= deadline {
+            return self.finish(Err(Error::NoQuorum { waited: time.saturating_duration_since(self.started) }));
+        }
+        let mut blocked = false;
+        if self.routing_moved() || time >= self.retry_at {
+            // A new leader, or a long silence: submit again. If the queue is full the
+            // retry waits for the replica to take some of it.
+            blocked = true;
+            if self.try_submit(true) {
+                self.retry_at = time + retry_after;
+                let look_at = self.retry_at.min(deadline);
+                if let Some(waiting) = self.session.state.lock().get_mut(self.command.sequence) {
+                    waiting.look_at = look_at;
+                }
+                return Step::Progressed;
+            }
+        }
+        let command = &self.command;
+        // Run the replicas' rounds here rather than wait for their threads (`help.rs`):
+        // the one the write went to first, which proposes it.
+        if help_all(&self.session.shared, self.submitted_to, || command.completion.is_done()) {
+            return Step::Progressed;
+        }
+        if blocked {
+            Step::Blocked
+        } else {
+            Step::Idle
+        }
+    }
+
+    /// Whether the write would now go elsewhere than where it was last submitted, or the
+    /// leader hint moved since (the write may have been lost with the old leader).
+    fn routing_moved(&self) -> bool {
+        let shared = &self.session.shared;
+        // Relaxed: the hint only steers retries.
+        shared.write_target(self.session.home) != self.submitted_to
+            || shared.leader.load(Ordering::Relaxed) != self.leader_seen
+    }
+
+    /// Reports `outcome`: the session's floor may pass the write from now on.
+    fn finish(&mut self, outcome: Result<D::Response, Error>) -> Step<D::Response> {
+        self.forget();
+        self.finished = true;
+        Step::Done(outcome)
     }
 
     /// Pushes the command to the current write target's queue; false if it is full.
@@ -387,6 +488,94 @@ impl<D: Dispatch> Ticket<D> {
     /// reported (or given up on), so the session's floor may pass it.
     fn forget(&mut self) {
         self.session.state.lock().forget(self.command.sequence);
+    }
+}
+
+/// What one look at a waiting write found (`Ticket::step`).
+enum Step<R> {
+    /// The outcome to report.
+    Done(Result<R, Error>),
+    /// Work was done for it (a resubmission, a replica's round): look again at once.
+    Progressed,
+    /// Nothing to do but wait.
+    Idle,
+    /// A resubmission is due but the target's queue is full: wait for it to drain.
+    Blocked,
+}
+
+/// Awaiting a ticket is [`Ticket::wait`] without blocking the thread: the task sleeps until
+/// the write is applied, and the cluster wakes it for what `wait` would look at (a new
+/// leader to resubmit to, the retry interval, the deadline, shutdown; `reminder.rs`), so it
+/// needs no executor timer and is never re-polled in a loop. Polling also runs the
+/// replicas' rounds for the write when their threads are parked, as `wait` does.
+///
+/// # Panics
+/// If polled again after it returned `Ready`, like most futures.
+impl<D: Dispatch> Future for Ticket<D> {
+    type Output = Result<D::Response, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let ticket = self.get_mut();
+        assert!(!ticket.finished, "a corum Ticket was polled after it returned its outcome");
+        loop {
+            match ticket.step() {
+                Step::Done(outcome) => return Poll::Ready(outcome),
+                Step::Progressed => continue,
+                Step::Idle => {}
+                Step::Blocked => {
+                    // Back-pressure: the queue drains as the replica's rounds run, which
+                    // nothing announces. Yield to the executor and look again, as a
+                    // waiting thread looks again after a short sleep.
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+            }
+            if ticket.command.completion.register(cx.waker()) {
+                continue; // filled meanwhile: the next step takes it
+            }
+            let session = &ticket.session;
+            if !session.watched.load(Ordering::Relaxed) {
+                // Relaxed: the flag only saves taking the reminder's lock again; it is
+                // set after the session is watched.
+                if session.shared.reminders.watch(session) {
+                    session.watched.store(true, Ordering::Relaxed);
+                } else {
+                    // Unwatched (no thread could be started): ask to be polled again
+                    // rather than sleep past a deadline nobody would report.
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+            }
+            // After registering (the completion's lock): a change the reminder thread looked
+            // at before taking that lock is seen here (`reminder.rs`).
+            if session.shared.is_stopped() || ticket.routing_moved() {
+                continue;
+            }
+            return Poll::Pending;
+        }
+    }
+}
+
+impl<D: Dispatch> Session<D> {
+    /// For the reminder thread: adds to `due` this session's writes not yet complete that
+    /// a task awaiting them has to look at again: all of them if `all`, else those whose
+    /// retry time or deadline has come (the reminder looks again a retry interval later).
+    // The reminder thread is not built under loom.
+    #[cfg_attr(corum_loom, allow(dead_code))]
+    pub(crate) fn due(&self, all: bool, now: Instant, due: &mut Vec<Command<D>>) {
+        let options = &self.shared.options;
+        let overdue_after = options.retry_after.min(options.deadline);
+        let mut state = self.state.lock();
+        for (_, waiting) in state.iter_mut() {
+            if !all && waiting.submitted + overdue_after > now {
+                break; // kept in submission order: every later write is younger
+            }
+            if waiting.command.completion.is_done() || !(all || waiting.look_at <= now) {
+                continue;
+            }
+            waiting.look_at = now + options.retry_after;
+            due.push(Arc::clone(&waiting.command));
+        }
     }
 }
 

@@ -6,7 +6,8 @@
 //! serves calls, `worker.rs` is a replica's working state behind its run token and runs
 //! its rounds over `io.rs`, `replica.rs` is a replica's pinned thread, `help.rs` lets a
 //! waiting client run rounds, `shared.rs` holds what threads and handles share,
-//! `completion.rs` and `idle.rs` are the waiting primitives.
+//! `completion.rs` and `idle.rs` are the waiting primitives, and `reminder.rs` wakes tasks
+//! awaiting tickets.
 
 mod builder;
 mod cluster;
@@ -18,6 +19,7 @@ mod help;
 mod idle;
 mod io;
 mod leadership;
+mod reminder;
 mod replica;
 mod shared;
 #[cfg(all(test, not(corum_loom)))]

@@ -146,6 +146,8 @@ pub(crate) struct Shared<D: Dispatch> {
     pub(crate) stop: AtomicBool,
     pub(crate) next_client: AtomicU64,
     pub(crate) options: Options,
+    /// Wakes tasks awaiting tickets when they have something to look at.
+    pub(crate) reminders: super::reminder::Reminders<D>,
 }
 
 impl<D: Dispatch> ReplicaShared<D> {

@@ -1,0 +1,189 @@
+//! The reminder thread: wakes tasks awaiting tickets when they have something to look at.
+//!
+//! A thread in [`Ticket::wait`](crate::Ticket::wait) wakes up at least every tick to look
+//! at the leader hint, its retry time and its deadline. A task awaiting a ticket sleeps
+//! until its waker is woken, and nothing may depend on the executor polling it again or on
+//! an executor's timer. So the completion slot wakes it when the write is applied, and this
+//! thread wakes it for everything else a waiting thread looks at:
+//!
+//! - every outstanding write of the watched sessions, when the write target may have moved
+//!   (the leader hint or a replica's status changed since the last look): the ticket submits
+//!   again at once, as `wait` does;
+//! - a write whose retry time or deadline has come, and again every retry interval while
+//!   it stays incomplete: the ticket resubmits, or reports
+//!   [`Error::NoQuorum`](crate::Error::NoQuorum) past its deadline. A session keeps its
+//!   writes in submission order, so only the writes older than the retry interval (or the
+//!   deadline, if shorter) at its front are looked at, and a task is not re-polled every
+//!   tick;
+//! - every outstanding write when the cluster stops (the ticket reports
+//!   [`Error::Shutdown`](crate::Error::Shutdown)).
+//!
+//! The thread starts when the first ticket returns `Pending` (a cluster whose tickets are
+//! only waited for synchronously never has one), looks every tick while a watched session
+//! is alive, and sleeps on its condition variable otherwise. A look costs one lock per
+//! watched session; writes that complete normally (well inside the retry interval) are
+//! never touched. Under loom no thread is started: the loom models check the completion's
+//! waker hand-off, which is the hand-written part.
+//!
+//! Ordering: a task registers its waker and then, after its completion's lock, looks at
+//! the leader hint, the statuses and `stop` once more (`Ticket::poll`); this thread reads
+//! them and then takes the same lock to wake the waker. Whichever takes the lock second
+//! sees what the other did before it, so a change is never missed by both.
+
+pub(crate) use imp::Reminders;
+
+#[cfg(not(corum_loom))]
+mod imp {
+    use std::sync::{Arc, Weak};
+    use std::thread::JoinHandle;
+    use std::time::{Duration, Instant};
+
+    use super::super::handle::Session;
+    use super::super::{Command, Shared};
+    use crate::sync::atomic::Ordering;
+    use crate::sync::{Condvar, Mutex};
+    use crate::Dispatch;
+
+    /// What decides where a write goes: the leader hint and every replica's status.
+    #[derive(PartialEq, Eq)]
+    struct Routing {
+        leader: usize,
+        statuses: Vec<u8>,
+    }
+
+    impl Routing {
+        fn of<D: Dispatch>(shared: &Shared<D>) -> Self {
+            // Relaxed: the hint only steers retries (see `Shared::write_target`).
+            let leader = shared.leader.load(Ordering::Relaxed);
+            Self { leader, statuses: shared.replicas.iter().map(|replica| replica.status()).collect() }
+        }
+    }
+
+    /// The sessions the reminder thread watches, and the thread.
+    pub(crate) struct Reminders<D: Dispatch> {
+        state: Mutex<Watched<D>>,
+        /// The thread sleeps here; a new session and shutdown notify it.
+        condvar: Condvar,
+    }
+
+    struct Watched<D: Dispatch> {
+        sessions: Vec<Weak<Session<D>>>,
+        thread: Option<JoinHandle<()>>,
+        started: bool,
+    }
+
+    impl<D: Dispatch> Default for Reminders<D> {
+        fn default() -> Self {
+            let state = Watched { sessions: Vec::new(), thread: None, started: false };
+            Self { state: Mutex::new(state), condvar: Condvar::new() }
+        }
+    }
+
+    impl<D: Dispatch> Reminders<D> {
+        /// Watches `session` from now on, starting the thread if it is not running.
+        /// Returns whether a thread watches it: false if the operating system refused the
+        /// thread, or shutdown has begun (the caller then wakes its task itself rather
+        /// than sleep unwatched).
+        pub(crate) fn watch(&self, session: &Arc<Session<D>>) -> bool {
+            let mut state = self.state.lock();
+            state.sessions.push(Arc::downgrade(session));
+            if !state.started {
+                state.started = start(&mut state, session);
+            }
+            self.condvar.notify_all();
+            state.started
+        }
+
+        /// Called by shutdown once `stop` is set: the thread wakes every watched write
+        /// (their tickets see `stop`) and exits; this returns once it has.
+        pub(crate) fn stop(&self) {
+            let thread = {
+                let mut state = self.state.lock();
+                self.condvar.notify_all();
+                state.thread.take()
+            };
+            if let Some(thread) = thread {
+                let _ = thread.join();
+            }
+        }
+    }
+
+    fn start<D: Dispatch>(state: &mut Watched<D>, session: &Session<D>) -> bool {
+        let shared = Arc::clone(&session.shared);
+        if shared.is_stopped() {
+            // Shutdown has taken (or is taking) the thread's handle: nothing would join a
+            // new one.
+            return false;
+        }
+        let spawned = std::thread::Builder::new().name("corum-reminder".into()).spawn(move || run(&shared));
+        match spawned {
+            Ok(thread) => {
+                state.thread = Some(thread);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// The reminder thread's loop (see the module docs).
+    fn run<D: Dispatch>(shared: &Shared<D>) {
+        let reminders = &shared.reminders;
+        let options = &shared.options;
+        let mut routing = Routing::of(shared);
+        let mut due: Vec<Command<D>> = Vec::new();
+        loop {
+            let sessions: Vec<_> = {
+                let mut state = reminders.state.lock();
+                state.sessions.retain(|session| session.strong_count() > 0);
+                if !shared.is_stopped() {
+                    // With no session to watch, sleep until one comes (or shutdown); the
+                    // timeout only bounds the wait.
+                    let sleep = if state.sessions.is_empty() { Duration::from_secs(3600) } else { options.tick };
+                    reminders.condvar.wait_for(&mut state, sleep);
+                }
+                state.sessions.iter().filter_map(Weak::upgrade).collect()
+            };
+            let stopped = shared.is_stopped();
+            let now = Instant::now();
+            let current = Routing::of(shared);
+            let moved = current != routing;
+            routing = current;
+            for session in &sessions {
+                session.due(stopped || moved, now, &mut due);
+            }
+            drop(sessions);
+            // Woken outside the sessions' locks: a woken task may run at once and take them.
+            for command in due.drain(..) {
+                command.completion.wake();
+            }
+            if stopped {
+                return;
+            }
+        }
+    }
+}
+
+/// Under loom no reminder thread runs: loom's clock stands still, so no retry time or
+/// deadline comes, and the models check the completion's waker hand-off on its own.
+#[cfg(corum_loom)]
+mod imp {
+    use super::super::handle::Session;
+    use crate::sync::Arc;
+    use crate::Dispatch;
+
+    pub(crate) struct Reminders<D: Dispatch>(std::marker::PhantomData<fn() -> D>);
+
+    impl<D: Dispatch> Default for Reminders<D> {
+        fn default() -> Self {
+            Self(std::marker::PhantomData)
+        }
+    }
+
+    impl<D: Dispatch> Reminders<D> {
+        pub(crate) fn watch(&self, _: &Arc<Session<D>>) -> bool {
+            true
+        }
+
+        pub(crate) fn stop(&self) {}
+    }
+}

@@ -1,0 +1,308 @@
+//! Tickets are futures: writes awaited by async tasks, on tokio's multi-threaded runtime
+//! and on a minimal executor that has no timer, keep every promise of `Ticket::wait`.
+
+mod common;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::Thread;
+use std::time::{Duration, Instant};
+
+use common::{check_copies, Kv, KvRead, KvWrite, WriteId};
+use corum::{Builder, Cluster, Error, Handle};
+
+type Acked = Arc<Mutex<HashMap<WriteId, Option<u64>>>>;
+type Submitted = Arc<Mutex<HashMap<WriteId, KvWrite>>>;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build().expect("tokio runtime")
+}
+
+/// `count` handles on `cluster`, each shared by many tasks (a session per handle).
+fn handles(cluster: &Cluster<Kv>, count: usize) -> Vec<Arc<Handle<Kv>>> {
+    (0..count).map(|_| Arc::new(cluster.handle())).collect()
+}
+
+/// Writes submitted and acknowledged by a run of tasks, and how many were acknowledged.
+#[derive(Default, Clone)]
+struct Record {
+    acked: Acked,
+    submitted: Submitted,
+    done: Arc<AtomicUsize>,
+}
+
+/// Spawns `tasks` tasks over `handles`; task `t` adds 1 to its own key `writes` times,
+/// awaiting each write, and checks each response (its key's new value: exactly once).
+fn spawn_adders(
+    runtime: &tokio::runtime::Runtime,
+    handles: &[Arc<Handle<Kv>>],
+    tasks: u32,
+    writes: u32,
+    record: &Record,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..tasks)
+        .map(|task| {
+            let handle = Arc::clone(&handles[task as usize % handles.len()]);
+            let record = record.clone();
+            runtime.spawn(async move {
+                for number in 0..writes {
+                    let id = WriteId { client: task, number };
+                    let write = KvWrite::Add { id, key: u64::from(task), delta: 1 };
+                    record.submitted.lock().unwrap().insert(id, write);
+                    let response = handle.submit(write).expect("submit").await.expect("awaited write");
+                    assert_eq!(response, Some(u64::from(number) + 1), "task {task}'s key after write {number}");
+                    record.acked.lock().unwrap().insert(id, response);
+                    record.done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect()
+}
+
+fn join_all(runtime: &tokio::runtime::Runtime, tasks: Vec<tokio::task::JoinHandle<()>>) {
+    runtime.block_on(async {
+        for task in tasks {
+            task.await.expect("task: every awaited write succeeded");
+        }
+    });
+}
+
+#[test]
+fn thousands_of_tasks_await_writes_on_a_few_handles() {
+    let cluster = Builder::new(Kv::default()).replicas(3).pin(false).build().expect("build");
+    let runtime = runtime();
+    let handles = handles(&cluster, 4);
+    let record = Record::default();
+    let tasks = spawn_adders(&runtime, &handles, 2_000, 5, &record);
+    join_all(&runtime, tasks);
+    assert_eq!(record.done.load(Ordering::Relaxed), 10_000);
+    assert_eq!(handles[0].execute(KvRead::Applied).expect("read"), Some(10_000));
+    drop(handles);
+    let copies = cluster.shutdown().expect("shutdown");
+    check_copies(&copies, &record.acked.lock().unwrap(), &record.submitted.lock().unwrap());
+}
+
+#[test]
+fn awaited_writes_go_on_across_a_leader_crash() {
+    let cluster = Builder::new(Kv::default()).replicas(3).pin(false).build().expect("build");
+    let runtime = runtime();
+    let handles = handles(&cluster, 4);
+    let record = Record::default();
+    let tasks = spawn_adders(&runtime, &handles, 200, 40, &record);
+    while record.done.load(Ordering::Relaxed) < 1_000 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let leader = cluster.leader().expect("a leader while tasks run");
+    cluster.faults().crash(leader).expect("crash the leader");
+    let at_crash = record.done.load(Ordering::Relaxed);
+    join_all(&runtime, tasks);
+    assert!(at_crash < 8_000, "the crash came while writes were in flight ({at_crash} done)");
+    assert_eq!(record.done.load(Ordering::Relaxed), 8_000);
+    drop(handles);
+    let copies = cluster.shutdown().expect("shutdown");
+    assert_eq!(copies.len(), 2, "the two live replicas");
+    check_copies(&copies, &record.acked.lock().unwrap(), &record.submitted.lock().unwrap());
+}
+
+/// A task dropped while awaiting its write leaves the write submitted once, as a dropped
+/// ticket does: it is applied once when the replicas run again, and never retried.
+#[test]
+fn a_task_dropped_mid_await_leaves_its_write_submitted_once() {
+    let cluster = Builder::new(Kv::default()).replicas(3).pin(false).build().expect("build");
+    let runtime = runtime();
+    let handle = cluster.handle();
+    let first = WriteId { client: 0, number: 0 };
+    let dropped = WriteId { client: 0, number: 1 };
+    let last = WriteId { client: 0, number: 2 };
+    let writes = [
+        KvWrite::Put { id: first, key: 1, value: 1 },
+        KvWrite::Add { id: dropped, key: 7, delta: 5 },
+        KvWrite::Add { id: last, key: 8, delta: 1 },
+    ];
+    runtime.block_on(async {
+        handle.submit(writes[0]).expect("submit").await.expect("first write");
+        for replica in 0..3 {
+            cluster.faults().pause(replica).expect("pause");
+        }
+        let mut ticket = handle.submit(writes[1]).expect("submit");
+        // Polled (and so registered with the cluster), then dropped with its task.
+        let awaited = tokio::time::timeout(Duration::from_millis(30), &mut ticket).await;
+        assert!(awaited.is_err(), "nothing completes while every replica is paused");
+        drop(ticket);
+        for replica in 0..3 {
+            cluster.faults().resume(replica).expect("resume");
+        }
+        handle.submit(writes[2]).expect("submit").await.expect("write after the dropped one");
+    });
+    // The dropped write was ahead of the last one in its replica's queue.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while handle.execute(KvRead::Get(7)).expect("read") != Some(5) {
+        assert!(Instant::now() < deadline, "the dropped write was never applied");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    drop(handle);
+    let copies = cluster.shutdown().expect("shutdown");
+    let submitted: HashMap<_, _> = writes.iter().map(|write| (write.id(), *write)).collect();
+    check_copies(&copies, &HashMap::new(), &submitted); // applied once at most
+    assert!(copies[0].history.iter().any(|write| write.id() == dropped), "applied");
+}
+
+/// Awaiting tasks are woken by shutdown and report it; nothing is left pending.
+#[test]
+fn shutdown_wakes_every_awaiting_task() {
+    let cluster = Builder::new(Kv::default()).replicas(3).pin(false).build().expect("build");
+    let runtime = runtime();
+    let handles = handles(&cluster, 2);
+    runtime
+        .block_on(handles[0].submit(KvWrite::Put { id: WriteId { client: 0, number: 0 }, key: 0, value: 0 }).unwrap())
+        .expect("first write");
+    for replica in 0..3 {
+        cluster.faults().pause(replica).expect("pause");
+    }
+    let polled = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = (1..=100u32)
+        .map(|task| {
+            let handle = Arc::clone(&handles[task as usize % 2]);
+            let polled = Arc::clone(&polled);
+            runtime.spawn(async move {
+                let ticket = handle.submit(KvWrite::Add { id: WriteId { client: task, number: 0 }, key: 1, delta: 1 });
+                let mut ticket = ticket.expect("submit");
+                // Registered before shutdown begins.
+                let early = tokio::time::timeout(Duration::from_millis(5), &mut ticket).await;
+                assert!(early.is_err(), "nothing completes while every replica is paused");
+                polled.fetch_add(1, Ordering::Relaxed);
+                ticket.await
+            })
+        })
+        .collect();
+    while polled.load(Ordering::Relaxed) < 100 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let started = Instant::now();
+    let shutdown = std::thread::spawn(move || cluster.shutdown());
+    let outcomes: Vec<_> =
+        runtime.block_on(async { futures_join(tasks).await }).into_iter().map(|joined| joined.expect("task")).collect();
+    assert!(outcomes.iter().all(|outcome| matches!(outcome, Err(Error::Shutdown))), "{outcomes:?}");
+    assert!(started.elapsed() < Duration::from_secs(4), "woken by shutdown, not by their deadline");
+    shutdown.join().expect("shutdown thread").expect("shutdown");
+}
+
+async fn futures_join<T>(tasks: Vec<tokio::task::JoinHandle<T>>) -> Vec<Result<T, tokio::task::JoinError>> {
+    let mut outcomes = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        outcomes.push(task.await);
+    }
+    outcomes
+}
+
+/// A minimal executor: polls a future on this thread and parks between polls; counts the
+/// polls. It has no timer, so whatever wakes the future comes from the cluster.
+struct ThreadWaker {
+    thread: Thread,
+    wakes: AtomicUsize,
+}
+
+impl Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.wakes.fetch_add(1, Ordering::SeqCst);
+        self.thread.unpark();
+    }
+}
+
+fn block_on_counting<F: Future + Unpin>(mut future: F) -> (F::Output, usize) {
+    let waker = Arc::new(ThreadWaker { thread: std::thread::current(), wakes: AtomicUsize::new(0) });
+    let task_waker = Waker::from(Arc::clone(&waker));
+    let mut context = Context::from_waker(&task_waker);
+    let mut polls = 0;
+    loop {
+        let wakes = waker.wakes.load(Ordering::SeqCst);
+        polls += 1;
+        if let Poll::Ready(output) = Pin::new(&mut future).poll(&mut context) {
+            return (output, polls);
+        }
+        // Sleep until woken (a spurious unpark does not count as a poll).
+        while waker.wakes.load(Ordering::SeqCst) == wakes {
+            std::thread::park();
+        }
+    }
+}
+
+/// With every replica paused, an awaited write reports `NoQuorum` at its deadline on an
+/// executor with no timer, after a few polls: the first, its retry time, its deadline.
+/// Not re-polled every tick.
+#[test]
+fn an_awaited_write_meets_its_deadline_without_an_executor_timer_or_busy_polling() {
+    let deadline = Duration::from_millis(300);
+    let cluster = Builder::new(Kv::default())
+        .replicas(3)
+        .pin(false)
+        .deadline(deadline)
+        .retry_after(Duration::from_millis(100))
+        .build()
+        .expect("build");
+    let handle = cluster.handle();
+    handle.execute_mut(KvWrite::Put { id: WriteId { client: 0, number: 0 }, key: 0, value: 0 }).expect("first write");
+    for replica in 0..3 {
+        cluster.faults().pause(replica).expect("pause");
+    }
+    let started = Instant::now();
+    let ticket =
+        handle.submit(KvWrite::Put { id: WriteId { client: 0, number: 1 }, key: 0, value: 1 }).expect("submit");
+    let (outcome, polls) = block_on_counting(ticket);
+    let waited = started.elapsed();
+    assert!(matches!(outcome, Err(Error::NoQuorum { .. })), "{outcome:?}");
+    assert!(waited >= deadline, "reported after {waited:?}, before its deadline");
+    // First poll, retries at 100 and 200 ms, the deadline at 300 ms; one spare.
+    assert!(polls <= 5, "polled {polls} times in {waited:?}");
+    for replica in 0..3 {
+        cluster.faults().resume(replica).expect("resume");
+    }
+    drop(handle);
+    cluster.shutdown().expect("shutdown");
+}
+
+/// An awaited write lost with a crashed leader (it sat in the leader's queue) is
+/// resubmitted to the new leader as soon as leadership moves (the cluster wakes the task),
+/// not after its retry interval.
+#[test]
+fn an_awaited_write_lost_with_its_leader_follows_the_new_leader_at_once() {
+    let cluster = Builder::new(Kv::default())
+        .replicas(3)
+        .pin(false)
+        .retry_after(Duration::from_secs(30))
+        .deadline(Duration::from_secs(60))
+        .build()
+        .expect("build");
+    let first = cluster.handle();
+    first.execute_mut(KvWrite::Put { id: WriteId { client: 0, number: 0 }, key: 0, value: 0 }).expect("first write");
+    let leader = cluster.leader().expect("a leader");
+    // A session whose home is the leader: with every replica paused, its write goes to
+    // the leader's queue, and is lost when the leader crashes.
+    let handle = std::iter::repeat_with(|| cluster.handle()).find(|h| h.client_id() % 3 == leader as u64).unwrap();
+    for replica in 0..3 {
+        cluster.faults().pause(replica).expect("pause");
+    }
+    let ticket =
+        handle.submit(KvWrite::Put { id: WriteId { client: 1, number: 0 }, key: 0, value: 1 }).expect("submit");
+    let started = Instant::now();
+    let (outcome, polls) = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            std::thread::sleep(Duration::from_millis(50));
+            cluster.faults().crash(leader).expect("crash the leader");
+            for replica in (0..3).filter(|&r| r != leader) {
+                cluster.faults().resume(replica).expect("resume");
+            }
+        });
+        block_on_counting(ticket)
+    });
+    assert_eq!(outcome.expect("the write completes with the new leader"), Some(0));
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(10), "waited {waited:?}: not woken when leadership moved");
+    assert!(polls < 100, "polled {polls} times");
+    drop((first, handle));
+    cluster.shutdown().expect("shutdown");
+}
