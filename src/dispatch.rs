@@ -45,4 +45,49 @@ pub trait Dispatch: Clone + Send + Sync + 'static {
 
     /// Applies a write to this copy. Must be deterministic (see the trait docs).
     fn dispatch_mut(&mut self, op: &Self::WriteOp) -> Self::Response;
+
+    /// A digest of this copy's state, for divergence detection; `None` (the default) turns
+    /// it off for this object.
+    ///
+    /// When it returns `Some`, replicas compare their digests at the same slot every
+    /// [`Builder::digest_every`](crate::Builder::digest_every) slots of the log. A copy
+    /// whose digest differs from the majority's is reported
+    /// ([`ReplicaStats::divergences`](crate::ReplicaStats::divergences)), stops serving
+    /// reads and completing writes, and is replaced by a copy of a majority replica's
+    /// object; if no digest has a majority, the cluster stops serving
+    /// ([`Error::Diverged`](crate::Error::Diverged)). Equal states must give equal digests
+    /// on every replica: hash a canonical form (a `BTreeMap` in order, not a `HashMap`'s
+    /// iteration order), with a hasher whose keys are fixed, such as
+    /// `std::hash::DefaultHasher::new()`. It runs on a replica's thread, under its copy's
+    /// lock, once per checkpoint, so its cost is spread over `digest_every` slots.
+    ///
+    /// ```
+    /// use std::collections::BTreeMap;
+    /// use std::hash::{DefaultHasher, Hash, Hasher};
+    ///
+    /// use corum::Dispatch;
+    ///
+    /// #[derive(Clone, Default)]
+    /// struct Kv(BTreeMap<u64, u64>);
+    ///
+    /// impl Dispatch for Kv {
+    ///     type ReadOp = u64;
+    ///     type WriteOp = (u64, u64);
+    ///     type Response = Option<u64>;
+    ///     fn dispatch(&self, key: &u64) -> Option<u64> {
+    ///         self.0.get(key).copied()
+    ///     }
+    ///     fn dispatch_mut(&mut self, &(key, value): &(u64, u64)) -> Option<u64> {
+    ///         self.0.insert(key, value)
+    ///     }
+    ///     fn digest(&self) -> Option<u64> {
+    ///         let mut hasher = DefaultHasher::new();
+    ///         self.0.hash(&mut hasher);
+    ///         Some(hasher.finish())
+    ///     }
+    /// }
+    /// ```
+    fn digest(&self) -> Option<u64> {
+        None
+    }
 }

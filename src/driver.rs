@@ -10,11 +10,14 @@
 //! input; the core hands out its [`Ready`](crate::protocol::Ready); the driver
 //! 1. publishes the commit index (the read watermark),
 //! 2. sends the messages,
-//! 3. applies the committed batches to the state under its lock, publishes how far it
-//!    applied, then completes the writes' callers,
-//! 4. installs a peer's snapshot when the core needs one,
+//! 3. applies the committed batches to the state under its lock (taking the object's digest
+//!    at each checkpoint it passes, see `crate::digest`), publishes how far it applied,
+//!    reports the digests, then completes the writes' callers,
+//! 4. installs a peer's snapshot when the core needs one, or when this replica's copy was
+//!    found diverged,
 //! 5. gives the `Ready` back.
 
+use crate::digest::at_checkpoint;
 use crate::plant::planted;
 use crate::protocol::{Batch, Message, Replica, ReplicaId, Slot};
 use crate::state::{Outcome, ReplicaState, Write};
@@ -61,10 +64,30 @@ pub(crate) trait Environment<D: Dispatch, C> {
     /// Step 3, after unlocking: every slot below `slot` is applied to this replica's state.
     fn publish_applied(&mut self, slot: Slot);
 
+    /// Checkpoints fall every this many slots (none if zero): the driver takes the object's
+    /// digest there ([`Dispatch::digest`]).
+    fn digest_every(&self) -> u64 {
+        0
+    }
+
+    /// Step 3, after unlocking, before completing: this replica's object had digest
+    /// `digest` once it applied every slot below `slot`.
+    fn checkpoint(&mut self, _slot: Slot, _digest: u64) {}
+
+    /// Step 4: whether this replica's copy was found diverged and is to be replaced by a
+    /// peer's.
+    fn diverged(&self) -> bool {
+        false
+    }
+
+    /// Step 4: the diverged copy was replaced by a copy of peer `peer`'s state.
+    fn repaired(&mut self, _peer: usize) {}
+
     /// Step 3, last: `command` took effect here with `result`; complete its caller.
     fn complete(&mut self, command: &C, result: Result<D::Response, Error>);
 
-    /// Step 4: the running peers that could hand over a snapshot, with how far each applied.
+    /// Step 4: the running peers that could hand over a snapshot (none whose copy is known
+    /// diverged), with how far each applied.
     fn donors(&self) -> Vec<(usize, Slot)>;
 
     /// Step 4: a consistent copy of peer `peer`'s state (object, table and slot together).
@@ -81,13 +104,15 @@ pub(crate) struct Driver<D: Dispatch, C, S> {
     state: S,
     /// The outcomes of the writes the current round applied, until their callers complete.
     outcomes: Vec<Outcome<D::Response>>,
+    /// The digests the current round took, until they are reported.
+    digests: Vec<(Slot, u64)>,
     snapshots_installed: u64,
 }
 
 impl<D: Dispatch, C, S> Driver<D, C, S> {
     /// A replica driving `core` over `state`.
     pub(crate) fn new(core: Replica<C>, state: S) -> Self {
-        Self { core, state, outcomes: Vec::new(), snapshots_installed: 0 }
+        Self { core, state, outcomes: Vec::new(), digests: Vec::new(), snapshots_installed: 0 }
     }
 
     /// The protocol core.
@@ -137,8 +162,17 @@ where
             Some(wanted) => self.install_peer_copy(env, wanted),
             None => false,
         };
+        let repaired = env.diverged() && self.repair(env);
         self.core.advance(ready);
-        fed || sent || applied || installed
+        fed || sent || applied || installed || repaired
+    }
+
+    /// Replaces this replica's diverged copy with a copy of a healthy peer's that applied at
+    /// least as far (the next round tries again if none has yet). Returns whether it did.
+    fn repair<E: Environment<D, C>>(&mut self, env: &mut E) -> bool {
+        let Some(donor) = self.install_peer_copy_from(env, self.core.slot_delivered()) else { return false };
+        env.repaired(donor);
+        true
     }
 
     /// Applies `committed` in order under the state's lock, publishes how far it applied,
@@ -150,15 +184,25 @@ where
             // Planted bug: announce the slots as applied before applying them.
             env.publish_applied(last.next());
         }
-        let outcomes = &mut self.outcomes;
+        let (outcomes, digests) = (&mut self.outcomes, &mut self.digests);
+        let every = env.digest_every();
         self.state.with(|state| {
             for (batch_index, (slot, batch)) in committed.iter().enumerate() {
                 let first = outcomes.len();
                 state.apply(*slot, batch_index, batch.commands(), outcomes);
                 env.applied_slot(*slot, batch, &outcomes[first..], state);
+                if at_checkpoint(state.slot_applied, every) {
+                    if let Some(digest) = state.object.digest() {
+                        digests.push((state.slot_applied, digest));
+                    }
+                }
             }
         });
         env.publish_applied(last.next());
+        // Before completing: a copy found diverged here does not answer its callers.
+        for (slot, digest) in self.digests.drain(..) {
+            env.checkpoint(slot, digest);
+        }
         for outcome in self.outcomes.drain(..) {
             env.complete(&committed[outcome.batch].1.commands()[outcome.index], outcome.result);
         }
@@ -169,12 +213,17 @@ where
     /// reaches at least `at_least` and what this replica already applied. Returns whether
     /// it installed one.
     fn install_peer_copy<E: Environment<D, C>>(&mut self, env: &mut E, at_least: Slot) -> bool {
-        let Some((donor, applied)) = env.donors().into_iter().max_by_key(|&(_, slot)| slot) else { return false };
+        self.install_peer_copy_from(env, at_least).is_some()
+    }
+
+    /// [`Driver::install_peer_copy`], returning the donor it copied.
+    fn install_peer_copy_from<E: Environment<D, C>>(&mut self, env: &mut E, at_least: Slot) -> Option<usize> {
+        let (donor, applied) = env.donors().into_iter().max_by_key(|&(_, slot)| slot)?;
         // Decide on the slot the donor reported before copying its whole state: a replica
         // waiting for a donor to get far enough asks again every round. (A donor's applied
         // slot only grows, so the copy reaches at least as far.)
         if applied < at_least || applied < self.core.slot_delivered() {
-            return false;
+            return None;
         }
         let copy = env.copy_state(donor);
         let slot = copy.slot_applied;
@@ -183,7 +232,7 @@ where
         env.publish_applied(slot);
         env.installed_snapshot(donor, slot);
         self.snapshots_installed += 1;
-        true
+        Some(donor)
     }
 
     /// Rebuilds a crashed replica. What a replica keeps on stable storage survives: the

@@ -69,6 +69,14 @@ pub enum Error {
         /// Why the call was refused.
         reason: &'static str,
     },
+    /// The replicas' copies of the object differ and no digest has a majority
+    /// ([`Dispatch::digest`](crate::Dispatch::digest)): the object's `dispatch_mut` is not
+    /// deterministic, and there is no copy to trust. From then on the cluster refuses
+    /// writes and reads with this error rather than serve a forked state; shut it down.
+    Diverged {
+        /// The first slot at which the copies were compared and found forked.
+        slot: u64,
+    },
     /// The operating system refused to start a replica thread; nothing was started. Its
     /// error is this error's [`source`](std::error::Error::source).
     Spawn {
@@ -182,6 +190,10 @@ impl fmt::Display for Error {
             }
             Error::ReplicaDown { replica, status } => write!(f, "replica {replica} is not running: {status:?}"),
             Error::FaultRefused { replica, reason } => write!(f, "fault on replica {replica} refused: {reason}"),
+            Error::Diverged { slot } => write!(
+                f,
+                "the replicas' copies differ at slot {slot} with no majority: the object is not deterministic"
+            ),
             Error::Spawn { replica, error } => write!(f, "could not start replica {replica}'s thread: {error}"),
         }
     }

@@ -96,6 +96,7 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub, unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+mod digest;
 mod dispatch;
 mod driver;
 mod error;

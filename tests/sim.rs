@@ -25,7 +25,8 @@ fn sweep() {
     let total = |f: fn(&sim::Report) -> u64| reports.iter().map(|r| f(r)).sum::<u64>();
     println!(
         "sim sweep: {seeds} seeds in {elapsed:.1} s ({:.0} seeds/s on {} threads); {} crashes, {} restarts, {} snapshots, {} pauses, \
-         {} leader changes, {} partitions, {} transfers asked, {} retries, {} writes given up on, {} messages lost, {} operations, {} slots",
+         {} leader changes, {} partitions, {} transfers asked, {} retries, {} writes given up on, {} messages lost, {} operations, {} slots, \
+         {} digests compared",
         seeds as f64 / elapsed,
         rayon::current_num_threads(),
         total(|r| r.crashes),
@@ -40,6 +41,7 @@ fn sweep() {
         total(|r| r.messages_lost),
         total(|r| r.operations_completed),
         total(|r| r.slots_committed),
+        total(|r| r.checkpoints),
     );
     println!("coverage (path: times taken, share of seeds that took it):");
     let paths = sim::Coverage::default().paths().len();
@@ -62,6 +64,7 @@ fn sweep() {
     assert!(seeds < 1_000 || rare.is_empty(), "paths taken in under 1 % of the seeds: {rare:?}");
     assert!(total(|r| r.crashes) > 0 && total(|r| r.restarts) > 0 && total(|r| r.pauses) > 0, "faults were injected");
     assert!(total(|r| r.abandoned) > 0, "clients gave up on writes");
+    assert!(total(|r| r.checkpoints) > seeds, "replicas compared digests at checkpoints");
 }
 
 #[test]

@@ -111,6 +111,8 @@ impl Run {
         for thread in self.threads {
             thread.join().expect("client thread: every call succeeded");
         }
+        let stats = cluster.stats();
+        assert!(stats.iter().all(|s| s.divergences == 0), "a deterministic copy found diverged: {stats:#?}");
         let copies = cluster.shutdown().expect("shutdown");
         assert_eq!(copies.len(), live, "live replicas returned by shutdown");
         let acked = self.acked.lock().unwrap().clone();

@@ -7,7 +7,7 @@ use crossbeam_utils::CachePadded;
 use super::cluster::Cluster;
 use super::replica::ReplicaThread;
 use super::worker::Worker;
-use super::{IdleStrategy, LeaderPolicy, Options, ReplicaShared, ReplicaState, Shared, StatsCell, RUNNING};
+use super::{IdleStrategy, LeaderPolicy, Options, ReplicaShared, ReplicaState, Shared, StatsCell, NOT_FORKED, RUNNING};
 use crate::error::{ConfigError, Error};
 use crate::protocol::{self, ReplicaId};
 use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize};
@@ -61,6 +61,7 @@ pub struct Builder<D> {
     idle: IdleStrategy,
     helping: bool,
     leader_policy: LeaderPolicy,
+    digest_every: u64,
     ring_capacity: usize,
     submission_capacity: usize,
     log_window: u64,
@@ -84,6 +85,7 @@ impl<D: Dispatch> Builder<D> {
             idle: IdleStrategy::Park,
             helping: true,
             leader_policy: LeaderPolicy::Fastest,
+            digest_every: 256,
             ring_capacity: 1024,
             submission_capacity: 4096,
             log_window: 4096,
@@ -189,6 +191,15 @@ impl<D: Dispatch> Builder<D> {
         self
     }
 
+    /// How often replicas compare digests of their copies, in slots of the log (default
+    /// 256; each slot holds a batch of writes). Only for objects that provide
+    /// [`Dispatch::digest`](crate::Dispatch::digest); see there for what a mismatch does.
+    /// A diverged copy is found within this many slots of the write that forked it.
+    pub fn digest_every(mut self, slots: u64) -> Self {
+        self.digest_every = slots;
+        self
+    }
+
     /// How idle replica threads and waiting clients wait (default [`IdleStrategy::Park`]).
     pub fn idle(mut self, idle: IdleStrategy) -> Self {
         self.idle = idle;
@@ -225,6 +236,9 @@ impl<D: Dispatch> Builder<D> {
             if value == 0 {
                 return Err(ConfigError::Zero { setting });
             }
+        }
+        if self.digest_every == 0 {
+            return Err(ConfigError::Zero { setting: "digest_every" });
         }
         for (setting, value) in [("tick", self.tick), ("deadline", self.deadline), ("retry_after", self.retry_after)] {
             if value.is_zero() {
@@ -290,6 +304,7 @@ impl<D: Dispatch> Builder<D> {
             spin: available_cores() > n,
             helping: self.helping,
             leader_policy: self.leader_policy,
+            digest_every: self.digest_every,
             wake_peers: available_cores() > n || !self.helping || cfg!(corum_loom),
             pending_max: self.ring_capacity * 4,
         };
@@ -304,6 +319,7 @@ impl<D: Dispatch> Builder<D> {
                 slowness_nanos: AtomicU64::new(0),
                 worker: RunToken::new(None),
                 parked: CachePadded::new(AtomicBool::new(false)),
+                diverged: AtomicBool::new(false),
                 stats: StatsCell::default(),
             })
             .collect();
@@ -317,6 +333,8 @@ impl<D: Dispatch> Builder<D> {
             next_client: AtomicU64::new(0),
             options,
             reminders: Default::default(),
+            digests: crate::sync::Mutex::new(crate::digest::DigestBoard::new(n)),
+            forked_at: AtomicU64::new(NOT_FORKED),
         });
 
         // One ring per ordered pair: outgoing[i][j] sends from i to j.

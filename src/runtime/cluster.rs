@@ -104,6 +104,15 @@ pub struct ReplicaStats {
     /// run for it are not counted). Zero until its thread measured one. What
     /// [`LeaderPolicy::Fastest`](crate::LeaderPolicy::Fastest) compares.
     pub round_time: std::time::Duration,
+    /// Times its copy was found to differ from the majority's at a checkpoint and was
+    /// replaced (see [`Dispatch::digest`](crate::Dispatch::digest)).
+    pub divergences: u64,
+    /// Whether its copy is found diverged now and not yet replaced: it serves no read and
+    /// answers no write meanwhile.
+    pub diverged: bool,
+    /// The checkpoint (every slot below it applied) at which its copy was last found
+    /// diverged, if ever.
+    pub diverged_at: Option<Slot>,
 }
 
 impl<D: Dispatch> fmt::Debug for Cluster<D> {
@@ -165,6 +174,12 @@ impl<D: Dispatch> Cluster<D> {
                     snapshots_installed: load(&stats.snapshots_installed),
                     core: self.cores[replica].map(|core| core.id),
                     round_time: std::time::Duration::from_nanos(load(&stats.round_nanos)),
+                    divergences: load(&stats.divergences),
+                    diverged: shared.diverged.load(Ordering::Acquire),
+                    diverged_at: match load(&stats.diverged_at) {
+                        0 => None,
+                        slot => Some(Slot::new(slot)),
+                    },
                 }
             })
             .collect()

@@ -201,7 +201,8 @@ impl<D: Dispatch> Handle<D> {
     /// its response. Waits for a majority to commit it and a replica to apply it.
     ///
     /// # Errors
-    /// [`Error::Shutdown`] after shutdown; [`Error::NoQuorum`] if it did not complete
+    /// [`Error::Shutdown`] after shutdown; [`Error::Diverged`] once the copies were found
+    /// forked; [`Error::NoQuorum`] if it did not complete
     /// within the deadline (it may still take effect); [`Error::OperationPanicked`] if the
     /// object's `dispatch_mut` panicked on it.
     pub fn execute_mut(&self, op: D::WriteOp) -> Result<D::Response, Error> {
@@ -218,7 +219,8 @@ impl<D: Dispatch> Handle<D> {
     /// replica's next tick at the latest.
     ///
     /// # Errors
-    /// [`Error::Shutdown`] after shutdown; [`Error::NoQuorum`] if the submission queue
+    /// [`Error::Shutdown`] after shutdown; [`Error::Diverged`] once the copies were found
+    /// forked; [`Error::NoQuorum`] if the submission queue
     /// stayed full until the deadline.
     pub fn submit(&self, op: D::WriteOp) -> Result<Ticket<D>, Error> {
         // Wake the replica's thread only where it has a core of its own; elsewhere it would
@@ -230,9 +232,7 @@ impl<D: Dispatch> Handle<D> {
 
     /// [`Handle::submit`]; `wake`: whether to wake the replica's thread to take the write.
     fn submit_and(&self, op: D::WriteOp, wake: bool) -> Result<Ticket<D>, Error> {
-        if self.shared().is_closed() {
-            return Err(Error::Shutdown);
-        }
+        self.shared().accepting()?;
         let options = &self.shared().options;
         let started = now();
         let deadline = started + options.deadline;
@@ -300,23 +300,24 @@ impl<D: Dispatch> Handle<D> {
     /// crashed, or does not catch up within an election timeout).
     ///
     /// # Errors
-    /// [`Error::Shutdown`] after shutdown; [`Error::NoQuorum`] if no running replica caught
+    /// [`Error::Shutdown`] after shutdown; [`Error::Diverged`] once the copies were found
+    /// forked; [`Error::NoQuorum`] if no running replica caught
     /// up within the deadline; [`Error::OperationPanicked`] if `dispatch` panicked.
     pub fn execute(&self, op: D::ReadOp) -> Result<D::Response, Error> {
-        if self.shared().is_closed() {
-            return Err(Error::Shutdown);
-        }
+        self.shared().accepting()?;
         let started = now();
         let options = &self.shared().options;
         let deadline = started + options.deadline;
         // Every write completed before this point is below the watermark.
         let watermark = self.shared().slot_committed();
-        let mut replica = self.shared().running_from(self.session.home).unwrap_or(self.session.home);
+        let mut replica = self.shared().serving_from(self.session.home).unwrap_or(self.session.home);
         let mut switch_at = started + options.election;
         let mut idler = Idler::new(options.idle, options.spin, true);
         loop {
             let target = &self.shared().replicas[replica];
-            if may_serve(target.slot_applied(), watermark) {
+            // Acquire pairs with the Release swap that marks a copy diverged.
+            let diverged = target.diverged.load(Ordering::Acquire);
+            if may_serve(target.slot_applied(), watermark) && !diverged {
                 let state = target.state.read();
                 return catch_unwind(AssertUnwindSafe(|| state.object.dispatch(&op)))
                     .map_err(|_| Error::OperationPanicked);
@@ -324,12 +325,15 @@ impl<D: Dispatch> Handle<D> {
             if self.shared().is_stopped() {
                 return Err(Error::Shutdown);
             }
+            if let Some(slot) = self.shared().forked() {
+                return Err(Error::Diverged { slot });
+            }
             let time = now();
             if time >= deadline {
                 return Err(Error::NoQuorum { waited: time.saturating_duration_since(started) });
             }
-            if time >= switch_at || target.status() != RUNNING {
-                let next = self.shared().running_from((replica + 1) % self.shared().replicas.len()).unwrap_or(replica);
+            if time >= switch_at || target.status() != RUNNING || diverged {
+                let next = self.shared().serving_from((replica + 1) % self.shared().replicas.len()).unwrap_or(replica);
                 switch_at = time + options.election;
                 if next != replica {
                     replica = next;
@@ -361,12 +365,11 @@ impl<D: Dispatch> Handle<D> {
     /// write this copy applied.
     ///
     /// # Errors
-    /// [`Error::Shutdown`] after shutdown; [`Error::OperationPanicked`] if `dispatch` panicked.
+    /// [`Error::Shutdown`] after shutdown; [`Error::Diverged`] once the copies were found
+    /// forked; [`Error::OperationPanicked`] if `dispatch` panicked.
     pub fn execute_stale(&self, op: D::ReadOp) -> Result<D::Response, Error> {
-        if self.shared().is_closed() {
-            return Err(Error::Shutdown);
-        }
-        let replica = self.shared().running_from(self.session.home).unwrap_or(self.session.home);
+        self.shared().accepting()?;
+        let replica = self.shared().serving_from(self.session.home).unwrap_or(self.session.home);
         let state = self.shared().replicas[replica].state.read();
         catch_unwind(AssertUnwindSafe(|| state.object.dispatch(&op))).map_err(|_| Error::OperationPanicked)
     }
@@ -412,6 +415,9 @@ impl<D: Dispatch> Ticket<D> {
         }
         if self.session.shared.is_stopped() {
             return self.finish(Err(Error::Shutdown));
+        }
+        if let Some(slot) = self.session.shared.forked() {
+            return self.finish(Err(Error::Diverged { slot }));
         }
         let options = &self.session.shared.options;
         let (deadline, retry_after) = (self.started + options.deadline, options.retry_after);
@@ -548,7 +554,7 @@ impl<D: Dispatch> Future for Ticket<D> {
             }
             // After registering (the completion's lock): a change the reminder thread looked
             // at before taking that lock is seen here (`reminder.rs`).
-            if session.shared.is_stopped() || ticket.routing_moved() {
+            if session.shared.is_stopped() || session.shared.forked().is_some() || ticket.routing_moved() {
                 continue;
             }
             return Poll::Pending;

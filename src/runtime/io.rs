@@ -6,7 +6,8 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 use super::idle::now;
-use super::{Command, ReplicaShared, Shared, CRASHED, RUNNING, STOPPED};
+use super::{Command, ReplicaShared, Shared, CRASHED, NOT_FORKED, RUNNING, STOPPED};
+use crate::digest::Verdict;
 use crate::driver::{Environment, StateCell};
 use crate::protocol::{Message, Replica, ReplicaId, Slot};
 use crate::state::ReplicaState;
@@ -201,16 +202,69 @@ impl<D: Dispatch> Environment<D, Command<D>> for Io<D> {
         me.applied.notify();
     }
 
+    /// Completes the caller, unless this copy is known diverged: a healthy replica answers.
     fn complete(&mut self, command: &Command<D>, result: Result<D::Response, Error>) {
-        command.completion.complete(result);
+        // Acquire pairs with the Release swap in `checkpoint`.
+        if !self.me().diverged.load(Ordering::Acquire) {
+            command.completion.complete(result);
+        }
     }
 
     fn donors(&self) -> Vec<(usize, Slot)> {
         let replicas = &self.shared.replicas;
         (0..replicas.len())
             .filter(|&j| j != self.index && replicas[j].status() == RUNNING)
+            // Acquire pairs with the Release swap in `checkpoint`.
+            .filter(|&j| !replicas[j].diverged.load(Ordering::Acquire))
             .map(|j| (j, replicas[j].slot_applied()))
             .collect()
+    }
+
+    fn digest_every(&self) -> u64 {
+        self.shared.options.digest_every
+    }
+
+    /// Records this replica's digest on the shared board and acts on what it decided: marks
+    /// the copies found diverged (their own rounds replace them) or the cluster forked.
+    fn checkpoint(&mut self, slot: Slot, digest: u64) {
+        let verdict = self.shared.digests.lock().record(self.index, slot, digest);
+        match verdict {
+            Verdict::Diverged(replicas) => {
+                for index in replicas {
+                    let replica = &self.shared.replicas[index];
+                    // Release pairs with the Acquire loads of readers, donors and
+                    // `complete`; Acquire with the Release store in `repaired` (a copy
+                    // repaired and diverged again is counted again).
+                    if !replica.diverged.swap(true, Ordering::AcqRel) {
+                        // Relaxed: counters for stats.
+                        replica.stats.divergences.fetch_add(1, Ordering::Relaxed);
+                        replica.stats.diverged_at.store(slot.get(), Ordering::Relaxed);
+                        replica.wake.notify();
+                    }
+                }
+            }
+            Verdict::Forked => {
+                // Relaxed: a flag set once (`Shared::forked`); the first fork found stays.
+                let _ = self.shared.forked_at.compare_exchange(
+                    NOT_FORKED,
+                    slot.get(),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+            }
+            Verdict::Agreed | Verdict::Undecided => {}
+        }
+    }
+
+    fn diverged(&self) -> bool {
+        // Acquire pairs with the Release swap in `checkpoint`.
+        self.me().diverged.load(Ordering::Acquire)
+    }
+
+    fn repaired(&mut self, _peer: usize) {
+        // Release: the healthy copy installed before is what readers see once they find
+        // the flag clear.
+        self.me().diverged.store(false, Ordering::Release);
     }
 
     fn copy_state(&self, peer: usize) -> ReplicaState<D> {

@@ -44,18 +44,21 @@ mod imp {
     use crate::sync::{Condvar, Mutex};
     use crate::Dispatch;
 
-    /// What decides where a write goes: the leader hint and every replica's status.
+    /// What decides where a write goes (the leader hint and every replica's status), and
+    /// whether the cluster still takes writes (not once its copies forked).
     #[derive(PartialEq, Eq)]
     struct Routing {
         leader: usize,
         statuses: Vec<u8>,
+        forked: bool,
     }
 
     impl Routing {
         fn of<D: Dispatch>(shared: &Shared<D>) -> Self {
             // Relaxed: the hint only steers retries (see `Shared::write_target`).
             let leader = shared.leader.load(Ordering::Relaxed);
-            Self { leader, statuses: shared.replicas.iter().map(|replica| replica.status()).collect() }
+            let statuses = shared.replicas.iter().map(|replica| replica.status()).collect();
+            Self { leader, statuses, forked: shared.forked().is_some() }
         }
     }
 

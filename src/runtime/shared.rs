@@ -51,6 +51,9 @@ pub(crate) const PAUSED: u8 = 1;
 pub(crate) const CRASHED: u8 = 2;
 pub(crate) const STOPPED: u8 = 3;
 
+/// [`Shared::forked_at`] while the copies have not been found forked.
+pub(crate) const NOT_FORKED: u64 = u64::MAX;
+
 /// Settings the runtime reads at run time (the protocol's live in its own `Config`).
 #[derive(Debug, Clone)]
 pub(crate) struct Options {
@@ -68,6 +71,8 @@ pub(crate) struct Options {
     /// Whether waiting client threads run replicas' rounds (`Builder::helping`).
     pub(crate) helping: bool,
     pub(crate) leader_policy: super::LeaderPolicy,
+    /// Replicas compare digests every this many slots (`crate::digest`).
+    pub(crate) digest_every: u64,
     /// Whether a replica thread wakes the peers it sends to, and a submission wakes its
     /// replica's thread: when the process has a core for every replica and at least one
     /// more, or clients do not run rounds (see `runtime/replica.rs`); elsewhere their ticks
@@ -93,6 +98,12 @@ pub(crate) struct StatsCell {
     /// The replica thread's average time per round of work, in nanoseconds (0 until it
     /// measured one): see `LeaderPolicy::Fastest`.
     pub(crate) round_nanos: AtomicU64,
+    /// Times this replica's copy was found diverged (`crate::digest`): incremented by the
+    /// replica whose report decided it, the one counter not written by its own thread only.
+    pub(crate) divergences: AtomicU64,
+    /// The checkpoint slot at which it was last found diverged (0: never; no checkpoint is
+    /// at slot 0). Written as `divergences` is.
+    pub(crate) diverged_at: AtomicU64,
 }
 
 /// What clients, peers and the replica's own thread share about one replica.
@@ -116,6 +127,11 @@ pub(crate) struct ReplicaShared<D: Dispatch> {
     pub(crate) parked: CachePadded<AtomicBool>,
     /// RUNNING, PAUSED, CRASHED or STOPPED.
     pub(crate) status: AtomicU8,
+    /// Whether this replica's copy was found diverged and is not yet replaced: set by
+    /// whichever replica's report decided it (`Io::checkpoint`), cleared by the replica's
+    /// round once it installed a healthy peer's copy. While set, the copy serves no read,
+    /// completes no write and gives no snapshot.
+    pub(crate) diverged: AtomicBool,
     /// The replica's working state behind its run token: whoever holds the token runs
     /// the replica's next round (its pinned thread, or a client thread helping).
     pub(crate) worker: RunToken<WorkerSlot<D>>,
@@ -148,6 +164,11 @@ pub(crate) struct Shared<D: Dispatch> {
     pub(crate) options: Options,
     /// Wakes tasks awaiting tickets when they have something to look at.
     pub(crate) reminders: super::reminder::Reminders<D>,
+    /// The replicas' digests at recent checkpoints (`crate::digest`).
+    pub(crate) digests: crate::sync::Mutex<crate::digest::DigestBoard>,
+    /// The checkpoint at which the copies were found forked (no majority digest), or
+    /// [`NOT_FORKED`]: from then on calls fail with `Error::Diverged`.
+    pub(crate) forked_at: AtomicU64,
 }
 
 impl<D: Dispatch> ReplicaShared<D> {
@@ -177,6 +198,18 @@ impl<D: Dispatch> Shared<D> {
         self.stop.load(Ordering::Acquire)
     }
 
+    /// Whether new calls are taken: not after shutdown began (`Error::Shutdown`), nor once
+    /// the copies were found forked (`Error::Diverged`).
+    pub(crate) fn accepting(&self) -> Result<(), crate::Error> {
+        if self.is_closed() {
+            return Err(crate::Error::Shutdown);
+        }
+        match self.forked() {
+            Some(slot) => Err(crate::Error::Diverged { slot }),
+            None => Ok(()),
+        }
+    }
+
     /// The replica to submit writes to: the leader if it runs, else `home` if it runs,
     /// else any running replica (which forwards to the leader once it knows one).
     pub(crate) fn write_target(&self, home: usize) -> usize {
@@ -186,6 +219,23 @@ impl<D: Dispatch> Shared<D> {
             return leader;
         }
         self.running_from(home).unwrap_or(home)
+    }
+
+    /// The checkpoint slot at which the copies were found forked, if they were.
+    pub(crate) fn forked(&self) -> Option<u64> {
+        // Relaxed: a flag set once; what it refuses does not depend on other memory.
+        let slot = self.forked_at.load(Ordering::Relaxed);
+        (slot != NOT_FORKED).then_some(slot)
+    }
+
+    /// The first running replica at or after `start` whose copy may serve reads (not known
+    /// diverged), wrapping around.
+    pub(crate) fn serving_from(&self, start: usize) -> Option<usize> {
+        let n = self.replicas.len();
+        (0..n).map(|offset| (start + offset) % n).find(|&index| {
+            let replica = &self.replicas[index];
+            replica.status() == RUNNING && !replica.diverged.load(Ordering::Acquire)
+        })
     }
 
     /// The first running replica at or after `start`, wrapping around.

@@ -7,10 +7,15 @@ use super::linearizability::Specification;
 use super::report::Failure;
 use super::rng::SimRng;
 use super::world::{hash_of, Command, InFlight, Input, Sim};
+use crate::digest::Verdict;
 use crate::driver::Environment;
 use crate::protocol::{Batch, Message, Replica, ReplicaId, Slot};
 use crate::state::{Outcome, ReplicaState};
 use crate::{Dispatch, Error};
+
+/// Replicas compare digests every this many slots in the simulator: often, so that the
+/// sweep compares many checkpoints per seed.
+pub(super) const DIGEST_EVERY: u64 = 4;
 
 impl<D, W> Sim<'_, D, W>
 where
@@ -301,6 +306,24 @@ where
         sim.clock += 1;
         sim.report.operations_completed += 1;
         sim.client_acts(client);
+    }
+
+    fn digest_every(&self) -> u64 {
+        DIGEST_EVERY
+    }
+
+    /// Compares the digest with the other replicas' at this checkpoint: the objects are
+    /// deterministic, so a copy found diverged (or a fork) is a broken run.
+    fn checkpoint(&mut self, slot: Slot, digest: u64) {
+        let sim = &mut *self.sim;
+        sim.report.checkpoints += 1;
+        match sim.digests.record(self.i, slot, digest) {
+            Verdict::Agreed | Verdict::Undecided => {}
+            Verdict::Diverged(replicas) => {
+                sim.broke(format!("digest: replicas {replicas:?} found diverged at the checkpoint {slot:?}"));
+            }
+            Verdict::Forked => sim.broke(format!("digest: no majority digest at the checkpoint {slot:?}")),
+        }
     }
 
     fn donors(&self) -> Vec<(usize, Slot)> {

@@ -41,6 +41,10 @@ pub struct Report {
     pub partitions: u64,
     /// Leadership transfers asked of a leader.
     pub transfers: u64,
+    /// Digests replicas reported at checkpoints (every 4 slots, for objects that provide
+    /// [`Dispatch::digest`](crate::Dispatch::digest)); a report that differs from the
+    /// majority's breaks the run, since the simulated objects are deterministic.
+    pub checkpoints: u64,
     /// How often the run took each delicate path.
     pub coverage: Coverage,
 }

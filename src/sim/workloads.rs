@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use super::world::hash_of;
 use super::{ClientOp, SimRng};
 use crate::sim::linearizability::Call;
 use crate::Dispatch;
@@ -30,6 +31,10 @@ impl Dispatch for Register {
 
     fn dispatch_mut(&mut self, write: &RegisterWrite) -> u64 {
         std::mem::replace(&mut self.0, write.0)
+    }
+
+    fn digest(&self) -> Option<u64> {
+        Some(hash_of(self))
     }
 }
 
@@ -80,6 +85,10 @@ impl Dispatch for KvMap {
                 Some(*value)
             }
         }
+    }
+
+    fn digest(&self) -> Option<u64> {
+        Some(hash_of(self))
     }
 }
 

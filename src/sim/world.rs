@@ -154,6 +154,9 @@ pub(super) struct Sim<'a, D: Dispatch, W> {
     /// as the first replica to apply it saw them.
     pub(super) canonical: BTreeMap<Slot, Canonical<D>>,
     pub(super) took_effect: HashSet<(u32, u64)>,
+    /// The replicas' digests at checkpoints (`crate::digest`), every
+    /// [`DIGEST_EVERY`](super::network::DIGEST_EVERY) slots.
+    pub(super) digests: crate::digest::DigestBoard,
     pub(super) report: Report,
     /// `CORUM_SIM_TRACE` set: print every client-visible event and watermark move.
     pub(super) trace: bool,
@@ -214,6 +217,7 @@ where
             watermark: Slot::ZERO,
             canonical: BTreeMap::new(),
             took_effect: HashSet::new(),
+            digests: crate::digest::DigestBoard::new(config.replicas),
             report: Report { seed, ..Report::default() },
             trace: std::env::var_os("CORUM_SIM_TRACE").is_some(),
             trace_messages: std::env::var("CORUM_SIM_TRACE").is_ok_and(|value| value == "messages"),

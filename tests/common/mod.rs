@@ -70,6 +70,14 @@ impl Dispatch for Kv {
             KvWrite::Explode { .. } => panic!("KvWrite::Explode applied (a planned panic)"),
         }
     }
+
+    /// The map's digest (the history is checked at shutdown instead: hashing it at every
+    /// checkpoint would cost time proportional to the run).
+    fn digest(&self) -> Option<u64> {
+        let mut hasher = std::hash::DefaultHasher::new();
+        std::hash::Hash::hash(&self.map, &mut hasher);
+        Some(std::hash::Hasher::finish(&hasher))
+    }
 }
 
 /// Checks the final copies against what clients were told. `acked` maps each write that
