@@ -320,7 +320,7 @@ impl<D: Dispatch> Builder<D> {
                 worker: RunToken::new(None),
                 parked: CachePadded::new(AtomicBool::new(false)),
                 diverged: AtomicBool::new(false),
-                stats: StatsCell::default(),
+                stats: CachePadded::new(StatsCell::default()),
             })
             .collect();
         let shared = Arc::new(Shared {

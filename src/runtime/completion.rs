@@ -21,7 +21,7 @@ use crate::sync::atomic::{AtomicBool, Ordering};
 use crate::sync::{Condvar, Mutex};
 use crate::Error;
 
-/// See the module docs. `done` is written once, under `slot`'s lock, after the outcome.
+/// See the module docs. `done` is written once, under `slot`'s lock, with the outcome.
 #[derive(Debug)]
 pub struct Completion<R> {
     done: AtomicBool,
@@ -29,13 +29,20 @@ pub struct Completion<R> {
     condvar: Condvar,
 }
 
-/// What [`Completion`] keeps under its lock.
+/// What [`Completion`] keeps under its lock. A waiting task's waker and the outcome are
+/// never needed together (the filler takes the waker out as it stores the outcome), so
+/// they share the space: a request stays as small as it was before tasks could await it,
+/// which keeps its allocation in the allocator's fast size classes.
 #[derive(Debug)]
-struct Slot<R> {
-    /// The outcome, from filling until it is taken.
-    outcome: Option<Result<R, Error>>,
-    /// The task waiting for the outcome, if one registered since it was last woken.
-    waker: Option<Waker>,
+enum Slot<R> {
+    /// Not filled, and no task waiting.
+    Empty,
+    /// Not filled; this task's waker is to be woken when it is.
+    Waiting(Waker),
+    /// Filled; the outcome not yet taken.
+    Filled(Result<R, Error>),
+    /// Filled, and the outcome taken.
+    Taken,
 }
 
 impl<R> Default for Completion<R> {
@@ -47,11 +54,7 @@ impl<R> Default for Completion<R> {
 impl<R> Completion<R> {
     /// An empty slot.
     pub fn new() -> Self {
-        Self {
-            done: AtomicBool::new(false),
-            slot: Mutex::new(Slot { outcome: None, waker: None }),
-            condvar: Condvar::new(),
-        }
+        Self { done: AtomicBool::new(false), slot: Mutex::new(Slot::Empty), condvar: Condvar::new() }
     }
 
     /// Fills the slot unless it is already filled; returns whether this call filled it.
@@ -66,17 +69,21 @@ impl<R> Completion<R> {
         // The planted bug `completion-waker-early` takes the waker before the outcome is
         // stored, in a lock of its own: a task registering in between finds the slot empty
         // and sleeps, and its waker is never woken.
-        let early = if planted!("completion-waker-early") { self.slot.lock().waker.take() } else { None };
+        let early = if planted!("completion-waker-early") { take_waker(&mut self.slot.lock()) } else { None };
         let mut slot = self.slot.lock();
         if self.done.load(Ordering::Relaxed) {
             return false;
         }
-        slot.outcome = Some(outcome);
+        let before = std::mem::replace(&mut *slot, Slot::Filled(outcome));
         // Release pairs with the Acquire loads in `is_done` and `complete`: the outcome
         // written above is visible to whoever sees `done`.
         self.done.store(true, Ordering::Release);
-        let waker = if planted!("completion-waker-early") { early } else { slot.waker.take() };
         drop(slot);
+        let waker = match before {
+            _ if planted!("completion-waker-early") => early,
+            Slot::Waiting(waker) => Some(waker),
+            _ => None,
+        };
         // The waiter checks `done` under the lock before it sleeps, so notifying after
         // releasing the lock cannot be lost. (The planted bug `completion-no-notify` skips it.)
         if !planted!("completion-no-notify") {
@@ -99,7 +106,10 @@ impl<R> Completion<R> {
         if !self.is_done() {
             return None;
         }
-        self.slot.lock().outcome.take()
+        match std::mem::replace(&mut *self.slot.lock(), Slot::Taken) {
+            Slot::Filled(outcome) => Some(outcome),
+            _ => None,
+        }
     }
 
     /// Sleeps until the slot is filled or `timeout` passes (loom: until filled).
@@ -119,9 +129,9 @@ impl<R> Completion<R> {
         if self.done.load(Ordering::Relaxed) {
             return true;
         }
-        match &slot.waker {
-            Some(registered) if registered.will_wake(waker) => {}
-            _ => slot.waker = Some(waker.clone()),
+        match &*slot {
+            Slot::Waiting(registered) if registered.will_wake(waker) => {}
+            _ => *slot = Slot::Waiting(waker.clone()),
         }
         false
     }
@@ -129,9 +139,20 @@ impl<R> Completion<R> {
     /// Wakes the registered task, if any, without filling the slot: it has something to
     /// look at (a new leader to resubmit to, its retry time, its deadline, a shutdown).
     pub fn wake(&self) {
-        let waker = self.slot.lock().waker.take();
+        let waker = take_waker(&mut self.slot.lock());
         if let Some(waker) = waker {
             waker.wake();
+        }
+    }
+}
+
+/// Takes the waiting task's waker out of `slot`, if one is there.
+fn take_waker<R>(slot: &mut Slot<R>) -> Option<Waker> {
+    match std::mem::replace(slot, Slot::Empty) {
+        Slot::Waiting(waker) => Some(waker),
+        other => {
+            *slot = other;
+            None
         }
     }
 }

@@ -137,7 +137,9 @@ pub(crate) struct ReplicaShared<D: Dispatch> {
     pub(crate) worker: RunToken<WorkerSlot<D>>,
     /// Injected slowness: nanoseconds the replica thread sleeps after each round of work.
     pub(crate) slowness_nanos: AtomicU64,
-    pub(crate) stats: StatsCell,
+    /// Written at every round; padded so that the fields every waiting client reads
+    /// (`status`, `slowness_nanos`) do not share its cache lines.
+    pub(crate) stats: CachePadded<StatsCell>,
 }
 
 /// Everything the cluster's threads and handles share.
