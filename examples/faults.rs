@@ -127,8 +127,9 @@ fn leadership_under_load(crashes: usize, transfers: usize) {
 /// (polled every millisecond), and writes per second in `window` before the slowdown and in
 /// `window` after the move (or after the slowdown, when leadership stays).
 /// With `follower`, a follower is slowed instead: what a slow replica costs where
-/// leadership does not move.
-fn slowed_leader(policy: LeaderPolicy, window: Duration, follower: bool) {
+/// leadership does not move; with `crash` too, that follower is crashed rather than slowed:
+/// what running on the two other replicas costs, the most a slow replica should cost.
+fn slowed_leader(policy: LeaderPolicy, window: Duration, follower: bool, crash: bool) {
     let cluster = Builder::new(empty_map()).replicas(3).leader_policy(policy).build().expect("build");
     let stop = AtomicBool::new(false);
     let written = AtomicU64::new(0);
@@ -146,7 +147,11 @@ fn slowed_leader(policy: LeaderPolicy, window: Duration, follower: bool) {
         let changes = || cluster.stats().iter().map(|s| s.leader_changes).sum::<u64>();
         let changes_before = changes();
         let slowed_at = Instant::now();
-        cluster.faults().slow(slow, Duration::from_millis(2)).expect("slow");
+        if crash {
+            cluster.faults().crash(slow).expect("crash");
+        } else {
+            cluster.faults().slow(slow, Duration::from_millis(2)).expect("slow");
+        }
         let moved = loop {
             if follower || cluster.leader().is_some_and(|leader| leader != slow) {
                 break Some(slowed_at.elapsed());
@@ -167,7 +172,11 @@ fn slowed_leader(policy: LeaderPolicy, window: Duration, follower: bool) {
         println!(
             "  {}{policy:?}: {unslowed:>9.0} writes/s before, {after:>9.0} after ({:.2}x); leadership {moved}, \
              {} leader change(s); the slowed replica installed {} snapshots meanwhile",
-            if follower { "a follower slowed, " } else { "" },
+            match (follower, crash) {
+                (true, true) => "a follower crashed instead, ",
+                (true, false) => "a follower slowed, ",
+                _ => "",
+            },
             after / unslowed,
             changes() - changes_before,
             snapshots() - snapshots_before
@@ -328,7 +337,7 @@ fn main() {
 
     if std::env::args().any(|arg| arg == "--slow-follower") {
         // For profiling: a follower slowed for 5 s under two writing threads.
-        slowed_leader(LeaderPolicy::Any, Duration::from_secs(5), true);
+        slowed_leader(LeaderPolicy::Any, Duration::from_secs(5), true, false);
         return;
     }
     println!("\nleadership under load: 2 threads writing, the leader crashed then restarted, then moved");
@@ -336,9 +345,10 @@ fn main() {
     leadership_under_load(crashes, transfers);
     println!("\na slowed leader: 2 threads writing, the leader slowed by 2 ms per round of work");
     let window = Duration::from_secs_f64(if quick { 0.5 } else { 1.0 });
-    slowed_leader(LeaderPolicy::Fastest, window, false);
-    slowed_leader(LeaderPolicy::Any, window, false);
-    slowed_leader(LeaderPolicy::Any, window, true);
+    slowed_leader(LeaderPolicy::Fastest, window, false, false);
+    slowed_leader(LeaderPolicy::Any, window, false, false);
+    slowed_leader(LeaderPolicy::Any, window, true, false);
+    slowed_leader(LeaderPolicy::Any, window, true, true);
     if std::env::args().any(|arg| arg == "--leadership") {
         return;
     }

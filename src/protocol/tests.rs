@@ -14,7 +14,11 @@ struct Net {
 
 impl Net {
     fn new(n: usize) -> Self {
-        let config = Config::new(n);
+        Self::with_config(Config::new(n))
+    }
+
+    fn with_config(config: Config) -> Self {
+        let n = config.replicas;
         Self {
             replicas: (0..n).map(|i| Replica::new(ReplicaId::new(i), config.clone())).collect(),
             in_flight: VecDeque::new(),
@@ -491,4 +495,42 @@ fn an_accept_below_the_commit_index_its_leader_announced_is_committed_on_arrival
     assert_eq!(net.replicas[2].slot_committed(), Slot::new(2));
     assert_eq!(net.commands_applied(2), vec![1, 2]);
     net.assert_agreement();
+}
+
+/// A follower that cannot deliver (it missed a slot and cannot learn it) while the leader
+/// goes on: it keeps no more than `log_window` entries ahead of what it delivered (it used
+/// to keep every accept it received), and the leader's truncation past it tells it to
+/// catch up from a snapshot without a learn request.
+#[test]
+fn a_follower_far_behind_keeps_a_bounded_log_and_asks_for_a_snapshot() {
+    let mut config = Config::new(3);
+    config.log_window = 8;
+    let mut net = Net::with_config(config);
+    net.tick(0);
+    net.deliver_all();
+    assert_eq!(net.leaders(), vec![0]);
+    let stuck = |to: ReplicaId, message: &Message<u32>| {
+        to == Net::id(2)
+            && match message {
+                Message::Accept { slot, .. } => *slot == Slot::ZERO,
+                Message::Learn { .. } | Message::Truncated { .. } => true,
+                _ => false,
+            }
+    };
+    for command in 0..40 {
+        net.propose(0, command);
+        net.deliver_where(|_, to, message| !stuck(to, message));
+    }
+    for _ in 0..Config::new(3).heartbeat_ticks * 2 {
+        for replica in &mut net.replicas {
+            replica.tick();
+        }
+        net.deliver_where(|_, to, message| !stuck(to, message));
+    }
+    assert_eq!(net.replicas[0].slot_committed(), Slot::new(40), "the leader commits with replica 1");
+    let behind = &net.replicas[2];
+    assert_eq!(behind.slot_delivered(), Slot::ZERO, "replica 2 never got slot 0");
+    assert!(behind.log_len() <= 8, "replica 2 holds {} entries", behind.log_len());
+    let wanted = behind.snapshot_wanted().expect("replica 2 knows it needs a snapshot");
+    assert!(wanted > Slot::new(8), "a snapshot at least as far as the leader freed: {wanted:?}");
 }

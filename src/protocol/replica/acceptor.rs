@@ -60,6 +60,15 @@ impl<C: Clone> Replica<C> {
             return;
         }
         self.follow(from, ballot);
+        if slot.get() >= self.slot_delivered.get().saturating_add(self.config.log_window) {
+            // So far ahead of what this replica delivered that the leader frees the slots in
+            // between before this replica could deliver them: it will catch up from a
+            // snapshot. Keeping the entry would only grow its log without bound (a slow
+            // replica accepts faster than it delivers); ignoring it is a lost message, and
+            // the commit index it carries is still learned.
+            self.learn_commit(from, ballot, slot_committed);
+            return;
+        }
         let decided = slot < self.slot_truncated || self.log.get(&slot).is_some_and(|entry| entry.committed);
         if !decided {
             // Below a commit index this ballot's leader announced, the leader's value is the
@@ -82,6 +91,12 @@ impl<C: Clone> Replica<C> {
         self.follow(from, ballot);
         self.learn_commit(from, ballot, slot_committed);
         self.truncate(slot_truncate);
+        if slot_truncate > self.slot_delivered {
+            // The leader freed slots this replica has not delivered: nobody can send them
+            // any more, so it catches up from a snapshot (as a `Truncated` answer would
+            // tell it, one learn request later).
+            self.snapshot_wanted = self.snapshot_wanted.max(slot_truncate);
+        }
         // Answered at the end of the round, counting what it delivers (`Replica::ready`).
         self.progress_owed = Some((from, ballot));
     }
