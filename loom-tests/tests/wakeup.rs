@@ -9,7 +9,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use corum::__loom::{Completion, EventCount};
-use loom::sync::atomic::{AtomicBool, Ordering};
+use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use loom::sync::Arc;
 use loom::thread;
 
@@ -88,6 +88,49 @@ fn an_awaiting_task_wakes_when_its_completion_is_filled() {
         assert_eq!(outcome.expect("filled").expect("ok"), 7);
         assert!(completion.take().is_none(), "taken once");
         assert!(replica.join().unwrap(), "the only replica filled it");
+        reminder.join().unwrap();
+    });
+}
+
+/// The reminder's hand-off (`src/runtime/reminder.rs`): a task registers its waker, then
+/// looks at the leader hint again; the reminder thread looks at the hint, then wakes the
+/// registered waker through the completion's lock. Whatever the interleaving, and with
+/// relaxed loads of the hint, the task either sees the new leader itself or is woken: the
+/// completion's lock orders the two looks.
+#[test]
+fn a_task_is_woken_or_sees_the_new_leader_itself() {
+    check("a_task_is_woken_or_sees_the_new_leader_itself", None, || {
+        let completion = Arc::new(Completion::<u32>::new());
+        let leader = Arc::new(AtomicUsize::new(0));
+        // A replica becomes leader.
+        let replica = {
+            let leader = Arc::clone(&leader);
+            thread::spawn(move || leader.store(1, Ordering::Relaxed))
+        };
+        // The reminder thread: looks each tick until it sees the change, then wakes.
+        let reminder = {
+            let (completion, leader) = (Arc::clone(&completion), Arc::clone(&leader));
+            thread::spawn(move || {
+                while leader.load(Ordering::Relaxed) == 0 {
+                    thread::yield_now();
+                }
+                completion.wake();
+            })
+        };
+        // Returns only if the task saw the change; loom reports a lost wake-up as a deadlock.
+        loom::future::block_on(std::future::poll_fn(|cx| {
+            if leader.load(Ordering::Relaxed) != 0 {
+                return Poll::Ready(());
+            }
+            completion.register(cx.waker());
+            // The look again after registering, as `Ticket::poll` does.
+            if leader.load(Ordering::Relaxed) != 0 {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        }));
+        replica.join().unwrap();
         reminder.join().unwrap();
     });
 }
