@@ -74,6 +74,14 @@ impl DigestBoard {
         verdict
     }
 
+    /// Replica `replica` replaced its copy (a snapshot, a repair): what it reported so far
+    /// describes a copy it no longer has, and is not held against it.
+    pub(crate) fn forget(&mut self, replica: usize) {
+        for checkpoint in self.checkpoints.values_mut() {
+            checkpoint.digests[replica] = None;
+        }
+    }
+
     /// Decides an undecided checkpoint if its reports allow it.
     fn decide(checkpoint: &mut Checkpoint, replicas: usize) -> Verdict {
         let majority = replicas / 2 + 1;
@@ -150,6 +158,15 @@ mod tests {
         // A late report on a kept one is compared.
         assert_eq!(board.record(2, slot(160), 99), Verdict::Diverged(vec![2]));
         assert_eq!(board.record(2, slot(156), 39), Verdict::Agreed);
+    }
+
+    #[test]
+    fn a_replaced_copy_is_not_judged_by_what_it_reported_before() {
+        let mut board = DigestBoard::new(3);
+        assert_eq!(board.record(2, slot(8), 9), Verdict::Undecided);
+        board.forget(2); // replica 2 installed a healthy copy past slot 8
+        assert_eq!(board.record(0, slot(8), 7), Verdict::Undecided);
+        assert_eq!(board.record(1, slot(8), 7), Verdict::Agreed);
     }
 
     #[test]

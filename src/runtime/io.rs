@@ -261,6 +261,12 @@ impl<D: Dispatch> Environment<D, Command<D>> for Io<D> {
         self.me().diverged.load(Ordering::Acquire)
     }
 
+    /// A copy installed from a peer: what this replica reported before describes a copy
+    /// it no longer has.
+    fn installed_snapshot(&mut self, _peer: usize, _slot: Slot) {
+        self.shared.digests.lock().forget(self.index);
+    }
+
     fn repaired(&mut self, _peer: usize) {
         // Release: the healthy copy installed before is what readers see once they find
         // the flag clear.

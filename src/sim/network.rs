@@ -341,6 +341,8 @@ where
     fn installed_snapshot(&mut self, peer: usize, slot: Slot) {
         let sim = &mut *self.sim;
         sim.report.snapshots += 1;
+        // As the runtime does: what it reported before describes a copy it no longer has.
+        sim.digests.forget(self.i);
         sim.count_snapshot_during_retries();
         if sim.trace {
             println!("tick {} r{} installs r{peer}'s snapshot at {slot:?}", sim.tick, self.i);
