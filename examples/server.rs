@@ -72,51 +72,75 @@ enum Backend {
     Mutex(Arc<parking_lot::Mutex<Store>>),
 }
 
-/// Serves one command line on the unreplicated baseline.
-fn serve_line_locked(line: &str, store: &parking_lot::Mutex<Store>) -> String {
+/// One command line, parsed.
+enum Line {
+    Write(Write),
+    Get(String),
+    Pause(usize),
+    Resume(usize),
+    Stats,
+    /// Not a command; the reply says why.
+    Bad(&'static str),
+}
+
+fn parse(line: &str) -> Line {
     let mut words = line.split_whitespace();
     match (words.next().map(str::to_ascii_uppercase).as_deref(), words.next(), words.next(), words.next()) {
-        (Some("SET"), Some(key), Some(value), None) => {
-            let old = store.lock().dispatch_mut(&Write::Set(key.into(), value.into()));
-            old.map_or_else(|| "OK".into(), |old| format!("OLD {old}"))
+        (Some("SET"), Some(key), Some(value), None) => Line::Write(Write::Set(key.into(), value.into())),
+        (Some("DEL"), Some(key), None, None) => Line::Write(Write::Del(key.into())),
+        (Some("GET"), Some(key), None, None) => Line::Get(key.into()),
+        (Some(fault @ ("PAUSE" | "RESUME")), Some(replica), None, None) => match replica.parse::<usize>() {
+            Ok(replica) if fault == "PAUSE" => Line::Pause(replica),
+            Ok(replica) => Line::Resume(replica),
+            Err(_) => Line::Bad("the replica is a number"),
+        },
+        (Some("STATS"), None, None, None) => Line::Stats,
+        _ => Line::Bad("commands: SET key value | GET key | DEL key | PAUSE n | RESUME n | STATS"),
+    }
+}
+
+/// The reply to a `SET` (`set`) or `DEL`, from the value it replaced.
+fn write_reply(set: bool, old: Option<String>) -> String {
+    match (set, old) {
+        (true, None) | (false, Some(_)) => "OK".into(),
+        (true, Some(old)) => format!("OLD {old}"),
+        (false, None) => "NIL".into(),
+    }
+}
+
+/// The reply to a read.
+fn read_reply(value: Option<String>) -> String {
+    value.map_or_else(|| "NIL".into(), |value| format!("VALUE {value}"))
+}
+
+/// Serves one command line on the unreplicated baseline.
+fn serve_line_locked(line: &str, store: &parking_lot::Mutex<Store>) -> String {
+    match parse(line) {
+        Line::Write(write) => {
+            let old = store.lock().dispatch_mut(&write);
+            write_reply(matches!(write, Write::Set(..)), old)
         }
-        (Some("DEL"), Some(key), None, None) => {
-            if store.lock().dispatch_mut(&Write::Del(key.into())).is_some() {
-                "OK".into()
-            } else {
-                "NIL".into()
-            }
-        }
-        (Some("GET"), Some(key), None, None) => {
-            store.lock().dispatch(&key.to_string()).map_or_else(|| "NIL".into(), |value| format!("VALUE {value}"))
-        }
+        Line::Get(key) => read_reply(store.lock().dispatch(&key)),
         _ => "ERR commands (--mutex): SET key value | GET key | DEL key".into(),
     }
 }
 
 /// Serves one command line; the reply, without its newline.
 async fn serve_line(line: &str, handle: &Handle<Store>, cluster: &Cluster<Store>) -> String {
-    let mut words = line.split_whitespace();
-    let reply = match (words.next().map(str::to_ascii_uppercase).as_deref(), words.next(), words.next(), words.next()) {
-        (Some("SET"), Some(key), Some(value), None) => match handle.submit(Write::Set(key.into(), value.into())) {
-            Ok(ticket) => ticket.await.map(|old| old.map_or_else(|| "OK".into(), |old| format!("OLD {old}"))),
-            Err(error) => Err(error),
-        },
-        (Some("DEL"), Some(key), None, None) => match handle.submit(Write::Del(key.into())) {
-            Ok(ticket) => ticket.await.map(|old| if old.is_some() { "OK".into() } else { "NIL".into() }),
-            Err(error) => Err(error),
-        },
+    let reply = match parse(line) {
+        Line::Write(write) => {
+            let set = matches!(write, Write::Set(..));
+            match handle.submit(write) {
+                Ok(ticket) => ticket.await.map(|old| write_reply(set, old)),
+                Err(error) => Err(error),
+            }
+        }
         // A linearizable read on this session's replica: it returns at once unless that
         // copy is behind the last write that completed.
-        (Some("GET"), Some(key), None, None) => {
-            handle.execute(key.to_string()).map(|value| value.map_or_else(|| "NIL".into(), |v| format!("VALUE {v}")))
-        }
-        (Some(fault @ ("PAUSE" | "RESUME")), Some(replica), None, None) => match replica.parse::<usize>() {
-            Ok(replica) if fault == "PAUSE" => cluster.faults().pause(replica).map(|()| "OK".into()),
-            Ok(replica) => cluster.faults().resume(replica).map(|()| "OK".into()),
-            Err(_) => return "ERR the replica is a number".into(),
-        },
-        (Some("STATS"), None, None, None) => Ok(cluster
+        Line::Get(key) => handle.execute(key).map(read_reply),
+        Line::Pause(replica) => cluster.faults().pause(replica).map(|()| "OK".into()),
+        Line::Resume(replica) => cluster.faults().resume(replica).map(|()| "OK".into()),
+        Line::Stats => Ok(cluster
             .stats()
             .iter()
             .map(|s| {
@@ -131,7 +155,7 @@ async fn serve_line(line: &str, handle: &Handle<Store>, cluster: &Cluster<Store>
             })
             .collect::<Vec<_>>()
             .join(" | ")),
-        _ => return "ERR commands: SET key value | GET key | DEL key | PAUSE n | RESUME n | STATS".into(),
+        Line::Bad(why) => return format!("ERR {why}"),
     };
     reply.unwrap_or_else(|error| format!("ERR {error}"))
 }

@@ -80,8 +80,8 @@ pub(crate) trait Environment<D: Dispatch, C> {
         false
     }
 
-    /// Step 4: the diverged copy was replaced by a copy of peer `peer`'s state.
-    fn repaired(&mut self, _peer: usize) {}
+    /// Step 4: the diverged copy was replaced by a healthy peer's.
+    fn repaired(&mut self) {}
 
     /// Step 3, last: `command` took effect here with `result`; complete its caller.
     fn complete(&mut self, command: &C, result: Result<D::Response, Error>);
@@ -170,9 +170,11 @@ where
     /// Replaces this replica's diverged copy with a copy of a healthy peer's that applied at
     /// least as far (the next round tries again if none has yet). Returns whether it did.
     fn repair<E: Environment<D, C>>(&mut self, env: &mut E) -> bool {
-        let Some(donor) = self.install_peer_copy_from(env, self.core.slot_delivered()) else { return false };
-        env.repaired(donor);
-        true
+        let repaired = self.install_peer_copy(env, self.core.slot_delivered());
+        if repaired {
+            env.repaired();
+        }
+        repaired
     }
 
     /// Applies `committed` in order under the state's lock, publishes how far it applied,
@@ -213,17 +215,12 @@ where
     /// reaches at least `at_least` and what this replica already applied. Returns whether
     /// it installed one.
     fn install_peer_copy<E: Environment<D, C>>(&mut self, env: &mut E, at_least: Slot) -> bool {
-        self.install_peer_copy_from(env, at_least).is_some()
-    }
-
-    /// [`Driver::install_peer_copy`], returning the donor it copied.
-    fn install_peer_copy_from<E: Environment<D, C>>(&mut self, env: &mut E, at_least: Slot) -> Option<usize> {
-        let (donor, applied) = env.donors().into_iter().max_by_key(|&(_, slot)| slot)?;
+        let Some((donor, applied)) = env.donors().into_iter().max_by_key(|&(_, slot)| slot) else { return false };
         // Decide on the slot the donor reported before copying its whole state: a replica
         // waiting for a donor to get far enough asks again every round. (A donor's applied
         // slot only grows, so the copy reaches at least as far.)
         if applied < at_least || applied < self.core.slot_delivered() {
-            return None;
+            return false;
         }
         let copy = env.copy_state(donor);
         let slot = copy.slot_applied;
@@ -232,7 +229,7 @@ where
         env.publish_applied(slot);
         env.installed_snapshot(donor, slot);
         self.snapshots_installed += 1;
-        Some(donor)
+        true
     }
 
     /// Rebuilds a crashed replica. What a replica keeps on stable storage survives: the

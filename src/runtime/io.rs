@@ -267,7 +267,7 @@ impl<D: Dispatch> Environment<D, Command<D>> for Io<D> {
         self.shared.digests.lock().forget(self.index);
     }
 
-    fn repaired(&mut self, _peer: usize) {
+    fn repaired(&mut self) {
         // Release: the healthy copy installed before is what readers see once they find
         // the flag clear.
         self.me().diverged.store(false, Ordering::Release);

@@ -89,7 +89,11 @@ mod imp {
         /// than sleep unwatched).
         pub(crate) fn watch(&self, session: &Arc<Session<D>>) -> bool {
             let mut state = self.state.lock();
-            state.sessions.push(Arc::downgrade(session));
+            // Tasks of one session may ask at once (before any of them set its flag):
+            // watch it once, or every look would scan it once per asker.
+            if !state.sessions.iter().any(|watched| std::ptr::eq(watched.as_ptr(), Arc::as_ptr(session))) {
+                state.sessions.push(Arc::downgrade(session));
+            }
             if !state.started {
                 state.started = start(&mut state, session);
             }

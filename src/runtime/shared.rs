@@ -233,17 +233,19 @@ impl<D: Dispatch> Shared<D> {
     /// The first running replica at or after `start` whose copy may serve reads (not known
     /// diverged), wrapping around.
     pub(crate) fn serving_from(&self, start: usize) -> Option<usize> {
-        let n = self.replicas.len();
-        (0..n).map(|offset| (start + offset) % n).find(|&index| {
-            let replica = &self.replicas[index];
-            replica.status() == RUNNING && !replica.diverged.load(Ordering::Acquire)
-        })
+        // Acquire pairs with the Release swap that marks a copy diverged.
+        self.first_from(start, |replica| replica.status() == RUNNING && !replica.diverged.load(Ordering::Acquire))
     }
 
     /// The first running replica at or after `start`, wrapping around.
     pub(crate) fn running_from(&self, start: usize) -> Option<usize> {
+        self.first_from(start, |replica| replica.status() == RUNNING)
+    }
+
+    /// The first replica at or after `start`, wrapping around, for which `wanted` holds.
+    fn first_from(&self, start: usize, wanted: impl Fn(&ReplicaShared<D>) -> bool) -> Option<usize> {
         let n = self.replicas.len();
-        (0..n).map(|offset| (start + offset) % n).find(|&index| self.replicas[index].status() == RUNNING)
+        (0..n).map(|offset| (start + offset) % n).find(|&index| wanted(&self.replicas[index]))
     }
 }
 
