@@ -1,0 +1,321 @@
+//! Clients: writes that take effect once across retries and leader changes, and
+//! linearizable reads, sent to the leader wherever it is.
+
+use std::collections::BTreeSet;
+use std::hash::{BuildHasher, Hasher};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::error::Error;
+use crate::net::{self, Net, Reply, Request, Response};
+use crate::node::Core;
+use crate::types::{Command, NodeId, Replicated};
+
+const NO_LEADER: u64 = u64::MAX;
+
+/// Settings of a [`Client`] that reaches a cluster over TCP from outside its nodes.
+///
+/// ```no_run
+/// # #[derive(Clone, Default, serde::Serialize, serde::Deserialize)] struct Counter(u64);
+/// # impl corum::Dispatch for Counter {
+/// #     type ReadOp = (); type WriteOp = u64; type Response = u64;
+/// #     fn dispatch(&self, _: &()) -> u64 { self.0 }
+/// #     fn dispatch_mut(&mut self, a: &u64) -> u64 { self.0 += a; self.0 }
+/// # }
+/// # async fn run() -> Result<(), corum_raft::Error> {
+/// use std::time::Duration;
+/// use corum_raft::Client;
+///
+/// let client = Client::<Counter>::builder()
+///     .node(1, "127.0.0.1:7001".parse().unwrap())
+///     .node(2, "127.0.0.1:7002".parse().unwrap())
+///     .node(3, "127.0.0.1:7003".parse().unwrap())
+///     .timeout(Duration::from_secs(2))
+///     .build()?;
+/// client.execute_mut(1).await?;
+/// let total = client.execute(()).await?;
+/// # Ok(()) }
+/// ```
+pub struct ClientBuilder<D> {
+    members: Vec<(NodeId, SocketAddr)>,
+    timeout: Duration,
+    follow_leader: bool,
+    object: std::marker::PhantomData<fn() -> D>,
+}
+
+impl<D: Replicated> ClientBuilder<D> {
+    /// A member of the cluster and its address.
+    pub fn node(mut self, id: NodeId, addr: SocketAddr) -> Self {
+        self.members.push((id, addr));
+        self
+    }
+
+    /// How long a write or read keeps trying before it gives up (default 5 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Whether to follow the leader hints nodes give (default `true`). With `false`, a call
+    /// goes to the first node only and a follower's answer is [`Error::NotLeader`].
+    pub fn follow_leader(mut self, follow: bool) -> Self {
+        self.follow_leader = follow;
+        self
+    }
+
+    /// Checks the settings; connections are opened when first needed.
+    pub fn build(self) -> Result<Client<D>, Error> {
+        if self.members.is_empty() {
+            return Err(Error::Config("a client needs at least one node (ClientBuilder::node)".into()));
+        }
+        let mut ids: Vec<NodeId> = self.members.iter().map(|m| m.0).collect();
+        ids.sort_unstable();
+        if ids.windows(2).any(|w| w[0] == w[1]) {
+            return Err(Error::Config("a node id is given twice".into()));
+        }
+        if self.timeout.is_zero() {
+            return Err(Error::Config("the timeout must be more than zero".into()));
+        }
+        Ok(Client::new(None, self.members, self.timeout, self.follow_leader, Arc::new(Net::default())))
+    }
+}
+
+struct Inner<D: Replicated> {
+    session: u64,
+    members: Vec<(NodeId, SocketAddr)>,
+    local: Option<Arc<Core<D>>>,
+    net: Arc<Net>,
+    timeout: Duration,
+    follow_leader: bool,
+    leader: AtomicU64,
+    cursor: AtomicUsize,
+    next_seq: AtomicU64,
+    /// Numbers of this session's writes still waiting for their response.
+    outstanding: Mutex<BTreeSet<u64>>,
+}
+
+/// A session with the cluster: writes and linearizable reads, from many tasks at once
+/// (clone it freely; clones share the session).
+///
+/// Every write gets the next number in the session, and every retry of it (after a lost
+/// connection, a timeout or a leader change) carries the same number, so the state machine
+/// applies it once and answers retries from the response it kept. A write that returned
+/// `Ok` is applied exactly once.
+pub struct Client<D: Replicated> {
+    inner: Arc<Inner<D>>,
+}
+
+impl<D: Replicated> Clone for Client<D> {
+    fn clone(&self) -> Self {
+        Client { inner: self.inner.clone() }
+    }
+}
+
+fn session_id() -> u64 {
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNT.fetch_add(1, Ordering::Relaxed));
+    h.write_u32(std::process::id());
+    if let Ok(t) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        h.write_u128(t.as_nanos());
+    }
+    h.finish()
+}
+
+impl<D: Replicated> Client<D> {
+    /// Settings for a client outside the cluster's nodes.
+    pub fn builder() -> ClientBuilder<D> {
+        ClientBuilder {
+            members: Vec::new(),
+            timeout: Duration::from_secs(5),
+            follow_leader: true,
+            object: std::marker::PhantomData,
+        }
+    }
+
+    pub(crate) fn for_node(core: Arc<Core<D>>, members: Vec<(NodeId, SocketAddr)>, timeout: Duration) -> Self {
+        let net = core.net.clone();
+        let first = members.iter().position(|m| m.0 == core.id).unwrap_or(0);
+        let client = Client::new(Some(core), members, timeout, true, net);
+        client.inner.cursor.store(first, Ordering::Relaxed);
+        client
+    }
+
+    fn new(
+        local: Option<Arc<Core<D>>>,
+        members: Vec<(NodeId, SocketAddr)>,
+        timeout: Duration,
+        follow_leader: bool,
+        net: Arc<Net>,
+    ) -> Self {
+        Client {
+            inner: Arc::new(Inner {
+                session: session_id(),
+                members,
+                local,
+                net,
+                timeout,
+                follow_leader,
+                leader: AtomicU64::new(NO_LEADER),
+                cursor: AtomicUsize::new(0),
+                next_seq: AtomicU64::new(1),
+                outstanding: Mutex::new(BTreeSet::new()),
+            }),
+        }
+    }
+
+    /// This session's id.
+    pub fn session(&self) -> u64 {
+        self.inner.session
+    }
+
+    /// Applies a write to the replicated object once and returns its response.
+    ///
+    /// Errors: [`Error::NoQuorum`] or [`Error::Unreachable`] when no leader committed it
+    /// within the timeout (it may still take effect, once); [`Error::OperationPanicked`];
+    /// [`Error::Shutdown`] when this client's node has been shut down; [`Error::NotLeader`]
+    /// only with `follow_leader(false)`.
+    pub async fn execute_mut(&self, op: D::WriteOp) -> Result<D::Response, Error> {
+        let inner = &self.inner;
+        let seq = inner.next_seq.fetch_add(1, Ordering::Relaxed);
+        inner.outstanding.lock().unwrap_or_else(|e| e.into_inner()).insert(seq);
+        let result = self
+            .retry(
+                || {
+                    let acked = *inner.outstanding.lock().unwrap_or_else(|e| e.into_inner()).first().unwrap_or(&seq);
+                    Command { client: inner.session, seq, acked, op: op.clone() }
+                },
+                |core, command| async move { core.write_here(command).await },
+                Request::Write,
+            )
+            .await;
+        // Whatever happened, this number is no longer waited for: later writes tell the
+        // state machine to forget its response, and a copy of it that commits after that
+        // is not applied.
+        inner.outstanding.lock().unwrap_or_else(|e| e.into_inner()).remove(&seq);
+        result
+    }
+
+    /// A linearizable read, served by the leader once it has confirmed its leadership with
+    /// a quorum and applied every write committed before the read began.
+    pub async fn execute(&self, op: D::ReadOp) -> Result<D::Response, Error> {
+        self.retry(|| op.clone(), |core, op| async move { core.read_here(&op).await }, Request::Read).await
+    }
+
+    async fn retry<T, Make, Local, LocalFut>(
+        &self,
+        make: Make,
+        local: Local,
+        wrap: fn(T) -> Request<D>,
+    ) -> Result<D::Response, Error>
+    where
+        Make: Fn() -> T,
+        Local: Fn(Arc<Core<D>>, T) -> LocalFut,
+        LocalFut: std::future::Future<Output = Reply<D>>,
+    {
+        let inner = &self.inner;
+        let start = Instant::now();
+        let deadline = start + inner.timeout;
+        let mut backoff = Duration::from_millis(5);
+        let mut answered = false;
+        let mut last_io: Option<io::Error> = None;
+        let mut last_leader = None;
+        loop {
+            if let Some(core) = &inner.local {
+                if core.stopped.load(Ordering::Acquire) {
+                    return Err(Error::Shutdown);
+                }
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(match (answered, last_io) {
+                    (false, Some(last)) => Error::Unreachable { waited: now - start, last },
+                    _ => Error::NoQuorum { waited: now - start, leader: last_leader },
+                });
+            }
+            let target = self.target();
+            let (id, addr) = inner.members[target];
+            let attempt = (deadline - now).min(Duration::from_secs(2));
+            let request = make();
+            let reply = match &inner.local {
+                Some(core) if core.id == id => Ok(local(core.clone(), request).await),
+                _ => self.remote(addr, wrap(request), attempt).await,
+            };
+            let mut wait = true;
+            match reply {
+                Ok(Reply::Done(response)) => {
+                    inner.leader.store(id, Ordering::Relaxed);
+                    return Ok(response);
+                }
+                Ok(Reply::Expired) => return Err(Error::Expired),
+                Ok(Reply::Panicked) => return Err(Error::OperationPanicked),
+                Ok(Reply::NotLeader(leader)) => {
+                    answered = true;
+                    last_leader = leader;
+                    if !inner.follow_leader {
+                        return Err(Error::NotLeader { leader });
+                    }
+                    match leader {
+                        Some(l) if l != id && inner.members.iter().any(|m| m.0 == l) => {
+                            inner.leader.store(l, Ordering::Relaxed);
+                            wait = false;
+                        }
+                        _ => self.next(),
+                    }
+                }
+                Ok(Reply::Unavailable(_)) => {
+                    answered = true;
+                    self.next();
+                }
+                Err(e) => {
+                    // A request a node took but did not answer in time: it was reached.
+                    answered |= e.kind() == io::ErrorKind::TimedOut;
+                    last_io = Some(e);
+                    self.next();
+                }
+            }
+            if wait {
+                let left = deadline.saturating_duration_since(Instant::now());
+                tokio::time::sleep(backoff.min(left)).await;
+                backoff = (backoff * 2).min(Duration::from_millis(100));
+            }
+        }
+    }
+
+    /// The member to ask: the known leader, or the one at the cursor.
+    fn target(&self) -> usize {
+        let inner = &self.inner;
+        let leader = inner.leader.load(Ordering::Relaxed);
+        if leader != NO_LEADER && inner.follow_leader {
+            if let Some(i) = inner.members.iter().position(|m| m.0 == leader) {
+                return i;
+            }
+        }
+        if inner.follow_leader {
+            inner.cursor.load(Ordering::Relaxed) % inner.members.len()
+        } else {
+            0
+        }
+    }
+
+    /// Forgets the leader and moves the cursor on.
+    fn next(&self) {
+        self.inner.leader.store(NO_LEADER, Ordering::Relaxed);
+        self.inner.cursor.fetch_add(1, Ordering::Relaxed);
+    }
+
+    async fn remote(&self, addr: SocketAddr, request: Request<D>, timeout: Duration) -> io::Result<Reply<D>> {
+        let body = net::encode(&request)?;
+        let answer = self.inner.net.call(addr, &body, timeout).await?;
+        match net::decode::<Response<D>>(&answer)? {
+            Response::Client(reply) => Ok(reply),
+            Response::Rejected(why) => {
+                Err(io::Error::new(io::ErrorKind::InvalidData, format!("the node rejected the request: {why}")))
+            }
+            _ => Err(io::Error::new(io::ErrorKind::InvalidData, "an answer of the wrong kind")),
+        }
+    }
+}

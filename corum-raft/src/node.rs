@@ -1,0 +1,535 @@
+//! A node: openraft with the object as its state machine, its log on disk, and a TCP
+//! server for its peers and clients.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use openraft::error::{
+    CheckIsLeaderError, ClientWriteError, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError,
+    Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use openraft::{BasicNode, Raft, SnapshotPolicy};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::client::Client;
+use crate::error::Error;
+use crate::net::{self, Net, Reply, Request, Response};
+use crate::state_machine::{Image, StateMachine};
+use crate::storage::{Disk, LogStore};
+use crate::types::{Applied, Command, NodeId, Replicated, Types};
+
+/// Settings of a node; [`Builder::start`] checks them and starts it.
+///
+/// ```no_run
+/// # use corum_raft::Builder;
+/// # #[derive(Clone, Default, serde::Serialize, serde::Deserialize)] struct Counter(u64);
+/// # impl corum::Dispatch for Counter {
+/// #     type ReadOp = (); type WriteOp = u64; type Response = u64;
+/// #     fn dispatch(&self, _: &()) -> u64 { self.0 }
+/// #     fn dispatch_mut(&mut self, a: &u64) -> u64 { self.0 += a; self.0 }
+/// # }
+/// # async fn run() -> Result<(), corum_raft::Error> {
+/// let node = Builder::new(1, Counter::default())
+///     .listen("127.0.0.1:7001".parse().unwrap())
+///     .peer(2, "127.0.0.1:7002".parse().unwrap())
+///     .peer(3, "127.0.0.1:7003".parse().unwrap())
+///     .data_dir("/var/lib/counter/1")
+///     .start()
+///     .await?;
+/// assert_eq!(node.execute_mut(5).await?, 5);
+/// node.shutdown().await;
+/// # Ok(()) }
+/// ```
+pub struct Builder<D: Replicated> {
+    id: NodeId,
+    object: D,
+    listen: Option<SocketAddr>,
+    listener: Option<TcpListener>,
+    peers: Vec<(NodeId, SocketAddr)>,
+    data_dir: Option<PathBuf>,
+    heartbeat: Duration,
+    election: (Duration, Duration),
+    timeout: Duration,
+    snapshot_every: u64,
+    initialize: Option<bool>,
+}
+
+impl<D: Replicated> Builder<D> {
+    /// A node with id `id` whose object starts as `object` (on every node alike; it is
+    /// replaced by a snapshot's copy if the data directory holds one).
+    pub fn new(id: NodeId, object: D) -> Self {
+        Builder {
+            id,
+            object,
+            listen: None,
+            listener: None,
+            peers: Vec::new(),
+            data_dir: None,
+            heartbeat: Duration::from_millis(50),
+            election: (Duration::from_millis(300), Duration::from_millis(600)),
+            timeout: Duration::from_secs(5),
+            snapshot_every: 10_000,
+            initialize: None,
+        }
+    }
+
+    /// The address to listen on for peers and clients (required, or [`listener`](Self::listener)).
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = Some(addr);
+        self
+    }
+
+    /// A listener already bound (for example to port 0); its local address is the node's.
+    pub fn listener(mut self, listener: TcpListener) -> Self {
+        self.listener = Some(listener);
+        self
+    }
+
+    /// Another member of the cluster and its address. Every node is given the same members.
+    pub fn peer(mut self, id: NodeId, addr: SocketAddr) -> Self {
+        self.peers.push((id, addr));
+        self
+    }
+
+    /// Where the node keeps its log, vote and snapshot (required). A node restarted with
+    /// the same directory carries on from what it holds there.
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
+    }
+
+    /// How often the leader sends heartbeats (default 50 ms).
+    pub fn heartbeat(mut self, every: Duration) -> Self {
+        self.heartbeat = every;
+        self
+    }
+
+    /// The range a follower's election timeout is drawn from (default 300 to 600 ms): how
+    /// long a follower waits without hearing from a leader before it stands for election.
+    pub fn election_timeout(mut self, min: Duration, max: Duration) -> Self {
+        self.election = (min, max);
+        self
+    }
+
+    /// How long a write or read through this node's client keeps trying (default 5 s).
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Take a snapshot of the object every this many log entries, and drop the log before
+    /// it (default 10,000).
+    pub fn snapshot_every(mut self, entries: u64) -> Self {
+        self.snapshot_every = entries;
+        self
+    }
+
+    /// Whether this node initialises the cluster on its first start (default: the member
+    /// with the smallest id does). Initialising an already initialised cluster does nothing.
+    pub fn initialize(mut self, yes: bool) -> Self {
+        self.initialize = Some(yes);
+        self
+    }
+
+    fn check(&self, listen: SocketAddr) -> Result<(BTreeMap<NodeId, SocketAddr>, PathBuf), Error> {
+        let bad = |why: String| Err(Error::Config(why));
+        let Some(dir) = self.data_dir.clone() else {
+            return bad("no data directory (Builder::data_dir)".into());
+        };
+        let mut members = BTreeMap::new();
+        members.insert(self.id, listen);
+        for &(id, addr) in &self.peers {
+            if members.insert(id, addr).is_some() {
+                return bad(format!("node id {id} is given twice"));
+            }
+        }
+        if self.heartbeat.is_zero() || self.timeout.is_zero() {
+            return bad("heartbeat and request timeout must be more than zero".into());
+        }
+        if self.election.0 <= self.heartbeat * 2 || self.election.1 <= self.election.0 {
+            return bad(format!(
+                "the election timeout range {:?}..{:?} must start above twice the heartbeat ({:?}) and not be empty",
+                self.election.0, self.election.1, self.heartbeat
+            ));
+        }
+        if self.snapshot_every == 0 {
+            return bad("snapshot_every must be at least 1".into());
+        }
+        Ok((members, dir))
+    }
+
+    /// Checks the settings, opens the data directory, binds the listener, starts openraft
+    /// and the server, and initialises the cluster if this node is to.
+    pub async fn start(mut self) -> Result<Node<D>, Error> {
+        let listener = match (self.listener.take(), self.listen) {
+            (Some(listener), _) => listener,
+            (None, Some(addr)) => {
+                TcpListener::bind(addr).await.map_err(|e| Error::Config(format!("cannot listen on {addr}: {e}")))?
+            }
+            (None, None) => return Err(Error::Config("no listen address (Builder::listen)".into())),
+        };
+        let listen = listener.local_addr().map_err(Error::Storage)?;
+        let (members, dir) = self.check(listen)?;
+        let config = openraft::Config {
+            cluster_name: "corum-raft".into(),
+            heartbeat_interval: self.heartbeat.as_millis() as u64,
+            election_timeout_min: self.election.0.as_millis() as u64,
+            election_timeout_max: self.election.1.as_millis() as u64,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_every),
+            max_in_snapshot_log_to_keep: 0,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| Error::Config(e.to_string()))?;
+
+        let (disk, recovered) = tokio::task::spawn_blocking(move || Disk::open(&dir))
+            .await
+            .map_err(|e| Error::Storage(std::io::Error::other(e)))?
+            .map_err(Error::Storage)?;
+        let log = LogStore::<D>::new(disk.clone(), &recovered).map_err(Error::Storage)?;
+        let machine = StateMachine::new(self.object, disk.clone(), &recovered).map_err(Error::Storage)?;
+        let image = machine.image.clone();
+        let net = Arc::new(Net::default());
+        let factory = Factory { net: net.clone() };
+        let raft = Raft::new(self.id, Arc::new(config), factory, log, machine)
+            .await
+            .map_err(|e| Error::Storage(std::io::Error::other(e.to_string())))?;
+
+        let (stop, stopped_rx) = watch::channel(false);
+        let core = Arc::new(Core {
+            id: self.id,
+            raft: raft.clone(),
+            image,
+            net: net.clone(),
+            disk,
+            stop,
+            stopped: AtomicBool::new(false),
+            writes: AtomicU64::new(0),
+            reads: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+        });
+        tokio::spawn(accept(listener, core.clone(), stopped_rx));
+
+        let initialize = self.initialize.unwrap_or(members.keys().next() == Some(&self.id));
+        if initialize && !raft.is_initialized().await.map_err(|e| Error::Protocol(e.to_string()))? {
+            let nodes: BTreeMap<NodeId, BasicNode> =
+                members.iter().map(|(&id, addr)| (id, BasicNode { addr: addr.to_string() })).collect();
+            // Another node may have initialised it first: that is fine.
+            if let Err(e) = raft.initialize(nodes).await {
+                tracing::info!("corum-raft: node {} did not initialise the cluster: {e}", self.id);
+            }
+        }
+        let client = Client::for_node(core.clone(), members.into_iter().collect(), self.timeout);
+        Ok(Node { core, client, listen })
+    }
+}
+
+/// What a node's server, its client and its handle share.
+pub(crate) struct Core<D: Replicated> {
+    pub(crate) id: NodeId,
+    raft: Raft<Types<D>>,
+    image: Arc<RwLock<Image<D>>>,
+    pub(crate) net: Arc<Net>,
+    disk: Arc<Disk>,
+    stop: watch::Sender<bool>,
+    pub(crate) stopped: AtomicBool,
+    writes: AtomicU64,
+    reads: AtomicU64,
+    rejected: AtomicU64,
+}
+
+impl<D: Replicated> Core<D> {
+    /// Proposes a client's write, if this node leads.
+    pub(crate) async fn write_here(&self, command: Command<D>) -> Reply<D> {
+        if self.stopped.load(Ordering::Acquire) {
+            return Reply::Unavailable("the node is shut down".into());
+        }
+        match self.raft.client_write(command).await {
+            Ok(written) => {
+                self.writes.fetch_add(1, Ordering::Relaxed);
+                match written.data {
+                    Applied::Response(r) => Reply::Done(r),
+                    Applied::Expired => Reply::Expired,
+                    Applied::Panicked => Reply::Panicked,
+                    Applied::Nothing => Reply::Unavailable("a client write applied as no write".into()),
+                }
+            }
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(to))) => Reply::NotLeader(to.leader_id),
+            Err(e) => Reply::Unavailable(e.to_string()),
+        }
+    }
+
+    /// Serves a linearizable read, if this node leads: confirms its leadership with a
+    /// quorum, waits until it has applied everything committed before, then reads its copy.
+    pub(crate) async fn read_here(&self, op: &D::ReadOp) -> Reply<D> {
+        if self.stopped.load(Ordering::Acquire) {
+            return Reply::Unavailable("the node is shut down".into());
+        }
+        match self.raft.ensure_linearizable().await {
+            Ok(_) => {
+                self.reads.fetch_add(1, Ordering::Relaxed);
+                let image = self.image.read().unwrap_or_else(|e| e.into_inner());
+                Reply::Done(image.object.dispatch(op))
+            }
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(to))) => Reply::NotLeader(to.leader_id),
+            Err(e) => Reply::Unavailable(e.to_string()),
+        }
+    }
+
+    async fn serve(self: Arc<Self>, body: Vec<u8>) -> Vec<u8> {
+        let response = match net::decode::<Request<D>>(&body) {
+            Ok(Request::Append(rpc)) => Response::Append(self.raft.append_entries(rpc).await),
+            Ok(Request::Vote(rpc)) => Response::Vote(self.raft.vote(rpc).await),
+            Ok(Request::Snapshot(rpc)) => Response::Snapshot(self.raft.install_snapshot(rpc).await),
+            Ok(Request::Write(command)) => Response::Client(self.write_here(command).await),
+            Ok(Request::Read(op)) => Response::Client(self.read_here(&op).await),
+            Err(e) => {
+                self.rejected.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("corum-raft: node {} rejected a frame that does not decode: {e}", self.id);
+                Response::Rejected(e.to_string())
+            }
+        };
+        net::encode(&response).unwrap_or_else(|e| {
+            net::encode(&Response::<D>::Rejected(format!("the answer does not encode: {e}"))).unwrap_or_default()
+        })
+    }
+}
+
+async fn accept<D: Replicated>(listener: TcpListener, core: Arc<Core<D>>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.changed() => return,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                if core.net.is_cut() {
+                    drop(stream);
+                    continue;
+                }
+                let served = core.clone();
+                tokio::spawn(net::serve_connection(stream, core.net.clone(), stop.clone(), move |body| {
+                    served.clone().serve(body)
+                }));
+            }
+            Err(e) => {
+                tracing::warn!("corum-raft: accepting a connection failed: {e}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// What a node reports about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NodeMetrics {
+    /// This node.
+    pub id: NodeId,
+    /// The leader it knows of.
+    pub leader: Option<NodeId>,
+    /// Its current term.
+    pub term: u64,
+    /// The index of the last entry in its log.
+    pub last_log_index: Option<u64>,
+    /// The index of the last entry applied to its copy of the object.
+    pub last_applied: Option<u64>,
+    /// The last index its latest snapshot covers.
+    pub snapshot: Option<u64>,
+    /// The last index dropped from its log.
+    pub purged: Option<u64>,
+    /// Client sessions its copy of the object keeps.
+    pub sessions: usize,
+    /// Client writes it has committed as leader.
+    pub writes: u64,
+    /// Linearizable reads it has served as leader.
+    pub reads: u64,
+    /// Frames from peers or clients it could not decode.
+    pub rejected_frames: u64,
+}
+
+/// A running node. Writes and reads through it go to the leader wherever it is.
+pub struct Node<D: Replicated> {
+    core: Arc<Core<D>>,
+    client: Client<D>,
+    listen: SocketAddr,
+}
+
+impl<D: Replicated> Node<D> {
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.core.id
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.listen
+    }
+
+    /// Applies a write to the replicated object, once, and returns its response: proposed
+    /// by the leader (this node or another, over TCP), committed by a majority's durable
+    /// logs, and retried under the same session number across leader changes until the
+    /// request timeout. See [`Client::execute_mut`].
+    pub async fn execute_mut(&self, op: D::WriteOp) -> Result<D::Response, Error> {
+        self.client.execute_mut(op).await
+    }
+
+    /// A linearizable read: served by the leader after it has confirmed its leadership
+    /// with a quorum and applied everything committed before the read began.
+    pub async fn execute(&self, op: D::ReadOp) -> Result<D::Response, Error> {
+        self.client.execute(op).await
+    }
+
+    /// A client that goes through this node (it can be cloned and shared by tasks).
+    pub fn client(&self) -> Client<D> {
+        self.client.clone()
+    }
+
+    /// Reads this node's own copy of the object, without asking anyone: as fresh as what
+    /// this node has applied, not linearizable. For checks and monitoring.
+    pub fn read_local<R>(&self, f: impl FnOnce(&D) -> R) -> R {
+        let image = self.core.image.read().unwrap_or_else(|e| e.into_inner());
+        f(&image.object)
+    }
+
+    /// What this node reports about itself.
+    pub fn metrics(&self) -> NodeMetrics {
+        let m = self.core.raft.metrics().borrow().clone();
+        let sessions = self.core.image.read().unwrap_or_else(|e| e.into_inner()).sessions();
+        NodeMetrics {
+            id: self.core.id,
+            leader: m.current_leader,
+            term: m.current_term,
+            last_log_index: m.last_log_index,
+            last_applied: m.last_applied.map(|id| id.index),
+            snapshot: m.snapshot.map(|id| id.index),
+            purged: m.purged.map(|id| id.index),
+            sessions,
+            writes: self.core.writes.load(Ordering::Relaxed),
+            reads: self.core.reads.load(Ordering::Relaxed),
+            rejected_frames: self.core.rejected.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The openraft instance underneath, for what this API does not cover (membership
+    /// changes, triggering a snapshot, waiting on metrics).
+    pub fn raft(&self) -> &Raft<Types<D>> {
+        &self.core.raft
+    }
+
+    /// A network fault, for tests: closes every connection to and from this node and
+    /// refuses new ones until [`reconnect`](Self::reconnect). The node runs on, cut off.
+    pub async fn disconnect(&self) {
+        self.core.net.set_cut(true).await;
+    }
+
+    /// Ends a [`disconnect`](Self::disconnect).
+    pub async fn reconnect(&self) {
+        self.core.net.set_cut(false).await;
+    }
+
+    /// Stops the node: its server, openraft, and its disk writer (after everything queued
+    /// is on disk). Calls through it afterwards return [`Error::Shutdown`].
+    pub async fn shutdown(&self) {
+        if self.core.stopped.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let _ = self.core.stop.send(true);
+        let _ = self.core.raft.shutdown().await;
+        self.core.net.set_cut(true).await;
+        let disk = self.core.disk.clone();
+        let _ = tokio::task::spawn_blocking(move || disk.close()).await;
+    }
+}
+
+/// Opens connections to peers for openraft.
+struct Factory {
+    net: Arc<Net>,
+}
+
+impl<D: Replicated> RaftNetworkFactory<Types<D>> for Factory {
+    type Network = Peer;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Peer {
+        Peer { target, addr: node.addr.parse().ok(), net: self.net.clone() }
+    }
+}
+
+/// openraft's view of one peer.
+struct Peer {
+    target: NodeId,
+    addr: Option<SocketAddr>,
+    net: Arc<Net>,
+}
+
+type RpcResult<T, E> = Result<T, RPCError<NodeId, BasicNode, E>>;
+
+impl Peer {
+    async fn call<D: Replicated, E: std::error::Error>(
+        &self,
+        request: Request<D>,
+        timeout: Duration,
+    ) -> RpcResult<Response<D>, E> {
+        let Some(addr) = self.addr else {
+            let e = std::io::Error::new(std::io::ErrorKind::InvalidInput, "the peer's address does not parse");
+            return Err(RPCError::Unreachable(Unreachable::new(&e)));
+        };
+        let body = net::encode(&request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let answer =
+            self.net.call(addr, &body, timeout).await.map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+        net::decode(&answer).map_err(|e| RPCError::Network(NetworkError::new(&e)))
+    }
+}
+
+fn unexpected<E: std::error::Error>(what: &str) -> RPCError<NodeId, BasicNode, E> {
+    let e = std::io::Error::new(std::io::ErrorKind::InvalidData, format!("unexpected answer: {what}"));
+    RPCError::Network(NetworkError::new(&e))
+}
+
+impl<D: Replicated> RaftNetwork<Types<D>> for Peer {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<Types<D>>,
+        option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<NodeId>, RaftError<NodeId>> {
+        match self.call::<D, _>(Request::Append(rpc), option.hard_ttl()).await? {
+            Response::Append(r) => r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e))),
+            Response::Rejected(why) => Err(unexpected(&why)),
+            _ => Err(unexpected("not an append answer")),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<Types<D>>,
+        option: RPCOption,
+    ) -> RpcResult<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>> {
+        match self.call::<D, _>(Request::Snapshot(rpc), option.hard_ttl()).await? {
+            Response::Snapshot(r) => r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e))),
+            Response::Rejected(why) => Err(unexpected(&why)),
+            _ => Err(unexpected("not a snapshot answer")),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> RpcResult<VoteResponse<NodeId>, RaftError<NodeId>> {
+        match self.call::<D, _>(Request::Vote(rpc), option.hard_ttl()).await? {
+            Response::Vote(r) => r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e))),
+            Response::Rejected(why) => Err(unexpected(&why)),
+            _ => Err(unexpected("not a vote answer")),
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! The replicated object as openraft's state machine: committed entries are applied to the
+//! user's [`Dispatch`](corum::Dispatch) object, through client sessions that make a retried
+//! write take effect once; snapshots are the serialised object and sessions.
+
+use std::collections::BTreeMap;
+use std::io::{self, Cursor};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Mutex, RwLock};
+
+use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
+use openraft::{BasicNode, EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder, StoredMembership};
+use serde::{Deserialize, Serialize};
+
+use crate::storage::{decode, Disk, Recovered};
+use crate::types::{storage_error, Applied, Command, Entry, LogId, NodeId, Replicated, StorageError, Types};
+
+/// What a client session remembers: the responses it may still be asked for again.
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
+pub(crate) struct Session<D: Replicated> {
+    /// Every write numbered below this has been answered and released by the client.
+    floor: u64,
+    /// Responses of the writes at or above `floor` that were applied.
+    replies: BTreeMap<u64, D::Response>,
+}
+
+/// The object and everything applied with it; what a snapshot holds.
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
+pub(crate) struct Image<D: Replicated> {
+    pub(crate) last_applied: Option<LogId>,
+    pub(crate) membership: StoredMembership<NodeId, BasicNode>,
+    pub(crate) object: D,
+    pub(crate) sessions: BTreeMap<u64, Session<D>>,
+}
+
+impl<D: Replicated> Image<D> {
+    fn new(object: D) -> Self {
+        Image { last_applied: None, membership: StoredMembership::default(), object, sessions: BTreeMap::new() }
+    }
+
+    /// Applies one client write through its session.
+    pub(crate) fn apply(&mut self, command: &Command<D>) -> Applied<D> {
+        let session =
+            self.sessions.entry(command.client).or_insert_with(|| Session { floor: 0, replies: BTreeMap::new() });
+        if command.acked > session.floor {
+            session.floor = command.acked;
+            session.replies = session.replies.split_off(&command.acked);
+        }
+        if command.seq < session.floor {
+            return Applied::Expired;
+        }
+        if let Some(reply) = session.replies.get(&command.seq) {
+            return Applied::Response(reply.clone());
+        }
+        match catch_unwind(AssertUnwindSafe(|| self.object.dispatch_mut(&command.op))) {
+            Ok(reply) => {
+                session.replies.insert(command.seq, reply.clone());
+                Applied::Response(reply)
+            }
+            Err(_) => Applied::Panicked,
+        }
+    }
+
+    /// How many client sessions the object keeps.
+    pub(crate) fn sessions(&self) -> usize {
+        self.sessions.len()
+    }
+}
+
+/// A snapshot kept on disk and in memory: its metadata and the serialised [`Image`].
+#[derive(Serialize, Deserialize, Clone)]
+struct Stored {
+    meta: SnapshotMeta<NodeId, BasicNode>,
+    data: Vec<u8>,
+}
+
+/// The state machine handed to openraft; the node keeps a second handle on `image` to
+/// serve reads.
+pub(crate) struct StateMachine<D: Replicated> {
+    pub(crate) image: Arc<RwLock<Image<D>>>,
+    current: Arc<Mutex<Option<Stored>>>,
+    disk: Arc<Disk>,
+    built: u64,
+}
+
+impl<D: Replicated> StateMachine<D> {
+    /// The state machine at its last snapshot on disk, or `initial` if there is none.
+    pub(crate) fn new(initial: D, disk: Arc<Disk>, recovered: &Recovered) -> io::Result<Self> {
+        let mut image = Image::new(initial);
+        let mut current = None;
+        if let Some(bytes) = recovered.meta.get("snapshot") {
+            let stored: Stored = decode(bytes)?;
+            image = decode(&stored.data)?;
+            current = Some(stored);
+        }
+        Ok(StateMachine { image: Arc::new(RwLock::new(image)), current: Arc::new(Mutex::new(current)), disk, built: 0 })
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Image<D>> {
+        self.image.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn keep(&self, stored: Stored) -> Result<(), StorageError> {
+        let bytes = postcard::to_allocvec(&stored)
+            .map_err(|e| storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
+        self.disk
+            .write_durably(("snapshot", bytes))
+            .await
+            .map_err(|e| storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(stored);
+        Ok(())
+    }
+}
+
+/// Builds snapshots for openraft; shares the state machine's parts.
+pub(crate) struct Builder<D: Replicated> {
+    image: Arc<RwLock<Image<D>>>,
+    current: Arc<Mutex<Option<Stored>>>,
+    disk: Arc<Disk>,
+    number: u64,
+}
+
+impl<D: Replicated> RaftSnapshotBuilder<Types<D>> for Builder<D> {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<Types<D>>, StorageError> {
+        let (data, last_applied, membership) = {
+            let image = self.image.read().unwrap_or_else(|e| e.into_inner());
+            let data = postcard::to_allocvec(&*image)
+                .map_err(|e| storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
+            (data, image.last_applied, image.membership.clone())
+        };
+        let id = format!("{}-{}", last_applied.map_or(0, |id| id.index), self.number);
+        let meta = SnapshotMeta { last_log_id: last_applied, last_membership: membership, snapshot_id: id };
+        let machine = StateMachine {
+            image: self.image.clone(),
+            current: self.current.clone(),
+            disk: self.disk.clone(),
+            built: 0,
+        };
+        machine.keep(Stored { meta: meta.clone(), data: data.clone() }).await?;
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
+    }
+}
+
+impl<D: Replicated> RaftStateMachine<Types<D>> for StateMachine<D> {
+    type SnapshotBuilder = Builder<D>;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership<NodeId, BasicNode>), StorageError> {
+        let image = self.image.read().unwrap_or_else(|e| e.into_inner());
+        Ok((image.last_applied, image.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Applied<D>>, StorageError>
+    where
+        I: IntoIterator<Item = Entry<D>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut image = self.write();
+        let mut replies = Vec::new();
+        for entry in entries {
+            image.last_applied = Some(entry.log_id);
+            replies.push(match &entry.payload {
+                EntryPayload::Blank => Applied::Nothing,
+                EntryPayload::Normal(command) => image.apply(command),
+                EntryPayload::Membership(membership) => {
+                    image.membership = StoredMembership::new(Some(entry.log_id), membership.clone());
+                    Applied::Nothing
+                }
+            });
+        }
+        Ok(replies)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.built += 1;
+        Builder {
+            image: self.image.clone(),
+            current: self.current.clone(),
+            disk: self.disk.clone(),
+            number: self.built,
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let data = snapshot.into_inner();
+        let image: Image<D> = decode(&data)
+            .map_err(|e| storage_error(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Read, e))?;
+        self.keep(Stored { meta: meta.clone(), data }).await?;
+        *self.write() = image;
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<Types<D>>>, StorageError> {
+        let current = self.current.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        Ok(current.map(|stored| Snapshot { meta: stored.meta, snapshot: Box::new(Cursor::new(stored.data)) }))
+    }
+}

@@ -1,0 +1,300 @@
+//! Three nodes in one process over loopback sockets.
+
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Cluster, Counters};
+use corum::sim::linearizability::{check, Call, Operation};
+use corum_raft::{Applied, Builder, Client, Command, Error};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writes_and_reads_reach_every_copy() {
+    let cluster = Cluster::start(3, 10_000).await;
+    let leader = cluster.leader().await;
+    let follower = (leader + 1) % 3;
+    // Through a follower: forwarded to the leader over TCP.
+    for i in 0..50u64 {
+        assert_eq!(cluster.node(follower).execute_mut((i % 5, 1)).await.unwrap(), i / 5 + 1);
+    }
+    for key in 0..5 {
+        assert_eq!(cluster.node((leader + 2) % 3).execute(key).await.unwrap(), 10);
+    }
+    let copy = cluster.converged().await;
+    assert_eq!(copy.0.values().sum::<u64>(), 50);
+    let m = cluster.node(leader).metrics();
+    assert_eq!(m.writes, 50);
+    assert_eq!(m.reads, 5);
+    assert_eq!(m.leader, Some(leader as u64 + 1));
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_crashed_leader_is_replaced_and_restarts_from_its_disk() {
+    let mut cluster = Cluster::start(3, 10_000).await;
+    let old = cluster.leader().await;
+    let other = (old + 1) % 3;
+    for _ in 0..20 {
+        cluster.node(other).execute_mut((1, 1)).await.unwrap();
+    }
+    cluster.stop(old).await;
+    // The survivors elect a new leader and go on.
+    for _ in 0..20 {
+        cluster.node(other).execute_mut((1, 1)).await.unwrap();
+    }
+    let new = cluster.leader().await;
+    assert_ne!(new, old);
+    cluster.restart(old).await;
+    // It carries on from its log on disk and catches up with the rest.
+    let copy = cluster.converged().await;
+    assert_eq!(copy.0[&1], 40);
+    assert_eq!(cluster.node(old).execute(1).await.unwrap(), 40);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn acknowledged_writes_survive_every_node_restarting() {
+    let mut cluster = Cluster::start(3, 10_000).await;
+    let client = cluster.node(0).client();
+    let mut handles = Vec::new();
+    for t in 0..8u64 {
+        let client = client.clone();
+        handles.push(tokio::spawn(async move {
+            for _ in 0..25 {
+                client.execute_mut((t, 1)).await.unwrap();
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    for i in 0..3 {
+        cluster.stop(i).await;
+    }
+    for i in 0..3 {
+        cluster.restart(i).await;
+    }
+    cluster.leader().await;
+    for t in 0..8u64 {
+        assert_eq!(cluster.node(2).execute(t).await.unwrap(), 25, "key {t}");
+    }
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_partitioned_leader_is_replaced_and_catches_up_when_healed() {
+    let cluster = Cluster::start(3, 10_000).await;
+    let old = cluster.leader().await;
+    let other = (old + 1) % 3;
+    cluster.node(other).execute_mut((7, 1)).await.unwrap();
+    cluster.node(old).disconnect().await;
+    for _ in 0..30 {
+        cluster.node(other).execute_mut((7, 1)).await.unwrap();
+    }
+    let m = cluster.node(other).metrics();
+    assert_ne!(m.leader, Some(old as u64 + 1), "the majority side elected a new leader");
+    // The cut-off node cannot serve a linearizable read.
+    let cut = tokio::time::timeout(Duration::from_secs(3), cluster.node(old).client().execute(7)).await;
+    assert!(!matches!(cut, Ok(Ok(_))), "a cut-off node served a read: {cut:?}");
+    cluster.node(old).reconnect().await;
+    let copy = cluster.converged().await;
+    assert_eq!(copy.0[&7], 31);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_far_behind_catches_up_from_a_snapshot() {
+    let cluster = Cluster::start(3, 50).await;
+    let leader = cluster.leader().await;
+    let behind = (leader + 1) % 3;
+    cluster.node(behind).disconnect().await;
+    for i in 0..300u64 {
+        cluster.node(leader).execute_mut((i % 3, 1)).await.unwrap();
+    }
+    let m = cluster.node(leader).metrics();
+    assert!(m.snapshot.is_some() && m.purged.is_some(), "the leader compacted its log: {m:?}");
+    cluster.node(behind).reconnect().await;
+    let copy = cluster.converged().await;
+    assert_eq!(copy.0.values().sum::<u64>(), 300);
+    assert!(cluster.node(behind).metrics().snapshot.is_some(), "it installed the leader's snapshot");
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retried_write_is_applied_once() {
+    let cluster = Cluster::start(3, 10_000).await;
+    let leader = cluster.leader().await;
+    let raft = cluster.node(leader).raft();
+    let command = |seq, acked| Command::<Counters> { client: 42, seq, acked, op: (9, 5) };
+    // The same write twice (a retry after a lost answer): the second is answered from the
+    // session, not applied.
+    let first = raft.client_write(command(1, 1)).await.unwrap().data;
+    let again = raft.client_write(command(1, 1)).await.unwrap().data;
+    assert!(matches!(first, Applied::Response(5)), "{first:?}");
+    assert!(matches!(again, Applied::Response(5)), "{again:?}");
+    // Once the client has moved on (acked past it), a late copy is not applied either.
+    let next = raft.client_write(command(2, 2)).await.unwrap().data;
+    assert!(matches!(next, Applied::Response(10)), "{next:?}");
+    let late = raft.client_write(command(1, 1)).await.unwrap().data;
+    assert!(matches!(late, Applied::Expired), "{late:?}");
+    assert_eq!(cluster.converged().await.0[&9], 10);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_panicking_write_is_reported_and_the_cluster_goes_on() {
+    let cluster = Cluster::start(3, 10_000).await;
+    let node = cluster.node(0);
+    assert!(matches!(node.execute_mut((1, u64::MAX)).await, Err(Error::OperationPanicked)));
+    assert_eq!(node.execute_mut((1, 2)).await.unwrap(), 2);
+    cluster.converged().await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_clients_across_leader_changes_are_linearizable() {
+    let cluster = Arc::new(tokio::sync::Mutex::new(Cluster::start(3, 100).await));
+    let clock = Arc::new(AtomicU64::new(0));
+    let clients: Vec<Client<Counters>> = {
+        let c = cluster.lock().await;
+        (0..6).map(|i| c.node(i % 3).client()).collect()
+    };
+    let mut tasks = Vec::new();
+    for (id, client) in clients.into_iter().enumerate() {
+        let clock = clock.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut history = Vec::new();
+            let mut x = id as u64 * 7919 + 1;
+            for _ in 0..40 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let key = x % 3;
+                let invoked = clock.fetch_add(1, Ordering::SeqCst);
+                let (call, result) = if (x >> 20).is_multiple_of(3) {
+                    (Call::Read(key), client.execute(key).await)
+                } else {
+                    (Call::Write((key, 1)), client.execute_mut((key, 1)).await)
+                };
+                let returned = result.ok().map(|r| (clock.fetch_add(1, Ordering::SeqCst), r));
+                history.push(Operation::<Counters> { client: id, call, invoked, returned });
+            }
+            history
+        }));
+    }
+    // Leader changes while the clients run: a partition, then a crash and a restart.
+    {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let c = cluster.lock().await;
+        let l = c.leader().await;
+        c.node(l).disconnect().await;
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        c.node(l).reconnect().await;
+    }
+    {
+        let mut c = cluster.lock().await;
+        let l = c.leader().await;
+        c.stop(l).await;
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        c.restart(l).await;
+    }
+    let mut history = Vec::new();
+    for t in tasks {
+        history.extend(t.await.unwrap());
+    }
+    let done = history.iter().filter(|op| op.returned.is_some()).count();
+    assert!(done > history.len() / 2, "only {done} of {} operations completed", history.len());
+    let partition = |call: &Call<u64, (u64, u64)>| match call {
+        Call::Read(k) => *k,
+        Call::Write((k, _)) => *k,
+    };
+    check(&Counters::default(), &history, Some(&partition)).unwrap();
+    let c = cluster.lock().await;
+    let copy = c.converged().await;
+    let writes_ok =
+        history.iter().filter(|op| matches!(op.call, Call::Write(_)) && op.returned.is_some()).count() as u64;
+    let writes = history.iter().filter(|op| matches!(op.call, Call::Write(_))).count() as u64;
+    let total: u64 = copy.0.values().sum();
+    assert!(writes_ok <= total && total <= writes, "applied {total}, acknowledged {writes_ok}, sent {writes}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_settings_are_typed_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let addr = "127.0.0.1:0".parse().unwrap();
+    let no_dir = Builder::new(1, Counters::default()).listen(addr).start().await;
+    assert!(matches!(no_dir, Err(Error::Config(_))));
+    let twice = Builder::new(1, Counters::default())
+        .listen(addr)
+        .data_dir(tmp.path())
+        .peer(2, addr)
+        .peer(2, addr)
+        .start()
+        .await;
+    assert!(matches!(twice, Err(Error::Config(_))));
+    let timeouts = Builder::new(1, Counters::default())
+        .listen(addr)
+        .data_dir(tmp.path())
+        .heartbeat(Duration::from_millis(100))
+        .election_timeout(Duration::from_millis(150), Duration::from_millis(300))
+        .start()
+        .await;
+    assert!(matches!(timeouts, Err(Error::Config(_))));
+    let no_listen = Builder::new(1, Counters::default()).data_dir(tmp.path()).start().await;
+    assert!(matches!(no_listen, Err(Error::Config(_))));
+    assert!(matches!(Client::<Counters>::builder().build(), Err(Error::Config(_))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn calls_after_shutdown_and_without_quorum_are_typed_errors() {
+    let mut cluster = Cluster::start(3, 10_000).await;
+    let survivor = cluster.node(0).client();
+    let quick = Client::<Counters>::builder()
+        .node(1, cluster.addrs[0])
+        .node(2, cluster.addrs[1])
+        .node(3, cluster.addrs[2])
+        .timeout(Duration::from_millis(1500))
+        .build()
+        .unwrap();
+    assert_eq!(quick.execute_mut((1, 1)).await.unwrap(), 1);
+    cluster.stop(1).await;
+    cluster.stop(2).await;
+    // One node of three: no quorum.
+    let lone = quick.execute_mut((1, 1)).await;
+    assert!(matches!(lone, Err(Error::NoQuorum { .. })), "{lone:?}");
+    cluster.stop(0).await;
+    assert!(matches!(survivor.execute_mut((1, 1)).await, Err(Error::Shutdown)));
+    let nobody = quick.execute(1).await;
+    assert!(matches!(nobody, Err(Error::Unreachable { .. })), "{nobody:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_frame_that_does_not_decode_is_rejected_and_the_node_goes_on() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cluster = Cluster::start(3, 10_000).await;
+    let mut raw = tokio::net::TcpStream::connect(cluster.addrs[1]).await.unwrap();
+    let garbage = [0xffu8, 0xff, 0xff, 0xff, 0x7f];
+    let mut frame = (garbage.len() as u32).to_le_bytes().to_vec();
+    frame.extend_from_slice(&7u64.to_le_bytes());
+    frame.extend_from_slice(&garbage);
+    raw.write_all(&frame).await.unwrap();
+    // An answer to request 7 (a rejection), on a connection that stays open.
+    let mut header = [0u8; 12];
+    raw.read_exact(&mut header).await.unwrap();
+    assert_eq!(u64::from_le_bytes(header[4..].try_into().unwrap()), 7);
+    let mut body = vec![0u8; u32::from_le_bytes(header[..4].try_into().unwrap()) as usize];
+    raw.read_exact(&mut body).await.unwrap();
+    assert_eq!(cluster.node(1).metrics().rejected_frames, 1);
+    // A frame longer than any node accepts closes the connection.
+    let mut huge = u32::MAX.to_le_bytes().to_vec();
+    huge.extend_from_slice(&8u64.to_le_bytes());
+    raw.write_all(&huge).await.unwrap();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), raw.read_to_end(&mut rest)).await;
+    assert!(matches!(closed, Ok(Ok(0))), "{closed:?}");
+    // The node serves on.
+    assert_eq!(cluster.node(1).execute_mut((3, 3)).await.unwrap(), 3);
+    cluster.shutdown().await;
+}

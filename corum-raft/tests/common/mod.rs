@@ -1,0 +1,140 @@
+//! A test object and a cluster of nodes in one process over loopback.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use corum::Dispatch;
+use corum_raft::{Builder, Node};
+use serde::{Deserialize, Serialize};
+
+/// Counters by key: a write adds to a key's counter and returns the new value, so a write
+/// applied twice shows in the total; a read returns a key's counter.
+#[derive(Clone, Default, Debug, Hash, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters(pub BTreeMap<u64, u64>);
+
+impl Dispatch for Counters {
+    type ReadOp = u64;
+    type WriteOp = (u64, u64);
+    type Response = u64;
+    fn dispatch(&self, key: &u64) -> u64 {
+        self.0.get(key).copied().unwrap_or(0)
+    }
+    fn dispatch_mut(&mut self, &(key, add): &(u64, u64)) -> u64 {
+        if add == u64::MAX {
+            panic!("the test's poison write");
+        }
+        let v = self.0.entry(key).or_insert(0);
+        *v += add;
+        *v
+    }
+}
+
+pub struct Cluster {
+    pub nodes: Vec<Option<Node<Counters>>>,
+    pub addrs: Vec<SocketAddr>,
+    pub dirs: Vec<PathBuf>,
+    pub snapshot_every: u64,
+    _tmp: tempfile::TempDir,
+}
+
+impl Cluster {
+    pub async fn start(n: usize, snapshot_every: u64) -> Cluster {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut listeners = Vec::new();
+        for _ in 0..n {
+            listeners.push(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap());
+        }
+        let addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
+        let dirs: Vec<PathBuf> = (0..n).map(|i| tmp.path().join(format!("node{}", i + 1))).collect();
+        let mut cluster = Cluster { nodes: Vec::new(), addrs, dirs, snapshot_every, _tmp: tmp };
+        for (i, listener) in listeners.into_iter().enumerate() {
+            let node = cluster.builder(i).listener(listener).start().await.unwrap();
+            cluster.nodes.push(Some(node));
+        }
+        cluster.leader().await;
+        cluster
+    }
+
+    pub fn builder(&self, i: usize) -> Builder<Counters> {
+        let mut b = Builder::new(i as u64 + 1, Counters::default())
+            .data_dir(&self.dirs[i])
+            .heartbeat(Duration::from_millis(20))
+            .election_timeout(Duration::from_millis(150), Duration::from_millis(300))
+            .request_timeout(Duration::from_secs(10))
+            .snapshot_every(self.snapshot_every);
+        for (j, addr) in self.addrs.iter().enumerate() {
+            if j != i {
+                b = b.peer(j as u64 + 1, *addr);
+            }
+        }
+        b
+    }
+
+    pub fn node(&self, i: usize) -> &Node<Counters> {
+        self.nodes[i].as_ref().expect("the node is running")
+    }
+
+    /// Waits until the running nodes agree on a leader that is one of them; its index.
+    pub async fn leader(&self) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let running: Vec<_> = self.nodes.iter().flatten().collect();
+            let leaders: Vec<_> = running.iter().map(|n| n.metrics().leader).collect();
+            if let Some(Some(l)) = leaders.first() {
+                if leaders.iter().all(|x| *x == Some(*l)) && running.iter().any(|n| n.id() == *l) {
+                    return *l as usize - 1;
+                }
+            }
+            assert!(Instant::now() < deadline, "no agreed leader: {leaders:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn stop(&mut self, i: usize) {
+        let node = self.nodes[i].take().expect("running");
+        node.shutdown().await;
+    }
+
+    pub async fn restart(&mut self, i: usize) {
+        let mut tries = 0;
+        let node = loop {
+            match self.builder(i).listen(self.addrs[i]).start().await {
+                Ok(node) => break node,
+                Err(e) if tries < 50 => {
+                    tries += 1;
+                    eprintln!("restart of node {} waits: {e}", i + 1);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("node {} does not restart: {e}", i + 1),
+            }
+        };
+        self.nodes[i] = Some(node);
+    }
+
+    /// Waits until every running node has applied the same entries, and returns the
+    /// common copy of the object.
+    pub async fn converged(&self) -> Counters {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let running: Vec<_> = self.nodes.iter().flatten().collect();
+            let applied: Vec<_> = running.iter().map(|n| n.metrics().last_applied).collect();
+            let copies: Vec<Counters> = running.iter().map(|n| n.read_local(|c| c.clone())).collect();
+            if applied.windows(2).all(|w| w[0] == w[1]) && copies.windows(2).all(|w| w[0] == w[1]) {
+                return copies[0].clone();
+            }
+            assert!(Instant::now() < deadline, "copies do not converge: applied {applied:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn shutdown(mut self) {
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].is_some() {
+                self.stop(i).await;
+            }
+        }
+    }
+}
