@@ -172,6 +172,12 @@ impl<D: Replicated> Client<D> {
         self.inner.session
     }
 
+    /// The node that answered this session's last successful call as leader, if the
+    /// session has not since lost track of it.
+    pub fn leader(&self) -> Option<NodeId> {
+        Some(self.inner.leader.load(Ordering::Relaxed)).filter(|&l| l != NO_LEADER)
+    }
+
     /// Applies a write to the replicated object once and returns its response.
     ///
     /// Errors: [`Error::NoQuorum`] or [`Error::Unreachable`] when no leader committed it
