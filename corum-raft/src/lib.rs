@@ -92,4 +92,4 @@ mod types;
 pub use client::{Client, ClientBuilder};
 pub use error::Error;
 pub use node::{Builder, Node, NodeMetrics};
-pub use types::{Applied, Command, NodeId, Replicated, Types};
+pub use types::{Applied, Batch, Command, NodeId, Replicated, Types};

@@ -9,8 +9,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use openraft::error::{
-    CheckIsLeaderError, ClientWriteError, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError,
-    Unreachable,
+    CheckIsLeaderError, ClientWriteError, InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError,
+    RemoteError, Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -19,14 +19,14 @@ use openraft::raft::{
 };
 use openraft::{BasicNode, Raft, SnapshotPolicy};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::client::Client;
 use crate::error::Error;
 use crate::net::{self, Net, Reply, Request, Response};
 use crate::state_machine::{Image, StateMachine};
 use crate::storage::{Disk, LogStore};
-use crate::types::{Applied, Command, NodeId, Replicated, Types};
+use crate::types::{Applied, Batch, Command, NodeId, Replicated, Types};
 
 /// Settings of a node; [`Builder::start`] checks them and starts it.
 ///
@@ -206,6 +206,7 @@ impl<D: Replicated> Builder<D> {
             .map_err(|e| Error::Storage(std::io::Error::other(e.to_string())))?;
 
         let (stop, stopped_rx) = watch::channel(false);
+        let (batcher, queue) = mpsc::unbounded_channel();
         let core = Arc::new(Core {
             id: self.id,
             raft: raft.clone(),
@@ -214,11 +215,14 @@ impl<D: Replicated> Builder<D> {
             disk,
             stop,
             stopped: AtomicBool::new(false),
+            batcher,
             writes: AtomicU64::new(0),
+            entries: AtomicU64::new(0),
             reads: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
         });
         tokio::spawn(accept(listener, core.clone(), stopped_rx));
+        tokio::spawn(batch_writes(Arc::downgrade(&core), raft.clone(), queue));
 
         let initialize = self.initialize.unwrap_or(members.keys().next() == Some(&self.id));
         if initialize && !raft.is_initialized().await.map_err(|e| Error::Protocol(e.to_string()))? {
@@ -243,30 +247,88 @@ pub(crate) struct Core<D: Replicated> {
     disk: Arc<Disk>,
     stop: watch::Sender<bool>,
     pub(crate) stopped: AtomicBool,
+    batcher: mpsc::UnboundedSender<Waiting<D>>,
     writes: AtomicU64,
+    entries: AtomicU64,
     reads: AtomicU64,
     rejected: AtomicU64,
 }
 
+/// A client write waiting for a log entry, and where its answer goes.
+type Waiting<D> = (Command<D>, oneshot::Sender<Reply<D>>);
+
+/// Log entries a leader has proposed and not yet seen applied, at most. openraft 0.9
+/// writes one entry to disk at a time, so the writes that arrive while these are in flight
+/// wait and go together in the next entry: one flush for all of them.
+const ENTRIES_IN_FLIGHT: usize = 4;
+/// Client writes in one log entry, at most.
+const BATCH_MAX: usize = 256;
+
+/// Gathers client writes into log entries.
+async fn batch_writes<D: Replicated>(
+    core: std::sync::Weak<Core<D>>,
+    raft: Raft<Types<D>>,
+    mut queue: mpsc::UnboundedReceiver<Waiting<D>>,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(ENTRIES_IN_FLIGHT));
+    while let Some(first) = queue.recv().await {
+        let Ok(slot) = slots.clone().acquire_owned().await else { return };
+        let mut commands = vec![first.0];
+        let mut waiters = vec![first.1];
+        while commands.len() < BATCH_MAX {
+            match queue.try_recv() {
+                Ok((command, waiter)) => {
+                    commands.push(command);
+                    waiters.push(waiter);
+                }
+                Err(_) => break,
+            }
+        }
+        let (raft, core) = (raft.clone(), core.clone());
+        tokio::spawn(async move {
+            let n = commands.len() as u64;
+            match raft.client_write(Batch(commands)).await {
+                Ok(written) => {
+                    if let Some(core) = core.upgrade() {
+                        core.writes.fetch_add(n, Ordering::Relaxed);
+                        core.entries.fetch_add(1, Ordering::Relaxed);
+                    }
+                    for (waiter, applied) in waiters.into_iter().zip(written.data) {
+                        let _ = waiter.send(match applied {
+                            Applied::Response(r) => Reply::Done(r),
+                            Applied::Expired => Reply::Expired,
+                            Applied::Panicked => Reply::Panicked,
+                        });
+                    }
+                }
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(to))) => {
+                    for waiter in waiters {
+                        let _ = waiter.send(Reply::NotLeader(to.leader_id));
+                    }
+                }
+                Err(e) => {
+                    for waiter in waiters {
+                        let _ = waiter.send(Reply::Unavailable(e.to_string()));
+                    }
+                }
+            }
+            drop(slot);
+        });
+    }
+}
+
 impl<D: Replicated> Core<D> {
-    /// Proposes a client's write, if this node leads.
+    /// Proposes a client's write, if this node leads: queued for the batcher, which puts
+    /// it in the next log entry.
     pub(crate) async fn write_here(&self, command: Command<D>) -> Reply<D> {
         if self.stopped.load(Ordering::Acquire) {
             return Reply::Unavailable("the node is shut down".into());
         }
-        match self.raft.client_write(command).await {
-            Ok(written) => {
-                self.writes.fetch_add(1, Ordering::Relaxed);
-                match written.data {
-                    Applied::Response(r) => Reply::Done(r),
-                    Applied::Expired => Reply::Expired,
-                    Applied::Panicked => Reply::Panicked,
-                    Applied::Nothing => Reply::Unavailable("a client write applied as no write".into()),
-                }
-            }
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(to))) => Reply::NotLeader(to.leader_id),
-            Err(e) => Reply::Unavailable(e.to_string()),
+        let (tx, rx) = oneshot::channel();
+        if self.batcher.send((command, tx)).is_err() {
+            return Reply::Unavailable("the node is shut down".into());
         }
+        rx.await.unwrap_or_else(|_| Reply::Unavailable("the node is shut down".into()))
     }
 
     /// Serves a linearizable read, if this node leads: confirms its leadership with a
@@ -352,6 +414,8 @@ pub struct NodeMetrics {
     pub sessions: usize,
     /// Client writes it has committed as leader.
     pub writes: u64,
+    /// Log entries those writes took (several writes share an entry under load).
+    pub write_entries: u64,
     /// Linearizable reads it has served as leader.
     pub reads: u64,
     /// Frames from peers or clients it could not decode.
@@ -416,6 +480,7 @@ impl<D: Replicated> Node<D> {
             purged: m.purged.map(|id| id.index),
             sessions,
             writes: self.core.writes.load(Ordering::Relaxed),
+            write_entries: self.core.entries.load(Ordering::Relaxed),
             reads: self.core.reads.load(Ordering::Relaxed),
             rejected_frames: self.core.rejected.load(Ordering::Relaxed),
         }
@@ -485,6 +550,13 @@ impl Peer {
             return Err(RPCError::Unreachable(Unreachable::new(&e)));
         };
         let body = net::encode(&request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        if body.len() > net::MAX_FRAME {
+            // openraft splits the entries and sends again; other requests cannot be split.
+            if let Request::Append(rpc) = &request {
+                let hint = (rpc.entries.len() as u64 / 2).max(1);
+                return Err(RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(hint)));
+            }
+        }
         let answer =
             self.net.call(addr, &body, timeout).await.map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
         net::decode(&answer).map_err(|e| RPCError::Network(NetworkError::new(&e)))

@@ -150,7 +150,7 @@ impl<D: Replicated> RaftStateMachine<Types<D>> for StateMachine<D> {
         Ok((image.last_applied, image.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Applied<D>>, StorageError>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Vec<Applied<D>>>, StorageError>
     where
         I: IntoIterator<Item = Entry<D>> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -160,11 +160,11 @@ impl<D: Replicated> RaftStateMachine<Types<D>> for StateMachine<D> {
         for entry in entries {
             image.last_applied = Some(entry.log_id);
             replies.push(match &entry.payload {
-                EntryPayload::Blank => Applied::Nothing,
-                EntryPayload::Normal(command) => image.apply(command),
+                EntryPayload::Blank => Vec::new(),
+                EntryPayload::Normal(batch) => batch.0.iter().map(|command| image.apply(command)).collect(),
                 EntryPayload::Membership(membership) => {
                     image.membership = StoredMembership::new(Some(entry.log_id), membership.clone());
-                    Applied::Nothing
+                    Vec::new()
                 }
             });
         }

@@ -63,7 +63,7 @@ impl<D> Replicated for D where
 {
 }
 
-/// What a log entry carries: a client's write, numbered in that client's session so that a
+/// A client's write, numbered in that client's session so that a
 /// retry of the same write is answered from the session instead of being applied again.
 #[derive(Serialize, Deserialize)]
 #[serde(bound = "")]
@@ -91,12 +91,28 @@ impl<D: Replicated> fmt::Debug for Command<D> {
     }
 }
 
-/// What applying a log entry gave.
+/// What a log entry carries: the client writes a leader gathered while its previous
+/// entries were being written (one entry, one disk flush, however many writes).
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct Batch<D: Replicated>(pub Vec<Command<D>>);
+
+impl<D: Replicated> Clone for Batch<D> {
+    fn clone(&self) -> Self {
+        Batch(self.0.clone())
+    }
+}
+
+impl<D: Replicated> fmt::Debug for Batch<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Batch({} writes)", self.0.len())
+    }
+}
+
+/// What applying one write of a log entry gave.
 #[derive(Serialize, Deserialize)]
 #[serde(bound = "")]
 pub enum Applied<D: Replicated> {
-    /// An entry with no client write (a leader's first entry, a membership change).
-    Nothing,
     /// The write's response: from applying it now, or kept from when it was first applied.
     Response(D::Response),
     /// A copy of a write whose response the client had already received and released: it
@@ -109,7 +125,6 @@ pub enum Applied<D: Replicated> {
 impl<D: Replicated> Clone for Applied<D> {
     fn clone(&self) -> Self {
         match self {
-            Applied::Nothing => Applied::Nothing,
             Applied::Response(r) => Applied::Response(r.clone()),
             Applied::Expired => Applied::Expired,
             Applied::Panicked => Applied::Panicked,
@@ -120,7 +135,6 @@ impl<D: Replicated> Clone for Applied<D> {
 impl<D: Replicated> fmt::Debug for Applied<D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Applied::Nothing => "Nothing",
             Applied::Response(_) => "Response",
             Applied::Expired => "Expired",
             Applied::Panicked => "Panicked",
@@ -168,8 +182,8 @@ impl<D> Ord for Types<D> {
 }
 
 impl<D: Replicated> openraft::RaftTypeConfig for Types<D> {
-    type D = Command<D>;
-    type R = Applied<D>;
+    type D = Batch<D>;
+    type R = Vec<Applied<D>>;
     type NodeId = NodeId;
     type Node = openraft::BasicNode;
     type Entry = openraft::Entry<Self>;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{Cluster, Counters};
 use corum::sim::linearizability::{check, Call, Operation};
-use corum_raft::{Applied, Builder, Client, Command, Error};
+use corum_raft::{Applied, Batch, Builder, Client, Command, Error};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn writes_and_reads_reach_every_copy() {
@@ -127,17 +127,17 @@ async fn a_retried_write_is_applied_once() {
     let cluster = Cluster::start(3, 10_000).await;
     let leader = cluster.leader().await;
     let raft = cluster.node(leader).raft();
-    let command = |seq, acked| Command::<Counters> { client: 42, seq, acked, op: (9, 5) };
+    let command = |seq, acked| Batch::<Counters>(vec![Command { client: 42, seq, acked, op: (9, 5) }]);
     // The same write twice (a retry after a lost answer): the second is answered from the
     // session, not applied.
-    let first = raft.client_write(command(1, 1)).await.unwrap().data;
-    let again = raft.client_write(command(1, 1)).await.unwrap().data;
+    let first = raft.client_write(command(1, 1)).await.unwrap().data.remove(0);
+    let again = raft.client_write(command(1, 1)).await.unwrap().data.remove(0);
     assert!(matches!(first, Applied::Response(5)), "{first:?}");
     assert!(matches!(again, Applied::Response(5)), "{again:?}");
     // Once the client has moved on (acked past it), a late copy is not applied either.
-    let next = raft.client_write(command(2, 2)).await.unwrap().data;
+    let next = raft.client_write(command(2, 2)).await.unwrap().data.remove(0);
     assert!(matches!(next, Applied::Response(10)), "{next:?}");
-    let late = raft.client_write(command(1, 1)).await.unwrap().data;
+    let late = raft.client_write(command(1, 1)).await.unwrap().data.remove(0);
     assert!(matches!(late, Applied::Expired), "{late:?}");
     assert_eq!(cluster.converged().await.0[&9], 10);
     cluster.shutdown().await;
@@ -296,5 +296,25 @@ async fn a_frame_that_does_not_decode_is_rejected_and_the_node_goes_on() {
     assert!(matches!(closed, Ok(Ok(0))), "{closed:?}");
     // The node serves on.
     assert_eq!(cluster.node(1).execute_mut((3, 3)).await.unwrap(), 3);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writes_share_log_entries() {
+    let cluster = Cluster::start(3, 10_000).await;
+    let leader = cluster.leader().await;
+    let client = cluster.node(leader).client();
+    let tasks: Vec<_> = (0..64u64)
+        .map(|k| {
+            let client = client.clone();
+            tokio::spawn(async move { client.execute_mut((k, 1)).await })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap(), 1);
+    }
+    let m = cluster.node(leader).metrics();
+    assert_eq!(m.writes, 64);
+    assert!(m.write_entries < m.writes / 2, "64 concurrent writes took {} log entries", m.write_entries);
     cluster.shutdown().await;
 }
