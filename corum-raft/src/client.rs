@@ -186,8 +186,15 @@ impl<D: Replicated> Client<D> {
     /// only with `follow_leader(false)`.
     pub async fn execute_mut(&self, op: D::WriteOp) -> Result<D::Response, Error> {
         let inner = &self.inner;
-        let seq = inner.next_seq.fetch_add(1, Ordering::Relaxed);
-        inner.outstanding.lock().unwrap_or_else(|e| e.into_inner()).insert(seq);
+        // Numbered and recorded as outstanding under one lock: otherwise a later number
+        // could be sent with `acked` above this one before this one is recorded, and the
+        // state machine would refuse this write as already released.
+        let seq = {
+            let mut outstanding = inner.outstanding.lock().unwrap_or_else(|e| e.into_inner());
+            let seq = inner.next_seq.fetch_add(1, Ordering::Relaxed);
+            outstanding.insert(seq);
+            seq
+        };
         let result = self
             .retry(
                 || {
@@ -247,7 +254,13 @@ impl<D: Replicated> Client<D> {
             let attempt = (deadline - now).min(Duration::from_secs(2));
             let request = make();
             let reply = match &inner.local {
-                Some(core) if core.id == id => Ok(local(core.clone(), request).await),
+                Some(core) if core.id == id => {
+                    match tokio::time::timeout(attempt, local(core.clone(), request)).await {
+                        Ok(reply) => Ok(reply),
+                        // As for a remote node that took the request and did not answer in time.
+                        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "no answer in time")),
+                    }
+                }
                 _ => self.remote(addr, wrap(request), attempt).await,
             };
             let mut wait = true;

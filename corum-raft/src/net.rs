@@ -174,10 +174,11 @@ impl Conn {
 
     async fn call(&self, body: &[u8], timeout: Duration) -> io::Result<Vec<u8>> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let frame = frame(id, body)?;
         let (tx, rx) = oneshot::channel();
         self.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(id, tx);
         let lost = || io::Error::new(io::ErrorKind::ConnectionReset, "the connection closed");
-        if self.closed.load(Ordering::Acquire) || self.queue.send(frame(id, body)?).is_err() {
+        if self.closed.load(Ordering::Acquire) || self.queue.send(frame).is_err() {
             self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
             return Err(lost());
         }
@@ -198,9 +199,13 @@ impl Conn {
 /// and again after one closes; and the switch that cuts them all (the partition fault).
 #[derive(Default)]
 pub(crate) struct Net {
-    conns: tokio::sync::Mutex<HashMap<SocketAddr, Arc<Conn>>>,
+    /// One slot per address: a connection being opened to one address (which can take
+    /// the whole timeout when its host is down) holds up only calls to that address.
+    conns: Mutex<HashMap<SocketAddr, Slot>>,
     cut: AtomicBool,
 }
+
+type Slot = Arc<tokio::sync::Mutex<Option<Arc<Conn>>>>;
 
 impl Net {
     /// Sends `body` to `addr` and waits up to `timeout` for the answer.
@@ -208,13 +213,14 @@ impl Net {
         if self.is_cut() {
             return Err(io::Error::new(io::ErrorKind::NotConnected, "this node is disconnected"));
         }
+        let slot = self.conns.lock().unwrap_or_else(|e| e.into_inner()).entry(addr).or_default().clone();
         let conn = {
-            let mut conns = self.conns.lock().await;
-            match conns.get(&addr) {
+            let mut slot = slot.lock().await;
+            match slot.as_ref() {
                 Some(conn) if !conn.closed.load(Ordering::Acquire) => conn.clone(),
                 _ => {
                     let conn = Arc::new(Conn::open(addr, timeout).await?);
-                    conns.insert(addr, conn.clone());
+                    *slot = Some(conn.clone());
                     conn
                 }
             }
@@ -228,10 +234,10 @@ impl Net {
 
     /// Cuts (or restores) this node's network: closes its outgoing connections; the server
     /// closes incoming ones while cut.
-    pub(crate) async fn set_cut(&self, cut: bool) {
+    pub(crate) fn set_cut(&self, cut: bool) {
         self.cut.store(cut, Ordering::Release);
         if cut {
-            self.conns.lock().await.clear();
+            self.conns.lock().unwrap_or_else(|e| e.into_inner()).clear();
         }
     }
 }

@@ -222,7 +222,7 @@ impl<D: Replicated> Builder<D> {
             rejected: AtomicU64::new(0),
         });
         tokio::spawn(accept(listener, core.clone(), stopped_rx));
-        tokio::spawn(batch_writes(Arc::downgrade(&core), raft.clone(), queue));
+        tokio::spawn(batch_writes(Arc::downgrade(&core), raft.clone(), queue, self.timeout));
 
         let initialize = self.initialize.unwrap_or(members.keys().next() == Some(&self.id));
         if initialize && !raft.is_initialized().await.map_err(|e| Error::Protocol(e.to_string()))? {
@@ -269,6 +269,7 @@ async fn batch_writes<D: Replicated>(
     core: std::sync::Weak<Core<D>>,
     raft: Raft<Types<D>>,
     mut queue: mpsc::UnboundedReceiver<Waiting<D>>,
+    timeout: Duration,
 ) {
     let slots = Arc::new(tokio::sync::Semaphore::new(ENTRIES_IN_FLIGHT));
     while let Some(first) = queue.recv().await {
@@ -287,7 +288,19 @@ async fn batch_writes<D: Replicated>(
         let (raft, core) = (raft.clone(), core.clone());
         tokio::spawn(async move {
             let n = commands.len() as u64;
-            match raft.client_write(Batch(commands)).await {
+            // openraft answers a proposal when its entry is applied or truncated; a deposed
+            // leader that installs a snapshot covering its pending entries does neither, so
+            // the wait is bounded, and the slot freed, after the request timeout.
+            let written = match tokio::time::timeout(timeout, raft.client_write(Batch(commands))).await {
+                Ok(written) => written,
+                Err(_) => {
+                    for waiter in waiters {
+                        let _ = waiter.send(Reply::Unavailable("the entry was not applied in time".into()));
+                    }
+                    return;
+                }
+            };
+            match written {
                 Ok(written) => {
                     if let Some(core) = core.upgrade() {
                         core.writes.fetch_add(n, Ordering::Relaxed);
@@ -494,13 +507,13 @@ impl<D: Replicated> Node<D> {
 
     /// A network fault, for tests: closes every connection to and from this node and
     /// refuses new ones until [`reconnect`](Self::reconnect). The node runs on, cut off.
-    pub async fn disconnect(&self) {
-        self.core.net.set_cut(true).await;
+    pub fn disconnect(&self) {
+        self.core.net.set_cut(true);
     }
 
     /// Ends a [`disconnect`](Self::disconnect).
-    pub async fn reconnect(&self) {
-        self.core.net.set_cut(false).await;
+    pub fn reconnect(&self) {
+        self.core.net.set_cut(false);
     }
 
     /// Stops the node: its server, openraft, and its disk writer (after everything queued
@@ -511,7 +524,7 @@ impl<D: Replicated> Node<D> {
         }
         let _ = self.core.stop.send(true);
         let _ = self.core.raft.shutdown().await;
-        self.core.net.set_cut(true).await;
+        self.core.net.set_cut(true);
         let disk = self.core.disk.clone();
         let _ = tokio::task::spawn_blocking(move || disk.close()).await;
     }

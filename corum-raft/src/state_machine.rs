@@ -20,8 +20,9 @@ use crate::types::{storage_error, Applied, Command, Entry, LogId, NodeId, Replic
 pub(crate) struct Session<D: Replicated> {
     /// Every write numbered below this has been answered and released by the client.
     floor: u64,
-    /// Responses of the writes at or above `floor` that were applied.
-    replies: BTreeMap<u64, D::Response>,
+    /// Outcomes of the writes at or above `floor` that were applied: the response, or
+    /// `None` if `dispatch_mut` panicked (a retry must not run it again either).
+    replies: BTreeMap<u64, Option<D::Response>>,
 }
 
 /// The object and everything applied with it; what a snapshot holds.
@@ -50,16 +51,12 @@ impl<D: Replicated> Image<D> {
         if command.seq < session.floor {
             return Applied::Expired;
         }
-        if let Some(reply) = session.replies.get(&command.seq) {
-            return Applied::Response(reply.clone());
+        if let Some(kept) = session.replies.get(&command.seq) {
+            return kept.clone().map_or(Applied::Panicked, Applied::Response);
         }
-        match catch_unwind(AssertUnwindSafe(|| self.object.dispatch_mut(&command.op))) {
-            Ok(reply) => {
-                session.replies.insert(command.seq, reply.clone());
-                Applied::Response(reply)
-            }
-            Err(_) => Applied::Panicked,
-        }
+        let outcome = catch_unwind(AssertUnwindSafe(|| self.object.dispatch_mut(&command.op))).ok();
+        session.replies.insert(command.seq, outcome.clone());
+        outcome.map_or(Applied::Panicked, Applied::Response)
     }
 
     /// How many client sessions the object keeps.
@@ -80,6 +77,8 @@ struct Stored {
 pub(crate) struct StateMachine<D: Replicated> {
     pub(crate) image: Arc<RwLock<Image<D>>>,
     current: Arc<Mutex<Option<Stored>>>,
+    /// Held while a snapshot is made current (see [`StateMachine::keep`]).
+    keeping: Arc<tokio::sync::Mutex<()>>,
     disk: Arc<Disk>,
     built: u64,
 }
@@ -94,14 +93,30 @@ impl<D: Replicated> StateMachine<D> {
             image = decode(&stored.data)?;
             current = Some(stored);
         }
-        Ok(StateMachine { image: Arc::new(RwLock::new(image)), current: Arc::new(Mutex::new(current)), disk, built: 0 })
+        Ok(StateMachine {
+            image: Arc::new(RwLock::new(image)),
+            current: Arc::new(Mutex::new(current)),
+            keeping: Arc::default(),
+            disk,
+            built: 0,
+        })
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Image<D>> {
         self.image.write().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Makes `stored` the current snapshot, on disk first, unless the current one is at
+    /// least as new: openraft builds snapshots on a task of its own, so a build that read
+    /// the object before a newer snapshot was installed can finish after the install, and
+    /// must not replace it (the log before the newer one may already be purged).
     async fn keep(&self, stored: Stored) -> Result<(), StorageError> {
+        let _one_at_a_time = self.keeping.lock().await;
+        let newer =
+            |current: &Option<Stored>| current.as_ref().is_none_or(|c| c.meta.last_log_id < stored.meta.last_log_id);
+        if !newer(&self.current.lock().unwrap_or_else(|e| e.into_inner())) {
+            return Ok(());
+        }
         let bytes = postcard::to_allocvec(&stored)
             .map_err(|e| storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
         self.disk
@@ -117,6 +132,7 @@ impl<D: Replicated> StateMachine<D> {
 pub(crate) struct Builder<D: Replicated> {
     image: Arc<RwLock<Image<D>>>,
     current: Arc<Mutex<Option<Stored>>>,
+    keeping: Arc<tokio::sync::Mutex<()>>,
     disk: Arc<Disk>,
     number: u64,
 }
@@ -134,6 +150,7 @@ impl<D: Replicated> RaftSnapshotBuilder<Types<D>> for Builder<D> {
         let machine = StateMachine {
             image: self.image.clone(),
             current: self.current.clone(),
+            keeping: self.keeping.clone(),
             disk: self.disk.clone(),
             built: 0,
         };
@@ -176,6 +193,7 @@ impl<D: Replicated> RaftStateMachine<Types<D>> for StateMachine<D> {
         Builder {
             image: self.image.clone(),
             current: self.current.clone(),
+            keeping: self.keeping.clone(),
             disk: self.disk.clone(),
             number: self.built,
         }
@@ -201,5 +219,58 @@ impl<D: Replicated> RaftStateMachine<Types<D>> for StateMachine<D> {
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<Types<D>>>, StorageError> {
         let current = self.current.lock().unwrap_or_else(|e| e.into_inner()).clone();
         Ok(current.map(|stored| Snapshot { meta: stored.meta, snapshot: Box::new(Cursor::new(stored.data)) }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, LogId};
+
+    use super::*;
+
+    #[derive(Clone, Default, Serialize, Deserialize)]
+    struct Sum(u64);
+
+    impl corum::Dispatch for Sum {
+        type ReadOp = ();
+        type WriteOp = u64;
+        type Response = u64;
+        fn dispatch(&self, _: &()) -> u64 {
+            self.0
+        }
+        fn dispatch_mut(&mut self, add: &u64) -> u64 {
+            self.0 += add;
+            self.0
+        }
+    }
+
+    fn stored(index: u64) -> Stored {
+        let last = Some(LogId::new(CommittedLeaderId::new(1, 1), index));
+        let meta = SnapshotMeta {
+            last_log_id: last,
+            last_membership: StoredMembership::default(),
+            snapshot_id: format!("{index}"),
+        };
+        Stored { meta, data: vec![index as u8] }
+    }
+
+    #[tokio::test]
+    async fn an_older_snapshot_never_replaces_a_newer_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (disk, recovered) = Disk::open(dir.path()).unwrap();
+        let mut machine = StateMachine::new(Sum::default(), disk.clone(), &recovered).unwrap();
+        // A snapshot installed from the leader at 10, then a build that read the object
+        // at 5 finishing after it.
+        machine.keep(stored(10)).await.unwrap();
+        machine.keep(stored(5)).await.unwrap();
+        let current = machine.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(current.meta.snapshot_id, "10");
+        // And on disk.
+        disk.close();
+        drop(machine);
+        drop(disk);
+        let (_disk, recovered) = Disk::open(dir.path()).unwrap();
+        let on_disk: Stored = decode(&recovered.meta["snapshot"]).unwrap();
+        assert_eq!(on_disk.meta.snapshot_id, "10");
     }
 }

@@ -132,8 +132,9 @@ fn write_loop(db: redb::Database, rx: mpsc::Receiver<(Write, Option<Done>)>) {
             batch.push(more);
         }
         let result = commit(&db, &batch).map_err(|e| io::Error::other(e.to_string()));
+        let failed = result.is_err();
         if let Err(e) = &result {
-            tracing::error!("corum-raft: writing to disk failed: {e}");
+            tracing::error!("corum-raft: writing to disk failed, the node's storage stops: {e}");
         }
         for (_, done) in batch.drain(..) {
             if let Some(done) = done {
@@ -142,6 +143,12 @@ fn write_loop(db: redb::Database, rx: mpsc::Receiver<(Write, Option<Done>)>) {
                     Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
                 });
             }
+        }
+        if failed {
+            // Nothing after a failed write may reach the disk (the writes not waited for,
+            // a truncation, a purge, would be lost while later ones land): every later
+            // write fails, and openraft stops the node.
+            return;
         }
     }
 }

@@ -89,7 +89,7 @@ async fn a_partitioned_leader_is_replaced_and_catches_up_when_healed() {
     let old = cluster.leader().await;
     let other = (old + 1) % 3;
     cluster.node(other).execute_mut((7, 1)).await.unwrap();
-    cluster.node(old).disconnect().await;
+    cluster.node(old).disconnect();
     for _ in 0..30 {
         cluster.node(other).execute_mut((7, 1)).await.unwrap();
     }
@@ -98,7 +98,7 @@ async fn a_partitioned_leader_is_replaced_and_catches_up_when_healed() {
     // The cut-off node cannot serve a linearizable read.
     let cut = tokio::time::timeout(Duration::from_secs(3), cluster.node(old).client().execute(7)).await;
     assert!(!matches!(cut, Ok(Ok(_))), "a cut-off node served a read: {cut:?}");
-    cluster.node(old).reconnect().await;
+    cluster.node(old).reconnect();
     let copy = cluster.converged().await;
     assert_eq!(copy.0[&7], 31);
     cluster.shutdown().await;
@@ -109,13 +109,13 @@ async fn a_follower_far_behind_catches_up_from_a_snapshot() {
     let cluster = Cluster::start(3, 50).await;
     let leader = cluster.leader().await;
     let behind = (leader + 1) % 3;
-    cluster.node(behind).disconnect().await;
+    cluster.node(behind).disconnect();
     for i in 0..300u64 {
         cluster.node(leader).execute_mut((i % 3, 1)).await.unwrap();
     }
     let m = cluster.node(leader).metrics();
     assert!(m.snapshot.is_some() && m.purged.is_some(), "the leader compacted its log: {m:?}");
-    cluster.node(behind).reconnect().await;
+    cluster.node(behind).reconnect();
     let copy = cluster.converged().await;
     assert_eq!(copy.0.values().sum::<u64>(), 300);
     assert!(cluster.node(behind).metrics().snapshot.is_some(), "it installed the leader's snapshot");
@@ -139,7 +139,15 @@ async fn a_retried_write_is_applied_once() {
     assert!(matches!(next, Applied::Response(10)), "{next:?}");
     let late = raft.client_write(command(1, 1)).await.unwrap().data.remove(0);
     assert!(matches!(late, Applied::Expired), "{late:?}");
-    assert_eq!(cluster.converged().await.0[&9], 10);
+    // A write that panicked, retried: answered as panicked again, not run again.
+    let poison = || Batch::<Counters>(vec![Command { client: 42, seq: 3, acked: 3, op: (20, u64::MAX) }]);
+    for _ in 0..2 {
+        let outcome = raft.client_write(poison()).await.unwrap().data.remove(0);
+        assert!(matches!(outcome, Applied::Panicked), "{outcome:?}");
+    }
+    let copy = cluster.converged().await;
+    assert_eq!(copy.0[&9], 10);
+    assert_eq!(copy.0[&20], 1, "the panicking write ran more than once");
     cluster.shutdown().await;
 }
 
@@ -148,7 +156,8 @@ async fn a_panicking_write_is_reported_and_the_cluster_goes_on() {
     let cluster = Cluster::start(3, 10_000).await;
     let node = cluster.node(0);
     assert!(matches!(node.execute_mut((1, u64::MAX)).await, Err(Error::OperationPanicked)));
-    assert_eq!(node.execute_mut((1, 2)).await.unwrap(), 2);
+    // Its partial change stays, the same on every copy.
+    assert_eq!(node.execute_mut((1, 2)).await.unwrap(), 3);
     cluster.converged().await;
     cluster.shutdown().await;
 }
@@ -189,9 +198,9 @@ async fn concurrent_clients_across_leader_changes_are_linearizable() {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let c = cluster.lock().await;
         let l = c.leader().await;
-        c.node(l).disconnect().await;
+        c.node(l).disconnect();
         tokio::time::sleep(Duration::from_millis(800)).await;
-        c.node(l).reconnect().await;
+        c.node(l).reconnect();
     }
     {
         let mut c = cluster.lock().await;
@@ -316,5 +325,18 @@ async fn concurrent_writes_share_log_entries() {
     let m = cluster.node(leader).metrics();
     assert_eq!(m.writes, 64);
     assert!(m.write_entries < m.writes / 2, "64 concurrent writes took {} log entries", m.write_entries);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_leader_left_alone_answers_its_own_writes_within_the_timeout() {
+    let mut cluster = Cluster::start_with(3, 10_000, Duration::from_millis(1500)).await;
+    let leader = cluster.leader().await;
+    for i in (0..3).filter(|&i| i != leader) {
+        cluster.stop(i).await;
+    }
+    // Through the leader's own client (no socket in the way): its entry cannot commit.
+    let alone = tokio::time::timeout(Duration::from_secs(20), cluster.node(leader).execute_mut((1, 1))).await;
+    assert!(matches!(alone, Ok(Err(Error::NoQuorum { .. }))), "{alone:?}");
     cluster.shutdown().await;
 }

@@ -24,6 +24,8 @@ impl Dispatch for Counters {
     }
     fn dispatch_mut(&mut self, &(key, add): &(u64, u64)) -> u64 {
         if add == u64::MAX {
+            // A partial change, then a panic: a write run twice shows.
+            *self.0.entry(key).or_insert(0) += 1;
             panic!("the test's poison write");
         }
         let v = self.0.entry(key).or_insert(0);
@@ -37,11 +39,16 @@ pub struct Cluster {
     pub addrs: Vec<SocketAddr>,
     pub dirs: Vec<PathBuf>,
     pub snapshot_every: u64,
+    pub request_timeout: Duration,
     _tmp: tempfile::TempDir,
 }
 
 impl Cluster {
     pub async fn start(n: usize, snapshot_every: u64) -> Cluster {
+        Cluster::start_with(n, snapshot_every, Duration::from_secs(10)).await
+    }
+
+    pub async fn start_with(n: usize, snapshot_every: u64, request_timeout: Duration) -> Cluster {
         let tmp = tempfile::tempdir().unwrap();
         let mut listeners = Vec::new();
         for _ in 0..n {
@@ -49,7 +56,7 @@ impl Cluster {
         }
         let addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
         let dirs: Vec<PathBuf> = (0..n).map(|i| tmp.path().join(format!("node{}", i + 1))).collect();
-        let mut cluster = Cluster { nodes: Vec::new(), addrs, dirs, snapshot_every, _tmp: tmp };
+        let mut cluster = Cluster { nodes: Vec::new(), addrs, dirs, snapshot_every, request_timeout, _tmp: tmp };
         for (i, listener) in listeners.into_iter().enumerate() {
             let node = cluster.builder(i).listener(listener).start().await.unwrap();
             cluster.nodes.push(Some(node));
@@ -63,7 +70,7 @@ impl Cluster {
             .data_dir(&self.dirs[i])
             .heartbeat(Duration::from_millis(20))
             .election_timeout(Duration::from_millis(150), Duration::from_millis(300))
-            .request_timeout(Duration::from_secs(10))
+            .request_timeout(self.request_timeout)
             .snapshot_every(self.snapshot_every);
         for (j, addr) in self.addrs.iter().enumerate() {
             if j != i {
