@@ -142,8 +142,23 @@ struct Run {
 /// Per key: writes acknowledged, writes sent.
 type Ledger = Arc<Mutex<BTreeMap<u64, (u64, u64)>>>;
 
-/// `clients` tasks, each adding to its own key (from `first_key`), for `seconds`.
-async fn load_raft(client: &Client<Counters>, clients: usize, seconds: f64, first_key: u64, ledger: &Ledger) -> Run {
+/// What the client tasks do.
+#[derive(Clone, Copy, PartialEq)]
+enum Ops {
+    Writes,
+    Reads,
+}
+
+/// `clients` tasks, each adding to (or reading) its own key (from `first_key`), for
+/// `seconds`.
+async fn load_raft(
+    client: &Client<Counters>,
+    ops: Ops,
+    clients: usize,
+    seconds: f64,
+    first_key: u64,
+    ledger: &Ledger,
+) -> Run {
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -154,8 +169,21 @@ async fn load_raft(client: &Client<Counters>, clients: usize, seconds: f64, firs
             let mut hist = Histogram::<u64>::new(3).unwrap();
             let (mut ok, mut err, mut done) = (0, 0, Vec::new());
             while !stop.load(Ordering::Relaxed) {
-                ledger.lock().unwrap().entry(key).or_default().1 += 1;
                 let t0 = Instant::now();
+                if ops == Ops::Reads {
+                    match client.execute(key).await {
+                        Ok(_) => {
+                            hist.record(t0.elapsed().as_micros() as u64).unwrap();
+                            ok += 1;
+                        }
+                        Err(e) => {
+                            eprintln!("read failed: {e}");
+                            err += 1;
+                        }
+                    }
+                    continue;
+                }
+                ledger.lock().unwrap().entry(key).or_default().1 += 1;
                 match client.execute_mut((key, 1)).await {
                     Ok(_) => {
                         ledger.lock().unwrap().entry(key).or_default().0 += 1;
@@ -201,7 +229,7 @@ async fn gather(tasks: Vec<tokio::task::JoinHandle<Tally>>, start: Instant) -> R
 }
 
 /// The same workload on an in-process corum cluster of 3 replicas.
-async fn load_corum(cluster: &corum::Cluster<Counters>, clients: usize, seconds: f64) -> Run {
+async fn load_corum(cluster: &corum::Cluster<Counters>, ops: Ops, clients: usize, seconds: f64) -> Run {
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -212,9 +240,18 @@ async fn load_corum(cluster: &corum::Cluster<Counters>, clients: usize, seconds:
             let (mut ok, mut err) = (0, 0);
             while !stop.load(Ordering::Relaxed) {
                 let t0 = Instant::now();
-                let done = match handle.submit((t as u64, 1)) {
-                    Ok(ticket) => ticket.await,
-                    Err(e) => Err(e),
+                let done = match ops {
+                    // A linearizable read of a replica's copy: synchronous, so the task
+                    // yields after it to let the runtime's timers and other tasks run.
+                    Ops::Reads => {
+                        let read = handle.execute(t as u64);
+                        tokio::task::yield_now().await;
+                        read
+                    }
+                    Ops::Writes => match handle.submit((t as u64, 1)) {
+                        Ok(ticket) => ticket.await,
+                        Err(e) => Err(e),
+                    },
                 };
                 match done {
                     Ok(_) => {
@@ -234,7 +271,7 @@ async fn load_corum(cluster: &corum::Cluster<Counters>, clients: usize, seconds:
 
 fn row(name: &str, clients: usize, run: &Run) {
     println!(
-        "| {name:<34} | {clients:>7} | {:>10.0} | {:>9.0} | {:>9.0} | {:>6} |",
+        "| {name:<38} | {clients:>7} | {:>10.0} | {:>9.0} | {:>9.0} | {:>6} |",
         run.ops as f64 / run.elapsed.as_secs_f64(),
         run.latency.value_at_quantile(0.5) as f64,
         run.latency.value_at_quantile(0.99) as f64,
@@ -266,27 +303,28 @@ async fn parent(args: &[String]) -> Result<(), Error> {
     let ledger: Ledger = Arc::default();
 
     println!();
-    println!("| {:<34} | clients | writes/s   | p50 (µs)  | p99 (µs)  | errors |", "cluster");
-    println!("|{:-<36}|---------|------------|-----------|-----------|--------|", "");
+    println!("| {:<38} | clients | ops/s      | p50 (µs)  | p99 (µs)  | errors |", "cluster, operations");
+    println!("|{:-<40}|---------|------------|-----------|-----------|--------|", "");
     let mut next_key = 0;
-    for &c in &clients {
-        let run = load_raft(&client, c, seconds, next_key, &ledger).await;
-        next_key += c as u64;
-        row("corum-raft, 3 processes, loopback", c, &run);
+    for (ops, what) in [(Ops::Writes, "writes"), (Ops::Reads, "reads")] {
+        for &c in &clients {
+            let run = load_raft(&client, ops, c, seconds, next_key, &ledger).await;
+            next_key += c as u64;
+            row(&format!("corum-raft, 3 processes, {what}"), c, &run);
+        }
+        let cluster = corum::Builder::new(Counters::default()).replicas(3).build()?;
+        for &c in &clients {
+            let run = load_corum(&cluster, ops, c, seconds).await;
+            row(&format!("corum, 3 replicas in-process, {what}"), c, &run);
+        }
     }
-    let cluster = corum::Builder::new(Counters::default()).replicas(3).build()?;
-    for &c in &clients {
-        let run = load_corum(&cluster, c, seconds).await;
-        row("corum, 3 replicas in-process", c, &run);
-    }
-    drop(cluster);
 
     // Failover: the heaviest load, the leader's process killed after a second.
     let c = *clients.iter().max().unwrap_or(&64);
     let victim = client.leader().ok_or("no leader known")? as usize - 1;
     let load = {
         let (client, ledger) = (client.clone(), ledger.clone());
-        tokio::spawn(async move { load_raft(&client, c, 4.0 + seconds, next_key, &ledger).await })
+        tokio::spawn(async move { load_raft(&client, Ops::Writes, c, 4.0 + seconds, next_key, &ledger).await })
     };
     let start = Instant::now();
     tokio::time::sleep(Duration::from_secs(1)).await;

@@ -83,8 +83,29 @@ impl<D: Replicated> ClientBuilder<D> {
     }
 }
 
+/// A client's session: its id in the state machine's session table, the next write's
+/// number, and the numbers of the writes still waiting for their response.
+struct Session {
+    id: u64,
+    next_seq: u64,
+    outstanding: BTreeSet<u64>,
+}
+
+impl Session {
+    fn new() -> Self {
+        Session { id: session_id(), next_seq: 1, outstanding: BTreeSet::new() }
+    }
+}
+
+/// How a call through [`Client::retry`] ended.
+enum Outcome<R> {
+    Done(Result<R, Error>),
+    /// The write's session has expired on the cluster.
+    UnknownSession,
+}
+
 struct Inner<D: Replicated> {
-    session: u64,
+    session: Mutex<Session>,
     members: Vec<(NodeId, SocketAddr)>,
     local: Option<Arc<Core<D>>>,
     net: Arc<Net>,
@@ -92,9 +113,6 @@ struct Inner<D: Replicated> {
     follow_leader: bool,
     leader: AtomicU64,
     cursor: AtomicUsize,
-    next_seq: AtomicU64,
-    /// Numbers of this session's writes still waiting for their response.
-    outstanding: Mutex<BTreeSet<u64>>,
 }
 
 /// A session with the cluster: writes and linearizable reads, from many tasks at once
@@ -103,7 +121,9 @@ struct Inner<D: Replicated> {
 /// Every write gets the next number in the session, and every retry of it (after a lost
 /// connection, a timeout or a leader change) carries the same number, so the state machine
 /// applies it once and answers retries from the response it kept. A write that returned
-/// `Ok` is applied exactly once.
+/// `Ok` is applied exactly once. A session the cluster has forgotten (no write for longer
+/// than [`Builder::session_expiry`](crate::Builder::session_expiry)) is replaced by a new
+/// one on the next write, which the cluster refused under the old one and is sent again.
 pub struct Client<D: Replicated> {
     inner: Arc<Inner<D>>,
 }
@@ -153,7 +173,7 @@ impl<D: Replicated> Client<D> {
     ) -> Self {
         Client {
             inner: Arc::new(Inner {
-                session: session_id(),
+                session: Mutex::new(Session::new()),
                 members,
                 local,
                 net,
@@ -161,15 +181,18 @@ impl<D: Replicated> Client<D> {
                 follow_leader,
                 leader: AtomicU64::new(NO_LEADER),
                 cursor: AtomicUsize::new(0),
-                next_seq: AtomicU64::new(1),
-                outstanding: Mutex::new(BTreeSet::new()),
             }),
         }
     }
 
-    /// This session's id.
+    /// This session's id (a new one after the cluster expired the last: see
+    /// [`Builder::session_expiry`](crate::Builder::session_expiry)).
     pub fn session(&self) -> u64 {
-        self.inner.session
+        self.lock_session().id
+    }
+
+    fn lock_session(&self) -> std::sync::MutexGuard<'_, Session> {
+        self.inner.session.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The node that answered this session's last successful call as leader, if the
@@ -185,53 +208,89 @@ impl<D: Replicated> Client<D> {
     /// [`Error::Shutdown`] when this client's node has been shut down; [`Error::NotLeader`]
     /// only with `follow_leader(false)`.
     pub async fn execute_mut(&self, op: D::WriteOp) -> Result<D::Response, Error> {
-        let inner = &self.inner;
-        // Numbered and recorded as outstanding under one lock: otherwise a later number
-        // could be sent with `acked` above this one before this one is recorded, and the
-        // state machine would refuse this write as already released.
-        let seq = {
-            let mut outstanding = inner.outstanding.lock().unwrap_or_else(|e| e.into_inner());
-            let seq = inner.next_seq.fetch_add(1, Ordering::Relaxed);
-            outstanding.insert(seq);
-            seq
-        };
-        let result = self
-            .retry(
-                || {
-                    let acked = *inner.outstanding.lock().unwrap_or_else(|e| e.into_inner()).first().unwrap_or(&seq);
-                    Command { client: inner.session, seq, acked, op: op.clone() }
-                },
-                |core, command| async move { core.write_here(command).await },
-                Request::Write,
-            )
-            .await;
-        // Whatever happened, this number is no longer waited for: later writes tell the
-        // state machine to forget its response, and a copy of it that commits after that
-        // is not applied.
-        inner.outstanding.lock().unwrap_or_else(|e| e.into_inner()).remove(&seq);
-        result
+        let start = Instant::now();
+        let deadline = start + self.inner.timeout;
+        loop {
+            // Numbered and recorded as outstanding under one lock: otherwise a later number
+            // could be sent with `acked` above this one before this one is recorded, and
+            // the state machine would refuse this write as already released.
+            let (id, seq) = {
+                let mut session = self.lock_session();
+                let seq = session.next_seq;
+                session.next_seq += 1;
+                session.outstanding.insert(seq);
+                (session.id, seq)
+            };
+            let outcome = self
+                .retry(
+                    start,
+                    deadline,
+                    || {
+                        let session = self.lock_session();
+                        let acked = match session.id == id {
+                            true => *session.outstanding.first().unwrap_or(&seq),
+                            false => seq,
+                        };
+                        Command { client: id, seq, acked, op: op.clone() }
+                    },
+                    |core, command| async move { core.write_here(command).await },
+                    Request::Write,
+                )
+                .await;
+            let mut session = self.lock_session();
+            if session.id == id {
+                // Whatever happened, this number is no longer waited for: later writes tell
+                // the state machine to forget its response, and a copy of it that commits
+                // after that is not applied.
+                session.outstanding.remove(&seq);
+            }
+            match outcome {
+                Outcome::Done(result) => return result,
+                // The session was idle past its expiry and the cluster forgot it; this
+                // write was not applied. Start a new session (once, whichever of the
+                // session's writes hears it first) and send it again as a new write.
+                Outcome::UnknownSession => {
+                    if session.id == id {
+                        *session = Session::new();
+                    }
+                }
+            }
+        }
     }
 
     /// A linearizable read, served by the leader once it has confirmed its leadership with
     /// a quorum and applied every write committed before the read began.
     pub async fn execute(&self, op: D::ReadOp) -> Result<D::Response, Error> {
-        self.retry(|| op.clone(), |core, op| async move { core.read_here(&op).await }, Request::Read).await
+        let start = Instant::now();
+        let outcome = self
+            .retry(
+                start,
+                start + self.inner.timeout,
+                || op.clone(),
+                |core, op| async move { core.read_here(&op).await },
+                Request::Read,
+            )
+            .await;
+        match outcome {
+            Outcome::Done(result) => result,
+            Outcome::UnknownSession => Err(Error::Protocol("a read answered as a write of an unknown session".into())),
+        }
     }
 
     async fn retry<T, Make, Local, LocalFut>(
         &self,
+        start: Instant,
+        deadline: Instant,
         make: Make,
         local: Local,
         wrap: fn(T) -> Request<D>,
-    ) -> Result<D::Response, Error>
+    ) -> Outcome<D::Response>
     where
         Make: Fn() -> T,
         Local: Fn(Arc<Core<D>>, T) -> LocalFut,
         LocalFut: std::future::Future<Output = Reply<D>>,
     {
         let inner = &self.inner;
-        let start = Instant::now();
-        let deadline = start + inner.timeout;
         let mut backoff = Duration::from_millis(5);
         let mut answered = false;
         let mut last_io: Option<io::Error> = None;
@@ -239,15 +298,15 @@ impl<D: Replicated> Client<D> {
         loop {
             if let Some(core) = &inner.local {
                 if core.stopped.load(Ordering::Acquire) {
-                    return Err(Error::Shutdown);
+                    return Outcome::Done(Err(Error::Shutdown));
                 }
             }
             let now = Instant::now();
             if now >= deadline {
-                return Err(match (answered, last_io) {
+                return Outcome::Done(Err(match (answered, last_io) {
                     (false, Some(last)) => Error::Unreachable { waited: now - start, last },
                     _ => Error::NoQuorum { waited: now - start, leader: last_leader },
-                });
+                }));
             }
             let target = self.target();
             let (id, addr) = inner.members[target];
@@ -267,15 +326,16 @@ impl<D: Replicated> Client<D> {
             match reply {
                 Ok(Reply::Done(response)) => {
                     inner.leader.store(id, Ordering::Relaxed);
-                    return Ok(response);
+                    return Outcome::Done(Ok(response));
                 }
-                Ok(Reply::Expired) => return Err(Error::Expired),
-                Ok(Reply::Panicked) => return Err(Error::OperationPanicked),
+                Ok(Reply::Expired) => return Outcome::Done(Err(Error::Expired)),
+                Ok(Reply::UnknownSession) => return Outcome::UnknownSession,
+                Ok(Reply::Panicked) => return Outcome::Done(Err(Error::OperationPanicked)),
                 Ok(Reply::NotLeader(leader)) => {
                     answered = true;
                     last_leader = leader;
                     if !inner.follow_leader {
-                        return Err(Error::NotLeader { leader });
+                        return Outcome::Done(Err(Error::NotLeader { leader }));
                     }
                     match leader {
                         Some(l) if l != id && inner.members.iter().any(|m| m.0 == l) => {

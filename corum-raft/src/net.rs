@@ -51,6 +51,8 @@ pub(crate) enum Reply<D: Replicated> {
     Unavailable(String),
     /// A write whose number is below what its session has released.
     Expired,
+    /// A write whose session expired; not applied.
+    UnknownSession,
     /// `dispatch_mut` panicked on this write.
     Panicked,
 }

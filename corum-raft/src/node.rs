@@ -61,6 +61,7 @@ pub struct Builder<D: Replicated> {
     election: (Duration, Duration),
     timeout: Duration,
     snapshot_every: u64,
+    session_expiry: Duration,
     initialize: Option<bool>,
 }
 
@@ -79,6 +80,7 @@ impl<D: Replicated> Builder<D> {
             election: (Duration::from_millis(300), Duration::from_millis(600)),
             timeout: Duration::from_secs(5),
             snapshot_every: 10_000,
+            session_expiry: Duration::from_secs(3600),
             initialize: None,
         }
     }
@@ -134,6 +136,19 @@ impl<D: Replicated> Builder<D> {
         self
     }
 
+    /// How long a client session is kept after its last write (default 1 hour), by the
+    /// clock of the leaders that proposed the writes. A client whose session expired gets
+    /// a new one on its next write, transparently.
+    ///
+    /// The exactly-once guarantee rests on it being much longer than any client's request
+    /// timeout plus the clock skew between nodes: a write retried after its session
+    /// expired would be refused, or if it were the session's first write, applied again.
+    /// It must be at least twice this node's request timeout.
+    pub fn session_expiry(mut self, expiry: Duration) -> Self {
+        self.session_expiry = expiry;
+        self
+    }
+
     /// Whether this node initialises the cluster on its first start (default: the member
     /// with the smallest id does). Initialising an already initialised cluster does nothing.
     pub fn initialize(mut self, yes: bool) -> Self {
@@ -160,6 +175,12 @@ impl<D: Replicated> Builder<D> {
             return bad(format!(
                 "the election timeout range {:?}..{:?} must start above twice the heartbeat ({:?}) and not be empty",
                 self.election.0, self.election.1, self.heartbeat
+            ));
+        }
+        if self.session_expiry < self.timeout * 2 {
+            return bad(format!(
+                "the session expiry ({:?}) must be at least twice the request timeout ({:?})",
+                self.session_expiry, self.timeout
             ));
         }
         if self.snapshot_every == 0 {
@@ -222,7 +243,7 @@ impl<D: Replicated> Builder<D> {
             rejected: AtomicU64::new(0),
         });
         tokio::spawn(accept(listener, core.clone(), stopped_rx));
-        tokio::spawn(batch_writes(Arc::downgrade(&core), raft.clone(), queue, self.timeout));
+        tokio::spawn(batch_writes(Arc::downgrade(&core), raft.clone(), queue, self.timeout, self.session_expiry));
 
         let initialize = self.initialize.unwrap_or(members.keys().next() == Some(&self.id));
         if initialize && !raft.is_initialized().await.map_err(|e| Error::Protocol(e.to_string()))? {
@@ -270,6 +291,7 @@ async fn batch_writes<D: Replicated>(
     raft: Raft<Types<D>>,
     mut queue: mpsc::UnboundedReceiver<Waiting<D>>,
     timeout: Duration,
+    session_expiry: Duration,
 ) {
     let slots = Arc::new(tokio::sync::Semaphore::new(ENTRIES_IN_FLIGHT));
     while let Some(first) = queue.recv().await {
@@ -291,15 +313,16 @@ async fn batch_writes<D: Replicated>(
             // openraft answers a proposal when its entry is applied or truncated; a deposed
             // leader that installs a snapshot covering its pending entries does neither, so
             // the wait is bounded, and the slot freed, after the request timeout.
-            let written = match tokio::time::timeout(timeout, raft.client_write(Batch(commands))).await {
-                Ok(written) => written,
-                Err(_) => {
-                    for waiter in waiters {
-                        let _ = waiter.send(Reply::Unavailable("the entry was not applied in time".into()));
+            let written =
+                match tokio::time::timeout(timeout, raft.client_write(Batch::new(commands, session_expiry))).await {
+                    Ok(written) => written,
+                    Err(_) => {
+                        for waiter in waiters {
+                            let _ = waiter.send(Reply::Unavailable("the entry was not applied in time".into()));
+                        }
+                        return;
                     }
-                    return;
-                }
-            };
+                };
             match written {
                 Ok(written) => {
                     if let Some(core) = core.upgrade() {
@@ -310,6 +333,7 @@ async fn batch_writes<D: Replicated>(
                         let _ = waiter.send(match applied {
                             Applied::Response(r) => Reply::Done(r),
                             Applied::Expired => Reply::Expired,
+                            Applied::UnknownSession => Reply::UnknownSession,
                             Applied::Panicked => Reply::Panicked,
                         });
                     }
@@ -519,14 +543,35 @@ impl<D: Replicated> Node<D> {
     /// Stops the node: its server, openraft, and its disk writer (after everything queued
     /// is on disk). Calls through it afterwards return [`Error::Shutdown`].
     pub async fn shutdown(&self) {
+        if let Some(stopping) = self.stop() {
+            stopping.await;
+        }
+    }
+
+    /// Marks the node stopped and returns the rest of the work, unless it was already.
+    fn stop(&self) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
         if self.core.stopped.swap(true, Ordering::AcqRel) {
-            return;
+            return None;
         }
         let _ = self.core.stop.send(true);
-        let _ = self.core.raft.shutdown().await;
         self.core.net.set_cut(true);
-        let disk = self.core.disk.clone();
-        let _ = tokio::task::spawn_blocking(move || disk.close()).await;
+        let (raft, disk) = (self.core.raft.clone(), self.core.disk.clone());
+        Some(async move {
+            let _ = raft.shutdown().await;
+            let _ = tokio::task::spawn_blocking(move || disk.close()).await;
+        })
+    }
+}
+
+/// Dropping a node stops it as [`Node::shutdown`] does, in the background of the tokio
+/// runtime it is dropped in (call `shutdown` to wait until it has stopped).
+impl<D: Replicated> Drop for Node<D> {
+    fn drop(&mut self) {
+        if let Some(stopping) = self.stop() {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(stopping);
+            }
+        }
     }
 }
 

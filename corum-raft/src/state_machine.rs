@@ -12,7 +12,7 @@ use openraft::{BasicNode, EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, R
 use serde::{Deserialize, Serialize};
 
 use crate::storage::{decode, Disk, Recovered};
-use crate::types::{storage_error, Applied, Command, Entry, LogId, NodeId, Replicated, StorageError, Types};
+use crate::types::{storage_error, Applied, Batch, Command, Entry, LogId, NodeId, Replicated, StorageError, Types};
 
 /// What a client session remembers: the responses it may still be asked for again.
 #[derive(Serialize, Deserialize)]
@@ -20,6 +20,8 @@ use crate::types::{storage_error, Applied, Command, Entry, LogId, NodeId, Replic
 pub(crate) struct Session<D: Replicated> {
     /// Every write numbered below this has been answered and released by the client.
     floor: u64,
+    /// The log's clock at the session's last write.
+    seen: u64,
     /// Outcomes of the writes at or above `floor` that were applied: the response, or
     /// `None` if `dispatch_mut` panicked (a retry must not run it again either).
     replies: BTreeMap<u64, Option<D::Response>>,
@@ -33,17 +35,49 @@ pub(crate) struct Image<D: Replicated> {
     pub(crate) membership: StoredMembership<NodeId, BasicNode>,
     pub(crate) object: D,
     pub(crate) sessions: BTreeMap<u64, Session<D>>,
+    /// The log's clock: the latest leader time of an applied batch.
+    clock: u64,
+    /// When (by the log's clock) idle sessions are next looked for.
+    next_sweep: u64,
 }
 
 impl<D: Replicated> Image<D> {
     fn new(object: D) -> Self {
-        Image { last_applied: None, membership: StoredMembership::default(), object, sessions: BTreeMap::new() }
+        Image {
+            last_applied: None,
+            membership: StoredMembership::default(),
+            object,
+            sessions: BTreeMap::new(),
+            clock: 0,
+            next_sweep: 0,
+        }
+    }
+
+    /// Applies a log entry's writes, after forgetting the sessions idle for longer than
+    /// the batch's expiry by the log's clock.
+    pub(crate) fn apply_batch(&mut self, batch: &Batch<D>) -> Vec<Applied<D>> {
+        self.clock = self.clock.max(batch.millis);
+        if self.clock >= self.next_sweep {
+            let (clock, expiry) = (self.clock, batch.session_expiry_millis);
+            self.sessions.retain(|_, session| session.seen.saturating_add(expiry) > clock);
+            self.next_sweep = clock.saturating_add((expiry / 16).max(1));
+        }
+        batch.commands.iter().map(|command| self.apply(command)).collect()
     }
 
     /// Applies one client write through its session.
-    pub(crate) fn apply(&mut self, command: &Command<D>) -> Applied<D> {
-        let session =
-            self.sessions.entry(command.client).or_insert_with(|| Session { floor: 0, replies: BTreeMap::new() });
+    fn apply(&mut self, command: &Command<D>) -> Applied<D> {
+        let session = match self.sessions.entry(command.client) {
+            std::collections::btree_map::Entry::Occupied(session) => session.into_mut(),
+            // A client that had a write answered (`acked` past 1) had a session here: it
+            // expired. Its write is refused, not applied as the first of a new session (it
+            // could be a copy of one applied before the session expired).
+            std::collections::btree_map::Entry::Vacant(_) if command.acked > 1 => return Applied::UnknownSession,
+            std::collections::btree_map::Entry::Vacant(vacant) => {
+                vacant.insert(Session { floor: 0, seen: 0, replies: BTreeMap::new() })
+            }
+        };
+        session.seen = self.clock;
         if command.acked > session.floor {
             session.floor = command.acked;
             session.replies = session.replies.split_off(&command.acked);
@@ -178,7 +212,7 @@ impl<D: Replicated> RaftStateMachine<Types<D>> for StateMachine<D> {
             image.last_applied = Some(entry.log_id);
             replies.push(match &entry.payload {
                 EntryPayload::Blank => Vec::new(),
-                EntryPayload::Normal(batch) => batch.0.iter().map(|command| image.apply(command)).collect(),
+                EntryPayload::Normal(batch) => image.apply_batch(batch),
                 EntryPayload::Membership(membership) => {
                     image.membership = StoredMembership::new(Some(entry.log_id), membership.clone());
                     Vec::new()
@@ -242,6 +276,32 @@ mod tests {
             self.0 += add;
             self.0
         }
+    }
+
+    fn batch(millis: u64, commands: &[(u64, u64, u64, u64)]) -> Batch<Sum> {
+        let commands = commands.iter().map(|&(client, seq, acked, op)| Command { client, seq, acked, op }).collect();
+        Batch { millis, session_expiry_millis: 100, commands }
+    }
+
+    #[test]
+    fn idle_sessions_expire_by_the_log_clock_and_their_late_writes_are_refused() {
+        let mut image = Image::new(Sum::default());
+        // Client 1 writes at 0 and 50 (its second write releases the first).
+        assert!(matches!(image.apply_batch(&batch(0, &[(1, 1, 1, 5)]))[..], [Applied::Response(5)]));
+        assert!(matches!(image.apply_batch(&batch(50, &[(1, 2, 2, 5)]))[..], [Applied::Response(10)]));
+        assert_eq!(image.sessions(), 1);
+        // At 200 client 1 has been idle for 150 > 100: forgotten when client 2 writes.
+        assert!(matches!(image.apply_batch(&batch(200, &[(2, 1, 1, 1)]))[..], [Applied::Response(11)]));
+        assert_eq!(image.sessions(), 1);
+        // A late copy of client 1's second write: its session is gone, so it is refused,
+        // not applied as a new session's write.
+        assert!(matches!(image.apply_batch(&batch(201, &[(1, 2, 2, 5)]))[..], [Applied::UnknownSession]));
+        assert_eq!(image.object.0, 11);
+        assert_eq!(image.sessions(), 1);
+        // The log's clock never runs backwards: a batch stamped earlier by a leader whose
+        // clock lags expires nothing early and keeps client 2.
+        assert!(matches!(image.apply_batch(&batch(120, &[(2, 2, 2, 1)]))[..], [Applied::Response(12)]));
+        assert_eq!(image.sessions(), 1);
     }
 
     fn stored(index: u64) -> Stored {

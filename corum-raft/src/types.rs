@@ -92,20 +92,43 @@ impl<D: Replicated> fmt::Debug for Command<D> {
 }
 
 /// What a log entry carries: the client writes a leader gathered while its previous
-/// entries were being written (one entry, one disk flush, however many writes).
+/// entries were being written (one entry, one disk flush, however many writes), and the
+/// leader's clock, by which client sessions expire.
 #[derive(Serialize, Deserialize)]
 #[serde(bound = "")]
-pub struct Batch<D: Replicated>(pub Vec<Command<D>>);
+pub struct Batch<D: Replicated> {
+    /// The proposing leader's wall clock, in milliseconds since the Unix epoch. Every node
+    /// applies the log's time, so every copy expires the same sessions.
+    pub millis: u64,
+    /// Sessions with no write for this long (by the log's time) are forgotten.
+    pub session_expiry_millis: u64,
+    /// The writes.
+    pub commands: Vec<Command<D>>,
+}
+
+impl<D: Replicated> Batch<D> {
+    /// A batch of `commands` stamped with this machine's clock, with sessions expiring
+    /// after `session_expiry`.
+    pub fn new(commands: Vec<Command<D>>, session_expiry: std::time::Duration) -> Self {
+        let millis =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        Batch { millis, session_expiry_millis: session_expiry.as_millis() as u64, commands }
+    }
+}
 
 impl<D: Replicated> Clone for Batch<D> {
     fn clone(&self) -> Self {
-        Batch(self.0.clone())
+        Batch {
+            millis: self.millis,
+            session_expiry_millis: self.session_expiry_millis,
+            commands: self.commands.clone(),
+        }
     }
 }
 
 impl<D: Replicated> fmt::Debug for Batch<D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Batch({} writes)", self.0.len())
+        write!(f, "Batch({} writes at {})", self.commands.len(), self.millis)
     }
 }
 
@@ -118,6 +141,9 @@ pub enum Applied<D: Replicated> {
     /// A copy of a write whose response the client had already received and released: it
     /// was not applied again.
     Expired,
+    /// The write's session is not known (it expired: no write for longer than the
+    /// session expiry, by the log's clock): not applied. The client starts a new session.
+    UnknownSession,
     /// `dispatch_mut` panicked on this write (on every node alike: it is deterministic).
     Panicked,
 }
@@ -127,6 +153,7 @@ impl<D: Replicated> Clone for Applied<D> {
         match self {
             Applied::Response(r) => Applied::Response(r.clone()),
             Applied::Expired => Applied::Expired,
+            Applied::UnknownSession => Applied::UnknownSession,
             Applied::Panicked => Applied::Panicked,
         }
     }
@@ -137,6 +164,7 @@ impl<D: Replicated> fmt::Debug for Applied<D> {
         f.write_str(match self {
             Applied::Response(_) => "Response",
             Applied::Expired => "Expired",
+            Applied::UnknownSession => "UnknownSession",
             Applied::Panicked => "Panicked",
         })
     }

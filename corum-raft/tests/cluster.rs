@@ -127,7 +127,8 @@ async fn a_retried_write_is_applied_once() {
     let cluster = Cluster::start(3, 10_000).await;
     let leader = cluster.leader().await;
     let raft = cluster.node(leader).raft();
-    let command = |seq, acked| Batch::<Counters>(vec![Command { client: 42, seq, acked, op: (9, 5) }]);
+    let hour = Duration::from_secs(3600);
+    let command = |seq, acked| Batch::<Counters>::new(vec![Command { client: 42, seq, acked, op: (9, 5) }], hour);
     // The same write twice (a retry after a lost answer): the second is answered from the
     // session, not applied.
     let first = raft.client_write(command(1, 1)).await.unwrap().data.remove(0);
@@ -140,7 +141,7 @@ async fn a_retried_write_is_applied_once() {
     let late = raft.client_write(command(1, 1)).await.unwrap().data.remove(0);
     assert!(matches!(late, Applied::Expired), "{late:?}");
     // A write that panicked, retried: answered as panicked again, not run again.
-    let poison = || Batch::<Counters>(vec![Command { client: 42, seq: 3, acked: 3, op: (20, u64::MAX) }]);
+    let poison = || Batch::<Counters>::new(vec![Command { client: 42, seq: 3, acked: 3, op: (20, u64::MAX) }], hour);
     for _ in 0..2 {
         let outcome = raft.client_write(poison()).await.unwrap().data.remove(0);
         assert!(matches!(outcome, Applied::Panicked), "{outcome:?}");
@@ -251,6 +252,14 @@ async fn bad_settings_are_typed_errors() {
         .start()
         .await;
     assert!(matches!(timeouts, Err(Error::Config(_))));
+    let short_sessions = Builder::new(1, Counters::default())
+        .listen(addr)
+        .data_dir(tmp.path())
+        .request_timeout(Duration::from_secs(5))
+        .session_expiry(Duration::from_secs(6))
+        .start()
+        .await;
+    assert!(matches!(short_sessions, Err(Error::Config(_))));
     let no_listen = Builder::new(1, Counters::default()).data_dir(tmp.path()).start().await;
     assert!(matches!(no_listen, Err(Error::Config(_))));
     assert!(matches!(Client::<Counters>::builder().build(), Err(Error::Config(_))));
@@ -338,5 +347,77 @@ async fn a_leader_left_alone_answers_its_own_writes_within_the_timeout() {
     // Through the leader's own client (no socket in the way): its entry cannot commit.
     let alone = tokio::time::timeout(Duration::from_secs(20), cluster.node(leader).execute_mut((1, 1))).await;
     assert!(matches!(alone, Ok(Err(Error::NoQuorum { .. }))), "{alone:?}");
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_client_idle_past_the_session_expiry_gets_a_new_session() {
+    // Nodes whose sessions expire after 2 s of the log's clock.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut listeners = Vec::new();
+    for _ in 0..3 {
+        listeners.push(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap());
+    }
+    let addrs: Vec<_> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
+    let mut nodes = Vec::new();
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let mut b = Builder::new(i as u64 + 1, Counters::default())
+            .listener(listener)
+            .data_dir(tmp.path().join(format!("{i}")))
+            .heartbeat(Duration::from_millis(20))
+            .election_timeout(Duration::from_millis(150), Duration::from_millis(300))
+            .request_timeout(Duration::from_secs(1))
+            .session_expiry(Duration::from_secs(2));
+        for (j, a) in addrs.iter().enumerate() {
+            if j != i {
+                b = b.peer(j as u64 + 1, *a);
+            }
+        }
+        nodes.push(b.start().await.unwrap());
+    }
+    let client = || {
+        let mut b = Client::<Counters>::builder().timeout(Duration::from_secs(10));
+        for (j, a) in addrs.iter().enumerate() {
+            b = b.node(j as u64 + 1, *a);
+        }
+        b.build().unwrap()
+    };
+    let (a, b) = (client(), client());
+    assert_eq!(a.execute_mut((1, 1)).await.unwrap(), 1);
+    assert_eq!(a.execute_mut((1, 1)).await.unwrap(), 2);
+    assert_eq!(b.execute_mut((2, 1)).await.unwrap(), 1);
+    let first = a.session();
+    let sessions = |nodes: &[corum_raft::Node<Counters>]| nodes.iter().map(|n| n.metrics().sessions).max().unwrap();
+    assert_eq!(sessions(&nodes), 2);
+    // a idles past the expiry while b keeps writing: the cluster forgets a's session.
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        b.execute_mut((2, 1)).await.unwrap();
+    }
+    assert_eq!(sessions(&nodes), 1, "a's idle session was not forgotten");
+    // a's next write is refused under the old session and goes through, once, under a new one.
+    assert_eq!(a.execute_mut((1, 1)).await.unwrap(), 3);
+    assert_ne!(a.session(), first);
+    assert_eq!(a.execute(1).await.unwrap(), 3);
+    assert_eq!(sessions(&nodes), 2);
+    for node in &nodes {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dropped_node_stops() {
+    let mut cluster = Cluster::start(3, 10_000).await;
+    let leader = cluster.leader().await;
+    drop(cluster.nodes[leader].take());
+    // Its listener closes, and the others go on without it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while tokio::net::TcpStream::connect(cluster.addrs[leader]).await.is_ok() {
+        assert!(std::time::Instant::now() < deadline, "a dropped node still accepts connections");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let other = (leader + 1) % 3;
+    assert_eq!(cluster.node(other).execute_mut((5, 1)).await.unwrap(), 1);
+    assert_ne!(cluster.leader().await, leader);
     cluster.shutdown().await;
 }

@@ -40,6 +40,7 @@ pub struct Cluster {
     pub dirs: Vec<PathBuf>,
     pub snapshot_every: u64,
     pub request_timeout: Duration,
+    pub session_expiry: Duration,
     _tmp: tempfile::TempDir,
 }
 
@@ -56,7 +57,9 @@ impl Cluster {
         }
         let addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
         let dirs: Vec<PathBuf> = (0..n).map(|i| tmp.path().join(format!("node{}", i + 1))).collect();
-        let mut cluster = Cluster { nodes: Vec::new(), addrs, dirs, snapshot_every, request_timeout, _tmp: tmp };
+        let session_expiry = (request_timeout * 2).max(Duration::from_secs(3600));
+        let mut cluster =
+            Cluster { nodes: Vec::new(), addrs, dirs, snapshot_every, request_timeout, session_expiry, _tmp: tmp };
         for (i, listener) in listeners.into_iter().enumerate() {
             let node = cluster.builder(i).listener(listener).start().await.unwrap();
             cluster.nodes.push(Some(node));
@@ -71,6 +74,7 @@ impl Cluster {
             .heartbeat(Duration::from_millis(20))
             .election_timeout(Duration::from_millis(150), Duration::from_millis(300))
             .request_timeout(self.request_timeout)
+            .session_expiry(self.session_expiry)
             .snapshot_every(self.snapshot_every);
         for (j, addr) in self.addrs.iter().enumerate() {
             if j != i {
