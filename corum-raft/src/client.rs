@@ -100,8 +100,32 @@ impl Session {
 /// How a call through [`Client::retry`] ended.
 enum Outcome<R> {
     Done(Result<R, Error>),
-    /// The write's session has expired on the cluster.
-    UnknownSession,
+    /// The write's session has expired on the cluster; `retried`: an earlier copy of the
+    /// write may have reached a leader.
+    UnknownSession {
+        retried: bool,
+    },
+}
+
+/// A write's number in its session, waited for until this is dropped (also when the
+/// caller drops the write's future: otherwise the number would hold `acked` back, and the
+/// session's kept responses would grow, for the rest of the session).
+struct Numbered<'a, D: Replicated> {
+    client: &'a Client<D>,
+    id: u64,
+    seq: u64,
+}
+
+impl<D: Replicated> Drop for Numbered<'_, D> {
+    fn drop(&mut self) {
+        let mut session = self.client.lock_session();
+        if session.id == self.id {
+            // This number is no longer waited for: later writes tell the state machine
+            // to forget its response, and a copy of it that commits after that is not
+            // applied.
+            session.outstanding.remove(&self.seq);
+        }
+    }
 }
 
 struct Inner<D: Replicated> {
@@ -214,44 +238,45 @@ impl<D: Replicated> Client<D> {
             // Numbered and recorded as outstanding under one lock: otherwise a later number
             // could be sent with `acked` above this one before this one is recorded, and
             // the state machine would refuse this write as already released.
-            let (id, seq) = {
+            let number = {
                 let mut session = self.lock_session();
                 let seq = session.next_seq;
                 session.next_seq += 1;
                 session.outstanding.insert(seq);
-                (session.id, seq)
+                Numbered { client: self, id: session.id, seq }
             };
+            let (id, seq) = (number.id, number.seq);
             let outcome = self
                 .retry(
                     start,
                     deadline,
-                    || {
+                    |retry| {
                         let session = self.lock_session();
                         let acked = match session.id == id {
                             true => *session.outstanding.first().unwrap_or(&seq),
                             false => seq,
                         };
-                        Command { client: id, seq, acked, op: op.clone() }
+                        Command { client: id, seq, acked, retry, op: op.clone() }
                     },
                     |core, command| async move { core.write_here(command).await },
                     Request::Write,
                 )
                 .await;
-            let mut session = self.lock_session();
-            if session.id == id {
-                // Whatever happened, this number is no longer waited for: later writes tell
-                // the state machine to forget its response, and a copy of it that commits
-                // after that is not applied.
-                session.outstanding.remove(&seq);
-            }
+            drop(number);
             match outcome {
                 Outcome::Done(result) => return result,
-                // The session was idle past its expiry and the cluster forgot it; this
-                // write was not applied. Start a new session (once, whichever of the
-                // session's writes hears it first) and send it again as a new write.
-                Outcome::UnknownSession => {
+                // The session was idle past its expiry and the cluster forgot it; this copy
+                // of the write was refused. Start a new session (once, whichever of the
+                // session's writes hears it first). If no other copy of the write can have
+                // reached a leader, send it again as a new write; otherwise an earlier copy
+                // may have been applied, and sending it again could apply it twice.
+                Outcome::UnknownSession { retried } => {
+                    let mut session = self.lock_session();
                     if session.id == id {
                         *session = Session::new();
+                    }
+                    if retried {
+                        return Err(Error::SessionExpired);
                     }
                 }
             }
@@ -266,14 +291,16 @@ impl<D: Replicated> Client<D> {
             .retry(
                 start,
                 start + self.inner.timeout,
-                || op.clone(),
+                |_| op.clone(),
                 |core, op| async move { core.read_here(&op).await },
                 Request::Read,
             )
             .await;
         match outcome {
             Outcome::Done(result) => result,
-            Outcome::UnknownSession => Err(Error::Protocol("a read answered as a write of an unknown session".into())),
+            Outcome::UnknownSession { .. } => {
+                Err(Error::Protocol("a read answered as a write of an unknown session".into()))
+            }
         }
     }
 
@@ -286,7 +313,7 @@ impl<D: Replicated> Client<D> {
         wrap: fn(T) -> Request<D>,
     ) -> Outcome<D::Response>
     where
-        Make: Fn() -> T,
+        Make: Fn(bool) -> T,
         Local: Fn(Arc<Core<D>>, T) -> LocalFut,
         LocalFut: std::future::Future<Output = Reply<D>>,
     {
@@ -295,6 +322,8 @@ impl<D: Replicated> Client<D> {
         let mut answered = false;
         let mut last_io: Option<io::Error> = None;
         let mut last_leader = None;
+        // Whether an earlier attempt may have reached a leader (a write's copy may be in a log).
+        let mut delivered = false;
         loop {
             if let Some(core) = &inner.local {
                 if core.stopped.load(Ordering::Acquire) {
@@ -311,7 +340,8 @@ impl<D: Replicated> Client<D> {
             let target = self.target();
             let (id, addr) = inner.members[target];
             let attempt = (deadline - now).min(Duration::from_secs(2));
-            let request = make();
+            let request = make(delivered);
+            let retried = delivered;
             let reply = match &inner.local {
                 Some(core) if core.id == id => {
                     match tokio::time::timeout(attempt, local(core.clone(), request)).await {
@@ -323,15 +353,19 @@ impl<D: Replicated> Client<D> {
                 _ => self.remote(addr, wrap(request), attempt).await,
             };
             let mut wait = true;
+            if let Ok(Reply::Deposed(_)) = reply {
+                // Proposed before the node lost its leadership: it may still commit.
+                delivered = true;
+            }
             match reply {
                 Ok(Reply::Done(response)) => {
                     inner.leader.store(id, Ordering::Relaxed);
                     return Outcome::Done(Ok(response));
                 }
                 Ok(Reply::Expired) => return Outcome::Done(Err(Error::Expired)),
-                Ok(Reply::UnknownSession) => return Outcome::UnknownSession,
+                Ok(Reply::UnknownSession) => return Outcome::UnknownSession { retried },
                 Ok(Reply::Panicked) => return Outcome::Done(Err(Error::OperationPanicked)),
-                Ok(Reply::NotLeader(leader)) => {
+                Ok(Reply::NotLeader(leader) | Reply::Deposed(leader)) => {
                     answered = true;
                     last_leader = leader;
                     if !inner.follow_leader {
@@ -345,13 +379,26 @@ impl<D: Replicated> Client<D> {
                         _ => self.next(),
                     }
                 }
-                Ok(Reply::Unavailable(_)) => {
+                Ok(Reply::Refused(_)) => {
                     answered = true;
+                    self.next();
+                }
+                Ok(Reply::Unavailable(_)) => {
+                    // The node may have proposed it before failing (a leader deposed with
+                    // the entry in its log, an entry not applied in time).
+                    answered = true;
+                    delivered = true;
                     self.next();
                 }
                 Err(e) => {
                     // A request a node took but did not answer in time: it was reached.
                     answered |= e.kind() == io::ErrorKind::TimedOut;
+                    // Only a connection that was never made, or a request that never
+                    // encoded or decoded, certainly did not reach a leader.
+                    delivered |= !matches!(
+                        e.kind(),
+                        io::ErrorKind::NotConnected | io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData
+                    );
                     last_io = Some(e);
                     self.next();
                 }

@@ -37,6 +37,12 @@ pub enum Error {
     /// The write's session had already released its number: a copy of a write that was
     /// answered before. Not applied.
     Expired,
+    /// A retry of the write found its session unknown to the cluster: the session expired
+    /// (the client had been idle for longer than the session expiry), or it is new and the
+    /// write's first copy, which may yet arrive, had not been applied. An earlier copy may
+    /// have been applied, or may yet be, once; it will never be applied twice. The client
+    /// goes on under a new session.
+    SessionExpired,
     /// The node has been shut down.
     Shutdown,
     /// The node's storage failed (opening, reading or writing its data directory).
@@ -57,6 +63,9 @@ impl fmt::Display for Error {
             Error::NotLeader { leader } => write!(f, "not the leader (the leader is {leader:?})"),
             Error::OperationPanicked => f.write_str("the operation panicked"),
             Error::Expired => f.write_str("the write's session has released its number; it was not applied"),
+            Error::SessionExpired => {
+                f.write_str("the session expired while the write was retried; it may have been applied once")
+            }
             Error::Shutdown => f.write_str("the node has been shut down"),
             Error::Storage(e) => write!(f, "storage failed: {e}"),
             Error::Protocol(why) => write!(f, "protocol error: {why}"),

@@ -45,9 +45,16 @@ pub(crate) enum Request<D: Replicated> {
 #[serde(bound = "")]
 pub(crate) enum Reply<D: Replicated> {
     Done(D::Response),
-    /// This node is not the leader; the leader it knows of, if any.
+    /// This node is not the leader, and did not propose the write; the leader it knows
+    /// of, if any.
     NotLeader(Option<NodeId>),
-    /// The node could not serve it now (no quorum yet, shutting down): try again.
+    /// This node proposed the write as leader and lost its leadership before the write
+    /// was applied: the write may still commit under another leader.
+    Deposed(Option<NodeId>),
+    /// The node did not serve it (shutting down) and did not propose it.
+    Refused(String),
+    /// The node could not serve it now (no quorum, not applied in time): it may have
+    /// proposed the write.
     Unavailable(String),
     /// A write whose number is below what its session has released.
     Expired,
@@ -221,7 +228,9 @@ impl Net {
             match slot.as_ref() {
                 Some(conn) if !conn.closed.load(Ordering::Acquire) => conn.clone(),
                 _ => {
-                    let conn = Arc::new(Conn::open(addr, timeout).await?);
+                    // A connection not made: nothing was sent (the client counts on the kind).
+                    let opened = Conn::open(addr, timeout).await;
+                    let conn = Arc::new(opened.map_err(|e| io::Error::new(io::ErrorKind::NotConnected, e))?);
                     *slot = Some(conn.clone());
                     conn
                 }

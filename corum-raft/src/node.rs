@@ -340,7 +340,7 @@ async fn batch_writes<D: Replicated>(
                 }
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(to))) => {
                     for waiter in waiters {
-                        let _ = waiter.send(Reply::NotLeader(to.leader_id));
+                        let _ = waiter.send(Reply::Deposed(to.leader_id));
                     }
                 }
                 Err(e) => {
@@ -359,13 +359,23 @@ impl<D: Replicated> Core<D> {
     /// it in the next log entry.
     pub(crate) async fn write_here(&self, command: Command<D>) -> Reply<D> {
         if self.stopped.load(Ordering::Acquire) {
-            return Reply::Unavailable("the node is shut down".into());
+            return Reply::Refused("the node is shut down".into());
+        }
+        // A follower answers without proposing (the client may then send the write
+        // elsewhere as a first try); a leader deposed after proposing answers `Deposed`.
+        let (leads, leader) = {
+            let metrics = self.raft.metrics();
+            let m = metrics.borrow();
+            (m.state == openraft::ServerState::Leader && m.current_leader == Some(self.id), m.current_leader)
+        };
+        if !leads {
+            return Reply::NotLeader(leader);
         }
         let (tx, rx) = oneshot::channel();
         if self.batcher.send((command, tx)).is_err() {
-            return Reply::Unavailable("the node is shut down".into());
+            return Reply::Refused("the node is shut down".into());
         }
-        rx.await.unwrap_or_else(|_| Reply::Unavailable("the node is shut down".into()))
+        rx.await.unwrap_or_else(|_| Reply::Unavailable("the node shut down with the write queued".into()))
     }
 
     /// Serves a linearizable read, if this node leads: confirms its leadership with a

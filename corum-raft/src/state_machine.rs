@@ -35,8 +35,12 @@ pub(crate) struct Image<D: Replicated> {
     pub(crate) membership: StoredMembership<NodeId, BasicNode>,
     pub(crate) object: D,
     pub(crate) sessions: BTreeMap<u64, Session<D>>,
-    /// The log's clock: the latest leader time of an applied batch.
+    /// The log's clock: follows the leaders' times in the applied batches, never back, and
+    /// at most a quarter of the expiry forward per batch (one leader whose clock jumps
+    /// ahead cannot expire every session at once).
     clock: u64,
+    /// The session expiry: the longest any leader has asked for (it never shrinks).
+    expiry: u64,
     /// When (by the log's clock) idle sessions are next looked for.
     next_sweep: u64,
 }
@@ -49,6 +53,7 @@ impl<D: Replicated> Image<D> {
             object,
             sessions: BTreeMap::new(),
             clock: 0,
+            expiry: 0,
             next_sweep: 0,
         }
     }
@@ -56,9 +61,14 @@ impl<D: Replicated> Image<D> {
     /// Applies a log entry's writes, after forgetting the sessions idle for longer than
     /// the batch's expiry by the log's clock.
     pub(crate) fn apply_batch(&mut self, batch: &Batch<D>) -> Vec<Applied<D>> {
-        self.clock = self.clock.max(batch.millis);
+        self.expiry = self.expiry.max(batch.session_expiry_millis);
+        if self.clock == 0 {
+            self.clock = batch.millis;
+        } else if batch.millis > self.clock {
+            self.clock += (batch.millis - self.clock).min((self.expiry / 4).max(1));
+        }
         if self.clock >= self.next_sweep {
-            let (clock, expiry) = (self.clock, batch.session_expiry_millis);
+            let (clock, expiry) = (self.clock, self.expiry);
             self.sessions.retain(|_, session| session.seen.saturating_add(expiry) > clock);
             self.next_sweep = clock.saturating_add((expiry / 16).max(1));
         }
@@ -69,10 +79,13 @@ impl<D: Replicated> Image<D> {
     fn apply(&mut self, command: &Command<D>) -> Applied<D> {
         let session = match self.sessions.entry(command.client) {
             std::collections::btree_map::Entry::Occupied(session) => session.into_mut(),
-            // A client that had a write answered (`acked` past 1) had a session here: it
+            // A client that had a write answered (`acked` past 1), or that retries a write
+            // an earlier copy of which may have been applied, had a session here that
             // expired. Its write is refused, not applied as the first of a new session (it
             // could be a copy of one applied before the session expired).
-            std::collections::btree_map::Entry::Vacant(_) if command.acked > 1 => return Applied::UnknownSession,
+            std::collections::btree_map::Entry::Vacant(_) if command.acked > 1 || command.retry => {
+                return Applied::UnknownSession
+            }
             std::collections::btree_map::Entry::Vacant(vacant) => {
                 vacant.insert(Session { floor: 0, seen: 0, replies: BTreeMap::new() })
             }
@@ -278,30 +291,52 @@ mod tests {
         }
     }
 
-    fn batch(millis: u64, commands: &[(u64, u64, u64, u64)]) -> Batch<Sum> {
-        let commands = commands.iter().map(|&(client, seq, acked, op)| Command { client, seq, acked, op }).collect();
+    /// A batch at `millis` of (client, seq, acked, retry, add), sessions expiring after 100.
+    fn batch(millis: u64, commands: &[(u64, u64, u64, bool, u64)]) -> Batch<Sum> {
+        let commands =
+            commands.iter().map(|&(client, seq, acked, retry, op)| Command { client, seq, acked, retry, op }).collect();
         Batch { millis, session_expiry_millis: 100, commands }
+    }
+
+    fn one(image: &mut Image<Sum>, millis: u64, command: (u64, u64, u64, bool, u64)) -> Applied<Sum> {
+        image.apply_batch(&batch(millis, &[command])).remove(0)
     }
 
     #[test]
     fn idle_sessions_expire_by_the_log_clock_and_their_late_writes_are_refused() {
         let mut image = Image::new(Sum::default());
-        // Client 1 writes at 0 and 50 (its second write releases the first).
-        assert!(matches!(image.apply_batch(&batch(0, &[(1, 1, 1, 5)]))[..], [Applied::Response(5)]));
-        assert!(matches!(image.apply_batch(&batch(50, &[(1, 2, 2, 5)]))[..], [Applied::Response(10)]));
+        // Client 1 writes at 1000 and 1020 (its second write releases the first).
+        assert!(matches!(one(&mut image, 1000, (1, 1, 1, false, 5)), Applied::Response(5)));
+        assert!(matches!(one(&mut image, 1020, (1, 2, 2, false, 5)), Applied::Response(10)));
+        // Client 2 writes every 20 until 1200: client 1, idle since 1020, is forgotten.
+        for (i, t) in (1040..=1200).step_by(20).enumerate() {
+            let i = i as u64 + 1;
+            assert!(matches!(one(&mut image, t, (2, i, i, false, 1)), Applied::Response(_)));
+        }
         assert_eq!(image.sessions(), 1);
-        // At 200 client 1 has been idle for 150 > 100: forgotten when client 2 writes.
-        assert!(matches!(image.apply_batch(&batch(200, &[(2, 1, 1, 1)]))[..], [Applied::Response(11)]));
-        assert_eq!(image.sessions(), 1);
+        let before = image.object.0;
         // A late copy of client 1's second write: its session is gone, so it is refused,
-        // not applied as a new session's write.
-        assert!(matches!(image.apply_batch(&batch(201, &[(1, 2, 2, 5)]))[..], [Applied::UnknownSession]));
-        assert_eq!(image.object.0, 11);
-        assert_eq!(image.sessions(), 1);
-        // The log's clock never runs backwards: a batch stamped earlier by a leader whose
-        // clock lags expires nothing early and keeps client 2.
-        assert!(matches!(image.apply_batch(&batch(120, &[(2, 2, 2, 1)]))[..], [Applied::Response(12)]));
-        assert_eq!(image.sessions(), 1);
+        // not applied as a new session's write; so is a retry of a first write.
+        assert!(matches!(one(&mut image, 1201, (1, 2, 2, false, 5)), Applied::UnknownSession));
+        assert!(matches!(one(&mut image, 1202, (3, 1, 1, true, 5)), Applied::UnknownSession));
+        assert_eq!(image.object.0, before);
+        // A new session's first write on its first try is applied.
+        assert!(matches!(one(&mut image, 1203, (4, 1, 1, false, 1)), Applied::Response(_)));
+        assert_eq!(image.sessions(), 2);
+    }
+
+    #[test]
+    fn one_leader_clock_far_ahead_does_not_expire_every_session_at_once() {
+        let mut image = Image::new(Sum::default());
+        assert!(matches!(one(&mut image, 1000, (1, 1, 1, false, 1)), Applied::Response(1)));
+        assert!(matches!(one(&mut image, 1010, (2, 1, 1, false, 1)), Applied::Response(2)));
+        // A leader whose clock is a day ahead: the log's clock moves a quarter of the
+        // expiry, and both sessions (idle for less than that) stay.
+        assert!(matches!(one(&mut image, 1010 + 86_400_000, (3, 1, 1, false, 1)), Applied::Response(3)));
+        assert_eq!(image.sessions(), 3);
+        // The clock never runs back: a leader behind it expires nothing early.
+        assert!(matches!(one(&mut image, 500, (2, 2, 2, false, 1)), Applied::Response(4)));
+        assert_eq!(image.sessions(), 3);
     }
 
     fn stored(index: u64) -> Stored {

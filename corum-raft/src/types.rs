@@ -75,13 +75,15 @@ pub struct Command<D: Replicated> {
     /// Every write of the session numbered below this has had its response delivered, so
     /// the state machine may forget those responses.
     pub acked: u64,
+    /// An earlier copy of this write may have reached a leader (this one is a retry).
+    pub retry: bool,
     /// The operation.
     pub op: D::WriteOp,
 }
 
 impl<D: Replicated> Clone for Command<D> {
     fn clone(&self) -> Self {
-        Command { client: self.client, seq: self.seq, acked: self.acked, op: self.op.clone() }
+        Command { client: self.client, seq: self.seq, acked: self.acked, retry: self.retry, op: self.op.clone() }
     }
 }
 
@@ -110,9 +112,9 @@ impl<D: Replicated> Batch<D> {
     /// A batch of `commands` stamped with this machine's clock, with sessions expiring
     /// after `session_expiry`.
     pub fn new(commands: Vec<Command<D>>, session_expiry: std::time::Duration) -> Self {
-        let millis =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-        Batch { millis, session_expiry_millis: session_expiry.as_millis() as u64, commands }
+        let millis = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, millis);
+        Batch { millis: now, session_expiry_millis: millis(session_expiry), commands }
     }
 }
 
@@ -142,7 +144,9 @@ pub enum Applied<D: Replicated> {
     /// was not applied again.
     Expired,
     /// The write's session is not known (it expired: no write for longer than the
-    /// session expiry, by the log's clock): not applied. The client starts a new session.
+    /// session expiry, by the log's clock) and the write is not a session's first write
+    /// on its first try: not applied (it could be a copy of a write applied before the
+    /// session expired).
     UnknownSession,
     /// `dispatch_mut` panicked on this write (on every node alike: it is deterministic).
     Panicked,

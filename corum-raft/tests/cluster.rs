@@ -128,7 +128,8 @@ async fn a_retried_write_is_applied_once() {
     let leader = cluster.leader().await;
     let raft = cluster.node(leader).raft();
     let hour = Duration::from_secs(3600);
-    let command = |seq, acked| Batch::<Counters>::new(vec![Command { client: 42, seq, acked, op: (9, 5) }], hour);
+    let command =
+        |seq, acked| Batch::<Counters>::new(vec![Command { client: 42, seq, acked, retry: false, op: (9, 5) }], hour);
     // The same write twice (a retry after a lost answer): the second is answered from the
     // session, not applied.
     let first = raft.client_write(command(1, 1)).await.unwrap().data.remove(0);
@@ -141,7 +142,9 @@ async fn a_retried_write_is_applied_once() {
     let late = raft.client_write(command(1, 1)).await.unwrap().data.remove(0);
     assert!(matches!(late, Applied::Expired), "{late:?}");
     // A write that panicked, retried: answered as panicked again, not run again.
-    let poison = || Batch::<Counters>::new(vec![Command { client: 42, seq: 3, acked: 3, op: (20, u64::MAX) }], hour);
+    let poison = || {
+        Batch::<Counters>::new(vec![Command { client: 42, seq: 3, acked: 3, retry: false, op: (20, u64::MAX) }], hour)
+    };
     for _ in 0..2 {
         let outcome = raft.client_write(poison()).await.unwrap().data.remove(0);
         assert!(matches!(outcome, Applied::Panicked), "{outcome:?}");
