@@ -272,13 +272,7 @@ async fn bad_settings_are_typed_errors() {
 async fn calls_after_shutdown_and_without_quorum_are_typed_errors() {
     let mut cluster = Cluster::start(3, 10_000).await;
     let survivor = cluster.node(0).client();
-    let quick = Client::<Counters>::builder()
-        .node(1, cluster.addrs[0])
-        .node(2, cluster.addrs[1])
-        .node(3, cluster.addrs[2])
-        .timeout(Duration::from_millis(1500))
-        .build()
-        .unwrap();
+    let quick = cluster.remote_client(Duration::from_millis(1500));
     assert_eq!(quick.execute_mut((1, 1)).await.unwrap(), 1);
     cluster.stop(1).await;
     cluster.stop(2).await;
@@ -342,7 +336,7 @@ async fn concurrent_writes_share_log_entries() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_leader_left_alone_answers_its_own_writes_within_the_timeout() {
-    let mut cluster = Cluster::start_with(3, 10_000, Duration::from_millis(1500)).await;
+    let mut cluster = Cluster::start_with(3, 10_000, Duration::from_millis(1500), Duration::from_secs(3600)).await;
     let leader = cluster.leader().await;
     for i in (0..3).filter(|&i| i != leader) {
         cluster.stop(i).await;
@@ -356,56 +350,26 @@ async fn a_leader_left_alone_answers_its_own_writes_within_the_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_client_idle_past_the_session_expiry_gets_a_new_session() {
     // Nodes whose sessions expire after 2 s of the log's clock.
-    let tmp = tempfile::tempdir().unwrap();
-    let mut listeners = Vec::new();
-    for _ in 0..3 {
-        listeners.push(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap());
-    }
-    let addrs: Vec<_> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
-    let mut nodes = Vec::new();
-    for (i, listener) in listeners.into_iter().enumerate() {
-        let mut b = Builder::new(i as u64 + 1, Counters::default())
-            .listener(listener)
-            .data_dir(tmp.path().join(format!("{i}")))
-            .heartbeat(Duration::from_millis(20))
-            .election_timeout(Duration::from_millis(150), Duration::from_millis(300))
-            .request_timeout(Duration::from_secs(1))
-            .session_expiry(Duration::from_secs(2));
-        for (j, a) in addrs.iter().enumerate() {
-            if j != i {
-                b = b.peer(j as u64 + 1, *a);
-            }
-        }
-        nodes.push(b.start().await.unwrap());
-    }
-    let client = || {
-        let mut b = Client::<Counters>::builder().timeout(Duration::from_secs(10));
-        for (j, a) in addrs.iter().enumerate() {
-            b = b.node(j as u64 + 1, *a);
-        }
-        b.build().unwrap()
-    };
-    let (a, b) = (client(), client());
+    let cluster = Cluster::start_with(3, 10_000, Duration::from_secs(1), Duration::from_secs(2)).await;
+    let (a, b) = (cluster.remote_client(Duration::from_secs(10)), cluster.remote_client(Duration::from_secs(10)));
     assert_eq!(a.execute_mut((1, 1)).await.unwrap(), 1);
     assert_eq!(a.execute_mut((1, 1)).await.unwrap(), 2);
     assert_eq!(b.execute_mut((2, 1)).await.unwrap(), 1);
     let first = a.session();
-    let sessions = |nodes: &[corum_raft::Node<Counters>]| nodes.iter().map(|n| n.metrics().sessions).max().unwrap();
-    assert_eq!(sessions(&nodes), 2);
+    let sessions = |c: &Cluster| c.nodes.iter().flatten().map(|n| n.metrics().sessions).max().unwrap();
+    assert_eq!(sessions(&cluster), 2);
     // a idles past the expiry while b keeps writing: the cluster forgets a's session.
     for _ in 0..30 {
         tokio::time::sleep(Duration::from_millis(100)).await;
         b.execute_mut((2, 1)).await.unwrap();
     }
-    assert_eq!(sessions(&nodes), 1, "a's idle session was not forgotten");
+    assert_eq!(sessions(&cluster), 1, "a's idle session was not forgotten");
     // a's next write is refused under the old session and goes through, once, under a new one.
     assert_eq!(a.execute_mut((1, 1)).await.unwrap(), 3);
     assert_ne!(a.session(), first);
     assert_eq!(a.execute(1).await.unwrap(), 3);
-    assert_eq!(sessions(&nodes), 2);
-    for node in &nodes {
-        node.shutdown().await;
-    }
+    assert_eq!(sessions(&cluster), 2);
+    cluster.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

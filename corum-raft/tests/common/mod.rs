@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use corum::Dispatch;
-use corum_raft::{Builder, Node};
+use corum_raft::{Builder, Client, Node};
 use serde::{Deserialize, Serialize};
 
 /// Counters by key: a write adds to a key's counter and returns the new value, so a write
@@ -46,10 +46,15 @@ pub struct Cluster {
 
 impl Cluster {
     pub async fn start(n: usize, snapshot_every: u64) -> Cluster {
-        Cluster::start_with(n, snapshot_every, Duration::from_secs(10)).await
+        Cluster::start_with(n, snapshot_every, Duration::from_secs(10), Duration::from_secs(3600)).await
     }
 
-    pub async fn start_with(n: usize, snapshot_every: u64, request_timeout: Duration) -> Cluster {
+    pub async fn start_with(
+        n: usize,
+        snapshot_every: u64,
+        request_timeout: Duration,
+        session_expiry: Duration,
+    ) -> Cluster {
         let tmp = tempfile::tempdir().unwrap();
         let mut listeners = Vec::new();
         for _ in 0..n {
@@ -57,7 +62,6 @@ impl Cluster {
         }
         let addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
         let dirs: Vec<PathBuf> = (0..n).map(|i| tmp.path().join(format!("node{}", i + 1))).collect();
-        let session_expiry = (request_timeout * 2).max(Duration::from_secs(3600));
         let mut cluster =
             Cluster { nodes: Vec::new(), addrs, dirs, snapshot_every, request_timeout, session_expiry, _tmp: tmp };
         for (i, listener) in listeners.into_iter().enumerate() {
@@ -82,6 +86,15 @@ impl Cluster {
             }
         }
         b
+    }
+
+    /// A client from outside the nodes, with its own session.
+    pub fn remote_client(&self, timeout: Duration) -> Client<Counters> {
+        let mut b = Client::<Counters>::builder().timeout(timeout);
+        for (j, a) in self.addrs.iter().enumerate() {
+            b = b.node(j as u64 + 1, *a);
+        }
+        b.build().unwrap()
     }
 
     pub fn node(&self, i: usize) -> &Node<Counters> {
