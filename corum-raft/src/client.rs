@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
-use crate::net::{self, Net, Reply, Request, Response};
+use crate::net::{Frame, Net, Reply, Request, Response};
 use crate::node::Core;
-use crate::types::{Command, NodeId, Replicated};
+use crate::types::{decode, Command, NodeId, Replicated};
 
 const NO_LEADER: u64 = u64::MAX;
 
@@ -434,9 +434,8 @@ impl<D: Replicated> Client<D> {
     }
 
     async fn remote(&self, addr: SocketAddr, request: Request<D>, timeout: Duration) -> io::Result<Reply<D>> {
-        let body = net::encode(&request)?;
-        let answer = self.inner.net.call(addr, &body, timeout).await?;
-        match net::decode::<Response<D>>(&answer)? {
+        let answer = self.inner.net.call(addr, Frame::encode(&request)?, timeout).await?;
+        match decode::<Response<D>>(&answer)? {
             Response::Client(reply) => Ok(reply),
             Response::Rejected(why) => {
                 Err(io::Error::new(io::ErrorKind::InvalidData, format!("the node rejected the request: {why}")))

@@ -41,7 +41,7 @@ pub(crate) enum Request<D: Replicated> {
 }
 
 /// A node's answer to a client's write or read.
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, Clone)]
 #[serde(bound = "")]
 pub(crate) enum Reply<D: Replicated> {
     Done(D::Response),
@@ -76,31 +76,42 @@ pub(crate) enum Response<D: Replicated> {
     Rejected(String),
 }
 
-pub(crate) fn encode<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {
-    postcard::to_allocvec(value).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
-}
+/// A frame's header: the body's length and the request id.
+const HEADER: usize = 12;
 
-pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> io::Result<T> {
-    postcard::from_bytes(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
-}
+/// A message encoded behind room for its frame header, so that sending it copies nothing.
+#[derive(Default)]
+pub(crate) struct Frame(Vec<u8>);
 
-fn frame(id: u64, body: &[u8]) -> io::Result<Vec<u8>> {
-    if body.len() > MAX_FRAME {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("a frame of {} bytes is too long", body.len()),
-        ));
+impl Frame {
+    /// Encodes `value` as a frame's body.
+    pub(crate) fn encode<T: Serialize>(value: &T) -> io::Result<Frame> {
+        postcard::to_extend(value, vec![0u8; HEADER])
+            .map(Frame)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
     }
-    let mut out = Vec::with_capacity(12 + body.len());
-    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    out.extend_from_slice(&id.to_le_bytes());
-    out.extend_from_slice(body);
-    Ok(out)
+
+    /// The body's length.
+    pub(crate) fn body_len(&self) -> usize {
+        self.0.len().saturating_sub(HEADER)
+    }
+
+    /// The bytes to send, as request `id`; a body over [`MAX_FRAME`] is refused.
+    fn finish(mut self, id: u64) -> io::Result<Vec<u8>> {
+        let len = self.body_len();
+        if len > MAX_FRAME {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("a frame of {len} bytes is too long")));
+        }
+        self.0.resize(self.0.len().max(HEADER), 0);
+        self.0[..4].copy_from_slice(&(len as u32).to_le_bytes());
+        self.0[4..HEADER].copy_from_slice(&id.to_le_bytes());
+        Ok(self.0)
+    }
 }
 
 /// Reads one frame; `Ok(None)` at a clean end of the stream.
 async fn read_frame(read: &mut OwnedReadHalf) -> io::Result<Option<(u64, Vec<u8>)>> {
-    let mut header = [0u8; 12];
+    let mut header = [0u8; HEADER];
     match read.read_exact(&mut header).await {
         Ok(_) => {}
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
@@ -116,12 +127,19 @@ async fn read_frame(read: &mut OwnedReadHalf) -> io::Result<Option<(u64, Vec<u8>
     Ok(Some((id, body)))
 }
 
-/// Writes queued frames, as many at once as are queued.
+/// Writes queued frames: a lone one as it is, several queued together in one write.
 async fn write_frames(mut write: OwnedWriteHalf, mut queue: mpsc::UnboundedReceiver<Vec<u8>>) {
     let mut buf = Vec::new();
     while let Some(first) = queue.recv().await {
+        let Ok(second) = queue.try_recv() else {
+            if write.write_all(&first).await.is_err() {
+                return;
+            }
+            continue;
+        };
         buf.clear();
         buf.extend_from_slice(&first);
+        buf.extend_from_slice(&second);
         while buf.len() < (1 << 20) {
             match queue.try_recv() {
                 Ok(more) => buf.extend_from_slice(&more),
@@ -181,9 +199,9 @@ impl Conn {
         Ok(Conn { queue, pending, closed, next_id: AtomicU64::new(1), reader })
     }
 
-    async fn call(&self, body: &[u8], timeout: Duration) -> io::Result<Vec<u8>> {
+    async fn call(&self, frame: Frame, timeout: Duration) -> io::Result<Vec<u8>> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let frame = frame(id, body)?;
+        let frame = frame.finish(id)?;
         let (tx, rx) = oneshot::channel();
         self.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(id, tx);
         let lost = || io::Error::new(io::ErrorKind::ConnectionReset, "the connection closed");
@@ -217,8 +235,8 @@ pub(crate) struct Net {
 type Slot = Arc<tokio::sync::Mutex<Option<Arc<Conn>>>>;
 
 impl Net {
-    /// Sends `body` to `addr` and waits up to `timeout` for the answer.
-    pub(crate) async fn call(&self, addr: SocketAddr, body: &[u8], timeout: Duration) -> io::Result<Vec<u8>> {
+    /// Sends `frame` to `addr` and waits up to `timeout` for the answer's body.
+    pub(crate) async fn call(&self, addr: SocketAddr, frame: Frame, timeout: Duration) -> io::Result<Vec<u8>> {
         if self.is_cut() {
             return Err(io::Error::new(io::ErrorKind::NotConnected, "this node is disconnected"));
         }
@@ -236,7 +254,7 @@ impl Net {
                 }
             }
         };
-        conn.call(body, timeout).await
+        conn.call(frame, timeout).await
     }
 
     pub(crate) fn is_cut(&self) -> bool {
@@ -263,7 +281,7 @@ pub(crate) async fn serve_connection<F, Fut>(
     handle: F,
 ) where
     F: Fn(Vec<u8>) -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = Vec<u8>> + Send,
+    Fut: std::future::Future<Output = Frame> + Send,
 {
     let _ = stream.set_nodelay(true);
     let peer = stream.peer_addr().ok();
@@ -284,7 +302,7 @@ pub(crate) async fn serve_connection<F, Fut>(
                 let queue = queue.clone();
                 tokio::spawn(async move {
                     let answer = handle(body).await;
-                    match frame(id, &answer) {
+                    match answer.finish(id) {
                         Ok(f) => {
                             let _ = queue.send(f);
                         }

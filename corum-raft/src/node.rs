@@ -23,10 +23,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::client::Client;
 use crate::error::Error;
-use crate::net::{self, Net, Reply, Request, Response};
+use crate::net::{self, Frame, Net, Reply, Request, Response};
 use crate::state_machine::{Image, StateMachine};
 use crate::storage::{Disk, LogStore};
-use crate::types::{Applied, Batch, Command, NodeId, Replicated, Types};
+use crate::types::{decode, Applied, Batch, Command, NodeId, Replicated, Types};
 
 /// Settings of a node; [`Builder::start`] checks them and starts it.
 ///
@@ -231,6 +231,7 @@ impl<D: Replicated> Builder<D> {
         let core = Arc::new(Core {
             id: self.id,
             raft: raft.clone(),
+            metrics: raft.metrics(),
             image,
             net: net.clone(),
             disk,
@@ -263,6 +264,8 @@ impl<D: Replicated> Builder<D> {
 pub(crate) struct Core<D: Replicated> {
     pub(crate) id: NodeId,
     raft: Raft<Types<D>>,
+    /// openraft's metrics, subscribed once (read on every write to check leadership).
+    metrics: watch::Receiver<openraft::RaftMetrics<NodeId, BasicNode>>,
     image: Arc<RwLock<Image<D>>>,
     pub(crate) net: Arc<Net>,
     disk: Arc<Disk>,
@@ -309,22 +312,15 @@ async fn batch_writes<D: Replicated>(
         }
         let (raft, core) = (raft.clone(), core.clone());
         tokio::spawn(async move {
+            // The slot is freed when this task ends, however it ends.
+            let _slot = slot;
             let n = commands.len() as u64;
             // openraft answers a proposal when its entry is applied or truncated; a deposed
             // leader that installs a snapshot covering its pending entries does neither, so
             // the wait is bounded, and the slot freed, after the request timeout.
-            let written =
-                match tokio::time::timeout(timeout, raft.client_write(Batch::new(commands, session_expiry))).await {
-                    Ok(written) => written,
-                    Err(_) => {
-                        for waiter in waiters {
-                            let _ = waiter.send(Reply::Unavailable("the entry was not applied in time".into()));
-                        }
-                        return;
-                    }
-                };
-            match written {
-                Ok(written) => {
+            let written = tokio::time::timeout(timeout, raft.client_write(Batch::new(commands, session_expiry))).await;
+            let failed = match written {
+                Ok(Ok(written)) => {
                     if let Some(core) = core.upgrade() {
                         core.writes.fetch_add(n, Ordering::Relaxed);
                         core.entries.fetch_add(1, Ordering::Relaxed);
@@ -337,19 +333,15 @@ async fn batch_writes<D: Replicated>(
                             Applied::Panicked => Reply::Panicked,
                         });
                     }
+                    return;
                 }
-                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(to))) => {
-                    for waiter in waiters {
-                        let _ = waiter.send(Reply::Deposed(to.leader_id));
-                    }
-                }
-                Err(e) => {
-                    for waiter in waiters {
-                        let _ = waiter.send(Reply::Unavailable(e.to_string()));
-                    }
-                }
+                Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(to)))) => Reply::Deposed(to.leader_id),
+                Ok(Err(e)) => Reply::Unavailable(e.to_string()),
+                Err(_) => Reply::Unavailable("the entry was not applied in time".into()),
+            };
+            for waiter in waiters {
+                let _ = waiter.send(failed.clone());
             }
-            drop(slot);
         });
     }
 }
@@ -364,8 +356,7 @@ impl<D: Replicated> Core<D> {
         // A follower answers without proposing (the client may then send the write
         // elsewhere as a first try); a leader deposed after proposing answers `Deposed`.
         let (leads, leader) = {
-            let metrics = self.raft.metrics();
-            let m = metrics.borrow();
+            let m = self.metrics.borrow();
             (m.state == openraft::ServerState::Leader && m.current_leader == Some(self.id), m.current_leader)
         };
         if !leads {
@@ -382,7 +373,7 @@ impl<D: Replicated> Core<D> {
     /// quorum, waits until it has applied everything committed before, then reads its copy.
     pub(crate) async fn read_here(&self, op: &D::ReadOp) -> Reply<D> {
         if self.stopped.load(Ordering::Acquire) {
-            return Reply::Unavailable("the node is shut down".into());
+            return Reply::Refused("the node is shut down".into());
         }
         match self.raft.ensure_linearizable().await {
             Ok(_) => {
@@ -395,8 +386,8 @@ impl<D: Replicated> Core<D> {
         }
     }
 
-    async fn serve(self: Arc<Self>, body: Vec<u8>) -> Vec<u8> {
-        let response = match net::decode::<Request<D>>(&body) {
+    async fn serve(self: Arc<Self>, body: Vec<u8>) -> Frame {
+        let response = match decode::<Request<D>>(&body) {
             Ok(Request::Append(rpc)) => Response::Append(self.raft.append_entries(rpc).await),
             Ok(Request::Vote(rpc)) => Response::Vote(self.raft.vote(rpc).await),
             Ok(Request::Snapshot(rpc)) => Response::Snapshot(self.raft.install_snapshot(rpc).await),
@@ -408,8 +399,8 @@ impl<D: Replicated> Core<D> {
                 Response::Rejected(e.to_string())
             }
         };
-        net::encode(&response).unwrap_or_else(|e| {
-            net::encode(&Response::<D>::Rejected(format!("the answer does not encode: {e}"))).unwrap_or_default()
+        Frame::encode(&response).unwrap_or_else(|e| {
+            Frame::encode(&Response::<D>::Rejected(format!("the answer does not encode: {e}"))).unwrap_or_default()
         })
     }
 }
@@ -515,8 +506,8 @@ impl<D: Replicated> Node<D> {
 
     /// What this node reports about itself.
     pub fn metrics(&self) -> NodeMetrics {
-        let m = self.core.raft.metrics().borrow().clone();
         let sessions = self.core.image.read().unwrap_or_else(|e| e.into_inner()).sessions();
+        let m = self.core.metrics.borrow();
         NodeMetrics {
             id: self.core.id,
             leader: m.current_leader,
@@ -617,8 +608,8 @@ impl Peer {
             let e = std::io::Error::new(std::io::ErrorKind::InvalidInput, "the peer's address does not parse");
             return Err(RPCError::Unreachable(Unreachable::new(&e)));
         };
-        let body = net::encode(&request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        if body.len() > net::MAX_FRAME {
+        let frame = Frame::encode(&request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        if frame.body_len() > net::MAX_FRAME {
             // openraft splits the entries and sends again; other requests cannot be split.
             if let Request::Append(rpc) = &request {
                 let hint = (rpc.entries.len() as u64 / 2).max(1);
@@ -626,8 +617,8 @@ impl Peer {
             }
         }
         let answer =
-            self.net.call(addr, &body, timeout).await.map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
-        net::decode(&answer).map_err(|e| RPCError::Network(NetworkError::new(&e)))
+            self.net.call(addr, frame, timeout).await.map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+        decode(&answer).map_err(|e| RPCError::Network(NetworkError::new(&e)))
     }
 }
 

@@ -11,8 +11,10 @@ use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
 use openraft::{BasicNode, EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder, StoredMembership};
 use serde::{Deserialize, Serialize};
 
-use crate::storage::{decode, Disk, Recovered};
-use crate::types::{storage_error, Applied, Batch, Command, Entry, LogId, NodeId, Replicated, StorageError, Types};
+use crate::storage::{Disk, Recovered};
+use crate::types::{
+    decode, encode, storage_error, Applied, Batch, Command, Entry, LogId, NodeId, Replicated, StorageError, Types,
+};
 
 /// What a client session remembers: the responses it may still be asked for again.
 #[derive(Serialize, Deserialize)]
@@ -119,14 +121,46 @@ struct Stored {
     data: Vec<u8>,
 }
 
+/// The current snapshot, in memory and on disk; shared by the state machine and its
+/// snapshot builders.
+struct Snapshots {
+    current: Mutex<Option<Stored>>,
+    /// Held while a snapshot is made current (see [`Snapshots::keep`]).
+    keeping: tokio::sync::Mutex<()>,
+    disk: Arc<Disk>,
+}
+
+impl Snapshots {
+    /// Makes `stored` the current snapshot, on disk first, unless the current one is at
+    /// least as new: openraft builds snapshots on a task of its own, so a build that read
+    /// the object before a newer snapshot was installed can finish after the install, and
+    /// must not replace it (the log before the newer one may already be purged).
+    async fn keep(&self, stored: Stored) -> Result<(), StorageError> {
+        let _one_at_a_time = self.keeping.lock().await;
+        let newer =
+            |current: &Option<Stored>| current.as_ref().is_none_or(|c| c.meta.last_log_id < stored.meta.last_log_id);
+        if !newer(&self.current.lock().unwrap_or_else(|e| e.into_inner())) {
+            return Ok(());
+        }
+        let bytes = encode(&stored).map_err(|e| storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
+        self.disk
+            .write_durably(("snapshot", bytes))
+            .await
+            .map_err(|e| storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(stored);
+        Ok(())
+    }
+
+    fn current(&self) -> Option<Stored> {
+        self.current.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
 /// The state machine handed to openraft; the node keeps a second handle on `image` to
 /// serve reads.
 pub(crate) struct StateMachine<D: Replicated> {
     pub(crate) image: Arc<RwLock<Image<D>>>,
-    current: Arc<Mutex<Option<Stored>>>,
-    /// Held while a snapshot is made current (see [`StateMachine::keep`]).
-    keeping: Arc<tokio::sync::Mutex<()>>,
-    disk: Arc<Disk>,
+    snapshots: Arc<Snapshots>,
     built: u64,
 }
 
@@ -140,47 +174,19 @@ impl<D: Replicated> StateMachine<D> {
             image = decode(&stored.data)?;
             current = Some(stored);
         }
-        Ok(StateMachine {
-            image: Arc::new(RwLock::new(image)),
-            current: Arc::new(Mutex::new(current)),
-            keeping: Arc::default(),
-            disk,
-            built: 0,
-        })
+        let snapshots = Snapshots { current: Mutex::new(current), keeping: Default::default(), disk };
+        Ok(StateMachine { image: Arc::new(RwLock::new(image)), snapshots: Arc::new(snapshots), built: 0 })
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Image<D>> {
         self.image.write().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Makes `stored` the current snapshot, on disk first, unless the current one is at
-    /// least as new: openraft builds snapshots on a task of its own, so a build that read
-    /// the object before a newer snapshot was installed can finish after the install, and
-    /// must not replace it (the log before the newer one may already be purged).
-    async fn keep(&self, stored: Stored) -> Result<(), StorageError> {
-        let _one_at_a_time = self.keeping.lock().await;
-        let newer =
-            |current: &Option<Stored>| current.as_ref().is_none_or(|c| c.meta.last_log_id < stored.meta.last_log_id);
-        if !newer(&self.current.lock().unwrap_or_else(|e| e.into_inner())) {
-            return Ok(());
-        }
-        let bytes = postcard::to_allocvec(&stored)
-            .map_err(|e| storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
-        self.disk
-            .write_durably(("snapshot", bytes))
-            .await
-            .map_err(|e| storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
-        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(stored);
-        Ok(())
     }
 }
 
 /// Builds snapshots for openraft; shares the state machine's parts.
 pub(crate) struct Builder<D: Replicated> {
     image: Arc<RwLock<Image<D>>>,
-    current: Arc<Mutex<Option<Stored>>>,
-    keeping: Arc<tokio::sync::Mutex<()>>,
-    disk: Arc<Disk>,
+    snapshots: Arc<Snapshots>,
     number: u64,
 }
 
@@ -188,20 +194,12 @@ impl<D: Replicated> RaftSnapshotBuilder<Types<D>> for Builder<D> {
     async fn build_snapshot(&mut self) -> Result<Snapshot<Types<D>>, StorageError> {
         let (data, last_applied, membership) = {
             let image = self.image.read().unwrap_or_else(|e| e.into_inner());
-            let data = postcard::to_allocvec(&*image)
-                .map_err(|e| storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
+            let data = encode(&*image).map_err(|e| storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
             (data, image.last_applied, image.membership.clone())
         };
         let id = format!("{}-{}", last_applied.map_or(0, |id| id.index), self.number);
         let meta = SnapshotMeta { last_log_id: last_applied, last_membership: membership, snapshot_id: id };
-        let machine = StateMachine {
-            image: self.image.clone(),
-            current: self.current.clone(),
-            keeping: self.keeping.clone(),
-            disk: self.disk.clone(),
-            built: 0,
-        };
-        machine.keep(Stored { meta: meta.clone(), data: data.clone() }).await?;
+        self.snapshots.keep(Stored { meta: meta.clone(), data: data.clone() }).await?;
         Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
     }
 }
@@ -237,13 +235,7 @@ impl<D: Replicated> RaftStateMachine<Types<D>> for StateMachine<D> {
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         self.built += 1;
-        Builder {
-            image: self.image.clone(),
-            current: self.current.clone(),
-            keeping: self.keeping.clone(),
-            disk: self.disk.clone(),
-            number: self.built,
-        }
+        Builder { image: self.image.clone(), snapshots: self.snapshots.clone(), number: self.built }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
@@ -258,14 +250,16 @@ impl<D: Replicated> RaftStateMachine<Types<D>> for StateMachine<D> {
         let data = snapshot.into_inner();
         let image: Image<D> = decode(&data)
             .map_err(|e| storage_error(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Read, e))?;
-        self.keep(Stored { meta: meta.clone(), data }).await?;
+        self.snapshots.keep(Stored { meta: meta.clone(), data }).await?;
         *self.write() = image;
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<Types<D>>>, StorageError> {
-        let current = self.current.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        Ok(current.map(|stored| Snapshot { meta: stored.meta, snapshot: Box::new(Cursor::new(stored.data)) }))
+        Ok(self
+            .snapshots
+            .current()
+            .map(|stored| Snapshot { meta: stored.meta, snapshot: Box::new(Cursor::new(stored.data)) }))
     }
 }
 
@@ -356,8 +350,8 @@ mod tests {
         let mut machine = StateMachine::new(Sum::default(), disk.clone(), &recovered).unwrap();
         // A snapshot installed from the leader at 10, then a build that read the object
         // at 5 finishing after it.
-        machine.keep(stored(10)).await.unwrap();
-        machine.keep(stored(5)).await.unwrap();
+        machine.snapshots.keep(stored(10)).await.unwrap();
+        machine.snapshots.keep(stored(5)).await.unwrap();
         let current = machine.get_current_snapshot().await.unwrap().unwrap();
         assert_eq!(current.meta.snapshot_id, "10");
         // And on disk.

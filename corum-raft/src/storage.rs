@@ -20,7 +20,7 @@ use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
-use crate::types::{storage_error, Entry, LogId, Replicated, StorageError, Types, Vote};
+use crate::types::{self, decode, storage_error, Entry, LogId, Replicated, StorageError, Types, Vote};
 
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -185,11 +185,7 @@ fn commit(db: &redb::Database, batch: &[(Write, Option<Done>)]) -> Result<(), re
 // The error type is the one openraft's storage traits return.
 #[allow(clippy::result_large_err)]
 fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StorageError> {
-    postcard::to_allocvec(value).map_err(|e| storage_error(ErrorSubject::Store, ErrorVerb::Write, e))
-}
-
-pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> io::Result<T> {
-    postcard::from_bytes(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    types::encode(value).map_err(|e| storage_error(ErrorSubject::Store, ErrorVerb::Write, e))
 }
 
 /// The log as openraft sees it: in memory, written through to [`Disk`].

@@ -241,3 +241,14 @@ pub(crate) fn storage_error(
 ) -> StorageError {
     StorageError::from_io_error(subject, verb, std::io::Error::other(e.to_string()))
 }
+
+/// Encodes a value in corum-raft's wire and disk format (postcard).
+pub(crate) fn encode<T: Serialize>(value: &T) -> std::io::Result<Vec<u8>> {
+    postcard::to_allocvec(value).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
+/// Decodes a value from corum-raft's wire and disk format; bytes that do not decode are
+/// an `InvalidData` error.
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> std::io::Result<T> {
+    postcard::from_bytes(bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
