@@ -534,3 +534,42 @@ fn a_follower_far_behind_keeps_a_bounded_log_and_asks_for_a_snapshot() {
     let wanted = behind.snapshot_wanted().expect("replica 2 knows it needs a snapshot");
     assert!(wanted > Slot::new(8), "a snapshot at least as far as the leader freed: {wanted:?}");
 }
+
+#[test]
+fn with_a_peer_down_the_log_keeps_exactly_its_window_as_commits_free_slots() {
+    // A peer that is down holds truncation back to the window: each commit then frees a
+    // few slots at the front of a full log (the one-at-a-time path of `truncate`).
+    let window = 64;
+    let mut config = Config::new(3);
+    config.log_window = window;
+    let mut net = Net::with_config(config);
+    net.tick(0);
+    net.deliver_all();
+    net.down[2] = true;
+    let mut command = 0;
+    for _ in 0..window + 10 {
+        net.propose(0, command);
+        net.deliver_all();
+        command += 1;
+    }
+    let retransmit = Config::new(3).retransmit_ticks as usize;
+    for _ in 0..30 {
+        // Three slots in flight; the first one's acknowledgement is lost, so the three
+        // commit in one round when its retransmission is acknowledged: three freed at once.
+        let first = Slot::new(u64::from(command));
+        for _ in 0..3 {
+            net.propose(0, command);
+            command += 1;
+        }
+        net.deliver_where(|_, _, message| !matches!(message, Message::Accepted { slot, .. } if *slot == first));
+        assert_eq!(net.replicas[0].slot_committed(), first, "the lost acknowledgement holds the commit back");
+        net.tick_all(retransmit);
+        for replica in &net.replicas[..2] {
+            let committed = replica.slot_committed().get();
+            assert_eq!(committed, u64::from(command), "{:?} commits with the other live replica", replica.id());
+            assert_eq!(replica.slot_truncated(), Slot::new(committed - window), "{:?}", replica.id());
+            assert_eq!(replica.log_len() as u64, window, "{:?} holds exactly the window", replica.id());
+        }
+    }
+    assert_eq!(net.commands_applied(1), (0..command).collect::<Vec<_>>());
+}

@@ -117,7 +117,21 @@ impl<C: Clone> Replica<C> {
         if slot <= self.slot_truncated {
             return;
         }
-        self.log = self.log.split_off(&slot);
+        // A commit usually frees a few slots at the front of a log that may hold up to
+        // `log_window` entries (a peer is down or behind): removing those one by one
+        // costs far less than `split_off`, which rebuilds the whole path to the split
+        // point. When most of the log goes, `split_off` is the cheaper one.
+        let freeing = slot.get() - self.slot_truncated.get();
+        if freeing.saturating_mul(16) < self.log.len() as u64 {
+            while let Some(entry) = self.log.first_entry() {
+                if *entry.key() >= slot {
+                    break;
+                }
+                entry.remove();
+            }
+        } else {
+            self.log = self.log.split_off(&slot);
+        }
         self.slot_truncated = slot;
     }
 }
