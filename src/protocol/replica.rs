@@ -18,7 +18,7 @@
 //! Rules are those of Lamport's "Paxos Made Simple" (§2 for the synod, §3 for the
 //! multi-slot log); leases and catch-up follow "Paxos Made Live" (§5).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 mod acceptor;
 mod candidate;
@@ -26,6 +26,7 @@ mod invariants;
 mod leader;
 mod leadership;
 mod learner;
+mod log;
 
 use std::ops::{Deref, DerefMut};
 
@@ -37,6 +38,7 @@ use super::types::{Ballot, Batch, ReplicaId, Slot};
 use crate::plant::planted;
 use candidate::CandidateState;
 use leader::LeaderState;
+use log::Log;
 
 /// What a replica's acceptor keeps across a crash; see [`Replica::durable_state`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -119,7 +121,7 @@ pub struct Replica<C> {
     /// Acceptor: the highest ballot promised; nothing below it is accepted.
     ballot_promised: Ballot,
     /// Accepted and committed entries at or above `slot_truncated`.
-    log: BTreeMap<Slot, Entry<C>>,
+    log: Log<Entry<C>>,
     /// Every slot below this is committed and present in `log` (or freed).
     slot_committed: Slot,
     /// Every slot below this was handed out in a `Ready`.
@@ -173,7 +175,7 @@ impl<C: Clone> Replica<C> {
             id,
             config,
             ballot_promised: Ballot::ZERO,
-            log: BTreeMap::new(),
+            log: Log::default(),
             slot_committed: Slot::ZERO,
             slot_delivered: Slot::ZERO,
             slot_truncated: Slot::ZERO,
@@ -204,7 +206,7 @@ impl<C: Clone> Replica<C> {
     pub fn durable_state(&self) -> DurableState<C> {
         DurableState {
             ballot_promised: self.ballot_promised,
-            accepted: self.log.iter().map(|(&slot, entry)| (slot, entry.ballot, entry.batch.clone())).collect(),
+            accepted: self.log.iter().map(|(slot, entry)| (slot, entry.ballot, entry.batch.clone())).collect(),
         }
     }
 
@@ -250,7 +252,7 @@ impl<C: Clone> Replica<C> {
         self.slot_delivered = slot;
         self.slot_committed = self.slot_committed.max(slot);
         self.slot_truncated = slot;
-        self.log = self.log.split_off(&slot);
+        self.log.remove_below(slot);
         if let Role::Leader(leader) = &mut self.role {
             // Proposals below the snapshot are committed: the snapshot holds them.
             leader.proposals = leader.proposals.split_off(&slot);
@@ -354,7 +356,7 @@ impl<C: Clone> Replica<C> {
 
     /// The committed value of `slot`, if it is still held.
     pub fn committed_batch(&self, slot: Slot) -> Option<&Batch<C>> {
-        self.log.get(&slot).filter(|entry| entry.committed).map(|entry| &entry.batch)
+        self.log.get(slot).filter(|entry| entry.committed).map(|entry| &entry.batch)
     }
 
     /// Takes every client command this replica holds that it has not handed out through
@@ -366,7 +368,7 @@ impl<C: Clone> Replica<C> {
         if let Role::Leader(leader) = &mut self.role {
             commands.extend(leader.queue.drain(..));
         }
-        for entry in self.log.range(self.slot_delivered..).map(|(_, entry)| entry) {
+        for entry in self.log.from(self.slot_delivered).map(|(_, entry)| entry) {
             commands.extend(entry.batch.commands().iter().cloned());
         }
         commands
@@ -388,7 +390,7 @@ impl<C: Clone> Replica<C> {
         let mut committed = std::mem::take(&mut *self.committed_spare);
         while self.slot_delivered < self.slot_committed {
             let slot = self.slot_delivered;
-            let entry = self.log.get(&slot).unwrap_or_else(|| {
+            let entry = self.log.get(slot).unwrap_or_else(|| {
                 panic!("{:?}: committed {slot:?} missing from the log (truncated {:?})", self.id, self.slot_truncated)
             });
             debug_assert!(entry.committed);

@@ -35,8 +35,8 @@ impl<C: Clone> Replica<C> {
         );
         let accepted = self
             .log
-            .range(slot_first..)
-            .map(|(&slot, entry)| PromiseEntry {
+            .from(slot_first)
+            .map(|(slot, entry)| PromiseEntry {
                 slot,
                 ballot: entry.ballot,
                 batch: entry.batch.clone(),
@@ -69,7 +69,7 @@ impl<C: Clone> Replica<C> {
             self.learn_commit(from, ballot, slot_committed);
             return;
         }
-        let decided = slot < self.slot_truncated || self.log.get(&slot).is_some_and(|entry| entry.committed);
+        let decided = slot < self.slot_truncated || self.log.get(slot).is_some_and(|entry| entry.committed);
         if !decided {
             // Below a commit index this ballot's leader announced, the leader's value is the
             // chosen one (see `learn_commit`).

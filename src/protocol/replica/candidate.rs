@@ -63,7 +63,7 @@ impl<C: Clone> Replica<C> {
         self.counters.elections_started += 1;
         let slot_first = self.slot_committed;
         let mut accepted = BTreeMap::new();
-        for (&slot, entry) in self.log.range(slot_first..) {
+        for (slot, entry) in self.log.from(slot_first) {
             merge_promise_entry(
                 &mut accepted,
                 PromiseEntry { slot, ballot: entry.ballot, batch: entry.batch.clone(), committed: entry.committed },
@@ -103,7 +103,7 @@ impl<C: Clone> Replica<C> {
         if let Some(slot_last) = slot_last {
             let mut slot = self.slot_committed;
             while slot <= slot_last {
-                let already = self.log.get(&slot).is_some_and(|entry| entry.committed);
+                let already = self.log.get(slot).is_some_and(|entry| entry.committed);
                 match accepted.remove(&slot) {
                     _ if already => {}
                     // Below the floor every slot is chosen, but the value a promise reports

@@ -20,10 +20,10 @@ impl<C: Clone> Replica<C> {
         }
         assert!(self.slot_delivered <= self.slot_committed, "{id:?}: delivered beyond committed");
         assert!(self.slot_truncated <= self.slot_delivered, "{id:?}: truncated beyond delivered");
-        if let Some((&first, _)) = self.log.iter().next() {
+        if let Some((first, _)) = self.log.iter().next() {
             assert!(first >= self.slot_truncated, "{id:?}: entry {first:?} below truncation point");
         }
-        if let Some(entry) = self.log.get(&self.slot_committed) {
+        if let Some(entry) = self.log.get(self.slot_committed) {
             assert!(!entry.committed, "{id:?}: {:?} committed but commit index not advanced", self.slot_committed);
         }
         match &self.role {
@@ -33,7 +33,7 @@ impl<C: Clone> Replica<C> {
                 for (&slot, proposal) in &leader.proposals {
                     assert!(slot < leader.slot_next, "{id:?}: proposal {slot:?} at or above slot_next");
                     assert!(proposal.acks & id.bit() != 0, "{id:?}: leader did not accept its own {slot:?}");
-                    let entry = self.log.get(&slot).expect("a proposal's entry is in the log");
+                    let entry = self.log.get(slot).expect("a proposal's entry is in the log");
                     assert_eq!(entry.ballot, leader.ballot, "{id:?}: proposal {slot:?} in a foreign ballot");
                     assert!(!entry.committed, "{id:?}: proposal {slot:?} is already committed");
                 }

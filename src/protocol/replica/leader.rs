@@ -150,7 +150,7 @@ impl<C: Clone> Replica<C> {
     }
 
     pub(super) fn commit_slot(&mut self, slot: Slot) {
-        let entry = self.log.get_mut(&slot).unwrap_or_else(|| {
+        let entry = self.log.get_mut(slot).unwrap_or_else(|| {
             panic!("{:?}: committing {slot:?} which is not in the log", self.id);
         });
         entry.committed = true;
@@ -209,7 +209,7 @@ impl<C: Clone> Replica<C> {
             }
         }
         for (slot, acks) in resend {
-            let batch = self.log.get(&slot).expect("a proposal's entry is in the log until it commits").batch.clone();
+            let batch = self.log.get(slot).expect("a proposal's entry is in the log until it commits").batch.clone();
             for peer in self.peers() {
                 if acks & peer.bit() == 0 {
                     self.send(peer, Message::Accept { ballot, slot, batch: batch.clone(), slot_committed });

@@ -19,9 +19,10 @@ impl<C: Clone> Replica<C> {
         }
         let entries: Vec<LearnEntry<C>> = self
             .log
-            .range(slot_first..self.slot_committed)
+            .from(slot_first)
+            .take_while(|&(slot, _)| slot < self.slot_committed)
             .take(self.config.learn_max)
-            .map(|(&slot, entry)| LearnEntry { slot, ballot: entry.ballot, batch: entry.batch.clone() })
+            .map(|(slot, entry)| LearnEntry { slot, ballot: entry.ballot, batch: entry.batch.clone() })
             .collect();
         if entries.is_empty() {
             return;
@@ -39,7 +40,7 @@ impl<C: Clone> Replica<C> {
                 // Paxos with the value it proposed; stop waiting for acceptances.
                 leader.proposals.remove(&entry.slot);
             }
-            match self.log.get_mut(&entry.slot) {
+            match self.log.get_mut(entry.slot) {
                 Some(existing) if existing.committed => {}
                 Some(existing) => {
                     existing.ballot = entry.ballot;
@@ -77,7 +78,7 @@ impl<C: Clone> Replica<C> {
         let (heard_ballot, heard) = self.commit_heard;
         let first = if heard_ballot == ballot { heard.max(self.slot_committed) } else { self.slot_committed };
         if slot_committed > first {
-            for (_, entry) in self.log.range_mut(first..slot_committed) {
+            for entry in self.log.range_mut(first, slot_committed) {
                 if entry.ballot == ballot {
                     entry.committed = true;
                 }
@@ -106,7 +107,7 @@ impl<C: Clone> Replica<C> {
     }
 
     pub(super) fn advance_committed(&mut self) {
-        while self.log.get(&self.slot_committed).is_some_and(|entry| entry.committed) {
+        while self.log.get(self.slot_committed).is_some_and(|entry| entry.committed) {
             self.slot_committed = self.slot_committed.next();
         }
     }
@@ -117,21 +118,7 @@ impl<C: Clone> Replica<C> {
         if slot <= self.slot_truncated {
             return;
         }
-        // A commit usually frees a few slots at the front of a log that may hold up to
-        // `log_window` entries (a peer is down or behind): removing those one by one
-        // costs far less than `split_off`, which rebuilds the whole path to the split
-        // point. When most of the log goes, `split_off` is the cheaper one.
-        let freeing = slot.get() - self.slot_truncated.get();
-        if freeing.saturating_mul(16) < self.log.len() as u64 {
-            while let Some(entry) = self.log.first_entry() {
-                if *entry.key() >= slot {
-                    break;
-                }
-                entry.remove();
-            }
-        } else {
-            self.log = self.log.split_off(&slot);
-        }
+        self.log.remove_below(slot);
         self.slot_truncated = slot;
     }
 }
