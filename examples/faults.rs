@@ -361,6 +361,7 @@ fn main() {
     straggler("corum, 3 replicas", corum(Straggler::None), threads, seconds, baseline);
     straggler("corum, 3 replicas, a follower paused", corum(Straggler::Follower), threads, seconds, baseline);
     straggler("corum, 3 replicas, the leader paused", corum(Straggler::Leader), threads, seconds, baseline);
+    straggler("corum, 3 replicas, the first leader paused", corum(Straggler::LeaderCore), threads, seconds, baseline);
 
     let (steady, pause) = if quick { (1, 2) } else { (2, 10) };
     println!("\nmemory: a follower paused for {pause} s under a full pipelined write load");

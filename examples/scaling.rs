@@ -187,7 +187,7 @@ fn main() {
     let straggler_workload = Workload { name: "kv", write_pct: 10 };
     let mut stragglers = vec![mutex, System::Mutex { holder_paused: true }];
     for pipelined in [false, true] {
-        for straggler in [Straggler::None, Straggler::Follower, Straggler::Leader] {
+        for straggler in [Straggler::None, Straggler::Follower, Straggler::Leader, Straggler::LeaderCore] {
             stragglers.push(corum(3, pipelined, straggler));
         }
     }

@@ -550,6 +550,73 @@ fn replicas_slowed_alike_trade_no_leadership() {
     run.finish(cluster, 3);
 }
 
+/// Pauses `replica` for 5 ms, then lets it run for 45 ms (a core taken away a tenth of
+/// the time).
+fn pause_once(cluster: &corum::Cluster<Kv>, replica: usize) {
+    cluster.faults().pause(replica).expect("pause");
+    std::thread::sleep(Duration::from_millis(5));
+    cluster.faults().resume(replica).expect("resume");
+    std::thread::sleep(Duration::from_millis(45));
+}
+
+#[test]
+fn a_leader_that_keeps_being_paused_hands_over_once_to_a_replica_that_is_not() {
+    let cluster = Builder::new(Kv::default()).replicas(3).build().expect("build");
+    let run = Run::start(&cluster, 2, 4_000);
+    run.wait_for(300);
+    let noisy = cluster.leader().expect("a leader");
+    let before = leader_changes(&cluster);
+    // Pauses of 5 ms are far below the election timeout (100 ms): only the leader policy
+    // can move leadership. Its core keeps being taken away, well after it moved.
+    let mut moved = None;
+    for period in 0..100 {
+        pause_once(&cluster, noisy);
+        if moved.is_none() && cluster.leader().is_some_and(|leader| leader != noisy) {
+            moved = Some(period);
+        }
+        if moved.is_some_and(|at| period >= at + 10) {
+            break;
+        }
+    }
+    assert!(moved.is_some(), "leadership stayed on the replica that keeps stopping: {:#?}", cluster.stats());
+    assert_eq!(leader_changes(&cluster), before + 1, "one change, and none back: {:#?}", cluster.stats());
+    assert!(cluster.stats()[noisy].stalled >= Duration::from_millis(25), "the pauses were counted");
+    run.finish(cluster, 3);
+}
+
+#[test]
+fn with_any_leader_a_paused_leader_keeps_leading() {
+    let cluster =
+        Builder::new(Kv::default()).replicas(3).leader_policy(corum::LeaderPolicy::Any).build().expect("build");
+    let run = Run::start(&cluster, 2, 1_000);
+    run.wait_for(200);
+    let noisy = cluster.leader().expect("a leader");
+    for _ in 0..12 {
+        pause_once(&cluster, noisy);
+    }
+    assert_eq!(cluster.leader(), Some(noisy), "{:#?}", cluster.stats());
+    run.finish(cluster, 3);
+}
+
+#[test]
+fn replicas_paused_alike_trade_no_leadership() {
+    let cluster = Builder::new(Kv::default()).replicas(3).build().expect("build");
+    let run = Run::start(&cluster, 2, 2_000);
+    run.wait_for(200);
+    let before = leader_changes(&cluster);
+    // Each replica in turn, 5 ms stopped and 10 ms running: every one is stopped a ninth of
+    // the time, more than the policy's 5 %, but none far more than another.
+    for turn in 0..60 {
+        cluster.faults().pause(turn % 3).expect("pause");
+        std::thread::sleep(Duration::from_millis(5));
+        cluster.faults().resume(turn % 3).expect("resume");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(leader_changes(&cluster), before, "{:#?}", cluster.stats());
+    assert!(cluster.stats().iter().all(|s| s.stalled >= Duration::from_millis(50)), "every replica was stopped");
+    run.finish(cluster, 3);
+}
+
 #[test]
 fn a_preferred_replica_leads_whenever_it_runs() {
     let cluster =

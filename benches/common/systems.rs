@@ -17,8 +17,12 @@ pub enum Straggler {
     None,
     /// A corum replica that does not lead, chosen afresh each period.
     Follower,
-    /// The corum replica leading at the start of each period.
+    /// The corum replica leading at the start of each period: whichever replica leads is
+    /// stopped, so moving leadership cannot escape the pauses.
     Leader,
+    /// The corum replica that led when the measurement began, every period: a noisy core,
+    /// which leadership can move away from.
+    LeaderCore,
 }
 
 pub const PAUSE: Duration = Duration::from_millis(5);
@@ -66,12 +70,13 @@ impl System {
         }
     }
 
-    /// Who is paused: `none`, `holder`, `follower` or `leader`.
+    /// Who is paused: `none`, `holder`, `follower`, `leader` or `first leader`.
     pub fn paused(&self) -> &'static str {
         match self {
             System::Mutex { holder_paused: true } => "holder",
             System::Corum { straggler: Straggler::Follower, .. } => "follower",
             System::Corum { straggler: Straggler::Leader, .. } => "leader",
+            System::Corum { straggler: Straggler::LeaderCore, .. } => "first leader",
             _ => "none",
         }
     }
@@ -196,12 +201,14 @@ fn corum(
     let mut outcome = std::thread::scope(|scope| {
         if straggler != Straggler::None {
             let (cluster, pausing) = (&cluster, &pausing);
+            let first_leader = cluster.leader();
             scope.spawn(move || {
                 while pausing.load(Ordering::Relaxed) {
                     std::thread::sleep(PAUSE_PERIOD - PAUSE);
                     let leader = cluster.leader();
                     let target = match straggler {
                         Straggler::Leader => leader,
+                        Straggler::LeaderCore => first_leader,
                         _ => (0..cluster.replicas()).find(|&r| Some(r) != leader),
                     };
                     let Some(target) = target else { continue };

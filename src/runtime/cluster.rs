@@ -104,6 +104,10 @@ pub struct ReplicaStats {
     /// run for it are not counted). Zero until its thread measured one. What
     /// [`LeaderPolicy::Fastest`](crate::LeaderPolicy::Fastest) compares.
     pub round_time: std::time::Duration,
+    /// How long in all its thread was held stopped ([`Faults::pause`](crate::Faults::pause):
+    /// a core taken away), the other half of what
+    /// [`LeaderPolicy::Fastest`](crate::LeaderPolicy::Fastest) compares.
+    pub stalled: std::time::Duration,
     /// Times its copy was found to differ from the majority's at a checkpoint and was
     /// replaced (see [`Dispatch::digest`](crate::Dispatch::digest)).
     pub divergences: u64,
@@ -174,6 +178,7 @@ impl<D: Dispatch> Cluster<D> {
                     snapshots_installed: load(&stats.snapshots_installed),
                     core: self.cores[replica].map(|core| core.id),
                     round_time: std::time::Duration::from_nanos(load(&stats.round_nanos)),
+                    stalled: std::time::Duration::from_nanos(load(&stats.stalled_nanos)),
                     divergences: load(&stats.divergences),
                     diverged: shared.diverged.load(Ordering::Acquire),
                     diverged_at: match load(&stats.diverged_at) {

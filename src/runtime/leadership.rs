@@ -44,8 +44,18 @@ pub enum LeaderPolicy {
     /// injected slowness included). A leader whose rounds take more than
     /// [`LeaderPolicy::FASTEST_FACTOR`] times as long as those of its fastest running peer, and more than
     /// [`LeaderPolicy::FASTEST_FLOOR`], at [`LeaderPolicy::FASTEST_CHECKS`] checks in a row (one every tenth of an
-    /// election timeout), hands leadership to that peer. The margins are the hysteresis:
-    /// replicas of similar speed never trade leadership back and forth.
+    /// election timeout), hands leadership to that peer.
+    ///
+    /// A replica that keeps being stopped is slow too, however fast its rounds run: each
+    /// replica also counts the time its thread is held stopped
+    /// ([`ReplicaStats::stalled`](crate::ReplicaStats::stalled)), and a leader stopped for
+    /// more than [`LeaderPolicy::FASTEST_STALLED_PERCENT`] of the time (an average over
+    /// about the last sixteen checks) hands leadership, after the same number of checks, to
+    /// the running peer stopped least, if that peer is stopped less than a
+    /// [`LeaderPolicy::FASTEST_FACTOR`]th as much.
+    ///
+    /// The margins are the hysteresis: replicas of similar speed, or stopped alike, never
+    /// trade leadership back and forth.
     #[default]
     Fastest,
     /// Replica `i` leads whenever it runs: any other leader hands over to it (after it has
@@ -67,6 +77,10 @@ impl LeaderPolicy {
 
     /// See [`LeaderPolicy::Fastest`]: consecutive checks at which the leader must be slower.
     pub const FASTEST_CHECKS: u32 = 3;
+
+    /// See [`LeaderPolicy::Fastest`]: the share of the time, in percent, a leader may be
+    /// held stopped before it hands over to a replica stopped far less.
+    pub const FASTEST_STALLED_PERCENT: u64 = 5;
 }
 
 impl<D: Dispatch> Cluster<D> {

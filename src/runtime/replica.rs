@@ -70,9 +70,43 @@ struct Pace {
     next_check: Instant,
     /// Consecutive checks at which this replica led and was clearly slower than a peer.
     slower_checks: u32,
+    /// When `stalled_share` was last brought up to date.
+    last_check: Instant,
+    /// Each replica's stalled time (`StatsCell::stalled_nanos`) at that moment.
+    stalled_seen: Vec<u64>,
+    /// Each replica's share of the time held stopped, in per mille: an exponentially
+    /// weighted average over this thread's checks (each new check weighs 1/16).
+    stalled_share: Vec<u64>,
 }
 
 impl Pace {
+    fn new<D: Dispatch>(shared: &Shared<D>) -> Self {
+        Self {
+            round_nanos: 0,
+            next_check: now(),
+            slower_checks: 0,
+            last_check: now(),
+            // Relaxed: statistics.
+            stalled_seen: shared.replicas.iter().map(|r| r.stats.stalled_nanos.load(Ordering::Relaxed)).collect(),
+            stalled_share: vec![0; shared.replicas.len()],
+        }
+    }
+
+    /// Brings every replica's share of the time held stopped up to date, over the time
+    /// since the last check.
+    fn update_stalls<D: Dispatch>(&mut self, shared: &Shared<D>, now: Instant) {
+        let interval = u64::try_from(now.saturating_duration_since(self.last_check).as_nanos()).unwrap_or(u64::MAX);
+        self.last_check = now;
+        for (peer, replica) in shared.replicas.iter().enumerate() {
+            // Relaxed: a statistic; a stale one is counted at the next check.
+            let total = replica.stats.stalled_nanos.load(Ordering::Relaxed);
+            let stalled = total.saturating_sub(self.stalled_seen[peer]);
+            self.stalled_seen[peer] = total;
+            let share = (stalled.saturating_mul(1000) / interval.max(1)).min(1000);
+            self.stalled_share[peer] = (self.stalled_share[peer] * 15 + share) / 16;
+        }
+    }
+
     /// Counts one round of work that took `took` (slowness included), and publishes the
     /// average.
     fn sample<D: Dispatch>(&mut self, took: Duration, me: &ReplicaShared<D>) {
@@ -95,7 +129,9 @@ impl Pace {
             return;
         }
         self.next_check = now + shared.options.election / 10;
+        self.update_stalls(shared, now);
         let mine = self.round_nanos;
+        let shares = &self.stalled_share;
         let slower_checks = &mut self.slower_checks;
         guard.with(|slot| {
             let Some(worker) = slot.as_mut() else { return };
@@ -110,20 +146,33 @@ impl Pace {
                 LeaderPolicy::Prefer(preferred) => running(preferred).then_some(preferred),
                 LeaderPolicy::Fastest => {
                     // Relaxed: statistics; a stale one delays a hand-over by a check.
+                    let nanos_of = |peer: usize| shared.replicas[peer].stats.round_nanos.load(Ordering::Relaxed);
+                    let factor = LeaderPolicy::FASTEST_FACTOR;
+                    let floor = LeaderPolicy::FASTEST_FLOOR.as_nanos() as u64;
                     let fastest = (0..shared.replicas.len())
                         .filter(|&peer| running(peer))
-                        .map(|peer| (peer, shared.replicas[peer].stats.round_nanos.load(Ordering::Relaxed)))
+                        .map(|peer| (peer, nanos_of(peer)))
                         .filter(|&(_, nanos)| nanos > 0)
                         .min_by_key(|&(_, nanos)| nanos);
-                    let floor = LeaderPolicy::FASTEST_FLOOR.as_nanos() as u64;
-                    match fastest {
-                        Some((peer, nanos))
-                            if mine > floor && mine > nanos.saturating_mul(LeaderPolicy::FASTEST_FACTOR) =>
-                        {
+                    let by_speed = fastest
+                        .filter(|&(_, nanos)| mine > floor && mine > nanos.saturating_mul(factor))
+                        .map(|(peer, _)| peer);
+                    // Stopped far more than a running peer that is not itself slow (which
+                    // would hand leadership straight back by speed).
+                    let stalled = shares[index];
+                    let by_stalls = (0..shared.replicas.len())
+                        .filter(|&peer| running(peer) && nanos_of(peer) <= mine.max(floor).saturating_mul(factor))
+                        .min_by_key(|&peer| shares[peer])
+                        .filter(|&peer| {
+                            stalled > LeaderPolicy::FASTEST_STALLED_PERCENT * 10
+                                && shares[peer].saturating_mul(factor) < stalled
+                        });
+                    match by_speed.or(by_stalls) {
+                        Some(peer) => {
                             *slower_checks += 1;
                             (*slower_checks >= LeaderPolicy::FASTEST_CHECKS).then_some(peer)
                         }
-                        _ => {
+                        None => {
                             *slower_checks = 0;
                             None
                         }
@@ -163,6 +212,8 @@ pub(crate) struct ReplicaThread<D: Dispatch> {
     idler: Idler,
     lateness: Lateness,
     pace: Pace,
+    /// The time this thread was held stopped, in all (`StatsCell::stalled_nanos`).
+    stalled_nanos: u64,
 }
 
 /// When the current round of a replica thread's loop started, and how many rounds in a
@@ -185,8 +236,11 @@ impl<D: Dispatch> ReplicaThread<D> {
         // client threads waiting for it run its rounds, `help.rs`).
         let idler = Idler::new(shared.options.idle, shared.options.spin, shared.options.spin);
         let lateness = Lateness { round_started: now(), late_rounds: 0 };
-        let pace = Pace { round_nanos: 0, next_check: now(), slower_checks: 0 };
-        let thread = Self { index, shared: Arc::clone(shared), idler, lateness, pace };
+        let pace = Pace::new(shared);
+        // Relaxed: a statistic this thread alone writes (a restarted replica's new thread
+        // goes on from its predecessor's total).
+        let stalled_nanos = shared.replicas[index].stats.stalled_nanos.load(Ordering::Relaxed);
+        let thread = Self { index, shared: Arc::clone(shared), idler, lateness, pace, stalled_nanos };
         thread_builder(index).spawn(move || {
             // A panic that escapes (outside a round, where `run_round` catches it) ends the
             // thread: mark the replica crashed so nobody waits for it.
@@ -214,7 +268,15 @@ impl<D: Dispatch> ReplicaThread<D> {
             match self.me().status() {
                 RUNNING => {}
                 PAUSED => {
+                    // Held stopped (a core taken away): counted, so that a leader that
+                    // keeps being stopped hands over (`LeaderPolicy::Fastest`).
+                    let started = now();
                     self.park_while_paused();
+                    let stopped =
+                        u64::try_from(now().saturating_duration_since(started).as_nanos()).unwrap_or(u64::MAX);
+                    self.stalled_nanos = self.stalled_nanos.saturating_add(stopped);
+                    // Relaxed: a statistic.
+                    self.me().stats.stalled_nanos.store(self.stalled_nanos, Ordering::Relaxed);
                     continue;
                 }
                 _ => break,

@@ -98,6 +98,9 @@ pub(crate) struct StatsCell {
     /// The replica thread's average time per round of work, in nanoseconds (0 until it
     /// measured one): see `LeaderPolicy::Fastest`.
     pub(crate) round_nanos: AtomicU64,
+    /// Nanoseconds in all that the replica's thread was held stopped while it should have
+    /// been running (paused by fault injection, a stopped core): see `LeaderPolicy::Fastest`.
+    pub(crate) stalled_nanos: AtomicU64,
     /// Times this replica's copy was found diverged (`crate::digest`): incremented by the
     /// replica whose report decided it, the one counter not written by its own thread only.
     pub(crate) divergences: AtomicU64,
