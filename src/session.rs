@@ -85,7 +85,7 @@ impl ClientRecord {
 /// bits too, which the table also uses) at a fraction of SipHash's cost, on every write
 /// of every replica.
 #[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct ClientHasher(u64);
+struct ClientHasher(u64);
 
 impl Hasher for ClientHasher {
     fn write(&mut self, bytes: &[u8]) {

@@ -142,9 +142,8 @@ impl<D: Dispatch> Faults<'_, D> {
     pub fn slow(&self, replica: usize, delay: std::time::Duration) -> Result<(), Error> {
         let _serial = self.cluster.faults.lock();
         let target = self.cluster.replica_checked(replica)?;
-        let nanos = u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX);
         // Relaxed: a setting, read by the replica thread once per round.
-        target.slowness_nanos.store(nanos, Ordering::Relaxed);
+        target.slowness_nanos.store(super::idle::nanos(delay), Ordering::Relaxed);
         target.wake.notify();
         Ok(())
     }

@@ -106,6 +106,11 @@ pub(crate) fn now() -> Instant {
     }
 }
 
+/// `duration` in nanoseconds, the largest count for durations past 584 years.
+pub(crate) fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// How long to sleep at most when parking before `deadline`, in slices of `slice`.
 pub(crate) fn park_slice(deadline: Instant, slice: Duration) -> Duration {
     deadline.saturating_duration_since(now()).min(slice).max(Duration::from_micros(50))

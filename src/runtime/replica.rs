@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::idle::{now, Idler};
+use super::idle::{nanos, now, Idler};
 use super::worker::{crash, run_round, Round, Worker, WorkerSlot};
 use super::{LeaderPolicy, ReplicaShared, Shared, PAUSED, RUNNING, STOPPED};
 use crate::sync::atomic::Ordering;
@@ -95,7 +95,7 @@ impl Pace {
     /// Brings every replica's share of the time held stopped up to date, over the time
     /// since the last check.
     fn update_stalls<D: Dispatch>(&mut self, shared: &Shared<D>, now: Instant) {
-        let interval = u64::try_from(now.saturating_duration_since(self.last_check).as_nanos()).unwrap_or(u64::MAX);
+        let interval = nanos(now.saturating_duration_since(self.last_check));
         self.last_check = now;
         for (peer, replica) in shared.replicas.iter().enumerate() {
             // Relaxed: a statistic; a stale one is counted at the next check.
@@ -110,8 +110,8 @@ impl Pace {
     /// Counts one round of work that took `took` (slowness included), and publishes the
     /// average.
     fn sample<D: Dispatch>(&mut self, took: Duration, me: &ReplicaShared<D>) {
-        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
-        self.round_nanos = if self.round_nanos == 0 { nanos } else { (self.round_nanos * 7 + nanos) / 8 };
+        let took = nanos(took);
+        self.round_nanos = if self.round_nanos == 0 { took } else { (self.round_nanos * 7 + took) / 8 };
         // Relaxed: a statistic, read by leaders' checks and `Cluster::stats`.
         me.stats.round_nanos.store(self.round_nanos, Ordering::Relaxed);
     }
@@ -148,7 +148,7 @@ impl Pace {
                     // Relaxed: statistics; a stale one delays a hand-over by a check.
                     let nanos_of = |peer: usize| shared.replicas[peer].stats.round_nanos.load(Ordering::Relaxed);
                     let factor = LeaderPolicy::FASTEST_FACTOR;
-                    let floor = LeaderPolicy::FASTEST_FLOOR.as_nanos() as u64;
+                    let floor = nanos(LeaderPolicy::FASTEST_FLOOR);
                     let fastest = (0..shared.replicas.len())
                         .filter(|&peer| running(peer))
                         .map(|peer| (peer, nanos_of(peer)))
@@ -160,14 +160,16 @@ impl Pace {
                     // Stopped far more than a running peer that is not itself slow (which
                     // would hand leadership straight back by speed).
                     let stalled = shares[index];
-                    let by_stalls = (0..shared.replicas.len())
-                        .filter(|&peer| running(peer) && nanos_of(peer) <= mine.max(floor).saturating_mul(factor))
-                        .min_by_key(|&peer| shares[peer])
-                        .filter(|&peer| {
-                            stalled > LeaderPolicy::FASTEST_STALLED_PERCENT * 10
-                                && shares[peer].saturating_mul(factor) < stalled
-                        });
-                    match by_speed.or(by_stalls) {
+                    let by_stalls = || {
+                        (0..shared.replicas.len())
+                            .filter(|&peer| running(peer) && nanos_of(peer) <= mine.max(floor).saturating_mul(factor))
+                            .min_by_key(|&peer| shares[peer])
+                            .filter(|&peer| {
+                                stalled > LeaderPolicy::FASTEST_STALLED_PERCENT * 10
+                                    && shares[peer].saturating_mul(factor) < stalled
+                            })
+                    };
+                    match by_speed.or_else(by_stalls) {
                         Some(peer) => {
                             *slower_checks += 1;
                             (*slower_checks >= LeaderPolicy::FASTEST_CHECKS).then_some(peer)
@@ -272,8 +274,7 @@ impl<D: Dispatch> ReplicaThread<D> {
                     // keeps being stopped hands over (`LeaderPolicy::Fastest`).
                     let started = now();
                     self.park_while_paused();
-                    let stopped =
-                        u64::try_from(now().saturating_duration_since(started).as_nanos()).unwrap_or(u64::MAX);
+                    let stopped = nanos(now().saturating_duration_since(started));
                     self.stalled_nanos = self.stalled_nanos.saturating_add(stopped);
                     // Relaxed: a statistic.
                     self.me().stats.stalled_nanos.store(self.stalled_nanos, Ordering::Relaxed);

@@ -182,12 +182,10 @@ impl<E> Log<E> {
 
     /// Entries present at or above `from`, in slot order.
     pub(super) fn from(&self, from: Slot) -> impl Iterator<Item = (Slot, &E)> {
+        // One of the two is empty: the map while the ring holds the entries, and the
+        // other way round.
         let sparse = self.sparse.as_ref().map(|map| map.range(from..).map(|(&slot, entry)| (slot, entry)));
-        let skip = if self.sparse.is_some() {
-            self.entries.len()
-        } else {
-            usize::try_from(from.get().saturating_sub(self.start)).unwrap_or(usize::MAX)
-        };
+        let skip = usize::try_from(from.get().saturating_sub(self.start)).unwrap_or(usize::MAX);
         let start = self.start;
         let ring = self
             .entries
