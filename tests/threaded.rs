@@ -4,7 +4,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,6 +24,7 @@ fn client_workload(
     acked: Acked,
     submitted: Submitted,
     progress: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
 ) {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ u64::from(client + 1));
     let own_key = 1_000_000 + u64::from(client);
@@ -34,7 +35,7 @@ fn client_workload(
         WriteId { client, number }
     };
     let mut done = 0;
-    while done < ops {
+    while done < ops && !stop.load(Ordering::Relaxed) {
         match rng.below(8) {
             0..=3 => {
                 let read = handle.execute(KvRead::Get(own_key)).expect("read");
@@ -80,27 +81,50 @@ struct Run {
     submitted: Submitted,
     threads: Vec<std::thread::JoinHandle<()>>,
     progress: Arc<AtomicUsize>,
+    /// Set by `finish` when the clients run `UNTIL_FINISHED`: they end after their
+    /// current step.
+    stop: Arc<AtomicBool>,
+    until_finished: bool,
 }
 
+/// Operations enough that clients run until `Run::finish`, for tests that wait for
+/// progress (`Run::wait_for`) rather than for the clients to end.
+const UNTIL_FINISHED: u32 = u32::MAX;
+
 impl Run {
+    /// Starts `clients` client threads, each ending after `ops` operations (with
+    /// `UNTIL_FINISHED`, at `finish`).
     fn start(cluster: &corum::Cluster<Kv>, clients: u32, ops: u32) -> Self {
         let acked: Acked = Arc::default();
         let submitted: Submitted = Arc::default();
         let progress = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
         let threads = (0..clients)
             .map(|client| {
-                let (handle, acked, submitted, progress) =
-                    (cluster.handle(), Arc::clone(&acked), Arc::clone(&submitted), Arc::clone(&progress));
-                std::thread::spawn(move || client_workload(handle, client, ops, acked, submitted, progress))
+                let (handle, acked, submitted, progress, stop) = (
+                    cluster.handle(),
+                    Arc::clone(&acked),
+                    Arc::clone(&submitted),
+                    Arc::clone(&progress),
+                    Arc::clone(&stop),
+                );
+                std::thread::spawn(move || client_workload(handle, client, ops, acked, submitted, progress, stop))
             })
             .collect();
-        Self { acked, submitted, threads, progress }
+        Self { acked, submitted, threads, progress, stop, until_finished: ops == UNTIL_FINISHED }
     }
 
-    /// Waits until the clients made `steps` steps between them, or one of them ended (a
-    /// client that panicked fails the test in `finish` instead of hanging it here).
+    /// Waits until the clients made `steps` steps between them. Fails if one of them ended
+    /// first: it failed (its own panic says why), or the clients ran out of work, and what
+    /// the caller wanted to see happen under load would go unchecked.
+    #[track_caller]
     fn wait_for(&self, steps: usize) {
-        while self.progress.load(Ordering::Relaxed) < steps && !self.threads.iter().any(|t| t.is_finished()) {
+        while self.progress.load(Ordering::Relaxed) < steps {
+            assert!(
+                !self.threads.iter().any(|t| t.is_finished()),
+                "a client ended after {} of the {steps} steps waited for: it failed, or ran out of work",
+                self.progress.load(Ordering::Relaxed)
+            );
             std::thread::sleep(Duration::from_millis(1));
         }
     }
@@ -108,6 +132,9 @@ impl Run {
     /// Joins the clients (each panics if a call failed), shuts the cluster down, and checks
     /// that `live` copies came back and agree with what the clients saw.
     fn finish(self, cluster: corum::Cluster<Kv>, live: usize) -> HashMap<WriteId, Option<u64>> {
+        if self.until_finished {
+            self.stop.store(true, Ordering::Relaxed);
+        }
         for thread in self.threads {
             thread.join().expect("client thread: every call succeeded");
         }
@@ -313,7 +340,7 @@ fn a_crashed_follower_restarts_from_a_snapshot_and_catches_up() {
 #[test]
 fn a_crashed_leader_restarts_and_the_cluster_keeps_all_three_copies() {
     let cluster = Builder::new(Kv::default()).replicas(3).build().expect("build");
-    let run = Run::start(&cluster, 3, 4_000);
+    let run = Run::start(&cluster, 3, UNTIL_FINISHED);
     run.wait_for(500);
     let leader = cluster.leader().expect("a leader");
     cluster.faults().crash(leader).expect("crash");
@@ -417,7 +444,7 @@ fn no_election_timeout_within_the_deadline() -> Builder<Kv> {
 #[test]
 fn a_dead_leader_is_replaced_at_once_not_after_the_election_timeout() {
     let cluster = no_election_timeout_within_the_deadline().build().expect("build");
-    let run = Run::start(&cluster, 3, 3_000);
+    let run = Run::start(&cluster, 3, UNTIL_FINISHED);
     for _ in 0..3 {
         run.wait_for(run.progress.load(Ordering::Relaxed) + 200);
         let leader = cluster.leader().expect("a leader while clients run");
@@ -431,7 +458,7 @@ fn a_dead_leader_is_replaced_at_once_not_after_the_election_timeout() {
 #[test]
 fn leadership_moves_where_it_is_asked_to_under_load_and_nothing_is_lost() {
     let cluster = Builder::new(Kv::default()).replicas(3).build().expect("build");
-    let run = Run::start(&cluster, 3, 4_000);
+    let run = Run::start(&cluster, 3, UNTIL_FINISHED);
     for round in 0..12 {
         run.wait_for(run.progress.load(Ordering::Relaxed) + 50);
         let to = round % 3;
@@ -474,7 +501,7 @@ fn a_transfer_to_a_stopped_or_unknown_replica_is_refused() {
 #[test]
 fn transfers_racing_crashes_lose_and_double_nothing() {
     let cluster = Builder::new(Kv::default()).replicas(3).build().expect("build");
-    let run = Run::start(&cluster, 3, 4_000);
+    let run = Run::start(&cluster, 3, UNTIL_FINISHED);
     for round in 0..8 {
         run.wait_for(run.progress.load(Ordering::Relaxed) + 50);
         let leader = cluster.leader().unwrap_or(0);
@@ -621,7 +648,7 @@ fn replicas_paused_alike_trade_no_leadership() {
 fn a_preferred_replica_leads_whenever_it_runs() {
     let cluster =
         Builder::new(Kv::default()).replicas(3).leader_policy(corum::LeaderPolicy::Prefer(1)).build().expect("build");
-    let run = Run::start(&cluster, 2, 3_000);
+    let run = Run::start(&cluster, 2, UNTIL_FINISHED);
     assert!(eventually(Duration::from_secs(10), || cluster.leader() == Some(1)), "{:#?}", cluster.stats());
     run.wait_for(200);
     cluster.faults().crash(1).expect("crash");
