@@ -20,8 +20,9 @@ pub struct Counters {
     pub candidacies_preempted: u64,
     /// Times this replica, as leader, learned of a higher ballot and stepped down.
     pub leaders_deposed: u64,
-    /// Elections this replica started at once because the leader it followed was reported
-    /// stopped ([`Replica::peer_down`](super::Replica::peer_down)).
+    /// Elections this replica started because the leader it followed was reported stopped
+    /// ([`Replica::peer_down`](super::Replica::peer_down)): at once as the first in line, or
+    /// after its grace ([`FAILOVER_GRACE_TICKS`](super::FAILOVER_GRACE_TICKS)) behind others.
     pub failovers_started: u64,
     /// Times this replica, as leader, handed leadership over
     /// ([`Replica::transfer_leadership`](super::Replica::transfer_leadership)).

@@ -36,5 +36,5 @@ pub use config::Config;
 pub use counters::Counters;
 pub use message::{LearnEntry, Message, PromiseEntry};
 pub use ready::Ready;
-pub use replica::{DurableState, Replica, RoleKind};
+pub use replica::{DurableState, Replica, RoleKind, FAILOVER_GRACE_TICKS};
 pub use types::{Ballot, Batch, ReplicaId, Slot, MAX_REPLICAS};

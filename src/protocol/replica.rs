@@ -40,6 +40,8 @@ use candidate::CandidateState;
 use leader::LeaderState;
 use log::Log;
 
+pub use leadership::FAILOVER_GRACE_TICKS;
+
 /// What a replica's acceptor keeps across a crash; see [`Replica::durable_state`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -440,7 +442,11 @@ impl<C: Clone> Replica<C> {
             self.tick_leader();
         } else {
             self.ticks_since_heard = self.ticks_since_heard.saturating_add(1);
-            if self.ticks_since_heard >= self.election_timeout() || self.should_replace_stopped_leader() {
+            if self.should_replace_stopped_leader() {
+                // Its turn in line came (`FAILOVER_GRACE_TICKS`) with no new leader heard.
+                self.counters.failovers_started += 1;
+                self.become_candidate();
+            } else if self.ticks_since_heard >= self.election_timeout() {
                 self.become_candidate();
             }
         }

@@ -12,13 +12,22 @@ use crate::plant::planted;
 use crate::protocol::message::Message;
 use crate::protocol::types::{Ballot, ReplicaId};
 
+/// Ticks a follower whose leader is reported stopped waits, for each replica ahead of it in
+/// line that is not reported stopped, before it campaigns itself (see
+/// [`Replica::peer_down`]). The first in line campaigns at once; the next ones cover for
+/// a first in line that is stalled, or that never heard of the leader that stopped (it
+/// restarted since), long before an election timeout would.
+pub const FAILOVER_GRACE_TICKS: u32 = 3;
+
 impl<C: Clone> Replica<C> {
     /// The caller knows replica `peer` has stopped (its thread died). If this replica
     /// followed `peer` and is the first in line (every replica with a lower index is
     /// reported stopped too), it starts phase 1 at once instead of waiting out its election
-    /// timeout. The others keep their timers,
-    /// which still take over if the first in line is stalled. A leader handing over to
-    /// `peer` gives the transfer up.
+    /// timeout. The others that followed `peer` campaign if no new leader is heard from
+    /// within [`FAILOVER_GRACE_TICKS`] ticks for each replica ahead of them in line: the
+    /// first in line may be stalled, or may never have heard of `peer`'s leadership (it
+    /// restarted since), and then does not campaign. A leader handing over to `peer` gives
+    /// the transfer up.
     ///
     /// A hint: a wrong one costs an election, never safety. Calls for this replica itself
     /// or an index outside the cluster are ignored.
@@ -44,6 +53,12 @@ impl<C: Clone> Replica<C> {
         if peer == self.id || peer.index() >= self.config.replicas {
             return;
         }
+        if self.peers_down & peer.bit() == 0
+            && matches!(self.role, Role::Follower { leader: Some(leader) } if leader == peer)
+        {
+            // The grace before campaigning counts from the news of the death.
+            self.ticks_since_heard = 0;
+        }
         self.peers_down |= peer.bit();
         if let Role::Leader(leader) = &mut self.role {
             if leader.transfer.is_some_and(|transfer| transfer.to == peer) {
@@ -67,12 +82,17 @@ impl<C: Clone> Replica<C> {
         }
     }
 
-    /// Whether this replica follows a leader reported stopped and is the first replica in
-    /// line to replace it: every replica with a lower index is reported stopped too.
+    /// Whether this replica follows a leader reported stopped and its turn to replace it
+    /// has come: at once for the first in line (every replica with a lower index is
+    /// reported stopped too), and after [`FAILOVER_GRACE_TICKS`] ticks without word from a
+    /// new leader for each replica ahead of it that is not reported stopped.
     pub(super) fn should_replace_stopped_leader(&self) -> bool {
         let Role::Follower { leader: Some(leader) } = self.role else { return false };
-        let below = self.id.bit() - 1;
-        self.peers_down & leader.bit() != 0 && self.peers_down & below == below
+        if self.peers_down & leader.bit() == 0 {
+            return false;
+        }
+        let ahead = ((self.id.bit() - 1) & !self.peers_down).count_ones();
+        self.ticks_since_heard >= ahead.saturating_mul(FAILOVER_GRACE_TICKS)
     }
 
     /// Asks this replica, if it leads, to hand leadership to replica `to`. It stops
