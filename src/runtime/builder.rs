@@ -335,6 +335,7 @@ impl<D: Dispatch> Builder<D> {
             reminders: Default::default(),
             digests: crate::sync::Mutex::new(crate::digest::DigestBoard::new(n)),
             forked_at: AtomicU64::new(NOT_FORKED),
+            helper: CachePadded::new(AtomicU64::new(0)),
         });
 
         // One ring per ordered pair: outgoing[i][j] sends from i to j.

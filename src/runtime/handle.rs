@@ -9,12 +9,12 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use super::completion::Completion;
-use super::help::help_all;
+use super::help::{help_all, help_write, Deferral, Helped, DEFER_BEHIND};
 use super::idle::{now, park_slice, Idler};
 use super::{Command, Request, Shared, RUNNING};
 use crate::session::{ClientId, Outstanding};
 use crate::state::may_serve;
-use crate::sync::atomic::{fence, AtomicBool, Ordering};
+use crate::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 use crate::sync::{Arc, Mutex};
 use crate::{Dispatch, Error};
 
@@ -32,6 +32,9 @@ pub(crate) struct Session<D: Dispatch> {
     /// Whether the reminder thread watches this session (`reminder.rs`): set when one of
     /// its tickets is first awaited.
     watched: AtomicBool,
+    /// The sequence number after the last write submitted: a ticket whose session has
+    /// submitted writes after it belongs to a writer that pipelines (`Ticket::step`).
+    submitted: AtomicU64,
 }
 
 /// The session's writes not yet known complete; the lowest of them is the session's floor
@@ -153,6 +156,8 @@ pub struct Ticket<D: Dispatch> {
     retry_at: Instant,
     /// Whether the outcome has been returned (by `poll`).
     finished: bool,
+    /// How long it has deferred to another client running rounds (`help::help_write`).
+    deferral: Deferral,
 }
 
 impl<D: Dispatch> fmt::Debug for Handle<D> {
@@ -184,7 +189,16 @@ impl<D: Dispatch> Handle<D> {
         let client = shared.next_client.fetch_add(1, Ordering::Relaxed);
         let home = (client % shared.replicas.len() as u64) as usize;
         let state = Mutex::new(SessionState::default());
-        Self { session: Arc::new(Session { shared, client, home, state, watched: AtomicBool::new(false) }) }
+        Self {
+            session: Arc::new(Session {
+                shared,
+                client,
+                home,
+                state,
+                watched: AtomicBool::new(false),
+                submitted: AtomicU64::new(0),
+            }),
+        }
     }
 
     /// The cluster this handle's session belongs to.
@@ -265,6 +279,8 @@ impl<D: Dispatch> Handle<D> {
                 Arc::new(Request { client: self.session.client, sequence, floor, op, completion: Completion::new() });
             let look_at = started + options.retry_after.min(options.deadline);
             state.push(Waiting { command: Arc::clone(&command), submitted: started, look_at });
+            // Relaxed: a hint for waiters of this session's writes (`Ticket::step`).
+            self.session.submitted.store(sequence + 1, Ordering::Relaxed);
             command
         };
         let mut ticket = Ticket {
@@ -275,6 +291,7 @@ impl<D: Dispatch> Handle<D> {
             started,
             retry_at: started + options.retry_after,
             finished: false,
+            deferral: Deferral::default(),
         };
         let mut idler = Idler::new(options.idle, options.spin, true);
         loop {
@@ -397,7 +414,7 @@ impl<D: Dispatch> Ticket<D> {
         loop {
             match self.step() {
                 Step::Done(outcome) => return outcome,
-                Step::Progressed => idler.reset(),
+                Step::Progressed | Step::Deferred => idler.reset(),
                 Step::Idle | Step::Blocked => {
                     let completion = &self.command.completion;
                     idler.idle(|| completion.wait_for(park_slice(deadline, tick)));
@@ -442,7 +459,17 @@ impl<D: Dispatch> Ticket<D> {
         let command = &self.command;
         // Run the replicas' rounds here rather than wait for their threads (`help.rs`):
         // the one the write went to first, which proposes it.
-        if help_all(&self.session.shared, self.submitted_to, || command.completion.is_done()) {
+        // Relaxed: a hint; a stale value only changes who runs the next rounds.
+        if self.session.submitted.load(Ordering::Relaxed) > command.sequence + DEFER_BEHIND {
+            // Many more of this session's writes are behind this one: it pipelines deep.
+            match help_write(&self.session.shared, self.submitted_to, &mut self.deferral, || {
+                command.completion.is_done()
+            }) {
+                Helped::Progressed => return Step::Progressed,
+                Helped::Deferred => return Step::Deferred,
+                Helped::Idle => {}
+            }
+        } else if help_all(&self.session.shared, self.submitted_to, || command.completion.is_done()) {
             return Step::Progressed;
         }
         if blocked {
@@ -503,6 +530,9 @@ enum Step<R> {
     Done(Result<R, Error>),
     /// Work was done for it (a resubmission, a replica's round): look again at once.
     Progressed,
+    /// Another client is running rounds that carry it (`help::help_write`): a waiting
+    /// thread looks again at once, a task waits for its completion to wake it.
+    Deferred,
     /// Nothing to do but wait.
     Idle,
     /// A resubmission is due but the target's queue is full: wait for it to drain.
@@ -527,7 +557,9 @@ impl<D: Dispatch> Future for Ticket<D> {
             match ticket.step() {
                 Step::Done(outcome) => return Poll::Ready(outcome),
                 Step::Progressed => continue,
-                Step::Idle => {}
+                // Another client runs the rounds: a task does not spin on it; its
+                // completion wakes it.
+                Step::Idle | Step::Deferred => {}
                 Step::Blocked => {
                     // Back-pressure: the queue drains as the replica's rounds run, which
                     // nothing announces. Yield to the executor and look again, as a

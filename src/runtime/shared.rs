@@ -174,6 +174,13 @@ pub(crate) struct Shared<D: Dispatch> {
     /// The checkpoint at which the copies were found forked (no majority digest), or
     /// [`NOT_FORKED`]: from then on calls fail with `Error::Diverged`.
     pub(crate) forked_at: AtomicU64,
+    /// Which client thread runs rounds for writes where replicas share cores
+    /// (`help::help_write`): twice the number of passes begun, plus one while a pass runs.
+    /// The others defer to a holder that keeps beginning passes, and help too once one
+    /// pass takes long (its thread was preempted). A hint that spreads the work, not a
+    /// lock: nothing is published through it, and every round still runs under its
+    /// replica's token.
+    pub(crate) helper: CachePadded<AtomicU64>,
 }
 
 impl<D: Dispatch> ReplicaShared<D> {
