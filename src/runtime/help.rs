@@ -32,8 +32,9 @@
 //!   everyone's queued writes in large batches and carries them through, with the
 //!   replicas' state staying in its core's cache, while the other spins on its completion
 //!   (and goes on submitting once it completes). Pipelined writes with 3 replicas and 2
-//!   clients on 2 cores gained 16 to 29 % by it (BENCHMARKS.md); synchronous writers gain
-//!   nothing from waiting (the batches stay single writes), so they never defer. A writer
+//!   clients on 2 cores gained 13 to 24 % by it (BENCHMARKS.md); synchronous writers lost
+//!   about 10 % when they deferred too (their batches stay single writes, so waiting only
+//!   idles a core), so only writers with `DEFER_BEHIND` writes behind defer. A writer
 //!   defers only while the holder keeps beginning passes: one pass that lasts
 //!   `HELPER_WAIT_LOOKS` of its looks (the holder's thread was preempted) and it runs
 //!   rounds alongside, as without the flag.
