@@ -466,7 +466,9 @@ impl<D: Dispatch> Ticket<D> {
                 command.completion.is_done()
             }) {
                 Helped::Progressed => return Step::Progressed,
-                Helped::Deferred => return Step::Deferred,
+                // A resubmission waiting for room is still due: a task must look again
+                // soon (`Blocked`), not sleep until its completion.
+                Helped::Deferred => return if blocked { Step::Blocked } else { Step::Deferred },
                 Helped::Idle => {}
             }
         } else if help_all(&self.session.shared, self.submitted_to, || command.completion.is_done()) {

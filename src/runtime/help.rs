@@ -140,9 +140,16 @@ pub(crate) fn help_write<D: Dispatch>(
     let held = seen & 1 == 1;
     if !held && helper.compare_exchange(seen, seen + 1, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
         *deferral = Deferral::default();
-        let progressed = help_all(shared, first, done);
-        helper.store(seen + 2, Ordering::Relaxed);
-        return outcome(progressed);
+        // Given back however the pass ends (a panic outside the rounds' own catch too):
+        // a flag left held would make every deep writer wait out its bound on every pass.
+        struct EndPass<'a>(&'a crate::sync::atomic::AtomicU64, u64);
+        impl Drop for EndPass<'_> {
+            fn drop(&mut self) {
+                self.0.store(self.1, Ordering::Relaxed);
+            }
+        }
+        let _end = EndPass(helper, seen + 2);
+        return outcome(help_all(shared, first, done));
     }
     if held {
         if deferral.pass != seen {
