@@ -151,6 +151,10 @@ pub struct Replica<C> {
     /// Peers the caller reported stopped ([`Replica::peer_down`]), one bit per replica: a
     /// hint that speeds up failover, never needed for safety.
     peers_down: u64,
+    /// The leader this replica followed when it was reported stopped, until it follows
+    /// another or hears from that one as a leader again: its followers replace it
+    /// ([`Replica::should_replace_stopped_leader`]) also if it restarts meanwhile.
+    leader_stopped: Option<ReplicaId>,
     /// A leader's commit notice this round asked how far this replica applied: answered
     /// in [`Replica::ready`], once the round's committed slots are handed out, so that the
     /// answer counts them.
@@ -190,6 +194,7 @@ impl<C: Clone> Replica<C> {
             learn_from: None,
             commit_heard: (Ballot::ZERO, Slot::ZERO),
             peers_down: 0,
+            leader_stopped: None,
             progress_owed: None,
             outbox: Ignored::default(),
             outbox_spare: Ignored::default(),

@@ -436,6 +436,46 @@ fn a_restarted_first_in_line_that_never_heard_the_new_leader_does_not_hold_up_fa
 }
 
 #[test]
+fn a_leader_that_restarts_within_the_grace_is_still_replaced_within_it() {
+    let mut net = elect_zero(5);
+    net.propose(0, 1);
+    net.deliver_all();
+    // Replica 0 dies; replica 1, first in line, is stalled (unreported), so the others
+    // wait out its grace.
+    net.down[0] = true;
+    net.down[1] = true;
+    for i in 2..5 {
+        net.replicas[i].peer_down(Net::id(0));
+    }
+    net.tick_all(FAILOVER_GRACE_TICKS as usize - 1);
+    // Replica 0 restarts before the grace is over. It no longer leads: its restart brings
+    // back its promise and accepted values, not its leadership, so its followers still
+    // have to replace it.
+    let config = net.replicas[0].config().clone();
+    let durable = net.replicas[0].durable_state();
+    net.replicas[0] = Replica::restart(Net::id(0), config, durable);
+    let applied = Slot::new(net.applied[0].len() as u64);
+    net.replicas[0].install_snapshot(applied);
+    net.down[0] = false;
+    for i in 2..5 {
+        net.replicas[i].peer_up(Net::id(0));
+    }
+    net.deliver_all();
+    net.tick_all(1);
+    assert_eq!(
+        net.leaders(),
+        vec![2],
+        "replaced when the grace ends, not after an election timeout ({} ticks)",
+        net.replicas[2].config().election_ticks
+    );
+    net.propose(2, 2);
+    net.deliver_all();
+    net.tick_all(2);
+    assert_eq!(net.commands_applied(0), vec![1, 2], "the restarted replica follows the new leader");
+    net.assert_agreement();
+}
+
+#[test]
 fn a_wrong_death_report_costs_an_election_and_nothing_else() {
     let mut net = elect_zero(3);
     net.propose(0, 1);

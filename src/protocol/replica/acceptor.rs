@@ -112,6 +112,7 @@ impl<C: Clone> Replica<C> {
 
     pub(super) fn become_follower(&mut self, leader: Option<ReplicaId>) {
         let old = std::mem::replace(&mut self.role, Role::Follower { leader });
+        self.leader_stopped = None;
         match &old {
             Role::Leader(state) if state.ballot < self.ballot_promised => self.counters.leaders_deposed += 1,
             Role::Candidate(state) if state.ballot < self.ballot_promised => self.counters.candidacies_preempted += 1,
@@ -134,6 +135,8 @@ impl<C: Clone> Replica<C> {
             self.ballot_promised = ballot;
             self.become_follower(Some(from));
         }
+        // Heard as a leader: a death notice about it was wrong or outdated.
+        self.leader_stopped = None;
         self.ticks_since_heard = 0;
     }
 }

@@ -53,11 +53,12 @@ impl<C: Clone> Replica<C> {
         if peer == self.id || peer.index() >= self.config.replicas {
             return;
         }
-        if self.peers_down & peer.bit() == 0
+        if self.leader_stopped != Some(peer)
             && matches!(self.role, Role::Follower { leader: Some(leader) } if leader == peer)
         {
             // The grace before campaigning counts from the news of the death.
             self.ticks_since_heard = 0;
+            self.leader_stopped = Some(peer);
         }
         self.peers_down |= peer.bit();
         if let Role::Leader(leader) = &mut self.role {
@@ -75,7 +76,9 @@ impl<C: Clone> Replica<C> {
     }
 
     /// The caller knows replica `peer` runs again (it restarted): undoes
-    /// [`Replica::peer_down`].
+    /// [`Replica::peer_down`], except that a leader this replica followed when it was
+    /// reported stopped is still replaced (a restart brings back a replica's promise and
+    /// accepted values, not its leadership), unless it is heard from as a leader again.
     pub fn peer_up(&mut self, peer: ReplicaId) {
         if peer.index() < self.config.replicas {
             self.peers_down &= !peer.bit();
@@ -84,14 +87,16 @@ impl<C: Clone> Replica<C> {
 
     /// Whether this replica follows a leader reported stopped and its turn to replace it
     /// has come: at once for the first in line (every replica with a lower index is
-    /// reported stopped too), and after [`FAILOVER_GRACE_TICKS`] ticks without word from a
-    /// new leader for each replica ahead of it that is not reported stopped.
+    /// reported stopped too, or is that leader), and after [`FAILOVER_GRACE_TICKS`] ticks
+    /// without word from a new leader for each replica ahead of it that is not reported
+    /// stopped. The stopped leader is never ahead in line, also once it restarted: it
+    /// follows nobody then, and does not campaign.
     pub(super) fn should_replace_stopped_leader(&self) -> bool {
         let Role::Follower { leader: Some(leader) } = self.role else { return false };
-        if self.peers_down & leader.bit() == 0 {
+        if self.leader_stopped != Some(leader) {
             return false;
         }
-        let ahead = ((self.id.bit() - 1) & !self.peers_down).count_ones();
+        let ahead = ((self.id.bit() - 1) & !self.peers_down & !leader.bit()).count_ones();
         self.ticks_since_heard >= ahead.saturating_mul(FAILOVER_GRACE_TICKS)
     }
 
