@@ -87,8 +87,8 @@ pub struct ReplicaStats {
     pub leader_changes: u64,
     /// Elections it started.
     pub elections_started: u64,
-    /// Messages it dropped towards crashed or stalled peers, and client writes it dropped
-    /// for want of a leader (their clients retry them).
+    /// Messages it dropped towards crashed or stalled peers and, unread, from crashed
+    /// peers, and client writes it dropped for want of a leader (their clients retry them).
     pub messages_dropped: u64,
     /// Writes queued, buffered or proposed at it and not yet committed.
     pub commands_waiting: u64,

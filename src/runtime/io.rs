@@ -79,9 +79,22 @@ impl<D: Dispatch> Io<D> {
     }
 
     /// Steps the core with every message waiting in the rings (up to a budget per ring).
+    /// Messages from a crashed peer are dropped unread: what it sent before it died would
+    /// tell the core that it runs (and, from a dead leader, that it still leads) after the
+    /// death notice, so its followers would wait out the election timeout instead of
+    /// replacing it. The protocol tolerates the loss.
     fn receive(&mut self, core: &mut Replica<Command<D>>) -> bool {
         let mut any = false;
         for (from, consumer) in &mut self.incoming {
+            if self.shared.replicas[from.index()].status() == CRASHED {
+                for _ in 0..INPUT_BUDGET {
+                    if consumer.pop().is_none() {
+                        break;
+                    }
+                    self.messages_dropped += 1;
+                }
+                continue;
+            }
             for _ in 0..INPUT_BUDGET {
                 let Some(message) = consumer.pop() else { break };
                 core.step(*from, message);
@@ -119,9 +132,9 @@ impl<D: Dispatch> Environment<D, Command<D>> for Io<D> {
     /// The rings, the submission queue, and a tick when one is due.
     fn feed(&mut self, core: &mut Replica<Command<D>>) -> bool {
         let received = self.receive(core);
-        // After the rings: what a dead peer sent before it died is taken first, so that its
-        // messages do not contradict the notice (a message from a peer tells the core that
-        // peer runs).
+        // After the rings: a peer that crashed after its ring was read had its messages
+        // taken before the notice, so they do not contradict it (a message from a peer
+        // tells the core that peer runs); those of a peer already crashed were dropped.
         self.notice_lifecycle(core);
         let taken = self.intake(core);
         let now = now();
@@ -276,5 +289,78 @@ impl<D: Dispatch> Environment<D, Command<D>> for Io<D> {
     fn copy_state(&self, peer: usize) -> ReplicaState<D> {
         // The read lock gives a consistent copy: object, table and slot together.
         self.shared.replicas[peer].state.read().snapshot()
+    }
+}
+
+#[cfg(all(test, not(corum_loom)))]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use crate::protocol::{Message, ReplicaId};
+    use crate::runtime::test_support::Counter;
+    use crate::Builder;
+
+    /// What a crashed peer sent before it died is dropped unread, however much of it waits.
+    /// A follower of a dead leader that read more of its messages than one round takes
+    /// (after the death notice) would take them as word from a live leader and so wait out
+    /// the election timeout (20 s here) instead of replacing it after the grace (3 ms).
+    #[test]
+    fn a_follower_does_not_take_a_dead_leaders_queued_messages_as_word_from_it() {
+        let cluster = Builder::new(Counter::default())
+            .replicas(3)
+            .tick(Duration::from_millis(1))
+            .election_ticks(20_000)
+            .build()
+            .expect("build");
+        cluster.handle().execute_mut(1).expect("write");
+        let leader = cluster.leader().expect("a leader");
+        // The follower behind the other one in line: it replaces the leader only after the
+        // grace, since the one ahead of it stays paused (stalled).
+        let (ahead, follower) = match leader {
+            0 => (1, 2),
+            1 => (0, 2),
+            _ => (0, 1),
+        };
+        let shared = &cluster.shared;
+        let follows_leader = || {
+            shared.replicas[follower].worker.try_take().is_some_and(|mut guard| {
+                guard.with(|slot| {
+                    slot.as_ref().is_some_and(|worker| worker.driver.core().leader() == Some(ReplicaId::new(leader)))
+                })
+            })
+        };
+        let started = Instant::now();
+        while !follows_leader() {
+            assert!(started.elapsed() < Duration::from_secs(5), "replica {follower} never followed {leader}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        for replica in 0..3 {
+            cluster.faults().pause(replica).expect("pause");
+        }
+        // The leader's last words to the follower: more commit notices than a round takes.
+        shared.replicas[leader].worker.take().with(|slot| {
+            let worker = slot.as_mut().expect("a worker");
+            let core = worker.driver.core();
+            let (ballot, slot_committed, slot_truncate) =
+                (core.ballot_promised(), core.slot_committed(), core.slot_truncated());
+            let ring = worker.io.outgoing[follower].as_mut().expect("a ring to the follower");
+            for _ in 0..2 * super::INPUT_BUDGET {
+                assert!(ring.push(Message::Commit { ballot, slot_committed, slot_truncate }).is_ok(), "ring full");
+            }
+        });
+        cluster.faults().crash(leader).expect("crash");
+        let elections = cluster.stats()[follower].elections_started;
+        cluster.faults().resume(follower).expect("resume");
+        let started = Instant::now();
+        while cluster.stats()[follower].elections_started == elections {
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "replica {follower} did not campaign after the grace (replica {ahead}, ahead of it, is stalled)"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        cluster.faults().resume(ahead).expect("resume");
+        cluster.handle().execute_mut(1).expect("a write after the failover");
+        cluster.shutdown().expect("shutdown");
     }
 }
