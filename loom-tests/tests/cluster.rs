@@ -142,3 +142,39 @@ fn three_replicas_two_clients_agree() {
         assert_eq!(cluster.shutdown().expect("shutdown"), vec![Counter(3); 3]);
     });
 }
+
+/// Where replicas share cores, a client waiting for a write with more of its writes behind
+/// it defers to another client running rounds (`help::help_write`): it spins on its
+/// completion while the other's pass runs, and runs rounds itself once a pass outlasts its
+/// looks (2 under loom) or the flag is free. Two clients with two writes in flight each:
+/// every write completes, each is applied once, both copies agree, and nobody waits
+/// forever (a waiter deferring to nobody would exceed loom's branch limit: with the bound
+/// removed and the flag never given back, this model fails so).
+///
+/// Preemption bound 0. With bound 1 (and also with one client and one write) loom finds
+/// schedules in which every thread is parked in a wait that production bounds by a tick
+/// (1 ms by default): the clients on their completions, the replica threads for input.
+/// Where replicas share cores no replica thread's round wakes the peers it sends to, and
+/// a client that found nothing to run sleeps until its write completes or a tick passes,
+/// so such a write waits one tick at most there; loom's clock stands still, so it reports
+/// a deadlock. Which input is left behind in those schedules was not traced.
+#[test]
+fn two_deep_writers_share_the_rounds() {
+    check("two_deep_writers_share_the_rounds", Some(0), || {
+        let cluster =
+            Builder::new(Counter::default()).replicas(2).pin(false).loom_shares_cores().build().expect("build");
+        let other = cluster.handle();
+        let client = loom::thread::spawn(move || {
+            let (first, second) = (other.submit(10).expect("submit"), other.submit(20).expect("submit"));
+            (first.wait().expect("write"), second.wait().expect("write"))
+        });
+        let handle = cluster.handle();
+        let (first, second) = (handle.submit(1).expect("submit"), handle.submit(2).expect("submit"));
+        let mine = (first.wait().expect("write"), second.wait().expect("write"));
+        let theirs = client.join().expect("client");
+        // Each client's writes are applied in submission order here (no leader change), so
+        // each response counts its own earlier write.
+        assert!(mine.1 >= mine.0 + 2 && theirs.1 >= theirs.0 + 20, "responses {mine:?} and {theirs:?}");
+        assert_eq!(cluster.shutdown().expect("shutdown"), vec![Counter(33); 2]);
+    });
+}

@@ -65,6 +65,10 @@ pub struct Builder<D> {
     ring_capacity: usize,
     submission_capacity: usize,
     log_window: u64,
+    /// Under loom only: whether the cluster behaves as where replicas share cores (see
+    /// [`Builder::loom_shares_cores`]).
+    #[cfg(corum_loom)]
+    loom_shares_cores: bool,
 }
 
 impl<D: Dispatch> Builder<D> {
@@ -89,7 +93,20 @@ impl<D: Dispatch> Builder<D> {
             ring_capacity: 1024,
             submission_capacity: 4096,
             log_window: 4096,
+            #[cfg(corum_loom)]
+            loom_shares_cores: false,
         }
+    }
+
+    /// Under loom only: the cluster behaves as where replicas share cores (clients do not
+    /// wake replica threads, and deep writers defer to a client running rounds), so that
+    /// the loom suite explores that path too. Otherwise loom clusters behave as where every
+    /// replica has a core, whatever the machine has. Not part of the public API.
+    #[cfg(corum_loom)]
+    #[doc(hidden)]
+    pub fn loom_shares_cores(mut self) -> Self {
+        self.loom_shares_cores = true;
+        self
     }
 
     /// Number of replicas (default 3). A cluster of `n` tolerates `(n - 1) / 2` crashed or
@@ -269,6 +286,17 @@ impl<D: Dispatch> Builder<D> {
             .collect())
     }
 
+    /// Whether replicas share cores: the process has no more cores than replicas. Under
+    /// loom, only if the test asks for it ([`Builder::loom_shares_cores`]): where replicas
+    /// share cores, nothing but a replica's tick wakes its thread for input a replica
+    /// thread's round sent it, and under loom's frozen clock that tick never comes.
+    fn shares_cores(&self) -> bool {
+        #[cfg(corum_loom)]
+        return self.loom_shares_cores;
+        #[cfg(not(corum_loom))]
+        return available_cores() <= self.replicas;
+    }
+
     fn protocol_config(&self) -> protocol::Config {
         protocol::Config {
             replicas: self.replicas,
@@ -305,7 +333,7 @@ impl<D: Dispatch> Builder<D> {
             helping: self.helping,
             leader_policy: self.leader_policy,
             digest_every: self.digest_every,
-            wake_peers: available_cores() > n || !self.helping || cfg!(corum_loom),
+            wake_peers: !self.shares_cores() || !self.helping,
             pending_max: self.ring_capacity * 4,
         };
         let replicas = (0..n)

@@ -48,13 +48,15 @@ use crate::Dispatch;
 /// one pass of another client's rounds lasts, before it runs rounds itself too: a pass
 /// takes a few microseconds, so this bound is reached only when the holder's thread was
 /// preempted mid-pass, which then delays the others by a few hundred microseconds at most.
-pub(crate) const HELPER_WAIT_LOOKS: u32 = 1024;
+/// (Under loom 2, so that the suite explores both running out of looks and deferring.)
+pub(crate) const HELPER_WAIT_LOOKS: u32 = if cfg!(corum_loom) { 2 } else { 1024 };
 
 /// Writes of its session behind a waited-for write (submitted after it) that make its
 /// waiter defer to another client running rounds ([`help_write`]): a writer that pipelines
 /// this deep is carried in large batches by those rounds. With fewer behind, batches stay
 /// small and waiting gains nothing.
-pub(crate) const DEFER_BEHIND: u64 = 16;
+/// (Under loom 1, so that two writes in flight make a deep writer.)
+pub(crate) const DEFER_BEHIND: u64 = if cfg!(corum_loom) { 1 } else { 16 };
 
 /// What [`help_write`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
