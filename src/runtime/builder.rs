@@ -286,15 +286,19 @@ impl<D: Dispatch> Builder<D> {
             .collect())
     }
 
-    /// Whether replicas share cores: the process has no more cores than replicas. Under
-    /// loom, only if the test asks for it ([`Builder::loom_shares_cores`]): where replicas
+    /// Whether replicas share cores: the process has at most one core more than it has
+    /// replicas. A replica thread with a core of its own pays off only where clients have
+    /// cores too: with one core left over, a lone client hands every write across cores
+    /// (with 1 replica on 2 cores, synchronous writes ran 1.5 to 2.7x faster when the
+    /// client ran the rounds itself, BENCHMARKS.md) and two clients leave a thread without
+    /// a core. Under loom, only if the test asks for it ([`Builder::loom_shares_cores`]): where replicas
     /// share cores, nothing but a replica's tick wakes its thread for input a replica
     /// thread's round sent it, and under loom's frozen clock that tick never comes.
     fn shares_cores(&self) -> bool {
         #[cfg(corum_loom)]
         return self.loom_shares_cores;
         #[cfg(not(corum_loom))]
-        return available_cores() <= self.replicas;
+        return available_cores() <= self.replicas + 1;
     }
 
     fn protocol_config(&self) -> protocol::Config {
@@ -329,7 +333,7 @@ impl<D: Dispatch> Builder<D> {
             retry_after: self.retry_after,
             election,
             idle: self.idle,
-            spin: available_cores() > n,
+            spin: !self.shares_cores(),
             helping: self.helping,
             leader_policy: self.leader_policy,
             digest_every: self.digest_every,
