@@ -86,6 +86,20 @@ impl Net {
         self.collect();
     }
 
+    /// Restarts crashed replica `i` from its durable state, as the runtime does: its copy
+    /// holds what it applied before, and replicas `told` hear that it runs again.
+    fn restart(&mut self, i: usize, told: std::ops::Range<usize>) {
+        let config = self.replicas[i].config().clone();
+        let durable = self.replicas[i].durable_state();
+        self.replicas[i] = Replica::restart(Net::id(i), config, durable);
+        let applied = Slot::new(self.applied[i].len() as u64);
+        self.replicas[i].install_snapshot(applied);
+        self.down[i] = false;
+        for peer in told {
+            self.replicas[peer].peer_up(Net::id(i));
+        }
+    }
+
     fn leaders(&self) -> Vec<usize> {
         (0..self.replicas.len()).filter(|&i| !self.down[i] && self.replicas[i].is_leader()).collect()
     }
@@ -410,17 +424,7 @@ fn a_restarted_first_in_line_that_never_heard_the_new_leader_does_not_hold_up_fa
     net.deliver_all();
     // Replica 0 restarts, and before it hears from replica 1, replica 1 dies: replica 0
     // follows nobody, and replica 2 waits for replica 0, first in line.
-    let config = net.replicas[0].config().clone();
-    let durable = net.replicas[0].durable_state();
-    net.replicas[0] = Replica::restart(Net::id(0), config, durable);
-    // As the runtime does: the restarted replica's copy holds what it applied before, and
-    // its peers are told it runs again.
-    let applied = Slot::new(net.applied[0].len() as u64);
-    net.replicas[0].install_snapshot(applied);
-    net.down[0] = false;
-    for i in 1..3 {
-        net.replicas[i].peer_up(Net::id(0));
-    }
+    net.restart(0, 1..3);
     net.down[1] = true;
     net.replicas[0].peer_down(Net::id(1));
     net.replicas[2].peer_down(Net::id(1));
@@ -451,15 +455,7 @@ fn a_leader_that_restarts_within_the_grace_is_still_replaced_within_it() {
     // Replica 0 restarts before the grace is over. It no longer leads: its restart brings
     // back its promise and accepted values, not its leadership, so its followers still
     // have to replace it.
-    let config = net.replicas[0].config().clone();
-    let durable = net.replicas[0].durable_state();
-    net.replicas[0] = Replica::restart(Net::id(0), config, durable);
-    let applied = Slot::new(net.applied[0].len() as u64);
-    net.replicas[0].install_snapshot(applied);
-    net.down[0] = false;
-    for i in 2..5 {
-        net.replicas[i].peer_up(Net::id(0));
-    }
+    net.restart(0, 2..5);
     net.deliver_all();
     net.tick_all(1);
     assert_eq!(
