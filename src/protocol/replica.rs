@@ -151,9 +151,10 @@ pub struct Replica<C> {
     /// Peers the caller reported stopped ([`Replica::peer_down`]), one bit per replica: a
     /// hint that speeds up failover, never needed for safety.
     peers_down: u64,
-    /// The leader this replica followed when it was reported stopped, until it follows
-    /// another or hears from that one as a leader again: its followers replace it
-    /// ([`Replica::should_replace_stopped_leader`]) also if it restarts meanwhile.
+    /// The leader this replica follows if it was reported stopped while followed (or when
+    /// this replica began to follow it), until it follows another or hears from that one as
+    /// a leader again: its followers replace it
+    /// ([`Replica::should_replace_stopped_leader`]), also if it restarts meanwhile.
     leader_stopped: Option<ReplicaId>,
     /// A leader's commit notice this round asked how far this replica applied: answered
     /// in [`Replica::ready`], once the round's committed slots are handed out, so that the
@@ -485,7 +486,8 @@ impl<C: Clone> Replica<C> {
         }
         // A peer that sends is not stopped, whatever this replica was told: a wrong or
         // outdated death notice must not make it campaign against a live peer again and
-        // again.
+        // again. (A leader it followed when told so is still replaced unless it is heard
+        // from as a leader: `leader_stopped`.)
         self.peers_down &= !from.bit();
         match message {
             Message::Prepare { ballot, slot_first } => self.on_prepare(from, ballot, slot_first),

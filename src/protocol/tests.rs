@@ -472,6 +472,23 @@ fn a_leader_that_restarts_within_the_grace_is_still_replaced_within_it() {
 }
 
 #[test]
+fn a_leader_learned_of_after_its_death_notice_is_replaced_after_the_grace() {
+    let mut net = elect_zero(3);
+    net.down[0] = true;
+    net.replicas[1].peer_down(Net::id(0));
+    assert_eq!(net.replicas[1].role(), RoleKind::Candidate, "first in line");
+    // Its candidacy meets a promise made to a higher ballot of the dead replica 0 (a
+    // prepare replica 1 never saw): it follows that ballot's owner, which is reported
+    // stopped, and so replaces it at its next tick rather than after an election timeout.
+    let ballot = Ballot::new(99, Net::id(0));
+    net.replicas[1].step(Net::id(2), Message::Nack { ballot_promised: ballot });
+    assert_eq!(net.replicas[1].leader(), Some(Net::id(0)));
+    net.tick(1);
+    assert_eq!(net.replicas[1].role(), RoleKind::Candidate);
+    assert!(net.replicas[1].ballot_promised() > ballot);
+}
+
+#[test]
 fn a_wrong_death_report_costs_an_election_and_nothing_else() {
     let mut net = elect_zero(3);
     net.propose(0, 1);

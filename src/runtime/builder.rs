@@ -291,9 +291,10 @@ impl<D: Dispatch> Builder<D> {
     /// cores too: with one core left over, a lone client hands every write across cores
     /// (with 1 replica on 2 cores, synchronous writes ran 1.5 to 2.7x faster when the
     /// client ran the rounds itself, BENCHMARKS.md) and two clients leave a thread without
-    /// a core. Under loom, only if the test asks for it ([`Builder::loom_shares_cores`]): where replicas
-    /// share cores, nothing but a replica's tick wakes its thread for input a replica
-    /// thread's round sent it, and under loom's frozen clock that tick never comes.
+    /// a core. Under loom, only if the test asks for it ([`Builder::loom_shares_cores`]):
+    /// where replicas share cores, nothing but a replica's tick wakes its thread for input
+    /// a replica thread's round sent it, and under loom's frozen clock that tick never
+    /// comes.
     fn shares_cores(&self) -> bool {
         #[cfg(corum_loom)]
         return self.loom_shares_cores;
@@ -348,6 +349,7 @@ impl<D: Dispatch> Builder<D> {
                 submissions: Queue::new(self.submission_capacity),
                 wake: EventCount::new(),
                 status: AtomicU8::new(RUNNING),
+                restarts: AtomicU64::new(0),
                 slowness_nanos: AtomicU64::new(0),
                 worker: RunToken::new(None),
                 parked: CachePadded::new(AtomicBool::new(false)),

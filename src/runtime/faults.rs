@@ -90,7 +90,9 @@ impl<D: Dispatch> Faults<'_, D> {
         let restarted = target.worker.take().with(|slot| {
             let worker = slot.as_mut()?;
             worker.restart();
-            // With the token held: no round runs before the restart is complete.
+            // With the token held: no round runs before the restart is complete. Relaxed:
+            // peers read it after the lifecycle announcement below (Release/Acquire).
+            target.restarts.fetch_add(1, Ordering::Relaxed);
             target.status.store(RUNNING, Ordering::Release);
             Some(())
         });

@@ -272,9 +272,10 @@ impl<D: Dispatch> Handle<D> {
     /// Submits `op` and returns at once with a [`Ticket`] for its response, so one thread
     /// can keep many writes in flight (they share batches and rounds of the protocol).
     /// Where replicas share cores with clients (the process has at most one core more than
-    /// it has replicas), the replica's thread is not woken for it: the write is proposed when a client waits for a ticket (waiting runs the
-    /// replicas' rounds, see [`Builder::helping`](crate::Builder::helping)), or at the
-    /// replica's next tick at the latest.
+    /// it has replicas), the replica's thread is not woken for it: the write is proposed
+    /// when a client waits for a ticket (waiting runs the replicas' rounds, see
+    /// [`Builder::helping`](crate::Builder::helping)), or at the replica's next tick at the
+    /// latest.
     ///
     /// # Errors
     /// [`Error::Shutdown`] after shutdown; [`Error::Diverged`] once the copies were found

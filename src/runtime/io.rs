@@ -54,6 +54,9 @@ pub(crate) struct Io<D: Dispatch> {
     /// The value of `Shared::lifecycle` this replica last acted on; `None` before its
     /// first round (and after a restart).
     pub(super) lifecycle_seen: Option<u64>,
+    /// Each replica's restart count (`ReplicaShared::restarts`) when this replica last
+    /// acted on the lifecycle.
+    pub(super) restarts_seen: Vec<u64>,
 }
 
 impl<D: Dispatch> Io<D> {
@@ -69,32 +72,43 @@ impl<D: Dispatch> Io<D> {
         if self.lifecycle_seen == Some(lifecycle) {
             return;
         }
-        self.lifecycle_seen = Some(lifecycle);
+        let first = self.lifecycle_seen.replace(lifecycle).is_none();
         for (peer, replica) in self.shared.replicas.iter().enumerate().filter(|&(peer, _)| peer != self.index) {
+            let id = ReplicaId::new(peer);
+            // Relaxed: ordered by the Acquire load of `lifecycle` (raised after it).
+            let restarts = replica.restarts.load(Ordering::Relaxed);
+            if restarts != self.restarts_seen[peer] {
+                self.restarts_seen[peer] = restarts;
+                if !first {
+                    // It crashed and came back since this replica last looked, perhaps
+                    // unseen: what it sent before it crashed is dropped, as from a crashed
+                    // peer (`receive`), and the core hears of the crash too, so that a
+                    // follower of it replaces it (a restart does not bring back leadership).
+                    self.messages_dropped += drain(&mut self.incoming, id);
+                    core.peer_down(id);
+                }
+            }
             match replica.status() {
-                CRASHED => core.peer_down(ReplicaId::new(peer)),
-                _ => core.peer_up(ReplicaId::new(peer)),
+                CRASHED => core.peer_down(id),
+                _ => core.peer_up(id),
             }
         }
     }
 
     /// Steps the core with every message waiting in the rings (up to a budget per ring).
-    /// Messages from a crashed peer are dropped unread: what it sent before it died would
-    /// tell the core that it runs (and, from a dead leader, that it still leads) after the
-    /// death notice, so its followers would wait out the election timeout instead of
-    /// replacing it. The protocol tolerates the loss.
+    /// Messages from a crashed peer are dropped unread, all of them: what it sent before it
+    /// died would tell the core that it runs (and, from a dead leader, that it still leads)
+    /// after the death notice, so its followers would wait out the election timeout
+    /// instead of replacing it; left in the ring, they would be taken after its restart.
+    /// The protocol tolerates the loss.
     fn receive(&mut self, core: &mut Replica<Command<D>>) -> bool {
+        for peer in 0..self.shared.replicas.len() {
+            if peer != self.index && self.shared.replicas[peer].status() == CRASHED {
+                self.messages_dropped += drain(&mut self.incoming, ReplicaId::new(peer));
+            }
+        }
         let mut any = false;
         for (from, consumer) in &mut self.incoming {
-            if self.shared.replicas[from.index()].status() == CRASHED {
-                for _ in 0..INPUT_BUDGET {
-                    if consumer.pop().is_none() {
-                        break;
-                    }
-                    self.messages_dropped += 1;
-                }
-                continue;
-            }
             for _ in 0..INPUT_BUDGET {
                 let Some(message) = consumer.pop() else { break };
                 core.step(*from, message);
@@ -128,14 +142,26 @@ impl<D: Dispatch> Io<D> {
     }
 }
 
+/// Drops every message waiting in the ring from `peer`; returns how many. Only for a peer
+/// that crashed (its rounds no longer run, so the ring ends empty) or whose pre-crash
+/// messages must go.
+fn drain<D: Dispatch>(incoming: &mut [(ReplicaId, Consumer<Wire<D>>)], peer: ReplicaId) -> u64 {
+    let Some((_, consumer)) = incoming.iter_mut().find(|(from, _)| *from == peer) else { return 0 };
+    let mut dropped = 0;
+    while consumer.pop().is_some() {
+        dropped += 1;
+    }
+    dropped
+}
+
 impl<D: Dispatch> Environment<D, Command<D>> for Io<D> {
     /// The rings, the submission queue, and a tick when one is due.
     fn feed(&mut self, core: &mut Replica<Command<D>>) -> bool {
-        let received = self.receive(core);
-        // After the rings: a peer that crashed after its ring was read had its messages
-        // taken before the notice, so they do not contradict it (a message from a peer
-        // tells the core that peer runs); those of a peer already crashed were dropped.
+        // Before the rings: a peer known crashed or restarted has its old messages dropped
+        // first. One that crashes after this look has its messages taken this round, and
+        // the notice comes next round (a message from a peer tells the core that it runs).
         self.notice_lifecycle(core);
+        let received = self.receive(core);
         let taken = self.intake(core);
         let now = now();
         if now >= self.next_tick {
@@ -306,6 +332,21 @@ mod tests {
     /// the election timeout (20 s here) instead of replacing it after the grace (3 ms).
     #[test]
     fn a_follower_does_not_take_a_dead_leaders_queued_messages_as_word_from_it() {
+        replaced_after_the_grace(false);
+    }
+
+    /// The same when the leader is restarted before the follower runs a round again, so
+    /// that the follower never sees it crashed: the restart count tells it, and the
+    /// messages from before the crash are dropped too.
+    #[test]
+    fn a_follower_that_missed_its_leaders_crash_and_restart_still_replaces_it() {
+        replaced_after_the_grace(true);
+    }
+
+    /// A follower, behind another replica in line that stays paused, whose leader crashes
+    /// (and, if `restart`, comes back at once) with more messages queued for it than a
+    /// round takes, campaigns after the grace.
+    fn replaced_after_the_grace(restart: bool) {
         let cluster = Builder::new(Counter::default())
             .replicas(3)
             .tick(Duration::from_millis(1))
@@ -349,6 +390,9 @@ mod tests {
             }
         });
         cluster.faults().crash(leader).expect("crash");
+        if restart {
+            cluster.faults().restart(leader).expect("restart");
+        }
         let elections = cluster.stats()[follower].elections_started;
         cluster.faults().resume(follower).expect("resume");
         let started = Instant::now();

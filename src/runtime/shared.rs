@@ -130,6 +130,10 @@ pub(crate) struct ReplicaShared<D: Dispatch> {
     pub(crate) parked: CachePadded<AtomicBool>,
     /// RUNNING, PAUSED, CRASHED or STOPPED.
     pub(crate) status: AtomicU8,
+    /// Times the replica was restarted: a peer that finds it changed knows the replica
+    /// crashed and came back since it last looked, also if it never saw it crashed
+    /// (`Io::notice_lifecycle`).
+    pub(crate) restarts: AtomicU64,
     /// Whether this replica's copy was found diverged and is not yet replaced: set by
     /// whichever replica's report decided it (`Io::checkpoint`), cleared by the replica's
     /// round once it installed a healthy peer's copy. While set, the copy serves no read,

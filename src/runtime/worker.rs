@@ -71,6 +71,7 @@ impl<D: Dispatch> Worker<D> {
                 messages_dropped: 0,
                 notify_peers: true,
                 lifecycle_seen: None,
+                restarts_seen: vec![0; peers],
             },
             counters_before_restart: protocol::Counters::default(),
         }

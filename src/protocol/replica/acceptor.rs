@@ -112,7 +112,9 @@ impl<C: Clone> Replica<C> {
 
     pub(super) fn become_follower(&mut self, leader: Option<ReplicaId>) {
         let old = std::mem::replace(&mut self.role, Role::Follower { leader });
-        self.leader_stopped = None;
+        // A leader reported stopped (a ballot learned from a `Nack` may be a dead
+        // replica's) is replaced after the grace, as if it had stopped while followed.
+        self.leader_stopped = leader.filter(|leader| self.peers_down & leader.bit() != 0);
         match &old {
             Role::Leader(state) if state.ballot < self.ballot_promised => self.counters.leaders_deposed += 1,
             Role::Candidate(state) if state.ballot < self.ballot_promised => self.counters.candidacies_preempted += 1,

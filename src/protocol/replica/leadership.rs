@@ -26,7 +26,7 @@ impl<C: Clone> Replica<C> {
     /// timeout. The others that followed `peer` campaign if no new leader is heard from
     /// within [`FAILOVER_GRACE_TICKS`] ticks for each replica ahead of them in line: the
     /// first in line may be stalled, or may never have heard of `peer`'s leadership (it
-    /// restarted since), and then does not campaign. A leader handing over to `peer` gives
+    /// restarted since), and then does not campaign before its election timeout. A leader handing over to `peer` gives
     /// the transfer up.
     ///
     /// A hint: a wrong one costs an election, never safety. Calls for this replica itself
@@ -90,7 +90,7 @@ impl<C: Clone> Replica<C> {
     /// reported stopped too, or is that leader), and after [`FAILOVER_GRACE_TICKS`] ticks
     /// without word from a new leader for each replica ahead of it that is not reported
     /// stopped. The stopped leader is never ahead in line, also once it restarted: it
-    /// follows nobody then, and does not campaign.
+    /// follows nobody then, and does not campaign before its election timeout.
     pub(super) fn should_replace_stopped_leader(&self) -> bool {
         let Role::Follower { leader: Some(leader) } = self.role else { return false };
         if self.leader_stopped != Some(leader) {
