@@ -57,6 +57,9 @@ pub(crate) struct Io<D: Dispatch> {
     /// Each replica's restart count (`ReplicaShared::restarts`) when this replica last
     /// acted on the lifecycle.
     pub(super) restarts_seen: Vec<u64>,
+    /// The peers found crashed when this replica last acted on the lifecycle, one bit per
+    /// replica: `receive` drops what they sent.
+    pub(super) peers_crashed: u64,
 }
 
 impl<D: Dispatch> Io<D> {
@@ -84,13 +87,18 @@ impl<D: Dispatch> Io<D> {
                     // unseen: what it sent before it crashed is dropped, as from a crashed
                     // peer (`receive`), and the core hears of the crash too, so that a
                     // follower of it replaces it (a restart does not bring back leadership).
-                    self.messages_dropped += drain(&mut self.incoming, id);
+                    if let Some((_, consumer)) = self.incoming.iter_mut().find(|(from, _)| *from == id) {
+                        self.messages_dropped += drain(consumer);
+                    }
                     core.peer_down(id);
                 }
             }
-            match replica.status() {
-                CRASHED => core.peer_down(id),
-                _ => core.peer_up(id),
+            if replica.status() == CRASHED {
+                self.peers_crashed |= id.bit();
+                core.peer_down(id);
+            } else {
+                self.peers_crashed &= !id.bit();
+                core.peer_up(id);
             }
         }
     }
@@ -102,13 +110,12 @@ impl<D: Dispatch> Io<D> {
     /// instead of replacing it; left in the ring, they would be taken after its restart.
     /// The protocol tolerates the loss.
     fn receive(&mut self, core: &mut Replica<Command<D>>) -> bool {
-        for peer in 0..self.shared.replicas.len() {
-            if peer != self.index && self.shared.replicas[peer].status() == CRASHED {
-                self.messages_dropped += drain(&mut self.incoming, ReplicaId::new(peer));
-            }
-        }
         let mut any = false;
         for (from, consumer) in &mut self.incoming {
+            if self.peers_crashed & from.bit() != 0 {
+                self.messages_dropped += drain(consumer);
+                continue;
+            }
             for _ in 0..INPUT_BUDGET {
                 let Some(message) = consumer.pop() else { break };
                 core.step(*from, message);
@@ -142,11 +149,10 @@ impl<D: Dispatch> Io<D> {
     }
 }
 
-/// Drops every message waiting in the ring from `peer`; returns how many. Only for a peer
+/// Drops every message waiting in a ring from a peer; returns how many. Only for a peer
 /// that crashed (its rounds no longer run, so the ring ends empty) or whose pre-crash
 /// messages must go.
-fn drain<D: Dispatch>(incoming: &mut [(ReplicaId, Consumer<Wire<D>>)], peer: ReplicaId) -> u64 {
-    let Some((_, consumer)) = incoming.iter_mut().find(|(from, _)| *from == peer) else { return 0 };
+fn drain<D: Dispatch>(consumer: &mut Consumer<Wire<D>>) -> u64 {
     let mut dropped = 0;
     while consumer.pop().is_some() {
         dropped += 1;
@@ -158,8 +164,9 @@ impl<D: Dispatch> Environment<D, Command<D>> for Io<D> {
     /// The rings, the submission queue, and a tick when one is due.
     fn feed(&mut self, core: &mut Replica<Command<D>>) -> bool {
         // Before the rings: a peer known crashed or restarted has its old messages dropped
-        // first. One that crashes after this look has its messages taken this round, and
-        // the notice comes next round (a message from a peer tells the core that it runs).
+        // first. One whose crash is announced after this look has its messages taken this
+        // round, and the notice comes next round (a message from a peer tells the core that
+        // it runs).
         self.notice_lifecycle(core);
         let received = self.receive(core);
         let taken = self.intake(core);

@@ -72,6 +72,7 @@ impl<D: Dispatch> Worker<D> {
                 notify_peers: true,
                 lifecycle_seen: None,
                 restarts_seen: vec![0; peers],
+                peers_crashed: 0,
             },
             counters_before_restart: protocol::Counters::default(),
         }
