@@ -113,8 +113,17 @@ async fn a_follower_far_behind_catches_up_from_a_snapshot() {
     for i in 0..300u64 {
         cluster.node(leader).execute_mut((i % 3, 1)).await.unwrap();
     }
-    let m = cluster.node(leader).metrics();
-    assert!(m.snapshot.is_some() && m.purged.is_some(), "the leader compacted its log: {m:?}");
+    // The snapshot is built and the log purged behind it in the background, after the
+    // writes were answered.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = cluster.node(leader).metrics();
+        if m.snapshot.is_some() && m.purged.is_some() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the leader compacted its log: {m:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     cluster.node(behind).reconnect();
     let copy = cluster.converged().await;
     assert_eq!(copy.0.values().sum::<u64>(), 300);
