@@ -405,6 +405,9 @@ impl<C: Clone> Replica<C> {
             committed.push((slot, entry.batch.clone()));
             self.slot_delivered = slot.next();
         }
+        if self.config.replicas == 1 && self.is_leader() && !committed.is_empty() {
+            self.truncate(self.slot_truncate_global());
+        }
         if let Some((leader, ballot)) = self.progress_owed.take() {
             self.send(leader, Message::Progress { ballot, slot_delivered: self.slot_delivered });
         }

@@ -364,6 +364,23 @@ fn a_single_replica_cluster_commits_alone() {
     assert!(replica.ready().committed.is_empty(), "a slot is handed out once");
 }
 
+/// A replica that is the whole cluster frees each batch from its log in the round that
+/// hands it out: no peer will ask for it, and the commands it holds are let go of as soon
+/// as the caller has applied them (not a round later).
+#[test]
+fn a_single_replica_frees_what_it_delivered_at_once() {
+    let mut replica: Replica<u32> = Replica::new(ReplicaId::new(0), Config::new(1));
+    replica.tick();
+    for round in 1..=3 {
+        replica.propose(round);
+        let ready = replica.ready();
+        assert_eq!(ready.committed.len(), 1, "round {round}");
+        assert_eq!(replica.log_len(), 0, "round {round}: the delivered batch is still in the log");
+        assert_eq!(replica.slot_truncated(), replica.slot_delivered(), "round {round}");
+        replica.advance(ready);
+    }
+}
+
 // ----- leadership: failover on a reported death, handover --------------------------------
 
 #[test]
