@@ -75,7 +75,9 @@ impl<D: Dispatch> SessionState<D> {
     /// pipelined writes with 3 replicas and 2 clients on 2 cores).
     fn keep(&mut self, command: Command<D>) {
         // A hint: `request` reuses a spare only once `Arc::get_mut` finds it unshared.
-        if Arc::strong_count(&command) > 2 {
+        // A write that ended without an outcome (its deadline, shutdown) may still hold
+        // the waker of a task that awaited it: not kept, so that nothing keeps the task.
+        if Arc::strong_count(&command) > 2 || !command.completion.is_done() {
             return;
         }
         if self.spare.len() == SPARE_REQUESTS {
@@ -724,10 +726,32 @@ mod tests {
         drop((log, ticket));
         // At most `SPARE_REQUESTS` are kept.
         for sequence in 0..2 * SPARE_REQUESTS as u64 {
-            state.keep(Arc::new(request(sequence)));
+            let finished = Arc::new(request(sequence));
+            assert!(finished.completion.complete(Ok(1)));
+            state.keep(finished);
         }
         assert_eq!(state.spare.len(), SPARE_REQUESTS);
         drop(third);
+    }
+
+    /// The request of a write that ended without an outcome (its deadline passed, the
+    /// cluster shut down) is not kept: it may still hold the waker of the task that awaited
+    /// it, which a spare would keep alive until its reuse.
+    #[test]
+    fn a_write_that_ended_without_an_outcome_leaves_no_spare() {
+        struct Task;
+        impl std::task::Wake for Task {
+            fn wake(self: std::sync::Arc<Self>) {}
+        }
+        let task = std::sync::Arc::new(Task);
+        let mut state = SessionState::<Counter> { outstanding: Outstanding::default(), spare: VecDeque::new() };
+        let unfinished = state.request(request(0));
+        assert!(!unfinished.completion.register(&std::task::Waker::from(std::sync::Arc::clone(&task))));
+        let ticket = Arc::clone(&unfinished);
+        state.keep(unfinished);
+        drop(ticket);
+        assert!(state.spare.is_empty(), "an unfinished write's request was kept");
+        assert_eq!(std::sync::Arc::strong_count(&task), 1, "the task's waker is still held");
     }
 
     /// A write whose ticket was dropped and which was lost with a crashed replica must not
