@@ -118,7 +118,9 @@ impl<D: Dispatch> Builder<D> {
 
     /// The cores to pin replicas to, as indices into the list of cores this process may
     /// use (read once, when the first cluster is built). Replica `i` is pinned to
-    /// `cores[i % cores.len()]`. Default: all usable cores, round-robin.
+    /// `cores[i % cores.len()]`. Default: all usable cores, round-robin. Replicas pinned
+    /// to fewer cores than there are of them share those cores as where the process has
+    /// too few ([`IdleStrategy`]): their threads do not spin, and clients run their rounds.
     pub fn cores(mut self, cores: impl IntoIterator<Item = usize>) -> Self {
         self.cores = Some(cores.into_iter().collect());
         self
@@ -287,19 +289,23 @@ impl<D: Dispatch> Builder<D> {
     }
 
     /// Whether replicas share cores: the process has at most one core more than it has
-    /// replicas. A replica thread with a core of its own pays off only where clients have
-    /// cores too: with one core left over, a lone client hands every write across cores
-    /// (with 1 replica on 2 cores, synchronous writes ran 1.5 to 2.7x faster when the
-    /// client ran the rounds itself, BENCHMARKS.md) and two clients leave a thread without
-    /// a core. Under loom, only if the test asks for it ([`Builder::loom_shares_cores`]):
-    /// where replicas share cores, nothing but a replica's tick wakes its thread for input
-    /// a replica thread's round sent it, and under loom's frozen clock that tick never
-    /// comes.
-    fn shares_cores(&self) -> bool {
+    /// replicas, or the replicas are pinned to fewer cores than there are of them
+    /// ([`Builder::cores`]). A replica thread with a core of its own pays off only where
+    /// clients have cores too: with one core left over, a lone client hands every write
+    /// across cores (with 1 replica on 2 cores, synchronous writes ran 1.5 to 2.7x faster
+    /// when the client ran the rounds itself, BENCHMARKS.md) and two clients leave a
+    /// thread without a core; replica threads pinned to one core would spin there in turn.
+    /// Under loom, only if the test asks for it ([`Builder::loom_shares_cores`]): where
+    /// replicas share cores, nothing but a replica's tick wakes its thread for input a
+    /// replica thread's round sent it, and under loom's frozen clock that tick never comes.
+    fn shares_cores(&self, pinning: &[Option<core_affinity::CoreId>]) -> bool {
         #[cfg(corum_loom)]
-        return self.loom_shares_cores;
+        {
+            let _ = pinning;
+            self.loom_shares_cores
+        }
         #[cfg(not(corum_loom))]
-        return available_cores() <= self.replicas + 1;
+        shares_cores(available_cores(), pinning)
     }
 
     fn protocol_config(&self) -> protocol::Config {
@@ -325,6 +331,7 @@ impl<D: Dispatch> Builder<D> {
     /// the operating system refuses a thread (those already started are stopped).
     pub fn build(self) -> Result<Cluster<D>, Error> {
         let pinning = self.validate()?;
+        let shares = self.shares_cores(&pinning);
         let config = self.protocol_config();
         let n = self.replicas;
         let election = self.tick * self.election_ticks;
@@ -334,11 +341,11 @@ impl<D: Dispatch> Builder<D> {
             retry_after: self.retry_after,
             election,
             idle: self.idle,
-            spin: !self.shares_cores(),
+            spin: !shares,
             helping: self.helping,
             leader_policy: self.leader_policy,
             digest_every: self.digest_every,
-            wake_peers: !self.shares_cores() || !self.helping,
+            wake_peers: !shares || !self.helping,
             pending_max: self.ring_capacity * 4,
         };
         let replicas = (0..n)
@@ -409,6 +416,18 @@ impl<D: Dispatch> Builder<D> {
 /// time, which must not overflow.
 const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// [`Builder::shares_cores`] for a process with `available` cores whose replicas are
+/// pinned as `pinning` says (`None`: not pinned).
+#[cfg(not(corum_loom))]
+fn shares_cores(available: usize, pinning: &[Option<core_affinity::CoreId>]) -> bool {
+    let replicas = pinning.len();
+    let mut pinned: Vec<usize> = pinning.iter().flatten().map(|core| core.id).collect();
+    pinned.sort_unstable();
+    pinned.dedup();
+    let stacked = pinning.iter().all(Option::is_some) && pinned.len() < replicas;
+    available <= replicas + 1 || stacked
+}
+
 /// The cores this process may run on, read once per process: once a thread is pinned,
 /// `core_affinity::get_core_ids` called from it returns only its own core.
 fn usable_cores() -> &'static [core_affinity::CoreId] {
@@ -419,4 +438,28 @@ fn usable_cores() -> &'static [core_affinity::CoreId] {
 /// How many cores this process may use, as corum sees them (read once per process).
 pub fn available_cores() -> usize {
     usable_cores().len()
+}
+
+#[cfg(all(test, not(corum_loom)))]
+mod tests {
+    use core_affinity::CoreId;
+
+    use super::shares_cores;
+
+    fn pinned(cores: &[usize]) -> Vec<Option<CoreId>> {
+        cores.iter().map(|&id| Some(CoreId { id })).collect()
+    }
+
+    /// Replicas share cores where at most one core is left over for clients, and wherever
+    /// they are pinned to fewer cores than there are of them, however many the process has.
+    #[test]
+    fn replicas_share_cores_where_one_is_left_over_or_they_are_pinned_together() {
+        assert!(!shares_cores(16, &pinned(&[0, 1, 2])), "each replica on a core of its own");
+        assert!(!shares_cores(16, &[None, None, None]), "unpinned, with cores to spare");
+        assert!(shares_cores(4, &pinned(&[0, 1, 2])), "one core left for the clients");
+        assert!(shares_cores(4, &[None, None, None]));
+        assert!(shares_cores(16, &pinned(&[0, 0, 0])), "three replicas pinned to one core");
+        assert!(shares_cores(16, &pinned(&[3, 5, 3])), "two replicas pinned to one core");
+        assert!(shares_cores(2, &pinned(&[1])), "one replica on 2 cores");
+    }
 }
