@@ -151,13 +151,19 @@ fn three_replicas_two_clients_agree() {
 /// forever (a waiter deferring to nobody would exceed loom's branch limit: with the bound
 /// removed and the flag never given back, this model fails so).
 ///
-/// Preemption bound 0. With bound 1 (and also with one client and one write) loom finds
-/// schedules in which every thread is parked in a wait that production bounds by a tick
-/// (1 ms by default): the clients on their completions, the replica threads for input.
-/// Where replicas share cores no replica thread's round wakes the peers it sends to, and
-/// a client that found nothing to run sleeps until its write completes or a tick passes,
-/// so such a write waits one tick at most there; loom's clock stands still, so it reports
-/// a deadlock. Which input is left behind in those schedules was not traced.
+/// Preemption bound 0. With bound 1 (and, with one client and one write, even at bound 0)
+/// loom finds schedules in which every thread is parked in a wait that production bounds
+/// by a tick (1 ms by default): the clients on their completions, the replica threads for
+/// input. Where replicas share cores no replica thread's round wakes the peers it sends
+/// to, and a client that found nothing to run sleeps until its write completes or a tick
+/// passes, so such a write waits one tick at most there; loom's clock stands still, so it
+/// reports a deadlock. The input left behind: the client found the leader's token held by
+/// the leader's own thread (a round at its tick) and parked; that round proposed the write
+/// and sent the accept to a parked follower without waking it. Having a replica thread run
+/// its parked peers' rounds after each round that did work ends the one-write schedules at
+/// bound 0 (not at bound 1, where the follower's token is held by a client whose round
+/// looked before the accept landed), but cost 3 to 14 % of write throughput on 2 cores and
+/// did not lower the p99.9 or the longest write there (BENCHMARKS.md), so it was not kept.
 #[test]
 fn two_deep_writers_share_the_rounds() {
     check("two_deep_writers_share_the_rounds", Some(0), || {
