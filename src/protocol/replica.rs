@@ -405,7 +405,11 @@ impl<C: Clone> Replica<C> {
             committed.push((slot, entry.batch.clone()));
             self.slot_delivered = slot.next();
         }
-        if self.config.replicas == 1 && self.is_leader() && !committed.is_empty() {
+        // A replica that is the whole cluster frees what it hands out at once (no peer will
+        // ask for it), not at its next commit: the caller's commands are then held only
+        // by `committed` and let go of once applied. With peers, truncation waits for them
+        // to report their delivery (`slot_truncate_global`).
+        if self.config.replicas == 1 && !committed.is_empty() {
             self.truncate(self.slot_truncate_global());
         }
         if let Some((leader, ballot)) = self.progress_owed.take() {
