@@ -9,7 +9,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use corum::__bench::ring;
+use corum::internals::ring;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
 /// Capacity of the rings and channels compared (corum's default ring capacity).

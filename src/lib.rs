@@ -107,29 +107,40 @@ mod session;
 pub mod sim;
 mod state;
 mod sync;
-// Transport items are `pub` so the loom suite and the benchmarks can reach them through
-// `__loom` and `__bench`; they are not part of the public API.
+// Transport items are `pub` so that the loom suite and the benchmarks can reach them
+// through `internals`; they are not part of the public API.
 #[cfg_attr(not(corum_loom), allow(unreachable_pub))]
 mod transport;
 
-/// The hand-written concurrent building blocks, exposed only to the loom suite
-/// (`loom-tests/`, built with `--cfg corum_loom`). Not part of the public API.
-#[cfg(corum_loom)]
+/// The hand-written concurrent building blocks and test hooks, for corum's own loom suite
+/// (`loom-tests/`, built with `--cfg corum_loom`), benchmarks and tests (which enable the
+/// `internals` feature through a dev-dependency). Not part of the public API: compiled only
+/// in those builds, hidden, and free to change in any release.
+#[cfg(any(corum_loom, feature = "internals"))]
 #[doc(hidden)]
-pub mod __loom {
+pub mod internals {
+    #[cfg(corum_loom)]
     pub use crate::runtime::Completion;
+    #[cfg(corum_loom)]
     pub use crate::transport::event::{EventCount, WaitKey};
+    #[cfg(corum_loom)]
     pub use crate::transport::queue::Queue;
     pub use crate::transport::ring::{ring, Consumer, Producer};
+    #[cfg(corum_loom)]
     pub use crate::transport::token::{RunToken, TokenGuard};
-}
 
-/// The transport's ring, exposed only so that `benches/transport.rs` can measure it on
-/// its own. Not part of the public API: hidden, and free to change in any release.
-#[cfg(not(corum_loom))]
-#[doc(hidden)]
-pub mod __bench {
-    pub use crate::transport::ring::{ring, Consumer, Producer};
+    /// [`Cluster::shutdown`](crate::Cluster::shutdown), returning with each copy a digest of
+    /// its replica's exactly-once table, which must be equal wherever the copies are (they
+    /// reflect the same slots). For corum's stress tests.
+    ///
+    /// # Errors
+    /// As for `Cluster::shutdown`.
+    #[cfg(not(corum_loom))]
+    pub fn shutdown_with_exactly_once_digests<D: crate::Dispatch>(
+        cluster: crate::Cluster<D>,
+    ) -> Result<Vec<(D, u64)>, crate::Error> {
+        cluster.shutdown_with_exactly_once_digests()
+    }
 }
 
 pub use dispatch::Dispatch;

@@ -128,6 +128,7 @@ impl Sessions {
 
     /// A digest of the whole table, independent of the order clients were added in: two
     /// replicas that applied the same slots must have equal digests.
+    #[cfg(any(test, feature = "internals"))]
     pub(crate) fn digest(&self) -> u64 {
         use std::hash::{Hash, Hasher};
         let mut clients: Vec<_> = self.clients.iter().collect();

@@ -312,7 +312,7 @@ fn stress(stress: Stress) {
     }
     let stats = cluster.stats();
     assert!(stats.iter().all(|s| s.divergences == 0), "seed {seed}: a deterministic copy found diverged: {stats:#?}");
-    let copies = cluster.__shutdown_with_exactly_once_digests().expect("shutdown");
+    let copies = corum::internals::shutdown_with_exactly_once_digests(cluster).expect("shutdown");
     assert_eq!(copies.len(), stress.replicas, "seed {seed}: every replica is back at shutdown");
     assert!(copies.iter().all(|(copy, _)| copy == &copies[0].0), "seed {seed}: the replicas' maps differ");
     let digests: Vec<u64> = copies.iter().map(|&(_, digest)| digest).collect();

@@ -3,7 +3,7 @@
 
 use corum_loom_tests::check;
 
-use corum::__loom::Queue;
+use corum::internals::Queue;
 use loom::sync::Arc;
 use loom::thread;
 

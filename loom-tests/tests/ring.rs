@@ -3,7 +3,7 @@
 
 use corum_loom_tests::check;
 
-use corum::__loom::ring;
+use corum::internals::ring;
 use loom::thread;
 
 /// FIFO across threads, through wrap-around, with the producer retrying on a full ring.

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use corum::__loom::{EventCount, RunToken};
+use corum::internals::{EventCount, RunToken};
 use corum_loom_tests::check;
 use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use loom::sync::Arc;

@@ -8,7 +8,7 @@ use corum_loom_tests::check;
 use std::task::Poll;
 use std::time::Duration;
 
-use corum::__loom::{Completion, EventCount};
+use corum::internals::{Completion, EventCount};
 use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use loom::sync::Arc;
 use loom::thread;

@@ -208,10 +208,9 @@ impl<D: Dispatch> Cluster<D> {
     }
 
     /// [`Cluster::shutdown`], returning with each copy a digest of its replica's
-    /// exactly-once table, which must be equal wherever the copies are (they reflect the
-    /// same slots). For corum's own stress tests; not part of the public API.
-    #[doc(hidden)]
-    pub fn __shutdown_with_exactly_once_digests(self) -> Result<Vec<(D, u64)>, Error> {
+    /// exactly-once table (see `crate::internals`).
+    #[cfg(all(feature = "internals", not(corum_loom)))]
+    pub(crate) fn shutdown_with_exactly_once_digests(self) -> Result<Vec<(D, u64)>, Error> {
         Ok(self.shutdown_states()?.into_iter().map(|state| (state.object, state.sessions.digest())).collect())
     }
 
