@@ -45,7 +45,7 @@ pub(crate) trait Environment<D: Dispatch, C> {
 
     /// Step 1: every slot below `slot_committed` is committed; raise the watermark that
     /// linearizable reads wait for. `leading`: whether this replica leads now.
-    fn publish_committed(&mut self, slot_committed: Slot, leading: bool);
+    fn raise_watermark(&mut self, slot_committed: Slot, leading: bool);
 
     /// Step 2: sends the messages, emptying `messages`. Returns whether any left.
     fn send(&mut self, messages: &mut Vec<(ReplicaId, Message<C>)>) -> bool;
@@ -151,12 +151,12 @@ where
         // round's writes were applied and their callers completed.
         let watermark_late = planted!("watermark-after-apply");
         if !watermark_late {
-            env.publish_committed(ready.slot_committed, self.core.is_leader());
+            env.raise_watermark(ready.slot_committed, self.core.is_leader());
         }
         let sent = env.send(&mut ready.messages);
         let applied = self.apply(env, &ready.committed);
         if watermark_late {
-            env.publish_committed(ready.slot_committed, self.core.is_leader());
+            env.raise_watermark(ready.slot_committed, self.core.is_leader());
         }
         let installed = match ready.snapshot_wanted {
             Some(wanted) => self.install_peer_copy(env, wanted),

@@ -96,14 +96,15 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub, unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+mod client;
 mod digest;
 mod dispatch;
 mod driver;
 mod error;
+mod exactly_once;
 mod plant;
 pub mod protocol;
 mod runtime;
-mod session;
 pub mod sim;
 mod state;
 mod sync;

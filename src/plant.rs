@@ -21,9 +21,13 @@ pub(crate) const PLANTS: &[(&str, &str)] = &[
     ("handover-skips-phase-1", "a replica handed leadership leads at once in a fresh ballot, without phase 1"),
     // The replicated state and the driver shared by the runtime and the simulator.
     ("skip-dedup", "the exactly-once table is never consulted"),
+    ("snapshot-drops-exactly-once", "a snapshot carries the object without its exactly-once table"),
+    // The client machine, and what the shells hand it, shared by the runtime and the simulator.
     ("floor-skips-in-flight", "a client's floor passes a write still in flight"),
-    ("snapshot-drops-sessions", "a snapshot carries the object without its exactly-once table"),
+    ("retry-floor-past-itself", "a resubmitted write carries a floor past its own number"),
     ("read-one-short", "a linearizable read waits for one slot less than the watermark"),
+    ("read-moves-without-watermark", "a read that moves to another copy waits there only for what that copy applied"),
+    ("read-watermark-applied", "a read is handed its home copy's applied slot as the watermark"),
     ("watermark-after-apply", "a replica raises the commit watermark only after applying and completing"),
     ("applied-before-apply", "a replica announces slots applied before applying them"),
     // The hand-written concurrency.

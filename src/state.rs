@@ -1,22 +1,22 @@
 //! A replica's replicated state: the user's object, the exactly-once table, and the slot
-//! they reflect; how a committed batch is applied to it, how it is copied to a lagging or
-//! restarted replica ([`ReplicaState::snapshot`]), and when it may serve a linearizable read
-//! ([`may_serve`]). The threaded runtime and the simulator use these same functions, so the
-//! simulator's sweep checks what the runtime does. Invariant: `object` and `sessions` hold
-//! the effect of every slot below `slot_applied` and of no other.
+//! they reflect; how a committed batch is applied to it and how it is copied to a lagging or
+//! restarted replica ([`ReplicaState::snapshot`]). The threaded runtime and the simulator
+//! use these same functions, so the simulator's sweep checks what the runtime does.
+//! Invariant: `object` and `exactly_once` hold the effect of every slot below
+//! `slot_applied` and of no other.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use crate::exactly_once::{ClientId, ExactlyOnce};
 use crate::plant::planted;
 use crate::protocol::Slot;
-use crate::session::{ClientId, Sessions};
 use crate::{Dispatch, Error};
 
 /// A client write as the protocol orders it: the session numbers exactly-once needs, and
 /// the operation. The runtime's requests and the simulator's commands both implement it.
 pub(crate) trait Write<D: Dispatch> {
     /// The client, the write's number in its session, and the client's floor when it
-    /// submitted the write (see [`Sessions::admit`]).
+    /// submitted the write (see [`ExactlyOnce::admit`]).
     fn session(&self) -> (ClientId, u64, u64);
     /// The operation to apply.
     fn op(&self) -> &D::WriteOp;
@@ -40,15 +40,15 @@ pub(crate) struct ReplicaState<D> {
     /// The user's object.
     pub(crate) object: D,
     /// Which client writes have taken effect on `object`.
-    pub(crate) sessions: Sessions,
-    /// Every slot below this has been applied to `object` and `sessions`.
+    pub(crate) exactly_once: ExactlyOnce,
+    /// Every slot below this has been applied to `object` and `exactly_once`.
     pub(crate) slot_applied: Slot,
 }
 
 impl<D: Dispatch> ReplicaState<D> {
     /// The state before any slot is applied.
     pub(crate) fn new(object: D) -> Self {
-        Self { object, sessions: Sessions::default(), slot_applied: Slot::ZERO }
+        Self { object, exactly_once: ExactlyOnce::default(), slot_applied: Slot::ZERO }
     }
 
     /// The copy another replica installs to catch up: object and exactly-once table
@@ -56,9 +56,9 @@ impl<D: Dispatch> ReplicaState<D> {
     /// installed the object alone would apply again a retried write that already took effect.
     pub(crate) fn snapshot(&self) -> Self {
         let mut copy = self.clone();
-        if planted!("snapshot-drops-sessions") {
+        if planted!("snapshot-drops-exactly-once") {
             // Planted bug: the snapshot carries the object but not the exactly-once table.
-            copy.sessions = Sessions::default();
+            copy.exactly_once = ExactlyOnce::default();
         }
         copy
     }
@@ -76,7 +76,7 @@ impl<D: Dispatch> ReplicaState<D> {
         debug_assert_eq!(slot, self.slot_applied, "slots are applied in order, once");
         for (index, command) in commands.iter().enumerate() {
             let (client, sequence, floor) = command.session();
-            if !self.sessions.admit(client, sequence, floor) {
+            if !self.exactly_once.admit(client, sequence, floor) {
                 // A duplicate: its first application completed the caller already.
                 continue;
             }
@@ -89,16 +89,4 @@ impl<D: Dispatch> ReplicaState<D> {
         }
         self.slot_applied = slot.next();
     }
-}
-
-/// Whether a copy that applied every slot below `slot_applied` may serve a linearizable read
-/// that began when the commit watermark was `watermark`: every write that completed before
-/// the read began is below the watermark (replicas publish it before they apply), so the
-/// copy must have applied up to it.
-pub(crate) fn may_serve(slot_applied: Slot, watermark: Slot) -> bool {
-    if planted!("read-one-short") {
-        // Planted bug: the read waits for one slot less than the watermark.
-        return slot_applied.get() + 1 >= watermark.get();
-    }
-    slot_applied >= watermark
 }

@@ -6,7 +6,8 @@
 //! switches all of them at once (and no other crate's, which a plain `--cfg loom` would).
 //! The API is the small common subset both sides support: locks that do not poison, a
 //! condition variable whose timed wait is an untimed wait under loom (loom has no clock),
-//! and `UnsafeCell` accessed through `with`/`with_mut` closures as loom requires.
+//! `UnsafeCell` accessed through `with`/`with_mut` closures as loom requires, and the clock
+//! ([`now`]), which stands still under loom.
 
 #[cfg(not(corum_loom))]
 mod imp {
@@ -151,3 +152,17 @@ mod imp {
 }
 
 pub(crate) use imp::*;
+
+/// The current time. Under loom time stands still (loom explores schedules, not clocks),
+/// so deadlines never pass and ticks come only when first due.
+pub(crate) fn now() -> std::time::Instant {
+    #[cfg(corum_loom)]
+    {
+        static FROZEN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        *FROZEN.get_or_init(std::time::Instant::now)
+    }
+    #[cfg(not(corum_loom))]
+    {
+        std::time::Instant::now()
+    }
+}

@@ -19,10 +19,13 @@ plants=(
     leader-keeps-leading
     volatile-promise
     handover-skips-phase-1
-    snapshot-drops-sessions
+    snapshot-drops-exactly-once
     floor-skips-in-flight
+    retry-floor-past-itself
     watermark-after-apply
     read-one-short
+    read-moves-without-watermark
+    read-watermark-applied
 )
 
 survived=0

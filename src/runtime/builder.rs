@@ -5,11 +5,15 @@ use std::time::Duration;
 use crossbeam_utils::CachePadded;
 
 use super::cluster::Cluster;
+use super::idle::nanos;
 use super::replica::ReplicaThread;
+use super::shared::{Options, ReplicaShared, Shared, StatsCell, NOT_FORKED, RUNNING};
 use super::worker::Worker;
-use super::{IdleStrategy, LeaderPolicy, Options, ReplicaShared, ReplicaState, Shared, StatsCell, NOT_FORKED, RUNNING};
+use super::{IdleStrategy, LeaderPolicy};
+use crate::client::Timing;
 use crate::error::{ConfigError, Error};
 use crate::protocol::{self, ReplicaId};
+use crate::state::ReplicaState;
 use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize};
 use crate::sync::{Arc, RwLock};
 use crate::transport::event::EventCount;
@@ -336,9 +340,14 @@ impl<D: Dispatch> Builder<D> {
         let n = self.replicas;
         let election = self.tick * self.election_ticks;
         let options = Options {
+            epoch: crate::sync::now(),
+            timing: Timing {
+                deadline: nanos(self.deadline),
+                retry_after: nanos(self.retry_after),
+                switch_after: nanos(election),
+            },
             tick: self.tick,
             deadline: self.deadline,
-            retry_after: self.retry_after,
             election,
             idle: self.idle,
             spin: !shares,
@@ -366,7 +375,7 @@ impl<D: Dispatch> Builder<D> {
             .collect();
         let shared = Arc::new(Shared {
             replicas,
-            slot_committed: CachePadded::new(AtomicU64::new(0)),
+            watermark: CachePadded::new(AtomicU64::new(0)),
             leader: CachePadded::new(AtomicUsize::new(0)),
             lifecycle: CachePadded::new(AtomicU64::new(0)),
             closed: AtomicBool::new(false),

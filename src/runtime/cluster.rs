@@ -5,10 +5,12 @@ use std::fmt;
 use super::faults::Faults;
 use super::handle::Handle;
 use super::help::help_all;
-use super::idle::now;
-use super::{role_of, status_of, ReplicaState, Shared, CRASHED, RUNNING};
+use super::shared::{role_of, status_of, ReplicaShared, Shared, CRASHED, RUNNING};
+use crate::client::View;
 use crate::protocol::{Ballot, RoleKind, Slot};
+use crate::state::ReplicaState;
 use crate::sync::atomic::{fence, Ordering};
+use crate::sync::now;
 use crate::sync::thread::JoinHandle;
 use crate::sync::{Arc, Mutex};
 use crate::{Dispatch, Error};
@@ -211,7 +213,7 @@ impl<D: Dispatch> Cluster<D> {
     /// exactly-once table (see `crate::internals`).
     #[cfg(all(feature = "internals", not(corum_loom)))]
     pub(crate) fn shutdown_with_exactly_once_digests(self) -> Result<Vec<(D, u64)>, Error> {
-        Ok(self.shutdown_states()?.into_iter().map(|state| (state.object, state.sessions.digest())).collect())
+        Ok(self.shutdown_states()?.into_iter().map(|state| (state.object, state.exactly_once.digest())).collect())
     }
 
     fn shutdown_states(self) -> Result<Vec<ReplicaState<D>>, Error> {
@@ -228,7 +230,7 @@ impl<D: Dispatch> Cluster<D> {
             }
         }
         self.stop_threads();
-        let watermark = self.shared.slot_committed();
+        let watermark = self.shared.watermark();
         let copies: Vec<ReplicaState<D>> = self
             .shared
             .replicas
@@ -244,13 +246,13 @@ impl<D: Dispatch> Cluster<D> {
 
     /// Whether every live replica has applied everything committed and holds no write.
     fn settled(&self) -> bool {
-        let watermark = self.shared.slot_committed();
+        let watermark = self.shared.watermark();
         let settled = self.shared.replicas.iter().filter(|replica| replica.status() == RUNNING).all(|replica| {
             replica.slot_applied() >= watermark
                 && replica.submissions.is_empty()
                 && replica.stats.commands_waiting.load(Ordering::Relaxed) == 0
         });
-        settled && self.shared.slot_committed() == watermark
+        settled && self.shared.watermark() == watermark
     }
 
     fn stop_threads(&self) {
@@ -284,7 +286,7 @@ impl<D: Dispatch> Cluster<D> {
         self.shared.reminders.stop();
     }
 
-    pub(super) fn replica_checked(&self, replica: usize) -> Result<&super::ReplicaShared<D>, Error> {
+    pub(super) fn replica_checked(&self, replica: usize) -> Result<&ReplicaShared<D>, Error> {
         if self.shared.is_stopped() {
             return Err(Error::Shutdown);
         }

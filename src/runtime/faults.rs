@@ -5,8 +5,8 @@ use std::fmt;
 
 use super::cluster::Cluster;
 use super::replica::ReplicaThread;
+use super::shared::{ReplicaShared, CRASHED, PAUSED, RUNNING};
 use super::worker::{announce_lifecycle, crash};
-use super::{ReplicaShared, CRASHED, PAUSED, RUNNING};
 use crate::sync::atomic::Ordering;
 use crate::{Dispatch, Error};
 

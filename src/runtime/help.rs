@@ -39,8 +39,8 @@
 //!   `HELPER_WAIT_LOOKS` of its looks (the holder's thread was preempted) and it runs
 //!   rounds alongside, as without the flag.
 
+use super::shared::{Shared, RUNNING};
 use super::worker::{run_round, Round};
-use super::{Shared, RUNNING};
 use crate::sync::atomic::{fence, Ordering};
 use crate::Dispatch;
 

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::sync::{spin_loop, yield_now};
+use crate::sync::{now, spin_loop, yield_now};
 
 /// How replica threads and waiting clients spend time with nothing to do.
 ///
@@ -91,20 +91,6 @@ impl Idler {
 fn spin_for(round: u32) {
     for _ in 0..1u32 << round.min(6) {
         spin_loop();
-    }
-}
-
-/// The current time. Under loom time stands still (loom explores schedules, not clocks),
-/// so deadlines never pass and ticks come only when first due.
-pub(crate) fn now() -> Instant {
-    #[cfg(corum_loom)]
-    {
-        static FROZEN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-        *FROZEN.get_or_init(Instant::now)
-    }
-    #[cfg(not(corum_loom))]
-    {
-        Instant::now()
     }
 }
 

@@ -5,18 +5,18 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use super::idle::now;
-use super::{Command, ReplicaShared, Shared, CRASHED, NOT_FORKED, RUNNING, STOPPED};
+use super::shared::{ReplicaShared, Request, Shared, CRASHED, NOT_FORKED, RUNNING, STOPPED};
 use crate::digest::Verdict;
 use crate::driver::{Environment, StateCell};
 use crate::protocol::{Message, Replica, ReplicaId, Slot};
 use crate::state::ReplicaState;
 use crate::sync::atomic::Ordering;
+use crate::sync::now;
 use crate::sync::Arc;
 use crate::transport::ring::{Consumer, Producer};
 use crate::{Dispatch, Error};
 
-pub(crate) type Wire<D> = Message<Command<D>>;
+pub(crate) type Wire<D> = Message<Arc<Request<D>>>;
 
 /// Most messages taken from one ring, and writes from the submission queue, per round, so
 /// that one busy input cannot starve the others.
@@ -45,7 +45,7 @@ pub(crate) struct Io<D: Dispatch> {
     /// Messages waiting for room in a full ring, per destination.
     pub(super) pending: Vec<VecDeque<Wire<D>>>,
     pub(super) next_tick: Instant,
-    pub(super) slot_committed_published: u64,
+    pub(super) watermark_published: u64,
     pub(super) messages_dropped: u64,
     /// Whether `send` wakes the peers it sends to: the pinned thread's rounds do; a client
     /// thread's rounds do not, because that thread runs those peers' rounds next itself
@@ -69,7 +69,7 @@ impl<D: Dispatch> Io<D> {
 
     /// When a peer crashed or restarted since the last round, tells the core which peers
     /// are down and which run ([`Replica::peer_down`], [`Replica::peer_up`]).
-    fn notice_lifecycle(&mut self, core: &mut Replica<Command<D>>) {
+    fn notice_lifecycle(&mut self, core: &mut Replica<Arc<Request<D>>>) {
         // Acquire pairs with the Release raise in `announce_lifecycle`.
         let lifecycle = self.shared.lifecycle.load(Ordering::Acquire);
         if self.lifecycle_seen == Some(lifecycle) {
@@ -109,7 +109,7 @@ impl<D: Dispatch> Io<D> {
     /// after the death notice, so its followers would wait out the election timeout
     /// instead of replacing it; left in the ring, they would be taken after its restart.
     /// The protocol tolerates the loss.
-    fn receive(&mut self, core: &mut Replica<Command<D>>) -> bool {
+    fn receive(&mut self, core: &mut Replica<Arc<Request<D>>>) -> bool {
         let mut any = false;
         for (from, consumer) in &mut self.incoming {
             if self.peers_crashed & from.bit() != 0 {
@@ -127,7 +127,7 @@ impl<D: Dispatch> Io<D> {
 
     /// Takes client writes from the submission queue, unless a majority of peers cannot
     /// take more messages: then the writes wait in the queue, which makes clients wait.
-    fn intake(&mut self, core: &mut Replica<Command<D>>) -> bool {
+    fn intake(&mut self, core: &mut Replica<Arc<Request<D>>>) -> bool {
         if self.backlogged(core.config().quorum()) {
             return false;
         }
@@ -160,9 +160,9 @@ fn drain<D: Dispatch>(consumer: &mut Consumer<Wire<D>>) -> u64 {
     dropped
 }
 
-impl<D: Dispatch> Environment<D, Command<D>> for Io<D> {
+impl<D: Dispatch> Environment<D, Arc<Request<D>>> for Io<D> {
     /// The rings, the submission queue, and a tick when one is due.
-    fn feed(&mut self, core: &mut Replica<Command<D>>) -> bool {
+    fn feed(&mut self, core: &mut Replica<Arc<Request<D>>>) -> bool {
         // Before the rings: a peer known crashed or restarted has its old messages dropped
         // first. One whose crash is announced after this look has its messages taken this
         // round, and the notice comes next round (a message from a peer tells the core that
@@ -182,16 +182,16 @@ impl<D: Dispatch> Environment<D, Command<D>> for Io<D> {
     /// to submit. Every replica does this, not only the leader: a replica may learn that a
     /// slot is committed before the current leader does (a quorum of an older ballot chose
     /// it), and must not apply it unannounced.
-    fn publish_committed(&mut self, slot_committed: Slot, leading: bool) {
+    fn raise_watermark(&mut self, slot_committed: Slot, leading: bool) {
         let committed = slot_committed.get();
-        if committed > self.slot_committed_published {
+        if committed > self.watermark_published {
             // Most rounds another replica already raised it: a load avoids contending on
             // the line.
-            if self.shared.slot_committed.load(Ordering::Relaxed) < committed {
-                // Release pairs with the Acquire load of readers (`Shared::slot_committed`).
-                self.shared.slot_committed.fetch_max(committed, Ordering::Release);
+            if self.shared.watermark.load(Ordering::Relaxed) < committed {
+                // Release pairs with the Acquire load of readers (`View::watermark` on `Shared`).
+                self.shared.watermark.fetch_max(committed, Ordering::Release);
             }
-            self.slot_committed_published = committed;
+            self.watermark_published = committed;
         }
         if leading && self.shared.leader.load(Ordering::Relaxed) != self.index {
             self.shared.leader.store(self.index, Ordering::Relaxed);
@@ -249,7 +249,7 @@ impl<D: Dispatch> Environment<D, Command<D>> for Io<D> {
     }
 
     /// Completes the caller, unless this copy is known diverged: a healthy replica answers.
-    fn complete(&mut self, command: &Command<D>, result: Result<D::Response, Error>) {
+    fn complete(&mut self, command: &Arc<Request<D>>, result: Result<D::Response, Error>) {
         // Acquire pairs with the Release swap in `checkpoint`.
         if !self.me().diverged.load(Ordering::Acquire) {
             command.completion.complete(result);

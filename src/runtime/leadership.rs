@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use super::cluster::{Cluster, ReplicaStatus};
 use super::help::help_all;
-use super::idle::now;
-use super::{role_of, status_of, RUNNING};
+use super::shared::{role_of, status_of, RUNNING};
 use crate::protocol::RoleKind;
 use crate::sync::atomic::Ordering;
+use crate::sync::now;
 use crate::{Dispatch, Error};
 
 /// Which replica should lead, chosen with [`Builder::leader_policy`](crate::Builder::leader_policy).

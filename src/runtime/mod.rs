@@ -21,19 +21,20 @@ mod io;
 mod leadership;
 mod reminder;
 mod replica;
+mod session;
 mod shared;
 #[cfg(all(test, not(corum_loom)))]
 mod test_support;
+mod ticket;
 mod worker;
 
 pub use builder::{available_cores, Builder};
 pub use cluster::{Cluster, ReplicaStats, ReplicaStatus};
 pub use faults::Faults;
-pub use handle::{Handle, Ticket};
+pub use handle::Handle;
 pub use idle::IdleStrategy;
 pub use leadership::LeaderPolicy;
+pub use ticket::Ticket;
 
-pub(crate) use crate::state::ReplicaState;
 #[cfg(corum_loom)]
 pub use completion::Completion;
-pub(crate) use shared::*;

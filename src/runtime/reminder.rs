@@ -36,10 +36,11 @@ pub(crate) use imp::Reminders;
 mod imp {
     use std::sync::{Arc, Weak};
     use std::thread::JoinHandle;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
-    use super::super::handle::Session;
-    use super::super::{Command, Shared};
+    use super::super::session::Session;
+    use super::super::shared::{Request, Shared};
+    use crate::client::View;
     use crate::sync::atomic::Ordering;
     use crate::sync::{Condvar, Mutex};
     use crate::Dispatch;
@@ -55,7 +56,7 @@ mod imp {
 
     impl Routing {
         fn of<D: Dispatch>(shared: &Shared<D>) -> Self {
-            // Relaxed: the hint only steers retries (see `Shared::write_target`).
+            // Relaxed: the hint only steers retries (see `crate::client::route`).
             let leader = shared.leader.load(Ordering::Relaxed);
             let statuses = shared.replicas.iter().map(|replica| replica.status()).collect();
             Self { leader, statuses, forked: shared.forked().is_some() }
@@ -137,7 +138,7 @@ mod imp {
         let reminders = &shared.reminders;
         let options = &shared.options;
         let mut routing = Routing::of(shared);
-        let mut due: Vec<Command<D>> = Vec::new();
+        let mut due: Vec<Arc<Request<D>>> = Vec::new();
         loop {
             let sessions: Vec<_> = {
                 let mut state = reminders.state.lock();
@@ -151,7 +152,7 @@ mod imp {
                 state.sessions.iter().filter_map(Weak::upgrade).collect()
             };
             let stopped = shared.is_stopped();
-            let now = Instant::now();
+            let now = shared.time();
             let current = Routing::of(shared);
             let moved = current != routing;
             routing = current;
@@ -174,7 +175,7 @@ mod imp {
 /// deadline comes, and the models check the completion's waker hand-off on its own.
 #[cfg(corum_loom)]
 mod imp {
-    use super::super::handle::Session;
+    use super::super::session::Session;
     use crate::sync::Arc;
     use crate::Dispatch;
 

@@ -7,10 +7,12 @@
 
 use std::time::{Duration, Instant};
 
-use super::idle::{nanos, now, Idler};
+use super::idle::{nanos, Idler};
+use super::shared::{ReplicaShared, Shared, PAUSED, RUNNING, STOPPED};
 use super::worker::{crash, run_round, Round, Worker, WorkerSlot};
-use super::{LeaderPolicy, ReplicaShared, Shared, PAUSED, RUNNING, STOPPED};
+use super::LeaderPolicy;
 use crate::sync::atomic::Ordering;
+use crate::sync::now;
 use crate::sync::thread::JoinHandle;
 use crate::sync::Arc;
 use crate::transport::token::TokenGuard;

@@ -3,19 +3,20 @@
 //! stats), the cluster-wide watermark and leader hint, and the encodings of a replica's
 //! status and role in atomics (converted here only).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
 
 use super::cluster::ReplicaStatus;
 use super::completion::Completion;
-use super::idle::IdleStrategy;
+use super::idle::{nanos, IdleStrategy};
 use super::worker::WorkerSlot;
+use crate::client::{Time, Timing, View};
+use crate::exactly_once::ClientId;
 use crate::protocol::{RoleKind, Slot};
-use crate::session::ClientId;
 use crate::state::ReplicaState;
 use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use crate::sync::{Arc, RwLock};
+use crate::sync::{now, Arc, RwLock};
 use crate::transport::event::EventCount;
 use crate::transport::queue::Queue;
 use crate::transport::token::RunToken;
@@ -32,10 +33,9 @@ pub(crate) struct Request<D: Dispatch> {
     pub(crate) completion: Completion<D::Response>,
 }
 
-/// What the protocol orders: a shared pointer to a request.
-pub(crate) type Command<D> = Arc<Request<D>>;
-
-impl<D: Dispatch> crate::state::Write<D> for Command<D> {
+/// What the runtime's protocol cores order: requests, shared by the client and every replica
+/// through an `Arc`.
+impl<D: Dispatch> crate::state::Write<D> for Arc<Request<D>> {
     fn session(&self) -> (ClientId, u64, u64) {
         (self.client, self.sequence, self.floor)
     }
@@ -57,9 +57,12 @@ pub(crate) const NOT_FORKED: u64 = u64::MAX;
 /// Settings the runtime reads at run time (the protocol's live in its own `Config`).
 #[derive(Debug, Clone)]
 pub(crate) struct Options {
+    /// When the cluster was built: the clients' clock counts from it ([`Shared::time`]).
+    pub(crate) epoch: Instant,
+    /// The clients' deadline, retry interval and read switch interval, in nanoseconds.
+    pub(crate) timing: Timing,
     pub(crate) tick: Duration,
     pub(crate) deadline: Duration,
-    pub(crate) retry_after: Duration,
     /// The election timeout (ticks times election ticks). A read whose replica has not
     /// caught up within it moves to another replica; a leader whose rounds take half of it
     /// steps down.
@@ -121,7 +124,7 @@ pub(crate) struct ReplicaShared<D: Dispatch> {
     /// Readers waiting for `slot_applied` to reach their watermark park here.
     pub(crate) applied: EventCount,
     /// Client submissions to this replica.
-    pub(crate) submissions: Queue<Command<D>>,
+    pub(crate) submissions: Queue<Arc<Request<D>>>,
     /// The replica thread parks here when idle; peers, clients and faults notify it.
     pub(crate) wake: EventCount,
     /// Whether the replica's own thread is parked (waiting for work or for its token):
@@ -152,11 +155,11 @@ pub(crate) struct ReplicaShared<D: Dispatch> {
 /// Everything the cluster's threads and handles share.
 pub(crate) struct Shared<D: Dispatch> {
     pub(crate) replicas: Box<[ReplicaShared<D>]>,
-    /// The highest commit index any replica has reached: every slot below it is committed.
-    /// Replicas raise it (Release) before anyone can apply those slots, so a read that loads
-    /// it (Acquire) and waits until its replica applied that far sees every write that
-    /// completed before the read began.
-    pub(crate) slot_committed: CachePadded<AtomicU64>,
+    /// The commit watermark, the highest commit index any replica has reached: every slot
+    /// below it is committed. Replicas raise it (Release) before anyone can apply those
+    /// slots, so a read that loads it (Acquire) and waits until its replica applied that
+    /// far sees every write that completed before the read began.
+    pub(crate) watermark: CachePadded<AtomicU64>,
     /// The replica that last became leader: where clients submit.
     pub(crate) leader: CachePadded<AtomicUsize>,
     /// Raised (Release) after every replica crash and restart, once the replica's status is
@@ -201,11 +204,6 @@ impl<D: Dispatch> ReplicaShared<D> {
 }
 
 impl<D: Dispatch> Shared<D> {
-    pub(crate) fn slot_committed(&self) -> Slot {
-        // Acquire pairs with the replicas' Release `fetch_max` in `publish_progress`.
-        Slot::new(self.slot_committed.load(Ordering::Acquire))
-    }
-
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
     }
@@ -214,52 +212,60 @@ impl<D: Dispatch> Shared<D> {
         self.stop.load(Ordering::Acquire)
     }
 
-    /// Whether new calls are taken: not after shutdown began (`Error::Shutdown`), nor once
-    /// the copies were found forked (`Error::Diverged`).
-    pub(crate) fn accepting(&self) -> Result<(), crate::Error> {
-        if self.is_closed() {
-            return Err(crate::Error::Shutdown);
-        }
-        match self.forked() {
-            Some(slot) => Err(crate::Error::Diverged { slot }),
-            None => Ok(()),
-        }
+    /// The current time on the clients' clock ([`Time`]): nanoseconds since the cluster
+    /// was built.
+    pub(crate) fn time(&self) -> Time {
+        Time(nanos(now().saturating_duration_since(self.options.epoch)))
     }
 
-    /// The replica to submit writes to: the leader if it runs, else `home` if it runs,
-    /// else any running replica (which forwards to the leader once it knows one).
-    pub(crate) fn write_target(&self, home: usize) -> usize {
-        // Relaxed: the hint only steers where requests go; correctness does not depend on it.
-        let leader = self.leader.load(Ordering::Relaxed);
-        if self.replicas[leader].status() == RUNNING {
-            return leader;
-        }
-        self.running_from(home).unwrap_or(home)
+    /// The moment `time` stands for.
+    pub(crate) fn instant(&self, time: Time) -> Instant {
+        let far = self.options.epoch + Duration::from_secs(1 << 32);
+        self.options.epoch.checked_add(Duration::from_nanos(time.0)).map_or(far, |at| at.min(far))
+    }
+}
+
+/// What a client sees of the cluster: the client machine's view, one load each.
+impl<D: Dispatch> View for Shared<D> {
+    fn replicas(&self) -> usize {
+        self.replicas.len()
     }
 
-    /// The checkpoint slot at which the copies were found forked, if they were.
-    pub(crate) fn forked(&self) -> Option<u64> {
+    fn closed(&self) -> bool {
+        self.is_closed()
+    }
+
+    fn stopped(&self) -> bool {
+        self.is_stopped()
+    }
+
+    fn forked(&self) -> Option<u64> {
         // Relaxed: a flag set once; what it refuses does not depend on other memory.
         let slot = self.forked_at.load(Ordering::Relaxed);
         (slot != NOT_FORKED).then_some(slot)
     }
 
-    /// The first running replica at or after `start` whose copy may serve reads (not known
-    /// diverged), wrapping around.
-    pub(crate) fn serving_from(&self, start: usize) -> Option<usize> {
+    fn watermark(&self) -> Slot {
+        // Acquire pairs with the replicas' Release `fetch_max` in `Io::raise_watermark`.
+        Slot::new(self.watermark.load(Ordering::Acquire))
+    }
+
+    fn leader_hint(&self) -> usize {
+        // Relaxed: the hint only steers where requests go; correctness does not depend on it.
+        self.leader.load(Ordering::Relaxed)
+    }
+
+    fn runs(&self, replica: usize) -> bool {
+        self.replicas[replica].status() == RUNNING
+    }
+
+    fn diverged(&self, replica: usize) -> bool {
         // Acquire pairs with the Release swap that marks a copy diverged.
-        self.first_from(start, |replica| replica.status() == RUNNING && !replica.diverged.load(Ordering::Acquire))
+        self.replicas[replica].diverged.load(Ordering::Acquire)
     }
 
-    /// The first running replica at or after `start`, wrapping around.
-    pub(crate) fn running_from(&self, start: usize) -> Option<usize> {
-        self.first_from(start, |replica| replica.status() == RUNNING)
-    }
-
-    /// The first replica at or after `start`, wrapping around, for which `wanted` holds.
-    fn first_from(&self, start: usize, wanted: impl Fn(&ReplicaShared<D>) -> bool) -> Option<usize> {
-        let n = self.replicas.len();
-        (0..n).map(|offset| (start + offset) % n).find(|&index| wanted(&self.replicas[index]))
+    fn slot_applied(&self, replica: usize) -> Slot {
+        self.replicas[replica].slot_applied()
     }
 }
 

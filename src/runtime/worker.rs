@@ -13,12 +13,12 @@
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use super::idle::now;
 use super::io::{Io, SharedState, Wire};
-use super::{role_code, Command, ReplicaShared, Shared, CRASHED, RUNNING};
+use super::shared::{role_code, ReplicaShared, Request, Shared, CRASHED, RUNNING};
 use crate::driver::Driver;
 use crate::protocol::{self, Replica, ReplicaId};
 use crate::sync::atomic::Ordering;
+use crate::sync::now;
 use crate::sync::Arc;
 use crate::transport::ring::{Consumer, Producer};
 use crate::transport::token::TokenGuard;
@@ -42,7 +42,7 @@ pub(crate) type WorkerSlot<D> = Option<Worker<D>>;
 
 /// See the module docs.
 pub(crate) struct Worker<D: Dispatch> {
-    pub(super) driver: Driver<D, Command<D>, SharedState<D>>,
+    pub(super) driver: Driver<D, Arc<Request<D>>, SharedState<D>>,
     pub(super) io: Io<D>,
     /// What the protocol cores this replica ran before its restarts counted.
     counters_before_restart: protocol::Counters,
@@ -51,7 +51,7 @@ pub(crate) struct Worker<D: Dispatch> {
 impl<D: Dispatch> Worker<D> {
     pub(crate) fn new(
         index: usize,
-        core: protocol::Replica<Command<D>>,
+        core: protocol::Replica<Arc<Request<D>>>,
         shared: Arc<Shared<D>>,
         outgoing: Vec<Option<Producer<Wire<D>>>>,
         incoming: Vec<(ReplicaId, Consumer<Wire<D>>)>,
@@ -67,7 +67,7 @@ impl<D: Dispatch> Worker<D> {
                 incoming,
                 pending: (0..peers).map(|_| VecDeque::new()).collect(),
                 next_tick: now(),
-                slot_committed_published: 0,
+                watermark_published: 0,
                 messages_dropped: 0,
                 notify_peers: true,
                 lifecycle_seen: None,
@@ -82,7 +82,7 @@ impl<D: Dispatch> Worker<D> {
         &self.io.shared.replicas[self.io.index]
     }
 
-    pub(crate) fn core(&self) -> &Replica<Command<D>> {
+    pub(crate) fn core(&self) -> &Replica<Arc<Request<D>>> {
         self.driver.core()
     }
 
@@ -143,7 +143,7 @@ impl<D: Dispatch> Worker<D> {
     /// replica still holds (in its rings, its submission queue, its protocol core) with
     /// [`Error::Shutdown`]. Writes already completed are left as they are.
     pub(crate) fn fail_held_writes(mut self) {
-        let mut held: Vec<Command<D>> = Vec::new();
+        let mut held: Vec<Arc<Request<D>>> = Vec::new();
         for (_, consumer) in &mut self.io.incoming {
             while let Some(message) = consumer.pop() {
                 held.extend(message.commands().cloned());

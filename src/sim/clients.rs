@@ -1,51 +1,108 @@
-//! The simulated clients: sessions numbered by the runtime's own type, writes retried and
-//! given up on, and reads served by the runtime's own rule against the watermark.
+//! The simulated clients: each drives the runtime's own client machine (`crate::client`)
+//! over the simulated world ([`SimView`]), as `Handle` and `Ticket` drive it over the
+//! cluster's shared state: the same numbering and floor, the same decisions of where and
+//! when to submit a write again and when to give up on it, and the same read (which
+//! watermark it loads and waits for, which copy serves it, when it moves).
 
 use std::collections::BTreeMap;
 
 use super::config::ClientOp;
 use super::linearizability::{Call, Operation, Specification};
 use super::rng::SimRng;
-use super::world::{Command, Sim};
+use super::world::{Node, Request, Sim};
+use crate::client::read::{self, Read, Step as ReadStep};
+use crate::client::session::Session;
+use crate::client::write::{Step as WriteStep, Write};
+use crate::client::{Time, Timing, View};
 use crate::protocol::Slot;
-use crate::session::Outstanding;
-use crate::state::may_serve;
 use crate::Dispatch;
 
-pub(super) struct PendingWrite {
-    pub(super) write: usize,
-    pub(super) floor: u64,
-    pub(super) operation: usize,
-    pub(super) retry_at: u64,
-    /// When the client gives up on it (`u64::MAX`: never).
-    pub(super) abandon_at: u64,
-}
-
-/// What a client's session keeps for a write until its outcome is reported.
-#[derive(Debug, Default)]
+/// What a simulated client's session keeps for a write until it leaves the session.
+#[derive(Debug)]
 pub(super) struct SessionWrite {
+    /// Index into the run's table of submitted writes.
+    pub(super) write: usize,
     /// Submitted more than once.
     pub(super) retried: bool,
-    /// Given up on: the floor may pass it (as the runtime lets a dropped ticket's write go).
-    pub(super) given_up: bool,
+    /// A replica applied it while nobody waited for it (its ticket was dropped): the
+    /// session lets go of it at its next write, as the runtime's does of a request whose
+    /// completion is filled.
+    pub(super) reported: bool,
 }
 
+/// A write a simulated client waits for: its ticket.
+pub(super) struct Ticket {
+    pub(super) write: Write,
+    /// Its operation in the history.
+    pub(super) operation: usize,
+}
+
+/// A read in flight.
 pub(super) struct PendingRead<D: Dispatch> {
-    pub(super) replica: usize,
-    pub(super) watermark: Slot,
+    pub(super) read: Read,
     pub(super) op: D::ReadOp,
     pub(super) operation: usize,
 }
 
 pub(super) struct Client<D: Dispatch> {
-    /// The session's writes and floor, kept by the runtime's own type.
-    pub(super) session: Outstanding<SessionWrite>,
-    /// The writes the client waits for (its tickets), by number.
-    pub(super) outstanding: BTreeMap<u64, PendingWrite>,
+    /// The client machine's session: numbers and floor.
+    pub(super) session: Session<SessionWrite>,
+    /// The writes the client waits for, by number.
+    pub(super) tickets: BTreeMap<u64, Ticket>,
     pub(super) read: Option<PendingRead<D>>,
     pub(super) issued: usize,
+    /// The replica its reads start from and its writes go to while no leader runs.
+    pub(super) home: usize,
     /// Whether it gave up on a write already (see [`SimConfig::abandon_ticks`]).
+    ///
+    /// [`SimConfig::abandon_ticks`]: super::SimConfig::abandon_ticks
     pub(super) gave_up: bool,
+}
+
+impl<D: Dispatch> Client<D> {
+    pub(super) fn new(home: usize) -> Self {
+        Self { session: Session::default(), tickets: BTreeMap::new(), read: None, issued: 0, home, gave_up: false }
+    }
+}
+
+/// What a simulated client sees of the cluster: the client machine's [`View`] over the
+/// simulated replicas. A replica running a round (its driver taken out) counts as not
+/// running and as having applied nothing.
+pub(super) struct SimView<'a, D: Dispatch> {
+    pub(super) nodes: &'a [Node<D>],
+    pub(super) watermark: Slot,
+    pub(super) leader_hint: usize,
+}
+
+impl<D: Dispatch> View for SimView<'_, D> {
+    fn replicas(&self) -> usize {
+        self.nodes.len()
+    }
+    fn closed(&self) -> bool {
+        false
+    }
+    fn stopped(&self) -> bool {
+        false
+    }
+    fn forked(&self) -> Option<u64> {
+        None
+    }
+    fn watermark(&self) -> Slot {
+        self.watermark
+    }
+    fn leader_hint(&self) -> usize {
+        self.leader_hint
+    }
+    fn runs(&self, replica: usize) -> bool {
+        self.nodes[replica].runs()
+    }
+    fn diverged(&self, _replica: usize) -> bool {
+        // The simulated objects are deterministic: a copy found diverged breaks the run.
+        false
+    }
+    fn slot_applied(&self, replica: usize) -> Slot {
+        self.nodes[replica].driver.as_ref().map_or(Slot::ZERO, |driver| driver.state().slot_applied)
+    }
 }
 
 impl<D, W> Sim<'_, D, W>
@@ -53,17 +110,32 @@ where
     D: Specification,
     W: FnMut(&mut SimRng, usize) -> ClientOp<D>,
 {
-    pub(super) fn running(&mut self) -> Option<usize> {
-        let running: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.nodes[i].runs()).collect();
-        (!running.is_empty()).then(|| running[self.rng.below(running.len() as u64) as usize])
+    /// The clients' timing in ticks: retries after `retry_ticks`, reads move after an
+    /// election timeout, and calls have no deadline (the liveness check waits for them):
+    /// `deadline` is given to the writes a client gives up on.
+    pub(super) fn timing(&self, deadline: u64) -> Timing {
+        Timing {
+            deadline,
+            retry_after: self.config.retry_ticks,
+            switch_after: u64::from(self.config.protocol.election_ticks),
+        }
     }
 
-    pub(super) fn submit(&mut self, client: usize, sequence: u64) {
-        let Some(target) = self.running() else { return };
-        let pending = &self.clients[client].outstanding[&sequence];
-        let op = self.writes[pending.write].2.clone();
-        let command = Command { client: client as u32, sequence, floor: pending.floor, write: pending.write, op };
-        self.nodes[target].core_mut().expect("running").propose(command);
+    pub(super) fn now(&self) -> Time {
+        Time(self.tick)
+    }
+
+    /// Puts write `sequence` of `client`, with the numbers it carries, in `replica`'s
+    /// submission queue, which the replica takes at its next round.
+    fn submit(&mut self, client: usize, write: &Write, replica: usize) {
+        let numbers = write.numbers();
+        let Some(index) = self.clients[client].session.get_mut(numbers.sequence).map(|held| held.write) else {
+            return;
+        };
+        let op = self.writes[index].2.clone();
+        let request =
+            Request { client: client as u32, sequence: numbers.sequence, floor: numbers.floor, write: index, op };
+        self.nodes[replica].queue.push_back(request);
     }
 
     pub(super) fn clients_act(&mut self) {
@@ -72,133 +144,154 @@ where
         }
     }
 
-    /// Client `client` gives up on a write that took too long, retries those without a
-    /// response, and, now and then, issues a new operation.
+    /// Client `client` looks at the writes it waits for (giving up on them, or submitting
+    /// them again, as the client machine says), then, now and then, issues a new operation.
     pub(super) fn client_acts(&mut self, client: usize) {
-        {
-            // A write given up on leaves the session: no retry, and the floor passes it. At
-            // most one per client and run: every write that never returns multiplies the
-            // orders the linearizability check must try.
-            let state = &mut self.clients[client];
-            if !state.gave_up {
-                let due = state.outstanding.iter().find(|(_, pending)| pending.abandon_at <= self.tick);
-                if let Some(sequence) = due.map(|(&sequence, _)| sequence) {
-                    state.outstanding.remove(&sequence);
-                    if let Some(write) = state.session.get_mut(sequence) {
-                        write.given_up = true;
-                    }
-                    state.gave_up = true;
-                    self.report.abandoned += 1;
-                }
-            }
-            // Retries of writes without a response.
-            let due: Vec<u64> = self.clients[client]
-                .outstanding
-                .iter()
-                .filter(|(_, pending)| pending.retry_at <= self.tick)
-                .map(|(&sequence, _)| sequence)
-                .collect();
-            for sequence in due {
-                let retry_at = self.tick + self.config.retry_ticks;
-                let state = &mut self.clients[client];
-                state.outstanding.get_mut(&sequence).expect("due").retry_at = retry_at;
-                if let Some(write) = state.session.get_mut(sequence) {
-                    write.retried = true;
-                }
-                self.report.retries += 1;
-                self.submit(client, sequence);
-            }
-            // A new operation, now and then.
-            let state = &self.clients[client];
-            if state.read.is_some() || state.issued >= self.config.operations_per_client || !self.rng.chance(1, 2) {
-                return;
-            }
-            let op = (self.workload)(&mut self.rng, client);
-            match op {
-                ClientOp::Write(write) => {
-                    if self.clients[client].outstanding.len() >= self.config.pipeline {
-                        return;
-                    }
-                    let state = &mut self.clients[client];
-                    state.issued += 1;
-                    // As `Handle::submit` does: writes given up on leave, then the floor is
-                    // the first write whose outcome was not reported.
-                    state.session.pop_front_while(|write| write.given_up);
-                    let (sequence, floor) = state.session.push(SessionWrite::default());
-                    let index = self.writes.len();
-                    self.writes.push((client as u32, sequence, write.clone()));
-                    let operation = self.history.len();
-                    self.history.push(Operation {
-                        client,
-                        call: Call::Write(write),
-                        invoked: self.clock,
-                        returned: None,
-                    });
-                    self.clock += 1;
-                    let retry_at = self.tick + self.config.retry_ticks;
-                    let abandon_at = self.config.abandon_ticks.map_or(u64::MAX, |ticks| self.tick + ticks);
-                    let pending = PendingWrite { write: index, floor, operation, retry_at, abandon_at };
-                    self.clients[client].outstanding.insert(sequence, pending);
-                    self.submit(client, sequence);
-                }
-                ClientOp::Read(read) => {
-                    if !self.clients[client].outstanding.is_empty() {
-                        // Reads wait for the client's writes, as `Handle::execute` after
-                        // waiting for its tickets would.
-                        return;
-                    }
-                    let Some(replica) = self.running() else { return };
-                    self.clients[client].issued += 1;
-                    let operation = self.history.len();
-                    self.history.push(Operation {
-                        client,
-                        call: Call::Read(read.clone()),
-                        invoked: self.clock,
-                        returned: None,
-                    });
-                    self.clock += 1;
-                    let watermark = self.watermark;
-                    self.clients[client].read = Some(PendingRead { replica, watermark, op: read, operation });
-                }
-            }
+        self.look_at_tickets(client);
+        let state = &self.clients[client];
+        if state.read.is_some() || state.issued >= self.config.operations_per_client || !self.rng.chance(1, 2) {
+            return;
+        }
+        match (self.workload)(&mut self.rng, client) {
+            ClientOp::Write(write) => self.open_write(client, write),
+            ClientOp::Read(read) => self.begin_read(client, read),
         }
     }
 
-    /// Serves pending reads whose replica has applied everything committed when the read
-    /// began; moves reads off replicas that stopped running.
+    /// What the client machine says of each write the client waits for.
+    fn look_at_tickets(&mut self, client: usize) {
+        let now = self.now();
+        let view = SimView { nodes: &self.nodes, watermark: self.watermark, leader_hint: self.leader_hint };
+        let mut ended = Vec::new();
+        let mut submissions = Vec::new();
+        for (&sequence, ticket) in &mut self.clients[client].tickets {
+            match ticket.write.next(now, &view) {
+                WriteStep::End(_) => ended.push(sequence),
+                WriteStep::Submit(to) => {
+                    ticket.write.submitted(to, now, &view);
+                    submissions.push((ticket.write.clone(), to));
+                }
+                WriteStep::Wait => {}
+            }
+        }
+        for sequence in ended {
+            // Its deadline passed: the client gives up on it (its outcome stays unknown), as
+            // a waiting `Ticket` reports `NoQuorum`, and the session lets it go.
+            self.clients[client].tickets.remove(&sequence);
+            self.clients[client].session.close(sequence);
+            self.report.abandoned += 1;
+        }
+        for (write, to) in submissions {
+            if let Some(held) = self.clients[client].session.get_mut(write.numbers().sequence) {
+                held.retried = true;
+            }
+            self.report.retries += 1;
+            self.submit(client, &write, to);
+        }
+    }
+
+    /// Opens a write and submits it. One write per client, on a quarter of its writes, is
+    /// given a deadline of [`SimConfig::abandon_ticks`](super::SimConfig::abandon_ticks): it
+    /// is either dropped at once (submitted once, never waited for) or waited for until that
+    /// deadline, as the runtime's tickets can be. The rest have none.
+    fn open_write(&mut self, client: usize, op: D::WriteOp) {
+        if self.clients[client].tickets.len() >= self.config.pipeline {
+            return;
+        }
+        let now = self.now();
+        let gives_up = match self.config.abandon_ticks {
+            Some(ticks) if !self.clients[client].gave_up && self.rng.chance(1, 4) => Some(ticks),
+            _ => None,
+        };
+        let dropped = gives_up.is_some() && self.rng.chance(1, 2);
+        let timing = self.timing(gives_up.unwrap_or(u64::MAX));
+        let index = self.writes.len();
+        self.writes.push((client as u32, 0, op.clone()));
+        let state = &mut self.clients[client];
+        state.issued += 1;
+        state.gave_up |= gives_up.is_some();
+        let numbers = state.session.open(
+            now,
+            now.after(timing.deadline),
+            |_| SessionWrite { write: index, retried: false, reported: false },
+            |held| held.reported,
+            |_| {},
+        );
+        self.writes[index].1 = numbers.sequence;
+        let operation = self.history.len();
+        self.history.push(Operation { client, call: Call::Write(op), invoked: self.clock, returned: None });
+        self.clock += 1;
+        let mut write = Write::new(numbers, self.clients[client].home, now, &timing);
+        let view = SimView { nodes: &self.nodes, watermark: self.watermark, leader_hint: self.leader_hint };
+        let WriteStep::Submit(to) = write.next(now, &view) else {
+            unreachable!("a new write is submitted first (no deadline can have passed)")
+        };
+        write.submitted(to, now, &view);
+        self.submit(client, &write, to);
+        if dropped {
+            // Its ticket is dropped: nothing retries it, and its outcome stays unknown.
+            self.report.abandoned += 1;
+        } else {
+            self.clients[client].tickets.insert(numbers.sequence, Ticket { write, operation });
+        }
+    }
+
+    /// Begins a read, as `Handle::execute` does, and serves it at once if its copy has
+    /// caught up. A client reads only once its writes are done, as a thread calling
+    /// `execute` after waiting for its tickets would.
+    fn begin_read(&mut self, client: usize, op: D::ReadOp) {
+        if !self.clients[client].tickets.is_empty() {
+            return;
+        }
+        let view = SimView { nodes: &self.nodes, watermark: self.watermark, leader_hint: self.leader_hint };
+        let read = read::start(&view, self.clients[client].home);
+        self.clients[client].issued += 1;
+        let operation = self.history.len();
+        self.history.push(Operation { client, call: Call::Read(op.clone()), invoked: self.clock, returned: None });
+        self.clock += 1;
+        self.clients[client].read = Some(PendingRead { read, op, operation });
+        self.serve_read(client);
+    }
+
+    /// Serves pending reads whose copy has caught up, and moves the others as the client
+    /// machine says.
     pub(super) fn serve_reads(&mut self) {
         for client in 0..self.clients.len() {
-            let Some(read) = &self.clients[client].read else { continue };
-            let node = &self.nodes[read.replica];
-            if !node.runs() {
-                if let Some(replica) = self.running() {
-                    self.clients[client].read.as_mut().expect("pending").replica = replica;
-                }
-                continue;
-            }
-            // The runtime's own rule (`Handle::execute`).
-            let applied = node.state().slot_applied;
-            if !may_serve(applied, read.watermark) {
-                continue;
-            }
-            let response = node.state().object.dispatch(&read.op);
-            let operation = read.operation;
-            if self.trace {
-                println!(
-                    "tick {} clock {} r{} serves client {client}'s read (watermark {:?}, applied {applied:?}): {response:?}",
-                    self.tick, self.clock, read.replica, read.watermark
-                );
-            }
-            self.history[operation].returned = Some((self.clock, response));
-            self.clock += 1;
-            self.clients[client].read = None;
-            self.report.operations_completed += 1;
+            self.serve_read(client);
         }
+    }
+
+    fn serve_read(&mut self, client: usize) {
+        let (now, timing) = (self.now(), self.timing(u64::MAX));
+        let view = SimView { nodes: &self.nodes, watermark: self.watermark, leader_hint: self.leader_hint };
+        let Some(pending) = self.clients[client].read.as_mut() else { return };
+        let replica = loop {
+            match pending.read.next(now, &view, &timing) {
+                ReadStep::Serve(replica) => break replica,
+                ReadStep::Moved(_) => continue,
+                ReadStep::Wait(_) | ReadStep::End(_) => return,
+            }
+        };
+        let response = self.nodes[replica].state().object.dispatch(&pending.op);
+        let operation = pending.operation;
+        if self.trace {
+            let applied = self.nodes[replica].state().slot_applied;
+            println!(
+                "tick {} clock {} r{replica} serves client {client}'s read (watermark {:?}, applied {applied:?}): {response:?}",
+                self.tick,
+                self.clock,
+                pending.read.watermark()
+            );
+        }
+        self.history[operation].returned = Some((self.clock, response));
+        self.clock += 1;
+        self.clients[client].read = None;
+        self.report.operations_completed += 1;
     }
 
     pub(super) fn finished(&self) -> bool {
         self.clients
             .iter()
-            .all(|c| c.issued >= self.config.operations_per_client && c.outstanding.is_empty() && c.read.is_none())
+            .all(|c| c.issued >= self.config.operations_per_client && c.tickets.is_empty() && c.read.is_none())
     }
 }

@@ -56,6 +56,10 @@ pub struct FaultConfig {
     /// follows most often: a wrong hint must cost an election, never safety. (Right hints,
     /// after every crash and restart, are always on.)
     pub wrong_hint_permille: u64,
+    /// Chance per tick that the leader hint clients read points at a random replica, as
+    /// the runtime's does for a while after its leader stopped: writes then go to a
+    /// follower, which forwards them (or holds them until it knows a leader).
+    pub misleading_hint_permille: u64,
 }
 
 impl FaultConfig {
@@ -78,14 +82,15 @@ impl FaultConfig {
             replay_permille: 0,
             transfer_permille: 0,
             wrong_hint_permille: 0,
+            misleading_hint_permille: 0,
         }
     }
 }
 
 impl Default for FaultConfig {
-    /// The uniform mix: 5 % loss, 5 % duplication, delays up to 8 ticks, and a crash,
-    /// restart, pause or resume every few dozen ticks. No targeted faults; the sweep adds
-    /// them on most seeds (see [`sweep_config`]).
+    /// The uniform mix: 5 % loss, 5 % duplication, delays up to 8 ticks, a crash, restart,
+    /// pause or resume every few dozen ticks, and a misleading leader hint every fifty. No
+    /// targeted faults; the sweep adds them on most seeds (see [`sweep_config`]).
     fn default() -> Self {
         Self {
             loss_permille: 50,
@@ -95,6 +100,7 @@ impl Default for FaultConfig {
             restart_permille: 20,
             pause_permille: 8,
             resume_permille: 30,
+            misleading_hint_permille: 20,
             ..Self::none()
         }
     }

@@ -56,6 +56,9 @@ where
             let i = self.rng.below(n) as usize;
             self.nodes[i].paused = false;
         }
+        if self.rng.chance(self.config.faults.misleading_hint_permille, 1000) {
+            self.leader_hint = self.rng.below(n) as usize;
+        }
         // A leader that finds itself too slow gives up leadership (as the runtime's do).
         if self.rng.chance(pause, 1000) {
             let i = self.rng.below(n) as usize;

@@ -6,7 +6,7 @@ use super::config::ClientOp;
 use super::linearizability::Specification;
 use super::report::Failure;
 use super::rng::SimRng;
-use super::world::{hash_of, Command, InFlight, Input, Sim};
+use super::world::{hash_of, InFlight, Input, Request, Sim};
 use crate::digest::Verdict;
 use crate::driver::Environment;
 use crate::protocol::{Batch, Message, Replica, ReplicaId, Slot};
@@ -149,36 +149,59 @@ pub(super) struct SimEnv<'s, 'a, D: Dispatch, W> {
     pub(super) promised: bool,
 }
 
-impl<D, W> Environment<D, Command<D>> for SimEnv<'_, '_, D, W>
+impl<D, W> Environment<D, Request<D>> for SimEnv<'_, '_, D, W>
 where
     D: Specification,
     W: FnMut(&mut SimRng, usize) -> ClientOp<D>,
 {
-    fn feed(&mut self, core: &mut Replica<Command<D>>) -> bool {
-        match self.input.take() {
-            Some(Input::Message(from, message)) => core.step(from, message),
-            Some(Input::Tick) => core.tick(),
+    /// The round's input, then the writes submitted to the replica since its last round.
+    fn feed(&mut self, core: &mut Replica<Request<D>>) -> bool {
+        let fed = match self.input.take() {
+            Some(Input::Message(from, message)) => {
+                core.step(from, message);
+                true
+            }
+            Some(Input::Tick) => {
+                core.tick();
+                true
+            }
             Some(Input::Campaign) => {
                 core.campaign();
                 if self.sim.trace {
                     println!("tick {} r{} campaigns in {:?}", self.sim.tick, self.i, core.ballot_promised());
                 }
+                true
             }
-            Some(Input::PeerDown(peer)) => core.peer_down(peer),
-            Some(Input::PeerUp(peer)) => core.peer_up(peer),
+            Some(Input::PeerDown(peer)) => {
+                core.peer_down(peer);
+                true
+            }
+            Some(Input::PeerUp(peer)) => {
+                core.peer_up(peer);
+                true
+            }
             Some(Input::Transfer(to)) => {
                 let taken = core.transfer_leadership(to);
                 if self.sim.trace {
                     println!("tick {} r{} asked to hand over to {to:?}: taken {taken}", self.sim.tick, self.i);
                 }
+                true
             }
-            None => return false,
+            None => false,
+        };
+        let queue = std::mem::take(&mut self.sim.nodes[self.i].queue);
+        let taken = !queue.is_empty();
+        for request in queue {
+            core.propose(request);
         }
-        true
+        fed || taken
     }
 
-    fn publish_committed(&mut self, slot_committed: Slot, leading: bool) {
+    fn raise_watermark(&mut self, slot_committed: Slot, leading: bool) {
         let sim = &mut *self.sim;
+        if leading {
+            sim.leader_hint = self.i;
+        }
         if slot_committed > sim.watermark {
             sim.watermark = slot_committed;
             if sim.trace {
@@ -190,7 +213,7 @@ where
 
     /// Puts the messages on the network, losing, duplicating and delaying them as the
     /// fault configuration says.
-    fn send(&mut self, messages: &mut Vec<(ReplicaId, Message<Command<D>>)>) -> bool {
+    fn send(&mut self, messages: &mut Vec<(ReplicaId, Message<Request<D>>)>) -> bool {
         let sim = &mut *self.sim;
         let faulty = sim.tick < sim.config.fault_ticks;
         let (loss, duplicate, delay, commit_loss) = if faulty {
@@ -224,7 +247,7 @@ where
     fn applied_slot(
         &mut self,
         slot: Slot,
-        batch: &Batch<Command<D>>,
+        batch: &Batch<Request<D>>,
         outcomes: &[Outcome<D::Response>],
         state: &ReplicaState<D>,
     ) {
@@ -278,31 +301,37 @@ where
 
     /// The first replica to apply a write completes its client, which may then issue its
     /// next operation at once, in the middle of this round, as a woken caller would: a read
-    /// that begins now must see the write.
-    fn complete(&mut self, command: &Command<D>, result: Result<D::Response, Error>) {
+    /// that begins now must see the write. A write whose ticket was dropped is only marked
+    /// done, for its session to let go of it.
+    fn complete(&mut self, request: &Request<D>, result: Result<D::Response, Error>) {
         let sim = &mut *self.sim;
-        let client = command.client as usize;
-        let Some(pending) = sim.clients[client].outstanding.remove(&command.sequence) else { return };
+        let client = request.client as usize;
+        let state = &mut sim.clients[client];
+        let Some(ticket) = state.tickets.remove(&request.sequence) else {
+            if let Some(held) = state.session.get_mut(request.sequence) {
+                held.reported = true;
+            }
+            return;
+        };
         let response = match result {
             Ok(response) => response,
             Err(error) => {
-                sim.broke(format!("the object failed client {client}'s write {}: {error}", command.sequence));
+                sim.broke(format!("the object failed client {client}'s write {}: {error}", request.sequence));
                 return;
             }
         };
-        let state = &mut sim.clients[client];
-        if state.session.forget(command.sequence).is_some_and(|write| write.retried)
-            && state.session.floor() > command.sequence
+        if state.session.close(request.sequence).is_some_and(|write| write.retried)
+            && state.session.floor() > request.sequence
         {
             sim.report.coverage.floors_past_retried_writes += 1;
         }
         if sim.trace {
             println!(
                 "tick {} clock {} r{}: client {client} write {} returns {response:?}",
-                sim.tick, sim.clock, self.i, command.sequence
+                sim.tick, sim.clock, self.i, request.sequence
             );
         }
-        sim.history[pending.operation].returned = Some((sim.clock, response));
+        sim.history[ticket.operation].returned = Some((sim.clock, response));
         sim.clock += 1;
         sim.report.operations_completed += 1;
         sim.client_acts(client);

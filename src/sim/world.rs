@@ -2,7 +2,7 @@
 //! runtime's state type), the network, the clients, the history, and the run loop. Faults,
 //! clients, the network and the checks add their methods to [`Sim`] from files of their own.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::fmt;
 use std::hash::Hash;
 
@@ -12,14 +12,14 @@ use super::linearizability::{Operation, Specification};
 use super::report::{Failure, Report};
 use super::rng::SimRng;
 use crate::driver::Driver;
+use crate::exactly_once::ClientId;
 use crate::protocol::{Ballot, Message, Replica, ReplicaId, Slot};
-use crate::session::{ClientId, Outstanding};
 use crate::state::{ReplicaState, Write};
 use crate::Dispatch;
 
-/// A command as the simulated protocol orders it: who, which write, the client's floor,
-/// and the operation.
-pub(super) struct Command<D: Dispatch> {
+/// A client's write request as the simulated protocol orders it: who, the numbers it
+/// carries, which write, and the operation (the runtime's `Request`, as a value).
+pub(super) struct Request<D: Dispatch> {
     pub(super) client: u32,
     pub(super) sequence: u64,
     pub(super) floor: u64,
@@ -28,7 +28,7 @@ pub(super) struct Command<D: Dispatch> {
     pub(super) op: D::WriteOp,
 }
 
-impl<D: Dispatch> Clone for Command<D>
+impl<D: Dispatch> Clone for Request<D>
 where
     D::WriteOp: Clone,
 {
@@ -37,21 +37,21 @@ where
     }
 }
 
-impl<D: Dispatch> PartialEq for Command<D> {
-    /// Commands are the same write when their numbers are: the operation is the one the
+impl<D: Dispatch> PartialEq for Request<D> {
+    /// Requests are the same write when their numbers are: the operation is the one the
     /// write table holds for `write` (the validity check makes sure of it).
     fn eq(&self, other: &Self) -> bool {
         (self.client, self.sequence, self.floor, self.write) == (other.client, other.sequence, other.floor, other.write)
     }
 }
 
-impl<D: Dispatch> fmt::Debug for Command<D> {
+impl<D: Dispatch> fmt::Debug for Request<D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "c{}#{} (floor {}, write {})", self.client, self.sequence, self.floor, self.write)
     }
 }
 
-impl<D: Dispatch> Write<D> for Command<D> {
+impl<D: Dispatch> Write<D> for Request<D> {
     fn session(&self) -> (ClientId, u64, u64) {
         (ClientId::from(self.client), self.sequence, self.floor)
     }
@@ -63,7 +63,7 @@ impl<D: Dispatch> Write<D> for Command<D> {
 
 /// A simulated replica: the runtime's driver over a protocol core and the runtime's state
 /// type, owned here instead of behind a lock.
-pub(super) type SimDriver<D> = Driver<D, Command<D>, ReplicaState<D>>;
+pub(super) type SimDriver<D> = Driver<D, Request<D>, ReplicaState<D>>;
 
 pub(super) struct Node<D: Dispatch> {
     /// The replica: its core, and its state (object, exactly-once table, applied slot).
@@ -76,6 +76,9 @@ pub(super) struct Node<D: Dispatch> {
     pub(super) restart_at: Option<u64>,
     /// The promise this replica had made when it last crashed, once it restarted.
     pub(super) promise_before_crash: Ballot,
+    /// Client writes submitted to it, taken at its next round (the runtime's submission
+    /// queue, which outlives a crash too).
+    pub(super) queue: VecDeque<Request<D>>,
 }
 
 impl<D: Dispatch> Node<D> {
@@ -84,11 +87,11 @@ impl<D: Dispatch> Node<D> {
     }
 
     /// The replica's protocol core, if it runs (paused or not) and is not in a round.
-    pub(super) fn core(&self) -> Option<&Replica<Command<D>>> {
+    pub(super) fn core(&self) -> Option<&Replica<Request<D>>> {
         self.driver.as_ref().filter(|_| !self.crashed).map(Driver::core)
     }
 
-    pub(super) fn core_mut(&mut self) -> Option<&mut Replica<Command<D>>> {
+    pub(super) fn core_mut(&mut self) -> Option<&mut Replica<Request<D>>> {
         self.driver.as_mut().filter(|_| !self.crashed).map(Driver::core_mut)
     }
 
@@ -104,18 +107,18 @@ impl<D: Dispatch> Node<D> {
 
 /// A slot as the first replica to apply it saw it: its batch, the writes that took effect
 /// (client, sequence), and a hash of the object afterwards.
-pub(super) type Canonical<D> = (Vec<Command<D>>, Vec<(u32, u64)>, u64);
+pub(super) type Canonical<D> = (Vec<Request<D>>, Vec<(u32, u64)>, u64);
 
 pub(super) struct InFlight<D: Dispatch> {
     pub(super) deliver_at: u64,
     pub(super) from: ReplicaId,
     pub(super) to: ReplicaId,
-    pub(super) message: Message<Command<D>>,
+    pub(super) message: Message<Request<D>>,
 }
 
 /// What a replica's round starts from.
 pub(super) enum Input<D: Dispatch> {
-    Message(ReplicaId, Message<Command<D>>),
+    Message(ReplicaId, Message<Request<D>>),
     Tick,
     Campaign,
     /// The runtime tells the replica that a peer stopped (or runs again).
@@ -150,6 +153,9 @@ pub(super) struct Sim<'a, D: Dispatch, W> {
     pub(super) history: Vec<Operation<D>>,
     /// The highest commit index any replica reached: what the runtime's read watermark holds.
     pub(super) watermark: Slot,
+    /// The replica that last became leader (or, after a misleading-hint fault, any
+    /// replica): what the runtime's leader hint holds.
+    pub(super) leader_hint: usize,
     /// Per slot, the batch, the writes it took effect for, and the object's hash after it,
     /// as the first replica to apply it saw them.
     pub(super) canonical: BTreeMap<Slot, Canonical<D>>,
@@ -165,7 +171,7 @@ pub(super) struct Sim<'a, D: Dispatch, W> {
     /// The replica cut off from its peers, and the tick the partition heals.
     pub(super) partition: Option<(usize, u64)>,
     /// Recently delivered messages, for replay bursts.
-    pub(super) delivered: Vec<(ReplicaId, ReplicaId, Message<Command<D>>)>,
+    pub(super) delivered: Vec<(ReplicaId, ReplicaId, Message<Request<D>>)>,
     /// The first check a replica's round broke (see `Sim::round`).
     pub(super) failure: Option<Failure>,
     /// Death and restart notices on their way to replicas.
@@ -190,17 +196,10 @@ where
                 paused: false,
                 restart_at: None,
                 promise_before_crash: Ballot::ZERO,
+                queue: VecDeque::new(),
             })
             .collect();
-        let clients = (0..config.clients)
-            .map(|_| Client {
-                session: Outstanding::default(),
-                outstanding: BTreeMap::new(),
-                read: None,
-                issued: 0,
-                gave_up: false,
-            })
-            .collect();
+        let clients = (0..config.clients).map(|client| Client::new(client % config.replicas)).collect();
         Self {
             seed,
             rng: SimRng::new(seed),
@@ -215,6 +214,7 @@ where
             writes: Vec::new(),
             history: Vec::new(),
             watermark: Slot::ZERO,
+            leader_hint: 0,
             canonical: BTreeMap::new(),
             took_effect: HashSet::new(),
             digests: crate::digest::DigestBoard::new(config.replicas),
@@ -249,7 +249,7 @@ where
             }
             self.tick += 1;
         }
-        let waiting: usize = self.clients.iter().map(|c| c.outstanding.len() + usize::from(c.read.is_some())).sum();
+        let waiting: usize = self.clients.iter().map(|c| c.tickets.len() + usize::from(c.read.is_some())).sum();
         Err(self.fail(format!(
             "liveness: {} ticks after the faults stopped, {waiting} operations still wait; replicas: {}",
             self.config.liveness_ticks,

@@ -1,9 +1,10 @@
-//! Exactly-once bookkeeping kept inside the replicated state: which client operations have
+//! The exactly-once table, kept inside the replicated state: which client writes have
 //! taken effect. Every replica runs the same table over the same committed sequence, so all
 //! replicas make the same apply-or-skip decision for every command.
 //!
-//! A client numbers its writes `0, 1, 2, ...` and attaches to each its *floor*: every one of
-//! its writes numbered below the floor has completed, so the client will never retry it. The
+//! A client session numbers its writes `0, 1, 2, ...` and attaches to each its *floor*
+//! (`crate::client::session`): every one of its writes numbered below the floor has
+//! completed, so the client will never submit it again. The
 //! table remembers, per client, the floor and the set of applied numbers at or above it. A
 //! command is a duplicate when its number is below the floor or in the set. This stays
 //! correct when a leader change reorders a client's pipelined writes (a retried write may
@@ -103,13 +104,13 @@ impl Hasher for ClientHasher {
     }
 }
 
-/// Per-client record of applied sequence numbers.
+/// The exactly-once table: per client, the floor and the numbers applied at or above it.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub(crate) struct Sessions {
+pub(crate) struct ExactlyOnce {
     clients: HashMap<ClientId, ClientRecord, BuildHasherDefault<ClientHasher>>,
 }
 
-impl Sessions {
+impl ExactlyOnce {
     /// Records that `client`'s write `sequence` is being applied, and returns whether it is
     /// new (apply it) or a duplicate (skip it). `floor` is the client's floor when it
     /// submitted the write.
@@ -147,147 +148,27 @@ impl Sessions {
     }
 }
 
-/// A client's side of exactly-once: it numbers the client's writes and keeps, for each one
-/// whose outcome has not been reported yet, a value of the caller's (`T`). The lowest such
-/// write is the *floor* the next write carries; every write below it is done. Shared by the
-/// runtime's sessions and the simulator's clients, so that the sweep checks the floor the
-/// runtime computes.
-///
-/// Invariant: `entries` holds the writes numbered `next_sequence - entries.len()` up, and
-/// never starts with a forgotten (`None`) one.
-#[derive(Debug)]
-pub(crate) struct Outstanding<T> {
-    next_sequence: u64,
-    entries: VecDeque<Option<T>>,
-}
-
-impl<T> Default for Outstanding<T> {
-    fn default() -> Self {
-        Self { next_sequence: 0, entries: VecDeque::new() }
-    }
-}
-
-impl<T> Outstanding<T> {
-    /// The floor: the number of the first write whose outcome was not reported (the next
-    /// write's, when there is none).
-    pub(crate) fn floor(&self) -> u64 {
-        self.next_sequence - self.entries.len() as u64
-    }
-
-    /// The number the next write gets.
-    pub(crate) fn next_sequence(&self) -> u64 {
-        self.next_sequence
-    }
-
-    /// Writes held, forgotten ones behind the first one not forgotten included.
-    #[cfg(test)]
-    pub(crate) fn held(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// Numbers a new write, keeps `value` for it, and returns its number and the floor it
-    /// carries.
-    pub(crate) fn push(&mut self, value: T) -> (u64, u64) {
-        let floor = self.floor();
-        let sequence = self.next_sequence;
-        self.next_sequence += 1;
-        self.entries.push_back(Some(value));
-        (sequence, floor)
-    }
-
-    /// The value kept for write `sequence`, if its outcome was not reported yet.
-    pub(crate) fn get_mut(&mut self, sequence: u64) -> Option<&mut T> {
-        let index = sequence.checked_sub(self.floor())?;
-        self.entries.get_mut(usize::try_from(index).ok()?)?.as_mut()
-    }
-
-    /// Every write whose outcome was not reported yet, in order, with its number.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, &T)> {
-        let floor = self.floor();
-        self.entries.iter().enumerate().filter_map(move |(index, entry)| Some((floor + index as u64, entry.as_ref()?)))
-    }
-
-    /// Every write whose outcome was not reported yet, in order, with its number; mutable.
-    // The reminder thread is not built under loom.
-    #[cfg_attr(corum_loom, allow(dead_code))]
-    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (u64, &mut T)> {
-        let floor = self.floor();
-        self.entries
-            .iter_mut()
-            .enumerate()
-            .filter_map(move |(index, entry)| Some((floor + index as u64, entry.as_mut()?)))
-    }
-
-    /// Forgets write `sequence`: its outcome has been reported, so the floor may pass it
-    /// once every write before it is forgotten too. Returns the value kept for it.
-    pub(crate) fn forget(&mut self, sequence: u64) -> Option<T> {
-        let floor = self.floor();
-        let index = usize::try_from(sequence.checked_sub(floor)?).ok()?;
-        if planted!("floor-skips-in-flight") && index > 0 && index < self.entries.len() {
-            // Planted bug: "writes complete in order", so reporting one forgets every
-            // write before it, also those still in flight.
-            self.entries.drain(..index);
-            return self.forget(sequence);
-        }
-        let value = self.entries.get_mut(index)?.take();
-        self.pop_front_while(|_| false);
-        value
-    }
-
-    /// Forgets the first writes while `done` says their outcome no longer matters (and
-    /// skips those already forgotten).
-    pub(crate) fn pop_front_while(&mut self, mut done: impl FnMut(&T) -> bool) {
-        while let Some(front) = self.entries.front() {
-            if matches!(front, Some(value) if !done(value)) {
-                break;
-            }
-            self.entries.pop_front();
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{Outstanding, Sessions};
-
-    #[test]
-    fn the_floor_is_the_first_write_not_forgotten() {
-        let mut outstanding = Outstanding::default();
-        for expected in 0..4 {
-            assert_eq!(outstanding.push(expected), (expected, 0));
-        }
-        assert_eq!(outstanding.forget(2), Some(2));
-        assert_eq!(outstanding.floor(), 0, "write 0 is still in flight");
-        assert_eq!(outstanding.forget(0), Some(0));
-        assert_eq!(outstanding.floor(), 1);
-        assert_eq!(outstanding.forget(2), None, "already forgotten");
-        assert_eq!(outstanding.forget(9), None, "never numbered");
-        assert_eq!(outstanding.floor(), 1, "unknown and repeated numbers change nothing");
-        assert_eq!(outstanding.forget(1), Some(1));
-        assert_eq!(outstanding.floor(), 3, "1 and 2 are done; 3 is still in flight");
-        assert_eq!(outstanding.iter().collect::<Vec<_>>(), vec![(3, &3)]);
-        *outstanding.get_mut(3).expect("kept") = 30;
-        outstanding.pop_front_while(|&value| value == 30);
-        assert_eq!(outstanding.push(4), (4, 4), "with none left, the floor is the next write");
-    }
+    use super::ExactlyOnce;
 
     #[test]
     fn first_delivery_applies_and_repeats_are_skipped() {
-        let mut sessions = Sessions::default();
-        assert!(sessions.admit(1, 0, 0));
-        assert!(!sessions.admit(1, 0, 0));
-        assert!(sessions.admit(1, 1, 0));
-        assert!(sessions.admit(2, 0, 0), "clients are independent");
+        let mut table = ExactlyOnce::default();
+        assert!(table.admit(1, 0, 0));
+        assert!(!table.admit(1, 0, 0));
+        assert!(table.admit(1, 1, 0));
+        assert!(table.admit(2, 0, 0), "clients are independent");
     }
 
     #[test]
     fn reordered_pipelined_writes_apply_once_each() {
-        let mut sessions = Sessions::default();
+        let mut table = ExactlyOnce::default();
         // Write 6 commits before write 5 (5 was lost in a leader change and retried).
-        assert!(sessions.admit(7, 6, 5));
-        assert!(sessions.admit(7, 5, 5));
-        assert!(!sessions.admit(7, 6, 5));
-        assert!(!sessions.admit(7, 5, 5));
+        assert!(table.admit(7, 6, 5));
+        assert!(table.admit(7, 5, 5));
+        assert!(!table.admit(7, 6, 5));
+        assert!(!table.admit(7, 5, 5));
     }
 
     #[test]
@@ -295,7 +176,7 @@ mod tests {
         // The reference: the floor and every number applied at or above it, in a set.
         use std::collections::BTreeSet;
         let mut model: (u64, BTreeSet<u64>) = (0, BTreeSet::new());
-        let mut sessions = Sessions::default();
+        let mut table = ExactlyOnce::default();
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
         let mut next = |bound: u64| {
             state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
@@ -312,15 +193,15 @@ mod tests {
                 }
                 sequence >= model.0 && model.1.insert(sequence)
             };
-            assert_eq!(sessions.admit(1, sequence, floor), expected, "write {sequence} at floor {floor}");
-            assert_eq!(sessions.remembered(), model.1.len());
+            assert_eq!(table.admit(1, sequence, floor), expected, "write {sequence} at floor {floor}");
+            assert_eq!(table.remembered(), model.1.len());
         }
     }
 
     #[test]
     fn equal_tables_built_in_different_orders_are_equal_and_digest_alike() {
-        let mut a = Sessions::default();
-        let mut b = Sessions::default();
+        let mut a = ExactlyOnce::default();
+        let mut b = ExactlyOnce::default();
         for sequence in (0..300).rev() {
             a.admit(4, sequence, 0);
         }
@@ -343,11 +224,11 @@ mod tests {
 
     #[test]
     fn floor_frees_memory_and_marks_old_writes_as_duplicates() {
-        let mut sessions = Sessions::default();
+        let mut table = ExactlyOnce::default();
         for sequence in 0..100 {
-            assert!(sessions.admit(3, sequence, sequence));
+            assert!(table.admit(3, sequence, sequence));
         }
-        assert_eq!(sessions.remembered(), 1);
-        assert!(!sessions.admit(3, 10, 0), "below the floor is a duplicate");
+        assert_eq!(table.remembered(), 1);
+        assert!(!table.admit(3, 10, 0), "below the floor is a duplicate");
     }
 }
