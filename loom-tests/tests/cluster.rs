@@ -1,5 +1,5 @@
 //! Whole tiny clusters through the real runtime code under loom: replica threads, rings,
-//! submission queue, completion slots, the read watermark, and shutdown, as in production.
+//! submission queue, completions, the read watermark, and shutdown, as in production.
 //!
 //! A cluster is too large a model to explore exhaustively. Each scenario runs under a
 //! preemption bound (`LOOM_MAX_PREEMPTIONS` overrides it): loom still explores every

@@ -1,5 +1,5 @@
 //! Parking and waking: the event count replica threads and readers park on, and the
-//! completion slot a writing client waits on (a thread sleeping, or a task's waker). A lost wake-up shows as a deadlock, which
+//! completion a writing client waits on (a thread sleeping, or a task's waker). A lost wake-up shows as a deadlock, which
 //! loom reports (timed waits are untimed under loom, so only a notification can end them).
 #![cfg(corum_loom)]
 

@@ -2,24 +2,17 @@
 
 use std::time::Duration;
 
-use crossbeam_utils::CachePadded;
-
 use super::cluster::Cluster;
 use super::idle::nanos;
 use super::replica::ReplicaThread;
-use super::shared::{Options, ReplicaShared, Shared, StatsCell, NOT_FORKED, RUNNING};
+use super::shared::{Options, ReplicaShared, Shared};
 use super::worker::Worker;
 use super::{IdleStrategy, LeaderPolicy};
 use crate::client::Timing;
 use crate::error::{ConfigError, Error};
 use crate::protocol::{self, ReplicaId};
-use crate::state::ReplicaState;
-use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize};
-use crate::sync::{Arc, RwLock};
-use crate::transport::event::EventCount;
-use crate::transport::queue::Queue;
+use crate::sync::Arc;
 use crate::transport::ring::ring;
-use crate::transport::token::RunToken;
 use crate::Dispatch;
 
 /// Configures and starts a [`Cluster`] replicating one object.
@@ -357,36 +350,8 @@ impl<D: Dispatch> Builder<D> {
             wake_peers: !shares || !self.helping,
             pending_max: self.ring_capacity * 4,
         };
-        let replicas = (0..n)
-            .map(|_| ReplicaShared {
-                state: RwLock::new(ReplicaState::new(self.object.clone())),
-                slot_applied: CachePadded::new(AtomicU64::new(0)),
-                applied: EventCount::new(),
-                submissions: Queue::new(self.submission_capacity),
-                wake: EventCount::new(),
-                status: AtomicU8::new(RUNNING),
-                restarts: AtomicU64::new(0),
-                slowness_nanos: AtomicU64::new(0),
-                worker: RunToken::new(None),
-                parked: CachePadded::new(AtomicBool::new(false)),
-                diverged: AtomicBool::new(false),
-                stats: CachePadded::new(StatsCell::default()),
-            })
-            .collect();
-        let shared = Arc::new(Shared {
-            replicas,
-            watermark: CachePadded::new(AtomicU64::new(0)),
-            leader: CachePadded::new(AtomicUsize::new(0)),
-            lifecycle: CachePadded::new(AtomicU64::new(0)),
-            closed: AtomicBool::new(false),
-            stop: AtomicBool::new(false),
-            next_client: AtomicU64::new(0),
-            options,
-            reminders: Default::default(),
-            digests: crate::sync::Mutex::new(crate::digest::DigestBoard::new(n)),
-            forked_at: AtomicU64::new(NOT_FORKED),
-            helper: CachePadded::new(AtomicU64::new(0)),
-        });
+        let replicas = (0..n).map(|_| ReplicaShared::new(self.object.clone(), self.submission_capacity)).collect();
+        let shared = Arc::new(Shared::new(replicas, options));
 
         // One ring per ordered pair: outgoing[i][j] sends from i to j.
         let mut outgoing: Vec<Vec<Option<_>>> = (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
@@ -405,7 +370,7 @@ impl<D: Dispatch> Builder<D> {
             let core = protocol::Replica::new(ReplicaId::new(index), config.clone());
             let worker = Worker::new(index, core, Arc::clone(&shared), outgoing, incoming);
             worker.publish_stats();
-            shared.replicas[index].worker.take().with(|slot| *slot = Some(worker));
+            shared.replicas[index].worker.take().with(|place| *place = Some(worker));
         }
         let mut threads = Vec::with_capacity(n);
         for (index, core) in pinning.clone().into_iter().enumerate() {

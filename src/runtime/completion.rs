@@ -1,15 +1,15 @@
-//! The completion slot of one write: filled once by whichever replica applies the write
+//! The completion of one write: filled once by whichever replica applies the write
 //! first, read once by the client waiting for it. Travels inside the command, so every
 //! replica that applies the write can complete it, also after the leader that took it died.
 //!
-//! A client waits in one of two ways: a thread sleeps on the slot's condition variable
+//! A client waits in one of two ways: a thread sleeps on the completion's condition variable
 //! ([`Completion::wait_for`]), or a task registers its [`Waker`] ([`Completion::register`])
 //! and returns `Pending`. The filler wakes both.
 //!
 //! The waker hand-off: the waker and the outcome live under one lock, so a registration
 //! and the filling are ordered by it. A registration that comes first leaves its waker for
 //! the filler to take and wake (it takes it under the lock, after storing the outcome); a
-//! registration that comes second finds the slot filled and reports it, so the task does
+//! registration that comes second finds the completion filled and reports it, so the task does
 //! not sleep. Either way no wake-up is lost; a waker is woken at most once per
 //! registration, since whoever wakes it takes it out.
 
@@ -21,11 +21,11 @@ use crate::sync::atomic::{AtomicBool, Ordering};
 use crate::sync::{Condvar, Mutex};
 use crate::Error;
 
-/// See the module docs. `done` is written once, under `slot`'s lock, with the outcome.
+/// See the module docs. `done` is written once, under `stage`'s lock, with the outcome.
 #[derive(Debug)]
 pub struct Completion<R> {
     done: AtomicBool,
-    slot: Mutex<Slot<R>>,
+    stage: Mutex<Stage<R>>,
     condvar: Condvar,
 }
 
@@ -34,7 +34,7 @@ pub struct Completion<R> {
 /// they share the space: a request stays as small as it was before tasks could await it,
 /// which keeps its allocation in the allocator's fast size classes.
 #[derive(Debug)]
-enum Slot<R> {
+enum Stage<R> {
     /// Not filled, and no task waiting.
     Empty,
     /// Not filled; this task's waker is to be woken when it is.
@@ -52,36 +52,36 @@ impl<R> Default for Completion<R> {
 }
 
 impl<R> Completion<R> {
-    /// An empty slot.
+    /// An empty completion.
     pub fn new() -> Self {
-        Self { done: AtomicBool::new(false), slot: Mutex::new(Slot::Empty), condvar: Condvar::new() }
+        Self { done: AtomicBool::new(false), stage: Mutex::new(Stage::Empty), condvar: Condvar::new() }
     }
 
-    /// Fills the slot unless it is already filled; returns whether this call filled it.
+    /// Fills the completion unless it is already filled; returns whether this call filled it.
     /// Wakes the thread or task waiting for it.
     pub fn complete(&self, outcome: Result<R, Error>) -> bool {
-        // Acquire pairs with the Release store below (made by another replica): a slot seen
+        // Acquire pairs with the Release store below (made by another replica): a completion seen
         // filled stays filled, so the common case for the second and third replica to apply
         // a write is this one load.
         if self.done.load(Ordering::Acquire) {
             return false;
         }
         // The planted bug `completion-waker-early` takes the waker before the outcome is
-        // stored, in a lock of its own: a task registering in between finds the slot empty
+        // stored, in a lock of its own: a task registering in between finds the completion empty
         // and sleeps, and its waker is never woken.
-        let early = if planted!("completion-waker-early") { take_waker(&mut self.slot.lock()) } else { None };
-        let mut slot = self.slot.lock();
+        let early = if planted!("completion-waker-early") { take_waker(&mut self.stage.lock()) } else { None };
+        let mut stage = self.stage.lock();
         if self.done.load(Ordering::Relaxed) {
             return false;
         }
-        let before = std::mem::replace(&mut *slot, Slot::Filled(outcome));
+        let before = std::mem::replace(&mut *stage, Stage::Filled(outcome));
         // Release pairs with the Acquire loads in `is_done` and `complete`: the outcome
         // written above is visible to whoever sees `done`.
         self.done.store(true, Ordering::Release);
-        drop(slot);
+        drop(stage);
         let waker = match before {
             _ if planted!("completion-waker-early") => early,
-            Slot::Waiting(waker) => Some(waker),
+            Stage::Waiting(waker) => Some(waker),
             _ => None,
         };
         // The waiter checks `done` under the lock before it sleeps, so notifying after
@@ -95,63 +95,63 @@ impl<R> Completion<R> {
         true
     }
 
-    /// Whether the slot has been filled.
+    /// Whether the completion has been filled.
     pub fn is_done(&self) -> bool {
         // Acquire pairs with the Release store in `complete`.
         self.done.load(Ordering::Acquire)
     }
 
-    /// Takes the outcome out, if the slot is filled and not yet taken.
+    /// Takes the outcome out, if the completion is filled and not yet taken.
     pub fn take(&self) -> Option<Result<R, Error>> {
         if !self.is_done() {
             return None;
         }
-        match std::mem::replace(&mut *self.slot.lock(), Slot::Taken) {
-            Slot::Filled(outcome) => Some(outcome),
+        match std::mem::replace(&mut *self.stage.lock(), Stage::Taken) {
+            Stage::Filled(outcome) => Some(outcome),
             _ => None,
         }
     }
 
-    /// Sleeps until the slot is filled or `timeout` passes (loom: until filled).
+    /// Sleeps until the completion is filled or `timeout` passes (loom: until filled).
     pub fn wait_for(&self, timeout: Duration) {
-        let mut slot = self.slot.lock();
+        let mut stage = self.stage.lock();
         if !self.done.load(Ordering::Relaxed) {
-            self.condvar.wait_for(&mut slot, timeout);
+            self.condvar.wait_for(&mut stage, timeout);
         }
     }
 
-    /// Leaves `waker` to be woken when the slot is filled (or by [`Completion::wake`]),
+    /// Leaves `waker` to be woken when the completion is filled (or by [`Completion::wake`]),
     /// unless it is filled already: returns whether it is (then nothing is registered, and
     /// the caller takes the outcome rather than sleep). Replaces a waker registered before.
     pub fn register(&self, waker: &Waker) -> bool {
-        let mut slot = self.slot.lock();
+        let mut stage = self.stage.lock();
         // Relaxed: `done` is written under this lock.
         if self.done.load(Ordering::Relaxed) {
             return true;
         }
-        match &*slot {
-            Slot::Waiting(registered) if registered.will_wake(waker) => {}
-            _ => *slot = Slot::Waiting(waker.clone()),
+        match &*stage {
+            Stage::Waiting(registered) if registered.will_wake(waker) => {}
+            _ => *stage = Stage::Waiting(waker.clone()),
         }
         false
     }
 
-    /// Wakes the registered task, if any, without filling the slot: it has something to
+    /// Wakes the registered task, if any, without filling the completion: it has something to
     /// look at (a new leader to resubmit to, its retry time, its deadline, a shutdown).
     pub fn wake(&self) {
-        let waker = take_waker(&mut self.slot.lock());
+        let waker = take_waker(&mut self.stage.lock());
         if let Some(waker) = waker {
             waker.wake();
         }
     }
 }
 
-/// Takes the waiting task's waker out of `slot`, if one is there.
-fn take_waker<R>(slot: &mut Slot<R>) -> Option<Waker> {
-    match std::mem::replace(slot, Slot::Empty) {
-        Slot::Waiting(waker) => Some(waker),
+/// Takes the waiting task's waker out of `stage`, if one is there.
+fn take_waker<R>(stage: &mut Stage<R>) -> Option<Waker> {
+    match std::mem::replace(stage, Stage::Empty) {
+        Stage::Waiting(waker) => Some(waker),
         other => {
-            *slot = other;
+            *stage = other;
             None
         }
     }

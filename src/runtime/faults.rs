@@ -87,8 +87,8 @@ impl<D: Dispatch> Faults<'_, D> {
         if target.status() != CRASHED {
             return Err(refused("the replica is not crashed"));
         }
-        let restarted = target.worker.take().with(|slot| {
-            let worker = slot.as_mut()?;
+        let restarted = target.worker.take().with(|place| {
+            let worker = place.as_mut()?;
             worker.restart();
             // With the token held: no round runs before the restart is complete. Relaxed:
             // peers read it after the lifecycle announcement below (Release/Acquire).

@@ -22,13 +22,14 @@ pub(crate) type Wire<D> = Message<Arc<Request<D>>>;
 /// that one busy input cannot starve the others.
 const INPUT_BUDGET: usize = 256;
 
-/// A replica's copy of the object, behind the lock readers and snapshot donors share.
-pub(crate) struct SharedState<D: Dispatch> {
+/// Where the driver finds a replica's copy of the object: behind the lock in the replica's
+/// shared cell, which readers and snapshot donors take too.
+pub(crate) struct LockedCopy<D: Dispatch> {
     pub(super) shared: Arc<Shared<D>>,
     pub(super) index: usize,
 }
 
-impl<D: Dispatch> StateCell<D> for SharedState<D> {
+impl<D: Dispatch> StateCell<D> for LockedCopy<D> {
     fn with<R>(&mut self, f: impl FnOnce(&mut ReplicaState<D>) -> R) -> R {
         f(&mut self.shared.replicas[self.index].state.write())
     }
@@ -63,6 +64,31 @@ pub(crate) struct Io<D: Dispatch> {
 }
 
 impl<D: Dispatch> Io<D> {
+    /// Replica `index`'s environment over its ends of the rings: `outgoing[j]` sends to
+    /// replica `j` (`None` at `index`), `incoming` receives from each peer.
+    pub(crate) fn new(
+        index: usize,
+        shared: Arc<Shared<D>>,
+        outgoing: Vec<Option<Producer<Wire<D>>>>,
+        incoming: Vec<(ReplicaId, Consumer<Wire<D>>)>,
+    ) -> Self {
+        let peers = outgoing.len();
+        Self {
+            index,
+            shared,
+            outgoing,
+            incoming,
+            pending: (0..peers).map(|_| VecDeque::new()).collect(),
+            next_tick: now(),
+            watermark_published: 0,
+            messages_dropped: 0,
+            notify_peers: true,
+            lifecycle_seen: None,
+            restarts_seen: vec![0; peers],
+            peers_crashed: 0,
+        }
+    }
+
     fn me(&self) -> &ReplicaShared<D> {
         &self.shared.replicas[self.index]
     }
@@ -372,8 +398,8 @@ mod tests {
         let shared = &cluster.shared;
         let follows_leader = || {
             shared.replicas[follower].worker.try_take().is_some_and(|mut guard| {
-                guard.with(|slot| {
-                    slot.as_ref().is_some_and(|worker| worker.driver.core().leader() == Some(ReplicaId::new(leader)))
+                guard.with(|place| {
+                    place.as_ref().is_some_and(|worker| worker.driver.core().leader() == Some(ReplicaId::new(leader)))
                 })
             })
         };
@@ -386,8 +412,8 @@ mod tests {
             cluster.faults().pause(replica).expect("pause");
         }
         // The leader's last words to the follower: more commit notices than a round takes.
-        shared.replicas[leader].worker.take().with(|slot| {
-            let worker = slot.as_mut().expect("a worker");
+        shared.replicas[leader].worker.take().with(|place| {
+            let worker = place.as_mut().expect("a worker");
             let core = worker.driver.core();
             let (ballot, slot_committed, slot_truncate) =
                 (core.ballot_promised(), core.slot_committed(), core.slot_truncated());

@@ -1,13 +1,20 @@
 //! The threaded runtime: one pinned thread per replica running the replica driver, client
-//! threads that run replicas' rounds while they wait, client handles, completion slots,
-//! fault injection, stats and shutdown. This file is the facade: `builder.rs` starts a
-//! cluster, `cluster.rs` runs it (stats, shutdown), `leadership.rs` moves leadership on
-//! request, `faults.rs` injects faults, `handle.rs`
-//! serves calls, `worker.rs` is a replica's working state behind its run token and runs
-//! its rounds over `io.rs`, `replica.rs` is a replica's pinned thread, `help.rs` lets a
-//! waiting client run rounds, `shared.rs` holds what threads and handles share,
-//! `completion.rs` and `idle.rs` are the waiting primitives, and `reminder.rs` wakes tasks
-//! awaiting tickets.
+//! threads that run replicas' rounds while they wait, client handles driving the client
+//! machine, completions, fault injection, stats and shutdown. One concern per file:
+//!
+//! - starting and running: `builder.rs` (settings, start-up), `cluster.rs` (stats,
+//!   shutdown), `faults.rs` (fault injection), `leadership.rs` (transfers, the leader
+//!   policy and each thread's pace);
+//! - what is shared: `shared.rs` (the cluster's and each replica's shared cells, requests,
+//!   the clients' view of the cluster);
+//! - the client side: `handle.rs` (`Handle`: calls and reads), `ticket.rs` (`Ticket` and
+//!   its `Future`), `session.rs` (a session's writes and spare requests),
+//!   `completion.rs` (a write's completion), `reminder.rs` (waking tasks that await
+//!   tickets);
+//! - the replica side: `worker.rs` (a replica's working state behind its run token, one
+//!   round), `io.rs` (the driver's environment: rings, queue, watermark, locked copy),
+//!   `replica.rs` (a replica's pinned thread), `help.rs` (waiting clients run rounds),
+//!   `idle.rs` (how a thread with nothing to do waits).
 
 mod builder;
 mod cluster;

@@ -3,7 +3,7 @@
 //! A thread in [`Ticket::wait`](crate::Ticket::wait) wakes up at least every tick to look
 //! at the leader hint, its retry time and its deadline. A task awaiting a ticket sleeps
 //! until its waker is woken, and nothing may depend on the executor polling it again or on
-//! an executor's timer. So the completion slot wakes it when the write is applied, and this
+//! an executor's timer. So the completion wakes it when the write is applied, and this
 //! thread wakes it for everything else a waiting thread looks at:
 //!
 //! - every outstanding write of the watched sessions, when the write target may have moved

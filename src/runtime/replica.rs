@@ -8,18 +8,14 @@
 use std::time::{Duration, Instant};
 
 use super::idle::{nanos, Idler};
+use super::leadership::{Lateness, Pace};
 use super::shared::{ReplicaShared, Shared, PAUSED, RUNNING, STOPPED};
-use super::worker::{crash, run_round, Round, Worker, WorkerSlot};
-use super::LeaderPolicy;
+use super::worker::{crash, run_round, Round, Worker};
 use crate::sync::atomic::Ordering;
 use crate::sync::now;
 use crate::sync::thread::JoinHandle;
 use crate::sync::Arc;
-use crate::transport::token::TokenGuard;
 use crate::Dispatch;
-
-/// Consecutive late rounds after which a leader steps down (see `step_down_if_late`).
-const LATE_ROUNDS_BEFORE_STEPPING_DOWN: u32 = 3;
 
 /// Marks a replica crashed if its thread unwinds.
 struct CrashOnPanic<D: Dispatch> {
@@ -32,162 +28,6 @@ impl<D: Dispatch> Drop for CrashOnPanic<D> {
         if std::thread::panicking() {
             crash(&self.shared, self.index);
         }
-    }
-}
-
-impl Lateness {
-    /// A leader whose thread's rounds keep taking longer than `limit` (half an election
-    /// timeout: a slow or starved core) gives up leadership, so that a responsive replica
-    /// takes over; its own slow clock makes it the last to campaign again.
-    fn step_down_if_late<D: Dispatch>(
-        &mut self,
-        limit: Duration,
-        now: Instant,
-        guard: &mut TokenGuard<'_, WorkerSlot<D>>,
-    ) {
-        let round = now.saturating_duration_since(self.round_started);
-        self.round_started = now;
-        let late_rounds = &mut self.late_rounds;
-        guard.with(|slot| {
-            let Some(worker) = slot.as_mut() else { return };
-            if !worker.core().is_leader() || round <= limit {
-                *late_rounds = 0;
-                return;
-            }
-            *late_rounds += 1;
-            if *late_rounds >= LATE_ROUNDS_BEFORE_STEPPING_DOWN {
-                *late_rounds = 0;
-                worker.step_down();
-            }
-        });
-    }
-}
-
-/// A replica thread's measure of its own speed, and its leader's checks of the
-/// [`LeaderPolicy`](super::LeaderPolicy).
-struct Pace {
-    /// Average time per round of work, in nanoseconds: an exponentially weighted average
-    /// (each new round weighs 1/8).
-    round_nanos: u64,
-    next_check: Instant,
-    /// Consecutive checks at which this replica led and was clearly slower than a peer.
-    slower_checks: u32,
-    /// When `stalled_share` was last brought up to date.
-    last_check: Instant,
-    /// Each replica's stalled time (`StatsCell::stalled_nanos`) at that moment.
-    stalled_seen: Vec<u64>,
-    /// Each replica's share of the time held stopped, in per mille: an exponentially
-    /// weighted average over this thread's checks (each new check weighs 1/16).
-    stalled_share: Vec<u64>,
-}
-
-impl Pace {
-    fn new<D: Dispatch>(shared: &Shared<D>) -> Self {
-        Self {
-            round_nanos: 0,
-            next_check: now(),
-            slower_checks: 0,
-            last_check: now(),
-            // Relaxed: statistics.
-            stalled_seen: shared.replicas.iter().map(|r| r.stats.stalled_nanos.load(Ordering::Relaxed)).collect(),
-            stalled_share: vec![0; shared.replicas.len()],
-        }
-    }
-
-    /// Brings every replica's share of the time held stopped up to date, over the time
-    /// since the last check.
-    fn update_stalls<D: Dispatch>(&mut self, shared: &Shared<D>, now: Instant) {
-        let interval = nanos(now.saturating_duration_since(self.last_check));
-        self.last_check = now;
-        for (peer, replica) in shared.replicas.iter().enumerate() {
-            // Relaxed: a statistic; a stale one is counted at the next check.
-            let total = replica.stats.stalled_nanos.load(Ordering::Relaxed);
-            let stalled = total.saturating_sub(self.stalled_seen[peer]);
-            self.stalled_seen[peer] = total;
-            let share = (stalled.saturating_mul(1000) / interval.max(1)).min(1000);
-            self.stalled_share[peer] = (self.stalled_share[peer] * 15 + share) / 16;
-        }
-    }
-
-    /// Counts one round of work that took `took` (slowness included), and publishes the
-    /// average.
-    fn sample<D: Dispatch>(&mut self, took: Duration, me: &ReplicaShared<D>) {
-        let took = nanos(took);
-        self.round_nanos = if self.round_nanos == 0 { took } else { (self.round_nanos * 7 + took) / 8 };
-        // Relaxed: a statistic, read by leaders' checks and `Cluster::stats`.
-        me.stats.round_nanos.store(self.round_nanos, Ordering::Relaxed);
-    }
-
-    /// If this replica leads, at most every tenth of an election timeout: follow the
-    /// cluster's leader policy (see `LeaderPolicy`), handing over if it says so.
-    fn follow_policy<D: Dispatch>(
-        &mut self,
-        shared: &Shared<D>,
-        index: usize,
-        now: Instant,
-        guard: &mut TokenGuard<'_, WorkerSlot<D>>,
-    ) {
-        if now < self.next_check {
-            return;
-        }
-        self.next_check = now + shared.options.election / 10;
-        self.update_stalls(shared, now);
-        let mine = self.round_nanos;
-        let shares = &self.stalled_share;
-        let slower_checks = &mut self.slower_checks;
-        guard.with(|slot| {
-            let Some(worker) = slot.as_mut() else { return };
-            let core = worker.core();
-            if !core.is_leader() || core.transferring_to().is_some() {
-                *slower_checks = 0;
-                return;
-            }
-            let running = |peer: usize| peer != index && shared.replicas[peer].status() == RUNNING;
-            let to = match shared.options.leader_policy {
-                LeaderPolicy::Any => None,
-                LeaderPolicy::Prefer(preferred) => running(preferred).then_some(preferred),
-                LeaderPolicy::Fastest => {
-                    // Relaxed: statistics; a stale one delays a hand-over by a check.
-                    let nanos_of = |peer: usize| shared.replicas[peer].stats.round_nanos.load(Ordering::Relaxed);
-                    let factor = LeaderPolicy::FASTEST_FACTOR;
-                    let floor = nanos(LeaderPolicy::FASTEST_FLOOR);
-                    let fastest = (0..shared.replicas.len())
-                        .filter(|&peer| running(peer))
-                        .map(|peer| (peer, nanos_of(peer)))
-                        .filter(|&(_, nanos)| nanos > 0)
-                        .min_by_key(|&(_, nanos)| nanos);
-                    let by_speed = fastest
-                        .filter(|&(_, nanos)| mine > floor && mine > nanos.saturating_mul(factor))
-                        .map(|(peer, _)| peer);
-                    // Stopped far more than a running peer that is not itself slow (which
-                    // would hand leadership straight back by speed).
-                    let stalled = shares[index];
-                    let by_stalls = || {
-                        (0..shared.replicas.len())
-                            .filter(|&peer| running(peer) && nanos_of(peer) <= mine.max(floor).saturating_mul(factor))
-                            .min_by_key(|&peer| shares[peer])
-                            .filter(|&peer| {
-                                stalled > LeaderPolicy::FASTEST_STALLED_PERCENT * 10
-                                    && shares[peer].saturating_mul(factor) < stalled
-                            })
-                    };
-                    match by_speed.or_else(by_stalls) {
-                        Some(peer) => {
-                            *slower_checks += 1;
-                            (*slower_checks >= LeaderPolicy::FASTEST_CHECKS).then_some(peer)
-                        }
-                        None => {
-                            *slower_checks = 0;
-                            None
-                        }
-                    }
-                }
-            };
-            if let Some(to) = to {
-                *slower_checks = 0;
-                worker.transfer_leadership(to);
-            }
-        });
     }
 }
 
@@ -220,13 +60,6 @@ pub(crate) struct ReplicaThread<D: Dispatch> {
     stalled_nanos: u64,
 }
 
-/// When the current round of a replica thread's loop started, and how many rounds in a
-/// row took too long while leading.
-struct Lateness {
-    round_started: Instant,
-    late_rounds: u32,
-}
-
 impl<D: Dispatch> ReplicaThread<D> {
     /// Starts replica `index`'s thread, pinned to `core` if given (best effort: a refused
     /// pin leaves the thread unpinned).
@@ -239,7 +72,7 @@ impl<D: Dispatch> ReplicaThread<D> {
         // round of every replica: a replica thread with nothing to do parks at once (the
         // client threads waiting for it run its rounds, `help.rs`).
         let idler = Idler::new(shared.options.idle, shared.options.spin, shared.options.spin);
-        let lateness = Lateness { round_started: now(), late_rounds: 0 };
+        let lateness = Lateness::new();
         let pace = Pace::new(shared);
         // Relaxed: a statistic this thread alone writes (a restarted replica's new thread
         // goes on from its predecessor's total).
@@ -303,7 +136,7 @@ impl<D: Dispatch> ReplicaThread<D> {
             let ended = now();
             self.lateness.step_down_if_late(self.shared.options.election / 2, ended, &mut guard);
             self.pace.follow_policy(&self.shared, self.index, ended, &mut guard);
-            let next_tick = guard.with(|slot| slot.as_ref().map(Worker::next_tick));
+            let next_tick = guard.with(|place| place.as_ref().map(Worker::next_tick));
             drop(guard);
             match round {
                 Round::Progressed => {
@@ -366,7 +199,7 @@ impl<D: Dispatch> ReplicaThread<D> {
                 || me
                     .worker
                     .try_take()
-                    .map_or(true, |mut guard| guard.with(|slot| slot.as_ref().is_some_and(Worker::has_input)));
+                    .map_or(true, |mut guard| guard.with(|place| place.as_ref().is_some_and(Worker::has_input)));
             if ready {
                 me.wake.cancel_wait(key);
             } else {

@@ -1,7 +1,8 @@
 //! What a cluster's threads and handles share: the requests clients submit, each
 //! replica's shared cell (its copy, its applied slot, its submission queue, its status and
-//! stats), the cluster-wide watermark and leader hint, and the encodings of a replica's
-//! status and role in atomics (converted here only).
+//! stats), the cluster-wide watermark and leader hint, the clients' view of all this (the
+//! client machine's `View`), and the encodings of a replica's status and role in atomics
+//! (converted here only).
 
 use std::time::{Duration, Instant};
 
@@ -10,13 +11,15 @@ use crossbeam_utils::CachePadded;
 use super::cluster::ReplicaStatus;
 use super::completion::Completion;
 use super::idle::{nanos, IdleStrategy};
-use super::worker::WorkerSlot;
+use super::reminder::Reminders;
+use super::worker::WorkerPlace;
 use crate::client::{Time, Timing, View};
+use crate::digest::DigestBoard;
 use crate::exactly_once::ClientId;
 use crate::protocol::{RoleKind, Slot};
 use crate::state::ReplicaState;
 use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use crate::sync::{now, Arc, RwLock};
+use crate::sync::{now, Arc, Mutex, RwLock};
 use crate::transport::event::EventCount;
 use crate::transport::queue::Queue;
 use crate::transport::token::RunToken;
@@ -144,7 +147,7 @@ pub(crate) struct ReplicaShared<D: Dispatch> {
     pub(crate) diverged: AtomicBool,
     /// The replica's working state behind its run token: whoever holds the token runs
     /// the replica's next round (its pinned thread, or a client thread helping).
-    pub(crate) worker: RunToken<WorkerSlot<D>>,
+    pub(crate) worker: RunToken<WorkerPlace<D>>,
     /// Injected slowness: nanoseconds the replica thread sleeps after each round of work.
     pub(crate) slowness_nanos: AtomicU64,
     /// Written at every round; padded so that the fields every waiting client reads
@@ -175,9 +178,9 @@ pub(crate) struct Shared<D: Dispatch> {
     pub(crate) next_client: AtomicU64,
     pub(crate) options: Options,
     /// Wakes tasks awaiting tickets when they have something to look at.
-    pub(crate) reminders: super::reminder::Reminders<D>,
+    pub(crate) reminders: Reminders<D>,
     /// The replicas' digests at recent checkpoints (`crate::digest`).
-    pub(crate) digests: crate::sync::Mutex<crate::digest::DigestBoard>,
+    pub(crate) digests: Mutex<DigestBoard>,
     /// The checkpoint at which the copies were found forked (no majority digest), or
     /// [`NOT_FORKED`]: from then on calls fail with `Error::Diverged`.
     pub(crate) forked_at: AtomicU64,
@@ -191,6 +194,25 @@ pub(crate) struct Shared<D: Dispatch> {
 }
 
 impl<D: Dispatch> ReplicaShared<D> {
+    /// A running replica whose copy starts as `object`, with a submission queue of
+    /// `submissions` writes; its worker is installed once its rings exist.
+    pub(crate) fn new(object: D, submissions: usize) -> Self {
+        Self {
+            state: RwLock::new(ReplicaState::new(object)),
+            slot_applied: CachePadded::new(AtomicU64::new(0)),
+            applied: EventCount::new(),
+            submissions: Queue::new(submissions),
+            wake: EventCount::new(),
+            status: AtomicU8::new(RUNNING),
+            restarts: AtomicU64::new(0),
+            slowness_nanos: AtomicU64::new(0),
+            worker: RunToken::new(None),
+            parked: CachePadded::new(AtomicBool::new(false)),
+            diverged: AtomicBool::new(false),
+            stats: CachePadded::new(StatsCell::default()),
+        }
+    }
+
     pub(crate) fn status(&self) -> u8 {
         // Acquire pairs with the Release stores in `Faults` and the replica thread's exit.
         self.status.load(Ordering::Acquire)
@@ -204,6 +226,25 @@ impl<D: Dispatch> ReplicaShared<D> {
 }
 
 impl<D: Dispatch> Shared<D> {
+    /// What a new cluster of `replicas` shares, run with `options`.
+    pub(crate) fn new(replicas: Box<[ReplicaShared<D>]>, options: Options) -> Self {
+        let n = replicas.len();
+        Self {
+            replicas,
+            watermark: CachePadded::new(AtomicU64::new(0)),
+            leader: CachePadded::new(AtomicUsize::new(0)),
+            lifecycle: CachePadded::new(AtomicU64::new(0)),
+            closed: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            next_client: AtomicU64::new(0),
+            options,
+            reminders: Reminders::default(),
+            digests: Mutex::new(DigestBoard::new(n)),
+            forked_at: AtomicU64::new(NOT_FORKED),
+            helper: CachePadded::new(AtomicU64::new(0)),
+        }
+    }
+
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
     }

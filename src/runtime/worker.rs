@@ -13,7 +13,7 @@
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use super::io::{Io, SharedState, Wire};
+use super::io::{Io, LockedCopy, Wire};
 use super::shared::{role_code, ReplicaShared, Request, Shared, CRASHED, RUNNING};
 use crate::driver::Driver;
 use crate::protocol::{self, Replica, ReplicaId};
@@ -38,11 +38,11 @@ pub(crate) enum Round {
 
 /// The content of a replica's run token: its worker, or `None` once a round panicked
 /// (nothing consistent is left to run or restart) or the cluster shut down.
-pub(crate) type WorkerSlot<D> = Option<Worker<D>>;
+pub(crate) type WorkerPlace<D> = Option<Worker<D>>;
 
 /// See the module docs.
 pub(crate) struct Worker<D: Dispatch> {
-    pub(super) driver: Driver<D, Arc<Request<D>>, SharedState<D>>,
+    pub(super) driver: Driver<D, Arc<Request<D>>, LockedCopy<D>>,
     pub(super) io: Io<D>,
     /// What the protocol cores this replica ran before its restarts counted.
     counters_before_restart: protocol::Counters,
@@ -56,24 +56,10 @@ impl<D: Dispatch> Worker<D> {
         outgoing: Vec<Option<Producer<Wire<D>>>>,
         incoming: Vec<(ReplicaId, Consumer<Wire<D>>)>,
     ) -> Self {
-        let peers = outgoing.len();
-        let state = SharedState { shared: Arc::clone(&shared), index };
+        let state = LockedCopy { shared: Arc::clone(&shared), index };
         Self {
             driver: Driver::new(core, state),
-            io: Io {
-                index,
-                shared,
-                outgoing,
-                incoming,
-                pending: (0..peers).map(|_| VecDeque::new()).collect(),
-                next_tick: now(),
-                watermark_published: 0,
-                messages_dropped: 0,
-                notify_peers: true,
-                lifecycle_seen: None,
-                restarts_seen: vec![0; peers],
-                peers_crashed: 0,
-            },
+            io: Io::new(index, shared, outgoing, incoming),
             counters_before_restart: protocol::Counters::default(),
         }
     }
@@ -195,21 +181,21 @@ impl<D: Dispatch> Worker<D> {
 pub(crate) fn run_round<D: Dispatch>(
     shared: &Shared<D>,
     index: usize,
-    guard: &mut TokenGuard<'_, WorkerSlot<D>>,
+    guard: &mut TokenGuard<'_, WorkerPlace<D>>,
     notify_peers: bool,
 ) -> Round {
     let me = &shared.replicas[index];
     if me.status() != RUNNING || shared.is_stopped() {
         return Round::Skipped;
     }
-    guard.with(|slot| {
-        let Some(worker) = slot.as_mut() else { return Round::Skipped };
+    guard.with(|place| {
+        let Some(worker) = place.as_mut() else { return Round::Skipped };
         match catch_unwind(AssertUnwindSafe(|| worker.round(notify_peers))) {
             Ok(true) => Round::Progressed,
             Ok(false) => Round::Idle,
             Err(_) => {
                 // The panic message was printed by the panic hook.
-                *slot = None;
+                *place = None;
                 crash(shared, index);
                 Round::Skipped
             }
