@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use crate::error::Error;
 use crate::net::{Frame, Net, Reply, Request, Response};
-use crate::node::Core;
-use crate::types::{decode, Command, NodeId, Replicated};
+use crate::server::Server;
+use crate::types::{decode, NodeId, Replicated, Write};
 
 const NO_LEADER: u64 = u64::MAX;
 
@@ -87,13 +87,13 @@ impl<D: Replicated> ClientBuilder<D> {
 /// number, and the numbers of the writes still waiting for their response.
 struct Session {
     id: u64,
-    next_seq: u64,
+    next_sequence: u64,
     outstanding: BTreeSet<u64>,
 }
 
 impl Session {
     fn new() -> Self {
-        Session { id: session_id(), next_seq: 1, outstanding: BTreeSet::new() }
+        Session { id: session_id(), next_sequence: 1, outstanding: BTreeSet::new() }
     }
 }
 
@@ -108,12 +108,12 @@ enum Outcome<R> {
 }
 
 /// A write's number in its session, waited for until this is dropped (also when the
-/// caller drops the write's future: otherwise the number would hold `acked` back, and the
+/// caller drops the write's future: otherwise the number would hold the floor back, and the
 /// session's kept responses would grow, for the rest of the session).
 struct Numbered<'a, D: Replicated> {
     client: &'a Client<D>,
     id: u64,
-    seq: u64,
+    sequence: u64,
 }
 
 impl<D: Replicated> Drop for Numbered<'_, D> {
@@ -123,7 +123,7 @@ impl<D: Replicated> Drop for Numbered<'_, D> {
             // This number is no longer waited for: later writes tell the state machine
             // to forget its response, and a copy of it that commits after that is not
             // applied.
-            session.outstanding.remove(&self.seq);
+            session.outstanding.remove(&self.sequence);
         }
     }
 }
@@ -131,7 +131,7 @@ impl<D: Replicated> Drop for Numbered<'_, D> {
 struct Inner<D: Replicated> {
     session: Mutex<Session>,
     members: Vec<(NodeId, SocketAddr)>,
-    local: Option<Arc<Core<D>>>,
+    local: Option<Arc<Server<D>>>,
     net: Arc<Net>,
     timeout: Duration,
     follow_leader: bool,
@@ -180,7 +180,7 @@ impl<D: Replicated> Client<D> {
         }
     }
 
-    pub(crate) fn for_node(core: Arc<Core<D>>, members: Vec<(NodeId, SocketAddr)>, timeout: Duration) -> Self {
+    pub(crate) fn for_node(core: Arc<Server<D>>, members: Vec<(NodeId, SocketAddr)>, timeout: Duration) -> Self {
         let net = core.net.clone();
         let first = members.iter().position(|m| m.0 == core.id).unwrap_or(0);
         let client = Client::new(Some(core), members, timeout, true, net);
@@ -189,7 +189,7 @@ impl<D: Replicated> Client<D> {
     }
 
     fn new(
-        local: Option<Arc<Core<D>>>,
+        local: Option<Arc<Server<D>>>,
         members: Vec<(NodeId, SocketAddr)>,
         timeout: Duration,
         follow_leader: bool,
@@ -236,27 +236,27 @@ impl<D: Replicated> Client<D> {
         let deadline = start + self.inner.timeout;
         loop {
             // Numbered and recorded as outstanding under one lock: otherwise a later number
-            // could be sent with `acked` above this one before this one is recorded, and
+            // could be sent with a floor above this one before this one is recorded, and
             // the state machine would refuse this write as already released.
             let number = {
                 let mut session = self.lock_session();
-                let seq = session.next_seq;
-                session.next_seq += 1;
-                session.outstanding.insert(seq);
-                Numbered { client: self, id: session.id, seq }
+                let sequence = session.next_sequence;
+                session.next_sequence += 1;
+                session.outstanding.insert(sequence);
+                Numbered { client: self, id: session.id, sequence }
             };
-            let (id, seq) = (number.id, number.seq);
+            let (id, sequence) = (number.id, number.sequence);
             let outcome = self
                 .retry(
                     start,
                     deadline,
                     |retry| {
                         let session = self.lock_session();
-                        let acked = match session.id == id {
-                            true => *session.outstanding.first().unwrap_or(&seq),
-                            false => seq,
+                        let floor = match session.id == id {
+                            true => *session.outstanding.first().unwrap_or(&sequence),
+                            false => sequence,
                         };
-                        Command { client: id, seq, acked, retry, op: op.clone() }
+                        Write { client: id, sequence, floor, retry, op: op.clone() }
                     },
                     |core, command| async move { core.write_here(command).await },
                     Request::Write,
@@ -314,7 +314,7 @@ impl<D: Replicated> Client<D> {
     ) -> Outcome<D::Response>
     where
         Make: Fn(bool) -> T,
-        Local: Fn(Arc<Core<D>>, T) -> LocalFut,
+        Local: Fn(Arc<Server<D>>, T) -> LocalFut,
         LocalFut: std::future::Future<Output = Reply<D>>,
     {
         let inner = &self.inner;

@@ -24,7 +24,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::types::{Command, NodeId, Replicated, Types};
+use crate::types::{NodeId, Replicated, Types, Write};
 
 /// The longest frame body a node accepts or sends: 64 MiB.
 pub(crate) const MAX_FRAME: usize = 64 << 20;
@@ -36,7 +36,7 @@ pub(crate) enum Request<D: Replicated> {
     Append(AppendEntriesRequest<Types<D>>),
     Vote(VoteRequest<NodeId>),
     Snapshot(InstallSnapshotRequest<Types<D>>),
-    Write(Command<D>),
+    Write(Write<D>),
     Read(D::ReadOp),
 }
 

@@ -1,32 +1,25 @@
-//! A node: openraft with the object as its state machine, its log on disk, and a TCP
-//! server for its peers and clients.
+//! A node: its settings ([`Builder`]), and the handle on a running one ([`Node`]): openraft
+//! with the object as its state machine, its log on disk, its server (`server.rs`) and its
+//! connections to peers (`peer.rs`).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::error::{
-    CheckIsLeaderError, ClientWriteError, InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError,
-    RemoteError, Unreachable,
-};
-use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
-use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
-    VoteResponse,
-};
 use openraft::{BasicNode, Raft, SnapshotPolicy};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::client::Client;
 use crate::error::Error;
-use crate::net::{self, Frame, Net, Reply, Request, Response};
-use crate::state_machine::{Image, StateMachine};
+use crate::net::Net;
+use crate::peer::Factory;
+use crate::server::Server;
+use crate::state_machine::StateMachine;
 use crate::storage::{Disk, LogStore};
-use crate::types::{decode, Applied, Batch, Command, NodeId, Replicated, Types};
+use crate::types::{NodeId, Replicated, Types};
 
 /// Settings of a node; [`Builder::start`] checks them and starts it.
 ///
@@ -226,25 +219,7 @@ impl<D: Replicated> Builder<D> {
             .await
             .map_err(|e| Error::Storage(std::io::Error::other(e.to_string())))?;
 
-        let (stop, stopped_rx) = watch::channel(false);
-        let (batcher, queue) = mpsc::unbounded_channel();
-        let core = Arc::new(Core {
-            id: self.id,
-            raft: raft.clone(),
-            metrics: raft.metrics(),
-            image,
-            net: net.clone(),
-            disk,
-            stop,
-            stopped: AtomicBool::new(false),
-            batcher,
-            writes: AtomicU64::new(0),
-            entries: AtomicU64::new(0),
-            reads: AtomicU64::new(0),
-            rejected: AtomicU64::new(0),
-        });
-        tokio::spawn(accept(listener, core.clone(), stopped_rx));
-        tokio::spawn(batch_writes(Arc::downgrade(&core), raft.clone(), queue, self.timeout, self.session_expiry));
+        let core = Server::start(self.id, raft.clone(), image, net, disk, listener, self.timeout, self.session_expiry);
 
         let initialize = self.initialize.unwrap_or(members.keys().next() == Some(&self.id));
         if initialize && !raft.is_initialized().await.map_err(|e| Error::Protocol(e.to_string()))? {
@@ -257,176 +232,6 @@ impl<D: Replicated> Builder<D> {
         }
         let client = Client::for_node(core.clone(), members.into_iter().collect(), self.timeout);
         Ok(Node { core, client, listen })
-    }
-}
-
-/// What a node's server, its client and its handle share.
-pub(crate) struct Core<D: Replicated> {
-    pub(crate) id: NodeId,
-    raft: Raft<Types<D>>,
-    /// openraft's metrics, subscribed once (read on every write to check leadership).
-    metrics: watch::Receiver<openraft::RaftMetrics<NodeId, BasicNode>>,
-    image: Arc<RwLock<Image<D>>>,
-    pub(crate) net: Arc<Net>,
-    disk: Arc<Disk>,
-    stop: watch::Sender<bool>,
-    pub(crate) stopped: AtomicBool,
-    batcher: mpsc::UnboundedSender<Waiting<D>>,
-    writes: AtomicU64,
-    entries: AtomicU64,
-    reads: AtomicU64,
-    rejected: AtomicU64,
-}
-
-/// A client write waiting for a log entry, and where its answer goes.
-type Waiting<D> = (Command<D>, oneshot::Sender<Reply<D>>);
-
-/// Log entries a leader has proposed and not yet seen applied, at most. openraft 0.9
-/// writes one entry to disk at a time, so the writes that arrive while these are in flight
-/// wait and go together in the next entry: one flush for all of them.
-const ENTRIES_IN_FLIGHT: usize = 4;
-/// Client writes in one log entry, at most.
-const BATCH_MAX: usize = 256;
-
-/// Gathers client writes into log entries.
-async fn batch_writes<D: Replicated>(
-    core: std::sync::Weak<Core<D>>,
-    raft: Raft<Types<D>>,
-    mut queue: mpsc::UnboundedReceiver<Waiting<D>>,
-    timeout: Duration,
-    session_expiry: Duration,
-) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(ENTRIES_IN_FLIGHT));
-    while let Some(first) = queue.recv().await {
-        let Ok(slot) = slots.clone().acquire_owned().await else { return };
-        let mut commands = vec![first.0];
-        let mut waiters = vec![first.1];
-        while commands.len() < BATCH_MAX {
-            match queue.try_recv() {
-                Ok((command, waiter)) => {
-                    commands.push(command);
-                    waiters.push(waiter);
-                }
-                Err(_) => break,
-            }
-        }
-        let (raft, core) = (raft.clone(), core.clone());
-        tokio::spawn(async move {
-            // The slot is freed when this task ends, however it ends.
-            let _slot = slot;
-            let n = commands.len() as u64;
-            // openraft answers a proposal when its entry is applied or truncated; a deposed
-            // leader that installs a snapshot covering its pending entries does neither, so
-            // the wait is bounded, and the slot freed, after the request timeout.
-            let written = tokio::time::timeout(timeout, raft.client_write(Batch::new(commands, session_expiry))).await;
-            let failed = match written {
-                Ok(Ok(written)) => {
-                    if let Some(core) = core.upgrade() {
-                        core.writes.fetch_add(n, Ordering::Relaxed);
-                        core.entries.fetch_add(1, Ordering::Relaxed);
-                    }
-                    for (waiter, applied) in waiters.into_iter().zip(written.data) {
-                        let _ = waiter.send(match applied {
-                            Applied::Response(r) => Reply::Done(r),
-                            Applied::Expired => Reply::Expired,
-                            Applied::UnknownSession => Reply::UnknownSession,
-                            Applied::Panicked => Reply::Panicked,
-                        });
-                    }
-                    return;
-                }
-                Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(to)))) => Reply::Deposed(to.leader_id),
-                Ok(Err(e)) => Reply::Unavailable(e.to_string()),
-                Err(_) => Reply::Unavailable("the entry was not applied in time".into()),
-            };
-            for waiter in waiters {
-                let _ = waiter.send(failed.clone());
-            }
-        });
-    }
-}
-
-impl<D: Replicated> Core<D> {
-    /// Proposes a client's write, if this node leads: queued for the batcher, which puts
-    /// it in the next log entry.
-    pub(crate) async fn write_here(&self, command: Command<D>) -> Reply<D> {
-        if self.stopped.load(Ordering::Acquire) {
-            return Reply::Refused("the node is shut down".into());
-        }
-        // A follower answers without proposing (the client may then send the write
-        // elsewhere as a first try); a leader deposed after proposing answers `Deposed`.
-        let (leads, leader) = {
-            let m = self.metrics.borrow();
-            (m.state == openraft::ServerState::Leader && m.current_leader == Some(self.id), m.current_leader)
-        };
-        if !leads {
-            return Reply::NotLeader(leader);
-        }
-        let (tx, rx) = oneshot::channel();
-        if self.batcher.send((command, tx)).is_err() {
-            return Reply::Refused("the node is shut down".into());
-        }
-        rx.await.unwrap_or_else(|_| Reply::Unavailable("the node shut down with the write queued".into()))
-    }
-
-    /// Serves a linearizable read, if this node leads: confirms its leadership with a
-    /// quorum, waits until it has applied everything committed before, then reads its copy.
-    pub(crate) async fn read_here(&self, op: &D::ReadOp) -> Reply<D> {
-        if self.stopped.load(Ordering::Acquire) {
-            return Reply::Refused("the node is shut down".into());
-        }
-        match self.raft.ensure_linearizable().await {
-            Ok(_) => {
-                self.reads.fetch_add(1, Ordering::Relaxed);
-                let image = self.image.read().unwrap_or_else(|e| e.into_inner());
-                Reply::Done(image.object.dispatch(op))
-            }
-            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(to))) => Reply::NotLeader(to.leader_id),
-            Err(e) => Reply::Unavailable(e.to_string()),
-        }
-    }
-
-    async fn serve(self: Arc<Self>, body: Vec<u8>) -> Frame {
-        let response = match decode::<Request<D>>(&body) {
-            Ok(Request::Append(rpc)) => Response::Append(self.raft.append_entries(rpc).await),
-            Ok(Request::Vote(rpc)) => Response::Vote(self.raft.vote(rpc).await),
-            Ok(Request::Snapshot(rpc)) => Response::Snapshot(self.raft.install_snapshot(rpc).await),
-            Ok(Request::Write(command)) => Response::Client(self.write_here(command).await),
-            Ok(Request::Read(op)) => Response::Client(self.read_here(&op).await),
-            Err(e) => {
-                self.rejected.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!("corum-raft: node {} rejected a frame that does not decode: {e}", self.id);
-                Response::Rejected(e.to_string())
-            }
-        };
-        Frame::encode(&response).unwrap_or_else(|e| {
-            Frame::encode(&Response::<D>::Rejected(format!("the answer does not encode: {e}"))).unwrap_or_default()
-        })
-    }
-}
-
-async fn accept<D: Replicated>(listener: TcpListener, core: Arc<Core<D>>, mut stop: watch::Receiver<bool>) {
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = stop.changed() => return,
-        };
-        match accepted {
-            Ok((stream, _)) => {
-                if core.net.is_cut() {
-                    drop(stream);
-                    continue;
-                }
-                let served = core.clone();
-                tokio::spawn(net::serve_connection(stream, core.net.clone(), stop.clone(), move |body| {
-                    served.clone().serve(body)
-                }));
-            }
-            Err(e) => {
-                tracing::warn!("corum-raft: accepting a connection failed: {e}");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
     }
 }
 
@@ -462,7 +267,7 @@ pub struct NodeMetrics {
 
 /// A running node. Writes and reads through it go to the leader wherever it is.
 pub struct Node<D: Replicated> {
-    core: Arc<Core<D>>,
+    core: Arc<Server<D>>,
     client: Client<D>,
     listen: SocketAddr,
 }
@@ -572,95 +377,6 @@ impl<D: Replicated> Drop for Node<D> {
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                 runtime.spawn(stopping);
             }
-        }
-    }
-}
-
-/// Opens connections to peers for openraft.
-struct Factory {
-    net: Arc<Net>,
-}
-
-impl<D: Replicated> RaftNetworkFactory<Types<D>> for Factory {
-    type Network = Peer;
-
-    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Peer {
-        Peer { target, addr: node.addr.parse().ok(), net: self.net.clone() }
-    }
-}
-
-/// openraft's view of one peer.
-struct Peer {
-    target: NodeId,
-    addr: Option<SocketAddr>,
-    net: Arc<Net>,
-}
-
-type RpcResult<T, E> = Result<T, RPCError<NodeId, BasicNode, E>>;
-
-impl Peer {
-    async fn call<D: Replicated, E: std::error::Error>(
-        &self,
-        request: Request<D>,
-        timeout: Duration,
-    ) -> RpcResult<Response<D>, E> {
-        let Some(addr) = self.addr else {
-            let e = std::io::Error::new(std::io::ErrorKind::InvalidInput, "the peer's address does not parse");
-            return Err(RPCError::Unreachable(Unreachable::new(&e)));
-        };
-        let frame = Frame::encode(&request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        if frame.body_len() > net::MAX_FRAME {
-            // openraft splits the entries and sends again; other requests cannot be split.
-            if let Request::Append(rpc) = &request {
-                let hint = (rpc.entries.len() as u64 / 2).max(1);
-                return Err(RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(hint)));
-            }
-        }
-        let answer =
-            self.net.call(addr, frame, timeout).await.map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
-        decode(&answer).map_err(|e| RPCError::Network(NetworkError::new(&e)))
-    }
-}
-
-fn unexpected<E: std::error::Error>(what: &str) -> RPCError<NodeId, BasicNode, E> {
-    let e = std::io::Error::new(std::io::ErrorKind::InvalidData, format!("unexpected answer: {what}"));
-    RPCError::Network(NetworkError::new(&e))
-}
-
-impl<D: Replicated> RaftNetwork<Types<D>> for Peer {
-    async fn append_entries(
-        &mut self,
-        rpc: AppendEntriesRequest<Types<D>>,
-        option: RPCOption,
-    ) -> RpcResult<AppendEntriesResponse<NodeId>, RaftError<NodeId>> {
-        match self.call::<D, _>(Request::Append(rpc), option.hard_ttl()).await? {
-            Response::Append(r) => r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e))),
-            Response::Rejected(why) => Err(unexpected(&why)),
-            _ => Err(unexpected("not an append answer")),
-        }
-    }
-
-    async fn install_snapshot(
-        &mut self,
-        rpc: InstallSnapshotRequest<Types<D>>,
-        option: RPCOption,
-    ) -> RpcResult<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>> {
-        match self.call::<D, _>(Request::Snapshot(rpc), option.hard_ttl()).await? {
-            Response::Snapshot(r) => r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e))),
-            Response::Rejected(why) => Err(unexpected(&why)),
-            _ => Err(unexpected("not a snapshot answer")),
-        }
-    }
-
-    async fn vote(
-        &mut self,
-        rpc: VoteRequest<NodeId>,
-        option: RPCOption,
-    ) -> RpcResult<VoteResponse<NodeId>, RaftError<NodeId>> {
-        match self.call::<D, _>(Request::Vote(rpc), option.hard_ttl()).await? {
-            Response::Vote(r) => r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e))),
-            Response::Rejected(why) => Err(unexpected(&why)),
-            _ => Err(unexpected("not a vote answer")),
         }
     }
 }

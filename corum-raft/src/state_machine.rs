@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::storage::{Disk, Recovered};
 use crate::types::{
-    decode, encode, storage_error, Applied, Batch, Command, Entry, LogId, NodeId, Replicated, StorageError, Types,
+    decode, encode, storage_error, Applied, Batch, Entry, LogId, NodeId, Replicated, StorageError, Types, Write,
 };
 
 /// What a client session remembers: the responses it may still be asked for again.
@@ -74,18 +74,18 @@ impl<D: Replicated> Image<D> {
             self.sessions.retain(|_, session| session.seen.saturating_add(expiry) > clock);
             self.next_sweep = clock.saturating_add((expiry / 16).max(1));
         }
-        batch.commands.iter().map(|command| self.apply(command)).collect()
+        batch.writes.iter().map(|command| self.apply(command)).collect()
     }
 
     /// Applies one client write through its session.
-    fn apply(&mut self, command: &Command<D>) -> Applied<D> {
+    fn apply(&mut self, command: &Write<D>) -> Applied<D> {
         let session = match self.sessions.entry(command.client) {
             std::collections::btree_map::Entry::Occupied(session) => session.into_mut(),
-            // A client that had a write answered (`acked` past 1), or that retries a write
+            // A client that had a write answered (a floor past 1), or that retries a write
             // an earlier copy of which may have been applied, had a session here that
             // expired. Its write is refused, not applied as the first of a new session (it
             // could be a copy of one applied before the session expired).
-            std::collections::btree_map::Entry::Vacant(_) if command.acked > 1 || command.retry => {
+            std::collections::btree_map::Entry::Vacant(_) if command.floor > 1 || command.retry => {
                 return Applied::UnknownSession
             }
             std::collections::btree_map::Entry::Vacant(vacant) => {
@@ -93,18 +93,18 @@ impl<D: Replicated> Image<D> {
             }
         };
         session.seen = self.clock;
-        if command.acked > session.floor {
-            session.floor = command.acked;
-            session.replies = session.replies.split_off(&command.acked);
+        if command.floor > session.floor {
+            session.floor = command.floor;
+            session.replies = session.replies.split_off(&command.floor);
         }
-        if command.seq < session.floor {
+        if command.sequence < session.floor {
             return Applied::Expired;
         }
-        if let Some(kept) = session.replies.get(&command.seq) {
+        if let Some(kept) = session.replies.get(&command.sequence) {
             return kept.clone().map_or(Applied::Panicked, Applied::Response);
         }
         let outcome = catch_unwind(AssertUnwindSafe(|| self.object.dispatch_mut(&command.op))).ok();
-        session.replies.insert(command.seq, outcome.clone());
+        session.replies.insert(command.sequence, outcome.clone());
         outcome.map_or(Applied::Panicked, Applied::Response)
     }
 
@@ -285,11 +285,13 @@ mod tests {
         }
     }
 
-    /// A batch at `millis` of (client, seq, acked, retry, add), sessions expiring after 100.
+    /// A batch at `millis` of (client, sequence, floor, retry, add), sessions expiring after 100.
     fn batch(millis: u64, commands: &[(u64, u64, u64, bool, u64)]) -> Batch<Sum> {
-        let commands =
-            commands.iter().map(|&(client, seq, acked, retry, op)| Command { client, seq, acked, retry, op }).collect();
-        Batch { millis, session_expiry_millis: 100, commands }
+        let commands = commands
+            .iter()
+            .map(|&(client, sequence, floor, retry, op)| Write { client, sequence, floor, retry, op })
+            .collect();
+        Batch { millis, session_expiry_millis: 100, writes: commands }
     }
 
     fn one(image: &mut Image<Sum>, millis: u64, command: (u64, u64, u64, bool, u64)) -> Applied<Sum> {

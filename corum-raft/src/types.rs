@@ -67,29 +67,35 @@ impl<D> Replicated for D where
 /// retry of the same write is answered from the session instead of being applied again.
 #[derive(Serialize, Deserialize)]
 #[serde(bound = "")]
-pub struct Command<D: Replicated> {
+pub struct Write<D: Replicated> {
     /// The client session that sent it.
     pub client: u64,
     /// Its number within the session (from 1).
-    pub seq: u64,
+    pub sequence: u64,
     /// Every write of the session numbered below this has had its response delivered, so
     /// the state machine may forget those responses.
-    pub acked: u64,
+    pub floor: u64,
     /// An earlier copy of this write may have reached a leader (this one is a retry).
     pub retry: bool,
     /// The operation.
     pub op: D::WriteOp,
 }
 
-impl<D: Replicated> Clone for Command<D> {
+impl<D: Replicated> Clone for Write<D> {
     fn clone(&self) -> Self {
-        Command { client: self.client, seq: self.seq, acked: self.acked, retry: self.retry, op: self.op.clone() }
+        Write {
+            client: self.client,
+            sequence: self.sequence,
+            floor: self.floor,
+            retry: self.retry,
+            op: self.op.clone(),
+        }
     }
 }
 
-impl<D: Replicated> fmt::Debug for Command<D> {
+impl<D: Replicated> fmt::Debug for Write<D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Command(client {:x}, seq {}, acked {})", self.client, self.seq, self.acked)
+        write!(f, "Write(client {:x}, sequence {}, floor {})", self.client, self.sequence, self.floor)
     }
 }
 
@@ -105,32 +111,28 @@ pub struct Batch<D: Replicated> {
     /// Sessions with no write for this long (by the log's time) are forgotten.
     pub session_expiry_millis: u64,
     /// The writes.
-    pub commands: Vec<Command<D>>,
+    pub writes: Vec<Write<D>>,
 }
 
 impl<D: Replicated> Batch<D> {
-    /// A batch of `commands` stamped with this machine's clock, with sessions expiring
+    /// A batch of `writes` stamped with this machine's clock, with sessions expiring
     /// after `session_expiry`.
-    pub fn new(commands: Vec<Command<D>>, session_expiry: std::time::Duration) -> Self {
+    pub fn new(writes: Vec<Write<D>>, session_expiry: std::time::Duration) -> Self {
         let millis = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, millis);
-        Batch { millis: now, session_expiry_millis: millis(session_expiry), commands }
+        Batch { millis: now, session_expiry_millis: millis(session_expiry), writes }
     }
 }
 
 impl<D: Replicated> Clone for Batch<D> {
     fn clone(&self) -> Self {
-        Batch {
-            millis: self.millis,
-            session_expiry_millis: self.session_expiry_millis,
-            commands: self.commands.clone(),
-        }
+        Batch { millis: self.millis, session_expiry_millis: self.session_expiry_millis, writes: self.writes.clone() }
     }
 }
 
 impl<D: Replicated> fmt::Debug for Batch<D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Batch({} writes at {})", self.commands.len(), self.millis)
+        write!(f, "Batch({} writes at {})", self.writes.len(), self.millis)
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{Cluster, Counters};
 use corum::sim::linearizability::{check, Call, Operation};
-use corum_raft::{Applied, Batch, Builder, Client, Command, Error};
+use corum_raft::{Applied, Batch, Builder, Client, Error, Write};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn writes_and_reads_reach_every_copy() {
@@ -137,22 +137,26 @@ async fn a_retried_write_is_applied_once() {
     let leader = cluster.leader().await;
     let raft = cluster.node(leader).raft();
     let hour = Duration::from_secs(3600);
-    let command =
-        |seq, acked| Batch::<Counters>::new(vec![Command { client: 42, seq, acked, retry: false, op: (9, 5) }], hour);
+    let command = |sequence, floor| {
+        Batch::<Counters>::new(vec![Write { client: 42, sequence, floor, retry: false, op: (9, 5) }], hour)
+    };
     // The same write twice (a retry after a lost answer): the second is answered from the
     // session, not applied.
     let first = raft.client_write(command(1, 1)).await.unwrap().data.remove(0);
     let again = raft.client_write(command(1, 1)).await.unwrap().data.remove(0);
     assert!(matches!(first, Applied::Response(5)), "{first:?}");
     assert!(matches!(again, Applied::Response(5)), "{again:?}");
-    // Once the client has moved on (acked past it), a late copy is not applied either.
+    // Once the client has moved on (its floor past it), a late copy is not applied either.
     let next = raft.client_write(command(2, 2)).await.unwrap().data.remove(0);
     assert!(matches!(next, Applied::Response(10)), "{next:?}");
     let late = raft.client_write(command(1, 1)).await.unwrap().data.remove(0);
     assert!(matches!(late, Applied::Expired), "{late:?}");
     // A write that panicked, retried: answered as panicked again, not run again.
     let poison = || {
-        Batch::<Counters>::new(vec![Command { client: 42, seq: 3, acked: 3, retry: false, op: (20, u64::MAX) }], hour)
+        Batch::<Counters>::new(
+            vec![Write { client: 42, sequence: 3, floor: 3, retry: false, op: (20, u64::MAX) }],
+            hour,
+        )
     };
     for _ in 0..2 {
         let outcome = raft.client_write(poison()).await.unwrap().data.remove(0);
