@@ -41,7 +41,11 @@ impl ClientRecord {
         }
         self.floor = floor;
         let base = floor & !63;
-        let whole_words = usize::try_from((base - self.base) / 64).unwrap_or(usize::MAX);
+        let mut whole_words = usize::try_from((base - self.base) / 64).unwrap_or(usize::MAX);
+        if planted!("floor-word-off-by-one") && whole_words > 0 {
+            // Planted bug: a floor that moves into a later word drops one word too many.
+            whole_words += 1;
+        }
         if whole_words >= self.words.len() {
             self.words.clear();
         } else {

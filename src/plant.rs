@@ -19,8 +19,13 @@ pub(crate) const PLANTS: &[(&str, &str)] = &[
     ("commit-without-majority", "a leader commits a slot as soon as it proposes it"),
     ("volatile-promise", "a restarted acceptor forgets a promise not backed by an accepted value"),
     ("handover-skips-phase-1", "a replica handed leadership leads at once in a fresh ballot, without phase 1"),
+    ("sparse-log-drops-last", "a log leaving its sparse form loses its last entry"),
     // The replicated state and the driver shared by the runtime and the simulator.
     ("skip-dedup", "the exactly-once table is never consulted"),
+    (
+        "floor-word-off-by-one",
+        "a client's floor that moves into a later word of the exactly-once table drops one word too many",
+    ),
     ("snapshot-drops-exactly-once", "a snapshot carries the object without its exactly-once table"),
     // The client machine, and what the shells hand it, shared by the runtime and the simulator.
     ("floor-skips-in-flight", "a client's floor passes a write still in flight"),

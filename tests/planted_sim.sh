@@ -14,11 +14,13 @@ plants=(
     commit-without-majority
     skip-noop-fill
     skip-dedup
+    floor-word-off-by-one
     recover-first-value
     ballot-round-only
     leader-keeps-leading
     volatile-promise
     handover-skips-phase-1
+    sparse-log-drops-last
     snapshot-drops-exactly-once
     floor-skips-in-flight
     retry-floor-past-itself

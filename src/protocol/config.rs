@@ -33,6 +33,12 @@ pub struct Config {
     /// slow, paused or crashed replica has not applied them, and that replica catches up
     /// from a snapshot ([`Replica::snapshot_wanted`](super::Replica::snapshot_wanted)) instead of holding the log back.
     pub log_window: u64,
+    /// The span of slots up to which a log keeps its entries in a ring however sparse they
+    /// are: beyond it, and beyond four slots per entry, they move to a map (and back once
+    /// truncation brings them close together again; see the log's module docs). The
+    /// default, 16,384, keeps a ring's memory to a few hundred KiB; tests and the simulator
+    /// lower it so that the map form is exercised.
+    pub log_sparse_span: u64,
     /// Whether the replica asserts its invariants after every input (see
     /// [`Replica::step`](super::Replica::step)). On by default in debug builds; the simulator and the model
     /// checker turn it on in every build, release included, because a broken invariant is
@@ -54,6 +60,7 @@ impl Config {
             learn_max: 64,
             buffer_max: 65_536,
             log_window: 4096,
+            log_sparse_span: 1 << 14,
             check_invariants: cfg!(debug_assertions),
         }
     }

@@ -30,4 +30,11 @@ pub struct Counters {
     /// Leadership transfers this replica gave up (not done within an election timeout, or
     /// the target stopped).
     pub transfers_abandoned: u64,
+    /// Times this replica's log moved its entries to its sparse form (a map), because they
+    /// spread over far more slots than there are of them ([`Config::log_sparse_span`]).
+    ///
+    /// [`Config::log_sparse_span`]: super::Config::log_sparse_span
+    pub logs_made_sparse: u64,
+    /// Times this replica's log moved its entries back from the sparse form to its ring.
+    pub logs_made_dense: u64,
 }

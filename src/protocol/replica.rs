@@ -181,11 +181,12 @@ impl<C: Clone> Replica<C> {
             panic!("invalid protocol config: {error}: {config:?}");
         }
         assert!(id.index() < config.replicas, "{id:?} is not in a cluster of {}", config.replicas);
+        let log_sparse_span = config.log_sparse_span;
         let mut replica = Self {
             id,
             config,
             ballot_promised: Ballot::ZERO,
-            log: Log::default(),
+            log: Log::new(log_sparse_span),
             slot_committed: Slot::ZERO,
             slot_delivered: Slot::ZERO,
             slot_truncated: Slot::ZERO,
@@ -309,6 +310,7 @@ impl<C: Clone> Replica<C> {
         if let Some((leader, ballot)) = self.progress_owed.take() {
             self.send(leader, Message::Progress { ballot, slot_delivered: self.slot_delivered });
         }
+        (self.counters.logs_made_sparse, self.counters.logs_made_dense) = self.log.form_changes();
         let messages = std::mem::replace(&mut *self.outbox, std::mem::take(&mut *self.outbox_spare));
         Ready { slot_committed: self.slot_committed, messages, committed, snapshot_wanted: self.snapshot_wanted() }
     }

@@ -317,6 +317,7 @@ impl<D: Dispatch> Builder<D> {
             learn_max: 64,
             buffer_max: self.submission_capacity * 4,
             log_window: self.log_window,
+            log_sparse_span: protocol::Config::new(self.replicas).log_sparse_span,
             check_invariants: cfg!(debug_assertions),
         }
     }

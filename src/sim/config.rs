@@ -60,6 +60,11 @@ pub struct FaultConfig {
     /// the runtime's does for a while after its leader stopped: writes then go to a
     /// follower, which forwards them (or holds them until it knows a leader).
     pub misleading_hint_permille: u64,
+    /// Chance that a replica resuming from a pause campaigns at once, as one whose clock
+    /// ran on while it was stopped would: far behind, it then holds its old entries and
+    /// those its promises report, far above them (the log's sparse form, see
+    /// [`Config::log_sparse_span`](crate::protocol::Config::log_sparse_span)).
+    pub resume_campaign_permille: u64,
 }
 
 impl FaultConfig {
@@ -83,6 +88,7 @@ impl FaultConfig {
             transfer_permille: 0,
             wrong_hint_permille: 0,
             misleading_hint_permille: 0,
+            resume_campaign_permille: 0,
         }
     }
 }
@@ -178,8 +184,11 @@ pub enum ClientOp<D: Dispatch> {
 /// pipelines of 1 to 3 writes, the uniform fault mix, and on three seeds in four the
 /// targeted faults of [`FaultConfig`] on top (partitions of a running leader, lost commit
 /// notices, simultaneous campaigns, fast restarts, replayed messages, leadership transfers,
-/// wrong death notices), each on its own share of seeds. An eighth of the seeds run without the election stagger, and an
-/// eighth retry writes eagerly.
+/// wrong death notices), each on its own share of seeds. An eighth of the seeds run without
+/// the election stagger, and an eighth retry writes eagerly. One seed in 32 runs long
+/// (300 to 600 operations per client, pipelines of 4 to 8, faults for 2,000 to 4,000
+/// ticks), and a fifth let logs take their sparse form after a few dozen slots, with
+/// long pauses after which replicas campaign at once, and busy clients.
 pub fn sweep_config(seed: u64) -> SimConfig {
     let mut rng = SimRng::new(seed ^ 0x5eed_5eed_5eed_5eed);
     let mut config = SimConfig {
@@ -222,6 +231,31 @@ pub fn sweep_config(seed: u64) -> SimConfig {
     }
     if rng.chance(1, 8) {
         config.retry_ticks = 8 + rng.below(8);
+    }
+    // A share of the seeds run long, with faults all along: thousands of slots, clients
+    // whose floors cross several words of the exactly-once table, snapshots of long logs.
+    if rng.chance(1, 32) {
+        config.operations_per_client = 300 + rng.below(300) as usize;
+        config.pipeline = 4 + rng.below(5) as usize;
+        config.fault_ticks = 2_000 + rng.below(2_000);
+        // Batches big enough that the retries of many pipelined writes, resubmitted at
+        // every change of leader, do not outrun the commits.
+        config.protocol.batch_max = 16;
+        config.liveness_ticks = 6_000;
+    }
+    // A quarter of the seeds let a log take its sparse form after a few dozen slots
+    // (protocol::Config::log_sparse_span), as a far-behind replica's does after 16,384.
+    // A log takes its sparse form when a replica far behind takes over leadership: it holds
+    // its old entries and the ones its promises reported, far above them (a follower never
+    // holds entries a log window above what it delivered). Those seeds have long pauses
+    // after which replicas campaign at once, and clients that keep the leader busy.
+    if rng.chance(1, 5) {
+        config.protocol.log_sparse_span = 4 + rng.below(28);
+        config.faults.resume_campaign_permille = 500 + rng.below(500);
+        config.faults.pause_permille *= 3;
+        config.faults.resume_permille = 5 + rng.below(10);
+        config.operations_per_client = config.operations_per_client.max(60 + rng.below(60) as usize);
+        config.fault_ticks = config.fault_ticks.max(1_000);
     }
     config
 }

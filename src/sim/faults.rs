@@ -54,7 +54,11 @@ where
         }
         if self.rng.chance(resume, 1000) {
             let i = self.rng.below(n) as usize;
-            self.nodes[i].paused = false;
+            let was_paused = std::mem::replace(&mut self.nodes[i].paused, false);
+            if was_paused && self.nodes[i].runs() && self.rng.chance(self.config.faults.resume_campaign_permille, 1000)
+            {
+                self.round(i, Input::Campaign)?;
+            }
         }
         if self.rng.chance(self.config.faults.misleading_hint_permille, 1000) {
             self.leader_hint = self.rng.below(n) as usize;

@@ -4,9 +4,11 @@
 //! Each simulated replica runs the threaded runtime's own replica driver over the same
 //! [`protocol::Replica`](crate::protocol::Replica): the same order of publishing the commit
 //! watermark, sending and applying, the same exactly-once apply, snapshot choice and
-//! install, and restart; reads are served by the runtime's rule (at a replica that has
-//! applied everything committed when the read began). Only the environment is simulated:
-//! network, clock and clients. The simulator checks, on every run:
+//! install, and restart; and each simulated client drives the runtime's own client machine
+//! (`crate::client`): the same numbering and floor, retries, deadlines, and reads (the
+//! watermark loaded when the read began, the copy that serves it). Only the environment is
+//! simulated: the network, the clock, and what clients ask when. The simulator checks, on
+//! every run:
 //! - **agreement**: no two replicas apply different batches in a slot;
 //! - **validity**: only commands clients submitted (or no-ops) are committed;
 //! - **exactly-once**: no client write takes effect twice, across retries and leader changes;
@@ -20,10 +22,15 @@
 //! survive, as on an acceptor's stable storage, and so does the replica's copy of the
 //! object, which stands for the entries it freed) and restarts (from the newer of its own
 //! copy and a peer's snapshot, then by learning), fast restarts while old messages are still
-//! in flight, crashes right after a promise; pauses; partitions of a running leader; lost
-//! commit notices; simultaneous campaigns; replayed old messages; and clients that retry
-//! after a timeout. Each run reports how often it took the protocol's delicate paths
-//! ([`Coverage`]).
+//! in flight, crashes right after a promise; pauses, and campaigns right after them;
+//! partitions of a running leader; lost commit notices; simultaneous campaigns; replayed old
+//! messages; misleading leader hints. The clients are the runtime's own client machine
+//! (`crate::client`): they number their writes, submit them where the leader hint says,
+//! resubmit them on a routing change or after a timeout, give up on some (or drop their
+//! tickets), and read through the runtime's read path. A share of the seeds run long
+//! (thousands of slots, clients past several words of the exactly-once table, snapshots of
+//! long logs) or let logs take their sparse form. Each run reports how often it took the
+//! delicate paths ([`Coverage`]).
 //!
 //! Run your own object through it to test that it is deterministic under faults:
 //!
@@ -69,7 +76,7 @@ mod world;
 
 pub use config::{sweep_config, ClientOp, FaultConfig, SimConfig};
 use linearizability::{Call, Partition, Specification};
-pub use report::{Coverage, Failure, Report};
+pub use report::{Coverage, Failure, Report, LONG_LOG};
 pub use rng::SimRng;
 use world::Sim;
 

@@ -290,6 +290,13 @@ where
                         sim.broke(message);
                     }
                 }
+                for command in commands {
+                    let floor = &mut sim.floors_applied[command.client as usize];
+                    if command.floor / 64 > *floor / 64 {
+                        sim.report.coverage.floors_across_words += 1;
+                    }
+                    *floor = (*floor).max(command.floor);
+                }
                 sim.canonical.insert(slot, (commands.to_vec(), effects, hash));
                 sim.report.slots_committed += 1;
             }
@@ -370,6 +377,9 @@ where
     fn installed_snapshot(&mut self, peer: usize, slot: Slot) {
         let sim = &mut *self.sim;
         sim.report.snapshots += 1;
+        if slot.get() >= super::report::LONG_LOG {
+            sim.report.coverage.snapshots_of_long_logs += 1;
+        }
         // As the runtime does: what it reported before describes a copy it no longer has.
         sim.digests.forget(self.i);
         sim.count_snapshot_during_retries();

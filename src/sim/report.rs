@@ -71,11 +71,24 @@ pub struct Coverage {
     pub failovers_started: u64,
     /// A leader handed leadership over to the replica a transfer named.
     pub handovers: u64,
+    /// A client's floor, as a slot applied it, moved into a later word (64 numbers) of the
+    /// exactly-once table.
+    pub floors_across_words: u64,
+    /// A replica's log moved its entries to the sparse form (see
+    /// [`Config::log_sparse_span`](crate::protocol::Config::log_sparse_span)).
+    pub logs_made_sparse: u64,
+    /// A replica's log moved its entries back from the sparse form to its ring.
+    pub logs_made_dense: u64,
+    /// A replica installed a snapshot of a long log: at slot [`LONG_LOG`] or beyond.
+    pub snapshots_of_long_logs: u64,
 }
+
+/// The slot from which a snapshot counts as one of a long log ([`Coverage::snapshots_of_long_logs`]).
+pub const LONG_LOG: u64 = 500;
 
 impl Coverage {
     /// Every path with its name and count, in a fixed order.
-    pub fn paths(&self) -> [(&'static str, u64); 8] {
+    pub fn paths(&self) -> [(&'static str, u64); 12] {
         [
             ("phase 1 chose among different values", self.recoveries_contested),
             ("candidate preempted by a higher ballot", self.candidacies_preempted),
@@ -85,6 +98,10 @@ impl Coverage {
             ("floor passed a retried write", self.floors_past_retried_writes),
             ("failover on a death notice", self.failovers_started),
             ("leadership handed over", self.handovers),
+            ("client floor moved into a later word of the exactly-once table", self.floors_across_words),
+            ("log moved to its sparse form", self.logs_made_sparse),
+            ("log moved back to its ring", self.logs_made_dense),
+            ("snapshot of a long log installed", self.snapshots_of_long_logs),
         ]
     }
 
@@ -94,6 +111,8 @@ impl Coverage {
         self.leaders_deposed += counters.leaders_deposed;
         self.failovers_started += counters.failovers_started;
         self.handovers += counters.handovers;
+        self.logs_made_sparse += counters.logs_made_sparse;
+        self.logs_made_dense += counters.logs_made_dense;
     }
 }
 

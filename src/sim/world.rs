@@ -172,6 +172,9 @@ pub(super) struct Sim<'a, D: Dispatch, W> {
     pub(super) partition: Option<(usize, u64)>,
     /// Recently delivered messages, for replay bursts.
     pub(super) delivered: Vec<(ReplicaId, ReplicaId, Message<Request<D>>)>,
+    /// Each client's highest floor a slot applied carried (for
+    /// [`Coverage::floors_across_words`](super::Coverage::floors_across_words)).
+    pub(super) floors_applied: Vec<u64>,
     /// The first check a replica's round broke (see `Sim::round`).
     pub(super) failure: Option<Failure>,
     /// Death and restart notices on their way to replicas.
@@ -223,6 +226,7 @@ where
             trace_messages: std::env::var("CORUM_SIM_TRACE").is_ok_and(|value| value == "messages"),
             partition: None,
             delivered: Vec::new(),
+            floors_applied: vec![0; config.clients],
             failure: None,
             hints: Vec::new(),
         }
