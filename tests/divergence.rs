@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 use corum::{Builder, Cluster, Dispatch, Error};
 
+/// Far above what anything here needs (see `tests/common`).
+const PATIENCE: Duration = Duration::from_secs(120);
+
 /// The write that misbehaves.
 const TRIGGER: u64 = 1_000;
 
@@ -52,7 +55,13 @@ impl Dispatch for Glitchy {
 }
 
 fn cluster(glitches: u64, every: u64) -> Cluster<Glitchy> {
-    Builder::new(Glitchy::new(glitches)).replicas(3).pin(false).digest_every(every).build().expect("build")
+    Builder::new(Glitchy::new(glitches))
+        .replicas(3)
+        .pin(false)
+        .digest_every(every)
+        .deadline(PATIENCE)
+        .build()
+        .expect("build")
 }
 
 #[test]
@@ -66,7 +75,7 @@ fn a_copy_that_diverges_is_found_within_digest_every_slots_and_replaced() {
     handle.execute_mut(TRIGGER).expect("the write one replica applies differently");
     // Every slot below this holds the trigger write (writes one at a time).
     let trigger_done: u64 = cluster.stats().iter().map(|s| s.slot_applied.get()).max().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + PATIENCE;
     let mut after = 0;
     let found = loop {
         handle.execute_mut(1).expect("writes go on while a copy is diverged");
@@ -106,7 +115,7 @@ fn copies_with_no_majority_digest_make_the_cluster_refuse_calls() {
     }
     // Each replica adds a different extra: three digests, no majority.
     let _ = handle.execute_mut(TRIGGER);
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + PATIENCE;
     let refused = loop {
         match handle.execute_mut(1) {
             Ok(_) => assert!(Instant::now() < deadline, "never refused"),

@@ -19,6 +19,11 @@ use corum::sim::workloads::{KvGet, KvMap, KvWrite};
 use corum::sim::{ClientOp, SimRng};
 use corum::{Builder, Cluster, Error, Ticket};
 
+/// The deadline of every call: far above what anything needs (see `tests/common`), so that a
+/// call that fails with `NoQuorum` while a majority runs shows a lost write, not a loaded
+/// machine.
+const PATIENCE: Duration = Duration::from_secs(120);
+
 fn seed() -> u64 {
     std::env::var("CORUM_STRESS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(1)
 }
@@ -257,7 +262,7 @@ fn stress(stress: Stress) {
     let seed = seed();
     // Digests compared every 16 slots: the map is deterministic, so no copy may ever be
     // found diverged, through crashes, restarts, snapshots and transfers.
-    let mut builder = Builder::new(KvMap::default()).replicas(stress.replicas).digest_every(16);
+    let mut builder = Builder::new(KvMap::default()).replicas(stress.replicas).digest_every(16).deadline(PATIENCE);
     if let Some(retry_after) = stress.retry_after {
         builder = builder.retry_after(retry_after);
     }
@@ -341,8 +346,9 @@ fn stress(stress: Stress) {
     let started = Instant::now();
     assert!(on_leader > 0, "seed {seed}: the schedule injected faults on the leader");
     assert!(stress.faults != Faults::Mixed || moved > 0, "seed {seed}: leadership was moved");
-    // The schedule never takes a majority away, and the deadline (5 s) is twenty times the
-    // longest stall a leader change causes: a call that found no quorum lost its write.
+    // The schedule never takes a majority away, and the deadline (2 minutes) is thousands of
+    // times the longest stall a leader change causes: a call that found no quorum lost its
+    // write.
     assert_eq!(no_quorum, 0, "seed {seed}: calls failed with NoQuorum while a majority ran");
     let key = |call: &Call<KvGet, KvWrite>| KvMap::key(call);
     if let Err(report) = check(&KvMap::default(), &history, Some(&key)) {

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{check_copies, Kv, KvRead, KvWrite, Rng, WriteId};
-use corum::{Builder, Handle, RoleKind};
+use common::{check_copies, eventually, until_ok, Kv, KvRead, KvWrite, Rng, WriteId, PATIENCE};
+use corum::{Builder, Handle, LeaderPolicy, RoleKind};
 
 type Acked = Arc<Mutex<HashMap<WriteId, Option<u64>>>>;
 type Submitted = Arc<Mutex<HashMap<WriteId, KvWrite>>>;
@@ -75,6 +75,18 @@ fn client_workload(
     }
 }
 
+/// A cluster of `Kv` whose calls wait up to [`PATIENCE`] (tests that need `NoQuorum` set a
+/// short deadline of their own).
+fn kv() -> Builder<Kv> {
+    Builder::new(Kv::default()).deadline(PATIENCE)
+}
+
+/// The replica leading now, waited for (leadership may be moving).
+#[track_caller]
+fn leader(cluster: &corum::Cluster<Kv>) -> usize {
+    eventually("a leader", || cluster.leader())
+}
+
 /// Client threads running `client_workload` against one cluster, with what they record.
 struct Run {
     acked: Acked,
@@ -119,14 +131,20 @@ impl Run {
     /// the caller wanted to see happen under load would go unchecked.
     #[track_caller]
     fn wait_for(&self, steps: usize) {
-        while self.progress.load(Ordering::Relaxed) < steps {
+        eventually("the clients' progress", || {
             assert!(
                 !self.threads.iter().any(|t| t.is_finished()),
                 "a client ended after {} of the {steps} steps waited for: it failed, or ran out of work",
                 self.progress.load(Ordering::Relaxed)
             );
-            std::thread::sleep(Duration::from_millis(1));
-        }
+            (self.progress.load(Ordering::Relaxed) >= steps).then_some(())
+        });
+    }
+
+    /// Waits until the clients made `steps` more steps between them.
+    #[track_caller]
+    fn wait_for_more(&self, steps: usize) {
+        self.wait_for(self.progress.load(Ordering::Relaxed) + steps);
     }
 
     /// Joins the clients (each panics if a call failed), shuts the cluster down, and checks
@@ -150,7 +168,7 @@ impl Run {
 
 #[test]
 fn three_replicas_four_clients_100k_mixed_ops_agree_with_a_sequential_replay() {
-    let cluster = Builder::new(Kv::default()).replicas(3).build().expect("build");
+    let cluster = kv().replicas(3).build().expect("build");
     let run = Run::start(&cluster, 4, 25_000);
     while run.threads.iter().any(|thread| !thread.is_finished()) {
         std::thread::sleep(Duration::from_millis(5));
@@ -166,7 +184,7 @@ fn three_replicas_four_clients_100k_mixed_ops_agree_with_a_sequential_replay() {
 /// each other and are woken by submissions), and the same workload agrees just as well.
 #[test]
 fn without_helping_the_replica_threads_do_all_the_work() {
-    let cluster = Builder::new(Kv::default()).replicas(3).helping(false).build().expect("build");
+    let cluster = kv().replicas(3).helping(false).build().expect("build");
     let run = Run::start(&cluster, 4, 5_000);
     while run.threads.iter().any(|thread| !thread.is_finished()) {
         std::thread::sleep(Duration::from_millis(5));
@@ -177,10 +195,10 @@ fn without_helping_the_replica_threads_do_all_the_work() {
 
 #[test]
 fn a_crashed_leader_is_replaced_and_no_acknowledged_write_is_lost_or_doubled() {
-    let cluster = Builder::new(Kv::default()).replicas(3).build().expect("build");
+    let cluster = kv().replicas(3).build().expect("build");
     let run = Run::start(&cluster, 3, 6_000);
     run.wait_for(1_000);
-    let old_leader = cluster.leader().expect("a leader while clients run");
+    let old_leader = leader(&cluster);
     cluster.faults().crash(old_leader).expect("crash the leader");
     let at_crash = run.progress.load(Ordering::Relaxed);
     while run.threads.iter().any(|thread| !thread.is_finished()) {
@@ -195,20 +213,20 @@ fn a_crashed_leader_is_replaced_and_no_acknowledged_write_is_lost_or_doubled() {
 
 #[test]
 fn a_crashed_follower_serving_reads_is_replaced_for_its_clients() {
-    let cluster = Builder::new(Kv::default()).replicas(3).build().expect("build");
+    let cluster = kv().replicas(3).build().expect("build");
     let run = Run::start(&cluster, 3, UNTIL_FINISHED);
     run.wait_for(500);
-    let leader = cluster.leader().expect("a leader");
+    let leader = leader(&cluster);
     cluster.faults().crash((leader + 1) % 3).expect("crash a follower");
     run.finish(cluster, 2);
 }
 
 #[test]
 fn five_replicas_survive_two_crashes() {
-    let cluster = Builder::new(Kv::default()).replicas(5).build().expect("build");
+    let cluster = kv().replicas(5).build().expect("build");
     let run = Run::start(&cluster, 2, UNTIL_FINISHED);
     run.wait_for(300);
-    let leader = cluster.leader().expect("a leader");
+    let leader = leader(&cluster);
     cluster.faults().crash(leader).expect("crash");
     cluster.faults().crash((leader + 2) % 5).expect("crash");
     run.finish(cluster, 3);
@@ -216,7 +234,7 @@ fn five_replicas_survive_two_crashes() {
 
 #[test]
 fn one_thread_keeps_many_writes_in_flight() {
-    let cluster = Builder::new(Kv::default()).replicas(3).build().expect("build");
+    let cluster = kv().replicas(3).build().expect("build");
     let handle = cluster.handle();
     let mut expected = 0;
     for round in 0..100u32 {
@@ -243,7 +261,7 @@ fn one_thread_keeps_many_writes_in_flight() {
 fn reads_wait_for_the_home_replica_to_catch_up() {
     // Every handle reads from its home replica; a write through one handle must be visible
     // to a read through another handle at once, whichever replica serves it.
-    let cluster = Builder::new(Kv::default()).replicas(3).build().expect("build");
+    let cluster = kv().replicas(3).build().expect("build");
     let handles: Vec<_> = (0..3).map(|_| cluster.handle()).collect();
     for number in 0..300u32 {
         let writer = &handles[number as usize % 3];
@@ -258,20 +276,17 @@ fn reads_wait_for_the_home_replica_to_catch_up() {
 
 #[test]
 fn stats_describe_every_replica() {
-    let cluster = Builder::new(Kv::default()).replicas(3).build().expect("build");
+    // Leadership stays where it is: only one leader change to count.
+    let cluster = kv().replicas(3).leader_policy(LeaderPolicy::Any).build().expect("build");
     let handle = cluster.handle();
     for number in 0..50 {
         handle.execute_mut(KvWrite::Add { id: WriteId { client: 0, number }, key: 0, delta: 1 }).expect("write");
     }
     // Followers learn the last commit with the leader's next message; wait for it.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let stats = loop {
+    let stats = eventually("every replica applied as far", || {
         let stats = cluster.stats();
-        if stats.iter().all(|s| s.slot_applied == stats[0].slot_applied) || std::time::Instant::now() > deadline {
-            break stats;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    };
+        stats.iter().all(|s| s.slot_applied == stats[0].slot_applied).then_some(stats)
+    });
     assert_eq!(stats.len(), 3);
     assert_eq!(stats.iter().filter(|s| s.role == RoleKind::Leader).count(), 1);
     assert!(stats.iter().all(|s| s.slot_applied.get() >= 1 && s.slot_applied == stats[0].slot_applied), "{stats:#?}");
@@ -285,7 +300,7 @@ fn stats_describe_every_replica() {
 #[test]
 fn more_replicas_than_cores_still_make_progress() {
     let replicas = corum::available_cores().max(1) * 2 + 1;
-    let cluster = Builder::new(Kv::default()).replicas(replicas.min(9)).build().expect("build");
+    let cluster = kv().replicas(replicas.min(9)).build().expect("build");
     let handle = cluster.handle();
     for number in 0..200 {
         handle.execute_mut(KvWrite::Add { id: WriteId { client: 0, number }, key: 0, delta: 1 }).expect("write");
@@ -298,31 +313,25 @@ fn more_replicas_than_cores_still_make_progress() {
 fn eager_retries_are_applied_exactly_once() {
     // Clients resubmit every write after 50 us: most writes are committed several times,
     // and the replicated exactly-once table must apply each once.
-    let cluster =
-        Builder::new(Kv::default()).replicas(3).retry_after(Duration::from_micros(50)).build().expect("build");
+    let cluster = kv().replicas(3).retry_after(Duration::from_micros(50)).build().expect("build");
     Run::start(&cluster, 3, 3_000).finish(cluster, 3);
 }
 
 /// Waits until `replica` has applied every slot committed so far.
 fn wait_until_caught_up(cluster: &corum::Cluster<Kv>, replica: usize) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
+    eventually("the replica caught up", || {
         let stats = cluster.stats();
         let committed = stats.iter().map(|s| s.slot_committed).max().expect("replicas");
-        if stats[replica].slot_applied >= committed {
-            return;
-        }
-        assert!(std::time::Instant::now() < deadline, "replica {replica} never caught up: {stats:#?}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
+        (stats[replica].slot_applied >= committed).then_some(())
+    });
 }
 
 #[test]
 fn a_crashed_follower_restarts_from_a_snapshot_and_catches_up() {
-    let cluster = Builder::new(Kv::default()).replicas(3).build().expect("build");
+    let cluster = kv().replicas(3).build().expect("build");
     let run = Run::start(&cluster, 3, UNTIL_FINISHED);
     run.wait_for(500);
-    let follower = (cluster.leader().expect("a leader") + 1) % 3;
+    let follower = (leader(&cluster) + 1) % 3;
     cluster.faults().crash(follower).expect("crash");
     assert!(matches!(cluster.faults().crash(follower), Ok(())), "crashing twice does nothing");
     run.wait_for(1_500);
@@ -339,10 +348,10 @@ fn a_crashed_follower_restarts_from_a_snapshot_and_catches_up() {
 
 #[test]
 fn a_crashed_leader_restarts_and_the_cluster_keeps_all_three_copies() {
-    let cluster = Builder::new(Kv::default()).replicas(3).build().expect("build");
+    let cluster = kv().replicas(3).build().expect("build");
     let run = Run::start(&cluster, 3, UNTIL_FINISHED);
     run.wait_for(500);
-    let leader = cluster.leader().expect("a leader");
+    let leader = leader(&cluster);
     cluster.faults().crash(leader).expect("crash");
     run.wait_for(1_500);
     cluster.faults().restart(leader).expect("restart");
@@ -355,31 +364,28 @@ fn a_crashed_leader_restarts_and_the_cluster_keeps_all_three_copies() {
 fn a_paused_replica_does_not_hold_the_log_back_and_catches_up_by_snapshot() {
     let window = 64;
     // Small rings, so that what the paused replica misses cannot all wait in its inbox.
-    let cluster = Builder::new(Kv::default()).replicas(3).log_window(window).ring_capacity(64).build().expect("build");
+    let cluster = kv().replicas(3).log_window(window).ring_capacity(64).build().expect("build");
     let run = Run::start(&cluster, 2, UNTIL_FINISHED);
     run.wait_for(200);
-    let paused = (cluster.leader().expect("a leader") + 1) % 3;
+    let paused = (leader(&cluster) + 1) % 3;
     cluster.faults().pause(paused).expect("pause");
     let applied_at_pause = cluster.stats()[paused].slot_applied.get();
     // Let the others commit far more than the window while the replica sleeps.
     let mut largest_log = 0;
-    loop {
+    eventually("the others committed 400 windows", || {
         let stats = cluster.stats();
         largest_log =
             largest_log.max(stats.iter().filter(|s| s.replica != paused).map(|s| s.log_len).max().unwrap_or(0));
         let committed = stats.iter().map(|s| s.slot_committed.get()).max().unwrap_or(0);
-        if committed > applied_at_pause + 100 * window {
-            break;
-        }
         assert!(!run.threads.iter().any(|t| t.is_finished()), "a client ended (it failed) before the log moved on");
-        std::thread::sleep(Duration::from_millis(1));
-    }
+        (committed > applied_at_pause + 400 * window).then_some(())
+    });
     assert_eq!(cluster.stats()[paused].slot_applied.get(), applied_at_pause, "a paused replica applies nothing");
     // Entries are freed at each heartbeat: the log holds the window plus what commits
-    // between two heartbeats (a few windows here), not the 100 windows committed since the
-    // pause, which it would hold if the paused replica held it back. The bound leaves room
-    // for heartbeats delayed by a loaded machine.
-    assert!(largest_log < 80 * window, "the log grew to {largest_log} entries while a replica was paused");
+    // between two heartbeats (a few windows here), not the 400 windows committed since the
+    // pause, which it would hold if the paused replica held it back. The bound, half of
+    // that, leaves room for heartbeats delayed by a loaded machine.
+    assert!(largest_log < 200 * window, "the log grew to {largest_log} entries while a replica was paused");
     cluster.faults().resume(paused).expect("resume");
     wait_until_caught_up(&cluster, paused);
     assert!(cluster.stats()[paused].snapshots_installed >= 1, "caught up from a snapshot");
@@ -388,41 +394,40 @@ fn a_paused_replica_does_not_hold_the_log_back_and_catches_up_by_snapshot() {
 
 #[test]
 fn a_slow_leader_steps_down_and_a_responsive_replica_takes_over() {
-    let cluster = Builder::new(Kv::default()).replicas(3).build().expect("build");
+    let cluster = kv().replicas(3).build().expect("build");
     let run = Run::start(&cluster, 2, UNTIL_FINISHED);
     run.wait_for(300);
-    let slow = cluster.leader().expect("a leader");
+    let slow = leader(&cluster);
     // Past half an election timeout (50 ms by default) per round.
     cluster.faults().slow(slow, Duration::from_millis(80)).expect("slow");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    eventually("a responsive replica leads in a higher ballot", || {
         let stats = cluster.stats();
-        if stats.iter().any(|s| s.replica != slow && s.role == RoleKind::Leader && s.ballot > stats[slow].ballot) {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "leadership never moved: {stats:#?}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+        stats
+            .iter()
+            .any(|s| s.replica != slow && s.role == RoleKind::Leader && s.ballot > stats[slow].ballot)
+            .then_some(())
+    });
     cluster.faults().slow(slow, Duration::ZERO).expect("full speed");
     run.finish(cluster, 3);
 }
 
 #[test]
 fn a_lost_majority_fails_calls_with_no_quorum_until_it_is_back() {
-    let cluster = Builder::new(Kv::default()).replicas(3).deadline(Duration::from_millis(300)).build().expect("build");
+    let cluster = kv().replicas(3).deadline(Duration::from_millis(300)).build().expect("build");
     let handle = cluster.handle();
     let put = |number: u32, value: u64| KvWrite::Put { id: WriteId { client: 0, number }, key: 1, value };
-    assert_eq!(handle.execute_mut(put(0, 10)), Ok(None));
-    let leader = cluster.leader().expect("a leader");
+    assert_eq!(until_ok("the first write", || handle.execute_mut(put(0, 10))), None);
+    let leader = leader(&cluster);
     cluster.faults().crash((leader + 1) % 3).expect("crash");
     cluster.faults().crash((leader + 2) % 3).expect("crash");
     assert!(matches!(handle.execute_mut(put(1, 11)), Err(corum::Error::NoQuorum { .. })));
     cluster.faults().restart((leader + 1) % 3).expect("restart");
     // The write that timed out may take effect (its outcome is unknown), but nothing
-    // acknowledged is lost: the next write replaces 10 or 11.
-    let replaced = handle.execute_mut(put(2, 12)).expect("a majority is back");
-    assert!(replaced == Some(10) || replaced == Some(11), "{replaced:?}");
-    assert_eq!(handle.execute(KvRead::Get(1)), Ok(Some(12)));
+    // acknowledged is lost: the next write replaces 10 or 11 (or 12, where an attempt of it
+    // ran out of the short deadline on a loaded machine, and took effect).
+    let replaced = until_ok("a write once a majority is back", || handle.execute_mut(put(2, 12)));
+    assert!(matches!(replaced, Some(10..=12)), "{replaced:?}");
+    assert_eq!(until_ok("a read", || handle.execute(KvRead::Get(1))), Some(12));
     let copies = cluster.shutdown().expect("shutdown");
     assert_eq!(copies.len(), 2);
     assert!(copies.iter().all(|copy| copy.map.get(&1) == Some(&12)));
@@ -430,15 +435,12 @@ fn a_lost_majority_fails_calls_with_no_quorum_until_it_is_back() {
 
 // ----- leadership: failover on death, transfer ------------------------------------------
 
-/// A cluster whose election timeout (20 s) is far beyond its deadline (3 s): a write that
-/// completes after the leader died was served by a replica that took over on the death
-/// notice, not on the timeout.
+/// A cluster whose election timeout (10 minutes) is far beyond its calls' deadline
+/// ([`PATIENCE`], 2 minutes): a write that completes after the leader died was served by a
+/// replica that took over on the death notice, not on the timeout, however loaded the
+/// machine. (How fast failover is, `examples/faults.rs` measures.)
 fn no_election_timeout_within_the_deadline() -> Builder<Kv> {
-    Builder::new(Kv::default())
-        .replicas(3)
-        .tick(Duration::from_millis(1))
-        .election_ticks(20_000)
-        .deadline(Duration::from_secs(3))
+    kv().replicas(3).tick(Duration::from_millis(1)).election_ticks(600_000)
 }
 
 #[test]
@@ -446,10 +448,10 @@ fn a_dead_leader_is_replaced_at_once_not_after_the_election_timeout() {
     let cluster = no_election_timeout_within_the_deadline().build().expect("build");
     let run = Run::start(&cluster, 3, UNTIL_FINISHED);
     for _ in 0..3 {
-        run.wait_for(run.progress.load(Ordering::Relaxed) + 200);
-        let leader = cluster.leader().expect("a leader while clients run");
+        run.wait_for_more(200);
+        let leader = leader(&cluster);
         cluster.faults().crash(leader).expect("crash the leader");
-        run.wait_for(run.progress.load(Ordering::Relaxed) + 200);
+        run.wait_for_more(200);
         cluster.faults().restart(leader).expect("restart");
     }
     run.finish(cluster, 3);
@@ -457,10 +459,11 @@ fn a_dead_leader_is_replaced_at_once_not_after_the_election_timeout() {
 
 #[test]
 fn leadership_moves_where_it_is_asked_to_under_load_and_nothing_is_lost() {
-    let cluster = Builder::new(Kv::default()).replicas(3).build().expect("build");
+    // Under `Any`, only the transfers move leadership.
+    let cluster = kv().replicas(3).leader_policy(LeaderPolicy::Any).build().expect("build");
     let run = Run::start(&cluster, 3, UNTIL_FINISHED);
     for round in 0..12 {
-        run.wait_for(run.progress.load(Ordering::Relaxed) + 50);
+        run.wait_for_more(50);
         let to = round % 3;
         cluster.transfer_leadership(to).expect("transfer");
         let stats = cluster.stats();
@@ -471,14 +474,17 @@ fn leadership_moves_where_it_is_asked_to_under_load_and_nothing_is_lost() {
 
 #[test]
 fn a_transfer_to_a_stopped_or_unknown_replica_is_refused() {
-    let cluster = Builder::new(Kv::default()).replicas(3).deadline(Duration::from_millis(300)).build().expect("build");
+    // A short deadline, to see a transfer without a majority fail; under `Any`, only the
+    // transfers move leadership.
+    let cluster =
+        kv().replicas(3).deadline(Duration::from_millis(300)).leader_policy(LeaderPolicy::Any).build().expect("build");
     // Right after start no replica may lead yet: replica 1 is elected at once.
-    cluster.transfer_leadership(1).expect("elect replica 1");
-    let leader = cluster.leader().expect("a leader");
+    until_ok("elect replica 1", || cluster.transfer_leadership(1));
+    let leader = leader(&cluster);
     assert_eq!(leader, 1);
     let (a, b) = ((leader + 1) % 3, (leader + 2) % 3);
     assert_eq!(cluster.transfer_leadership(3), Err(corum::Error::NoSuchReplica { replica: 3, replicas: 3 }));
-    assert_eq!(cluster.transfer_leadership(leader), Ok(()), "the leader leads already");
+    assert_eq!(until_ok("the leader leads already", || cluster.transfer_leadership(leader)), ());
     cluster.faults().pause(a).expect("pause");
     assert_eq!(
         cluster.transfer_leadership(a),
@@ -494,16 +500,16 @@ fn a_transfer_to_a_stopped_or_unknown_replica_is_refused() {
     cluster.faults().pause(leader).expect("pause");
     assert!(matches!(cluster.transfer_leadership(b), Err(corum::Error::NoQuorum { .. })));
     cluster.faults().resume(leader).expect("resume");
-    cluster.transfer_leadership(b).expect("a majority runs again");
+    until_ok("a majority runs again", || cluster.transfer_leadership(b));
     assert_eq!(cluster.leader(), Some(b));
 }
 
 #[test]
 fn transfers_racing_crashes_lose_and_double_nothing() {
-    let cluster = Builder::new(Kv::default()).replicas(3).build().expect("build");
+    let cluster = kv().replicas(3).build().expect("build");
     let run = Run::start(&cluster, 3, UNTIL_FINISHED);
     for round in 0..8 {
-        run.wait_for(run.progress.load(Ordering::Relaxed) + 50);
+        run.wait_for_more(50);
         let leader = cluster.leader().unwrap_or(0);
         // Half the time the old leader crashes, half the time the target does.
         let to = (leader + 1) % 3;
@@ -523,57 +529,36 @@ fn transfers_racing_crashes_lose_and_double_nothing() {
     run.finish(cluster, 3);
 }
 
-/// Leader changes so far, summed over the replicas.
-fn leader_changes(cluster: &corum::Cluster<Kv>) -> u64 {
-    cluster.stats().iter().map(|s| s.leader_changes).sum()
-}
+// ----- leadership follows the fastest core ----------------------------------------------
+//
+// The policy's decision is a pure function, tested deterministically in
+// `src/runtime/leadership.rs` (a hand-over after three checks in a row, none back, none
+// between replicas slowed or stopped alike). These tests check that what the replica threads
+// measure reaches it and that leadership moves as it says. They assert no exact number of
+// leader changes: on a loaded machine a thread's rounds really do run slower now and then,
+// and the policy may rightly act on it.
 
-/// Waits up to `limit` for `done`, checking every millisecond; returns whether it held.
-fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = std::time::Instant::now() + limit;
-    while std::time::Instant::now() < deadline {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    done()
+/// A cluster whose election timeout (10 minutes) no test here outlasts: only the leader
+/// policy (or a transfer, or a death) moves leadership. (The policy checks every tenth of
+/// an election timeout, so the tests of its hand-overs keep the default one.)
+fn no_elections() -> Builder<Kv> {
+    kv().replicas(3).tick(Duration::from_millis(1)).election_ticks(600_000)
 }
 
 #[test]
-fn a_slowed_leader_hands_over_to_a_faster_replica_once() {
-    let cluster = Builder::new(Kv::default()).replicas(3).build().expect("build");
+fn a_slowed_leader_hands_leadership_to_a_faster_replica() {
+    // The policy checks every tenth of an election timeout: the default one (100 ms), which
+    // the slowed leader's heartbeats (every 10 of its 2 ms rounds) keep from expiring.
+    let cluster = kv().replicas(3).build().expect("build");
     let run = Run::start(&cluster, 2, UNTIL_FINISHED);
     run.wait_for(300);
-    let slow = cluster.leader().expect("a leader");
-    let before = leader_changes(&cluster);
-    // 2 ms per round: far below the step-down limit (half an election timeout, 50 ms), so
-    // only the leader policy moves leadership.
+    let slow = leader(&cluster);
+    // 2 ms per round: far below the step-down limit (half an election timeout), so only
+    // the leader policy moves leadership.
     cluster.faults().slow(slow, Duration::from_millis(2)).expect("slow");
-    let moved = eventually(Duration::from_secs(10), || cluster.leader().is_some_and(|leader| leader != slow));
-    assert!(moved, "leadership stayed on the slowed replica: {:#?}", cluster.stats());
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(leader_changes(&cluster), before + 1, "one change for one slowdown: {:#?}", cluster.stats());
+    eventually("leadership leaves the slowed replica", || cluster.leader().filter(|&leader| leader != slow));
     assert!(cluster.stats()[slow].round_time >= Duration::from_millis(1), "the slowdown was measured");
     cluster.faults().slow(slow, Duration::ZERO).expect("full speed");
-    run.finish(cluster, 3);
-}
-
-#[test]
-fn replicas_slowed_alike_trade_no_leadership() {
-    let cluster = Builder::new(Kv::default()).replicas(3).build().expect("build");
-    let run = Run::start(&cluster, 2, UNTIL_FINISHED);
-    run.wait_for(200);
-    for replica in 0..3 {
-        cluster.faults().slow(replica, Duration::from_micros(500)).expect("slow");
-    }
-    std::thread::sleep(Duration::from_millis(50));
-    let before = leader_changes(&cluster);
-    std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(leader_changes(&cluster), before, "{:#?}", cluster.stats());
-    for replica in 0..3 {
-        cluster.faults().slow(replica, Duration::ZERO).expect("full speed");
-    }
     run.finish(cluster, 3);
 }
 
@@ -587,88 +572,72 @@ fn pause_once(cluster: &corum::Cluster<Kv>, replica: usize) {
 }
 
 #[test]
-fn a_leader_that_keeps_being_paused_hands_over_once_to_a_replica_that_is_not() {
-    let cluster = Builder::new(Kv::default()).replicas(3).build().expect("build");
+fn a_leader_that_keeps_being_paused_hands_leadership_to_a_replica_that_is_not() {
+    // As above: pauses of 5 ms are far below the default election timeout (100 ms).
+    let cluster = kv().replicas(3).build().expect("build");
     let run = Run::start(&cluster, 2, UNTIL_FINISHED);
     run.wait_for(300);
-    let noisy = cluster.leader().expect("a leader");
-    let before = leader_changes(&cluster);
-    // Pauses of 5 ms are far below the election timeout (100 ms): only the leader policy
-    // can move leadership. Its core keeps being taken away, well after it moved.
-    let mut moved = None;
-    for period in 0..100 {
+    let noisy = leader(&cluster);
+    // Its core keeps being taken away until leadership has moved.
+    eventually("leadership leaves the replica that keeps stopping", || {
         pause_once(&cluster, noisy);
-        if moved.is_none() && cluster.leader().is_some_and(|leader| leader != noisy) {
-            moved = Some(period);
-        }
-        if moved.is_some_and(|at| period >= at + 10) {
-            break;
-        }
-    }
-    assert!(moved.is_some(), "leadership stayed on the replica that keeps stopping: {:#?}", cluster.stats());
-    assert_eq!(leader_changes(&cluster), before + 1, "one change, and none back: {:#?}", cluster.stats());
-    assert!(cluster.stats()[noisy].stalled >= Duration::from_millis(25), "the pauses were counted");
+        cluster.leader().filter(|&leader| leader != noisy)
+    });
+    assert!(cluster.stats()[noisy].stalled >= Duration::from_millis(15), "the pauses were counted");
     run.finish(cluster, 3);
 }
 
 #[test]
-fn with_any_leader_a_paused_leader_keeps_leading() {
-    let cluster =
-        Builder::new(Kv::default()).replicas(3).leader_policy(corum::LeaderPolicy::Any).build().expect("build");
+fn every_replicas_slowness_and_stalls_are_measured() {
+    let cluster = no_elections().leader_policy(LeaderPolicy::Any).build().expect("build");
     let run = Run::start(&cluster, 2, UNTIL_FINISHED);
     run.wait_for(200);
-    let noisy = cluster.leader().expect("a leader");
-    for _ in 0..12 {
-        pause_once(&cluster, noisy);
+    for replica in 0..3 {
+        cluster.faults().slow(replica, Duration::from_micros(500)).expect("slow");
     }
-    assert_eq!(cluster.leader(), Some(noisy), "{:#?}", cluster.stats());
-    run.finish(cluster, 3);
-}
-
-#[test]
-fn replicas_paused_alike_trade_no_leadership() {
-    let cluster = Builder::new(Kv::default()).replicas(3).build().expect("build");
-    let run = Run::start(&cluster, 2, UNTIL_FINISHED);
-    run.wait_for(200);
-    let before = leader_changes(&cluster);
-    // Each replica in turn, 5 ms stopped and 10 ms running: every one is stopped a ninth of
-    // the time, more than the policy's 5 %, but none far more than another.
-    for turn in 0..60 {
+    eventually("every replica's rounds measured slow", || {
+        cluster.stats().iter().all(|s| s.round_time >= Duration::from_micros(400)).then_some(())
+    });
+    for replica in 0..3 {
+        cluster.faults().slow(replica, Duration::ZERO).expect("full speed");
+    }
+    // Each replica in turn, 5 ms stopped and 10 ms running.
+    for turn in 0..30 {
         cluster.faults().pause(turn % 3).expect("pause");
         std::thread::sleep(Duration::from_millis(5));
         cluster.faults().resume(turn % 3).expect("resume");
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert_eq!(leader_changes(&cluster), before, "{:#?}", cluster.stats());
-    assert!(cluster.stats().iter().all(|s| s.stalled >= Duration::from_millis(50)), "every replica was stopped");
+    assert!(cluster.stats().iter().all(|s| s.stalled >= Duration::from_millis(40)), "every replica was stopped");
+    run.finish(cluster, 3);
+}
+
+#[test]
+fn with_any_leader_a_paused_or_slowed_leader_keeps_leading() {
+    let cluster = no_elections().leader_policy(LeaderPolicy::Any).build().expect("build");
+    let run = Run::start(&cluster, 2, UNTIL_FINISHED);
+    run.wait_for(200);
+    let noisy = leader(&cluster);
+    for _ in 0..12 {
+        pause_once(&cluster, noisy);
+    }
+    cluster.faults().slow(noisy, Duration::from_millis(2)).expect("slow");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(cluster.leader(), Some(noisy), "{:#?}", cluster.stats());
+    cluster.faults().slow(noisy, Duration::ZERO).expect("full speed");
     run.finish(cluster, 3);
 }
 
 #[test]
 fn a_preferred_replica_leads_whenever_it_runs() {
-    let cluster =
-        Builder::new(Kv::default()).replicas(3).leader_policy(corum::LeaderPolicy::Prefer(1)).build().expect("build");
+    let cluster = kv().replicas(3).leader_policy(LeaderPolicy::Prefer(1)).build().expect("build");
     let run = Run::start(&cluster, 2, UNTIL_FINISHED);
-    assert!(eventually(Duration::from_secs(10), || cluster.leader() == Some(1)), "{:#?}", cluster.stats());
+    eventually("replica 1 leads", || (cluster.leader() == Some(1)).then_some(()));
     run.wait_for(200);
     cluster.faults().crash(1).expect("crash");
-    assert!(eventually(Duration::from_secs(10), || cluster.leader().is_some_and(|leader| leader != 1)));
-    run.wait_for(run.progress.load(Ordering::Relaxed) + 100);
+    eventually("another replica leads", || cluster.leader().filter(|&leader| leader != 1));
+    run.wait_for_more(100);
     cluster.faults().restart(1).expect("restart");
-    assert!(eventually(Duration::from_secs(10), || cluster.leader() == Some(1)), "{:#?}", cluster.stats());
-    run.finish(cluster, 3);
-}
-
-#[test]
-fn with_any_leader_a_slowed_leader_keeps_leading() {
-    let cluster =
-        Builder::new(Kv::default()).replicas(3).leader_policy(corum::LeaderPolicy::Any).build().expect("build");
-    let run = Run::start(&cluster, 2, UNTIL_FINISHED);
-    run.wait_for(200);
-    let slow = cluster.leader().expect("a leader");
-    cluster.faults().slow(slow, Duration::from_millis(2)).expect("slow");
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(cluster.leader(), Some(slow), "{:#?}", cluster.stats());
-    cluster.faults().slow(slow, Duration::ZERO).expect("full speed");
+    eventually("replica 1 leads again", || (cluster.leader() == Some(1)).then_some(()));
     run.finish(cluster, 3);
 }

@@ -232,7 +232,7 @@ pub(crate) mod tests {
     use std::time::{Duration, Instant};
 
     use super::Shared;
-    use crate::runtime::test_support::Counter;
+    use crate::runtime::test_support::{Counter, NO_ELECTION_TICKS, PATIENCE};
     use crate::sync::Arc;
     use crate::{Builder, Dispatch, ReplicaStatus};
 
@@ -251,14 +251,14 @@ pub(crate) mod tests {
     }
 
     /// A panic in the leader's round marks it crashed, and a peer takes over at once: with
-    /// an election timeout of 20 s, the write after it completes well within its 3 s deadline
-    /// only through the death notice.
+    /// an election timeout of 10 minutes, the write after it completes within its deadline
+    /// (2 minutes) only through the death notice.
     #[test]
     fn a_panic_in_the_leaders_round_hands_leadership_on_at_once() {
         let cluster = Builder::new(Counter::default())
             .replicas(3)
-            .election_ticks(20_000)
-            .deadline(Duration::from_secs(3))
+            .election_ticks(NO_ELECTION_TICKS)
+            .deadline(PATIENCE)
             .build()
             .expect("build");
         let handle = cluster.handle();
@@ -266,7 +266,7 @@ pub(crate) mod tests {
         let leader = cluster.leader().expect("a leader");
         *PANIC_NEXT_ROUND.lock().expect("hook") = Some((Arc::as_ptr(&cluster.shared) as usize, leader));
         cluster.shared.replicas[leader].wake.notify();
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + PATIENCE;
         while cluster.stats()[leader].status != ReplicaStatus::Crashed {
             assert!(Instant::now() < deadline, "the leader's round never panicked");
             std::thread::sleep(Duration::from_millis(1));

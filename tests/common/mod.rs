@@ -4,8 +4,41 @@
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
 
 use corum::Dispatch;
+
+/// How long a test waits for what takes milliseconds on an idle machine: the deadline of
+/// its calls, and of anything it waits to see happen. Far above what anything needs, so
+/// that only a broken guarantee, never a loaded machine, fails a test; how fast things
+/// happen is for the benchmarks to measure.
+pub const PATIENCE: Duration = Duration::from_secs(120);
+
+/// Waits up to [`PATIENCE`] for `value` to give something, looking every millisecond;
+/// panics naming `what` if it never does.
+#[track_caller]
+pub fn eventually<T>(what: &str, mut value: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(value) = value() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {PATIENCE:?}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Repeats `call` until it succeeds, for a call on a cluster whose short deadline a test
+/// needs elsewhere (to see `NoQuorum`): on a loaded machine an attempt may run out of it.
+/// Gives up after [`PATIENCE`].
+#[track_caller]
+pub fn until_ok<T>(what: &str, mut call: impl FnMut() -> Result<T, corum::Error>) -> T {
+    eventually(what, || match call() {
+        Ok(value) => Some(value),
+        Err(corum::Error::NoQuorum { .. }) => None,
+        Err(error) => panic!("{what}: {error}"),
+    })
+}
 
 /// A write: an id unique to the test (client, number) and what it does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
