@@ -149,8 +149,44 @@ impl Sweep {
     }
 }
 
+/// What `--help` prints.
+const USAGE: &str = "\
+How corum's throughput and latency scale with client threads and replicas, next to
+parking_lot's Mutex and RwLock, node-replication and the sequential object, on the same
+workloads in the same run.
+
+usage: scaling [--quick] [--json] [--only TEXT] [--seconds S] [--runs N]
+
+  --quick       a short sweep: kv at 10 % and 100 % writes, one run of 0.15 s per cell
+  --json        one JSON object per measurement instead of the table
+  --only TEXT   only the cells whose progress line contains TEXT,
+                for example --only \"kv 100% corum r=3 t=2 pipelined\"
+  --seconds S   each measurement's length (default 1; 0.15 with --quick)
+  --runs N      interleaved runs per cell, the median reported (default 3; 1 with --quick)
+  --help        this text
+
+environment: CORUM_BENCH_IDLE=spin (corum with IdleStrategy::Spin),
+             CORUM_BENCH_HELP=0 (corum with Builder::helping(false))
+The plot of kv at 10 % writes goes to scaling.svg. docs/BENCHMARKS.md has today's tables.
+";
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        print!("{USAGE}");
+        return;
+    }
+    let known = ["--quick", "--json", "--only", "--seconds", "--runs"];
+    let mut rest = args.iter().skip(1);
+    while let Some(arg) = rest.next() {
+        if !known.contains(&arg.as_str()) {
+            eprintln!("scaling: unknown argument {arg:?}\n\n{USAGE}");
+            std::process::exit(2);
+        }
+        if matches!(arg.as_str(), "--only" | "--seconds" | "--runs") {
+            rest.next();
+        }
+    }
     let quick = args.iter().any(|a| a == "--quick");
     let json = args.iter().any(|a| a == "--json");
     // `--only TEXT` keeps the measurements whose progress line contains TEXT (for example
