@@ -34,11 +34,13 @@ pub(crate) struct Time(pub(crate) u64);
 
 impl Time {
     /// `span` units after this moment (never wrapping: a span of `u64::MAX` is never).
+    #[inline]
     pub(crate) fn after(self, span: u64) -> Time {
         Time(self.0.saturating_add(span))
     }
 
     /// Units from `earlier` to this moment, zero if `earlier` is later.
+    #[inline]
     pub(crate) fn since(self, earlier: Time) -> u64 {
         self.0.saturating_sub(earlier.0)
     }
@@ -84,6 +86,7 @@ pub(crate) trait View {
 
 /// Whether a new call is taken: not once shutdown has begun ([`Error::Shutdown`]), nor
 /// once the copies were found forked ([`Error::Diverged`]).
+#[inline]
 pub(crate) fn admit(view: &impl View) -> Result<(), Error> {
     if view.closed() {
         return Err(Error::Shutdown);
@@ -96,6 +99,7 @@ pub(crate) fn admit(view: &impl View) -> Result<(), Error> {
 
 /// Why a call still waiting ends now whatever its progress: the replicas stopped
 /// ([`Error::Shutdown`]) or the copies were found forked ([`Error::Diverged`]).
+#[inline]
 pub(crate) fn ended(view: &impl View) -> Option<Error> {
     if view.stopped() {
         return Some(Error::Shutdown);

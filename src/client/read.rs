@@ -47,6 +47,7 @@ pub(crate) enum Step {
 
 /// Begins a read for a session homed at `home`: the shell's part, shared by the runtime
 /// and the simulator, which loads from `view` what the machine is handed.
+#[inline]
 pub(crate) fn start(view: &impl View, home: usize) -> Read {
     let watermark = if planted!("read-watermark-applied") {
         // Planted bug: the read is handed what its home copy applied, not the commit
@@ -61,6 +62,7 @@ pub(crate) fn start(view: &impl View, home: usize) -> Read {
 impl Read {
     /// A read that waits for `watermark`, served by the first copy from `home` on that
     /// runs and is not known diverged (by `home`'s if none is).
+    #[inline]
     pub(crate) fn new(watermark: Slot, view: &impl View, home: usize) -> Self {
         let replica = serving_from(view, home).unwrap_or(home);
         Self { watermark, replica, timed: None }
@@ -83,6 +85,7 @@ impl Read {
 
     /// Whether its replica's copy may serve it now, without the clock: caught up with the
     /// watermark and not known diverged.
+    #[inline]
     pub(crate) fn ready(&self, view: &impl View) -> bool {
         may_serve(view.slot_applied(self.replica), self.watermark) && !view.diverged(self.replica)
     }
@@ -127,6 +130,7 @@ impl Read {
 
 /// Whether a copy that applied every slot below `slot_applied` may serve a linearizable read
 /// that waits for `watermark` (see the module docs).
+#[inline]
 pub(crate) fn may_serve(slot_applied: Slot, watermark: Slot) -> bool {
     if planted!("read-one-short") {
         // Planted bug: the read waits for one slot less than the watermark.

@@ -6,6 +6,7 @@ use super::View;
 
 /// The replica to submit a write to: the leader hint if that replica runs, else the first
 /// running replica from `home` on, else `home` (its queue keeps the write until it runs).
+#[inline]
 pub(crate) fn write_target(view: &impl View, home: usize) -> usize {
     let leader = view.leader_hint();
     if leader < view.replicas() && view.runs(leader) {
@@ -16,11 +17,13 @@ pub(crate) fn write_target(view: &impl View, home: usize) -> usize {
 
 /// The first replica from `start` on, wrapping around, that runs and whose copy may serve
 /// reads (not known diverged).
+#[inline]
 pub(crate) fn serving_from(view: &impl View, start: usize) -> Option<usize> {
     first_from(view, start, |replica| view.runs(replica) && !view.diverged(replica))
 }
 
 /// The first replica from `start` on, wrapping around, for which `wanted` holds.
+#[inline]
 fn first_from(view: &impl View, start: usize, wanted: impl Fn(usize) -> bool) -> Option<usize> {
     let n = view.replicas();
     (0..n).map(|offset| (start + offset) % n).find(|&replica| wanted(replica))

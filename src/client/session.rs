@@ -53,6 +53,7 @@ impl<T> Default for Session<T> {
 impl<T> Session<T> {
     /// The floor: the number of the first write still in the session (the next write's,
     /// when there is none).
+    #[inline]
     pub(crate) fn floor(&self) -> u64 {
         self.next_sequence - self.entries.len() as u64
     }
@@ -69,6 +70,7 @@ impl<T> Session<T> {
     /// is called on those, so the driver can tell a task still awaiting one); then numbers
     /// the new write and keeps the value `make` builds from its numbers. Returns the
     /// numbers it carries.
+    #[inline]
     pub(crate) fn open(
         &mut self,
         now: Time,
@@ -94,6 +96,7 @@ impl<T> Session<T> {
     }
 
     /// The value kept for write `sequence`, if it is still in the session.
+    #[inline]
     pub(crate) fn get_mut(&mut self, sequence: u64) -> Option<&mut T> {
         let index = usize::try_from(sequence.checked_sub(self.floor())?).ok()?;
         Some(&mut self.entries.get_mut(index)?.as_mut()?.value)
@@ -122,6 +125,7 @@ impl<T> Session<T> {
     /// Closes write `sequence`: its outcome has been reported (or given up on by its
     /// caller), so the floor may pass it once every write before it is closed too. Returns
     /// the value kept for it.
+    #[inline]
     pub(crate) fn close(&mut self, sequence: u64) -> Option<T> {
         let floor = self.floor();
         let index = usize::try_from(sequence.checked_sub(floor)?).ok()?;
@@ -138,6 +142,7 @@ impl<T> Session<T> {
 
     /// Drops the first writes while `done` says the session may let go of them (and
     /// those already closed).
+    #[inline]
     fn pop_front_while(&mut self, mut done: impl FnMut(&Held<T>) -> bool) {
         while let Some(front) = self.entries.front() {
             if matches!(front, Some(held) if !done(held)) {

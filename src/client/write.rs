@@ -15,27 +15,25 @@ use super::{ended, no_quorum, Time, Timing, View};
 use crate::plant::planted;
 use crate::Error;
 
-/// See the module docs.
+/// See the module docs. Small (replica indices in `u32`s, below
+/// [`MAX_REPLICAS`](crate::protocol::MAX_REPLICAS)), because every ticket carries one.
 #[derive(Debug, Clone)]
 pub(crate) struct Write {
     numbers: Numbers,
-    /// The session's home replica: where the write goes while no leader runs.
-    home: usize,
     started: Time,
     deadline: Time,
-    retry_after: u64,
     /// When it is submitted again if it has no outcome by then.
     retry_at: Time,
-    /// Where it was last submitted and the leader hint then; `None` before its first
-    /// submission.
-    sent: Option<Sent>,
+    /// The session's home replica: where the write goes while no leader runs.
+    home: u32,
+    /// Where it was last submitted, and the leader hint then; [`NOT_SENT`] before its
+    /// first submission.
+    sent_to: u32,
+    leader_seen: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Sent {
-    to: usize,
-    leader_seen: usize,
-}
+/// [`Write::sent_to`] before the first submission.
+const NOT_SENT: u32 = u32::MAX;
 
 /// What to do next for a write with no outcome yet ([`Write::next`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,22 +48,24 @@ pub(crate) enum Step {
 
 impl Write {
     /// A write opened at `now` with `numbers`, for a session homed at `home`.
+    #[inline]
     pub(crate) fn new(numbers: Numbers, home: usize, now: Time, timing: &Timing) -> Self {
         Self {
             numbers,
-            home,
             started: now,
             deadline: now.after(timing.deadline),
-            retry_after: timing.retry_after,
             retry_at: now.after(timing.retry_after),
-            sent: None,
+            home: index(home),
+            sent_to: NOT_SENT,
+            leader_seen: NOT_SENT,
         }
     }
 
     /// The numbers every submission of the write carries: the same each time, so that the
     /// replicas' exactly-once table applies it once.
+    #[inline]
     pub(crate) fn numbers(&self) -> Numbers {
-        if planted!("retry-floor-past-itself") && self.sent.is_some() {
+        if planted!("retry-floor-past-itself") && self.sent_to != NOT_SENT {
             // Planted bug: a resubmission carries a floor past its own number, as if its
             // earlier submission had completed.
             return Numbers { floor: self.numbers.sequence + 1, ..self.numbers };
@@ -74,21 +74,25 @@ impl Write {
     }
 
     /// When it ends without an outcome.
+    #[inline]
     pub(crate) fn deadline(&self) -> Time {
         self.deadline
     }
 
     /// When it is submitted again if nothing prompts it sooner.
+    #[inline]
     pub(crate) fn retry_at(&self) -> Time {
         self.retry_at
     }
 
     /// Where it was last submitted, if it was.
+    #[inline]
     pub(crate) fn submitted_to(&self) -> Option<usize> {
-        self.sent.map(|sent| sent.to)
+        (self.sent_to != NOT_SENT).then_some(self.sent_to as usize)
     }
 
     /// The next thing to do at `now` for the write, whose outcome has not come.
+    #[inline]
     pub(crate) fn next(&self, now: Time, view: &impl View) -> Step {
         if let Some(error) = ended(view) {
             return Step::End(error);
@@ -96,8 +100,8 @@ impl Write {
         if now >= self.deadline {
             return Step::End(no_quorum(now.since(self.started)));
         }
-        if self.sent.is_none() || self.routing_moved(view) || now >= self.retry_at {
-            return Step::Submit(write_target(view, self.home));
+        if self.routing_moved(view) || now >= self.retry_at {
+            return Step::Submit(write_target(view, self.home as usize));
         }
         Step::Wait
     }
@@ -105,20 +109,28 @@ impl Write {
     /// Whether it would now go elsewhere than where it was last submitted, or the leader
     /// hint moved since (it may have been lost with the old leader). True before its first
     /// submission.
+    #[inline]
     pub(crate) fn routing_moved(&self, view: &impl View) -> bool {
-        match self.sent {
-            None => true,
-            Some(sent) => write_target(view, self.home) != sent.to || view.leader_hint() != sent.leader_seen,
-        }
+        self.sent_to == NOT_SENT
+            || write_target(view, self.home as usize) != self.sent_to as usize
+            || view.leader_hint() != self.leader_seen as usize
     }
 
     /// It was submitted to `replica` at `now` (the replica's queue took it): the next
-    /// retry comes a retry interval later, sooner if the routing moves from what `view`
-    /// shows now.
-    pub(crate) fn submitted(&mut self, replica: usize, now: Time, view: &impl View) {
-        self.sent = Some(Sent { to: replica, leader_seen: view.leader_hint() });
-        self.retry_at = now.after(self.retry_after);
+    /// retry comes a retry interval (`timing.retry_after`) later, sooner if the routing
+    /// moves from what `view` shows now.
+    #[inline]
+    pub(crate) fn submitted(&mut self, replica: usize, now: Time, view: &impl View, timing: &Timing) {
+        self.sent_to = index(replica);
+        self.leader_seen = index(view.leader_hint());
+        self.retry_at = now.after(timing.retry_after);
     }
+}
+
+/// A replica index as the write keeps it.
+#[inline]
+fn index(replica: usize) -> u32 {
+    u32::try_from(replica).expect("replica indices are below MAX_REPLICAS")
 }
 
 #[cfg(test)]
@@ -138,17 +150,17 @@ mod tests {
         view.leader = 2;
         let mut write = Write::new(NUMBERS, 1, Time(0), &TIMING);
         assert_eq!(write.next(Time(0), &view), Step::Submit(2));
-        write.submitted(2, Time(0), &view);
+        write.submitted(2, Time(0), &view, &TIMING);
         assert_eq!(write.next(Time(99), &view), Step::Wait);
         assert_eq!(write.next(Time(100), &view), Step::Submit(2), "the retry time");
-        write.submitted(2, Time(100), &view);
+        write.submitted(2, Time(100), &view, &TIMING);
         assert_eq!(write.next(Time(150), &view), Step::Wait);
         view.leader = 0;
         assert_eq!(write.next(Time(150), &view), Step::Submit(0), "a new leader");
-        write.submitted(0, Time(150), &view);
+        write.submitted(0, Time(150), &view, &TIMING);
         view.running[0] = false;
         assert_eq!(write.next(Time(160), &view), Step::Submit(1), "the leader stopped: the home takes it");
-        write.submitted(1, Time(160), &view);
+        write.submitted(1, Time(160), &view, &TIMING);
         assert_eq!(write.next(Time(170), &view), Step::Wait, "the hint alone did not move");
         assert_eq!(write.numbers(), NUMBERS, "every submission carries the same numbers");
     }
@@ -157,7 +169,7 @@ mod tests {
     fn a_write_ends_at_its_deadline_or_when_the_replicas_stop_or_fork() {
         let mut view = FakeView::new(3);
         let mut write = Write::new(NUMBERS, 0, Time(10), &TIMING);
-        write.submitted(0, Time(10), &view);
+        write.submitted(0, Time(10), &view, &TIMING);
         assert_eq!(write.next(Time(1_009), &view), Step::Submit(0), "retry, not yet the deadline");
         assert_eq!(
             write.next(Time(1_010), &view),

@@ -64,6 +64,7 @@ impl<D: Dispatch> SessionState<D> {
 
     /// A request for a new write: the oldest of `spare` if nothing else holds it any more,
     /// else a new one.
+    #[inline]
     fn request(spare: &mut VecDeque<Arc<Request<D>>>, request: Request<D>) -> Arc<Request<D>> {
         if let Some(reused) = spare.front_mut().and_then(Arc::get_mut) {
             *reused = request;
@@ -77,6 +78,7 @@ impl<D: Dispatch> SessionState<D> {
     /// replica's log still holds is left to be freed where the log lets go of it: kept too,
     /// they stayed held for longer than the spares last where logs truncate late, and only
     /// added work (docs/BENCHMARKS.md).
+    #[inline]
     fn keep(&mut self, request: Arc<Request<D>>) {
         // A hint: `request` reuses a spare only once `Arc::get_mut` finds it unshared.
         // A write that ended without an outcome (its deadline, shutdown) may still hold
@@ -110,6 +112,7 @@ impl<D: Dispatch> Session<D> {
     /// Opens a write of `op` at `now` (see [`Writes::open`]): writes whose tickets were
     /// dropped leave once applied or past their deadline, then the new one is numbered.
     /// Returns its request and the numbers it carries.
+    #[inline]
     pub(crate) fn open(&self, op: D::WriteOp, now: Time) -> (Arc<Request<D>>, Numbers) {
         let timing = &self.shared.options.timing;
         let mut state = self.state.lock();
@@ -145,6 +148,7 @@ impl<D: Dispatch> Session<D> {
 
     /// Closes write `sequence`: its outcome has been reported (or given up on), so the
     /// session's floor may pass it. Keeps its request for reuse.
+    #[inline]
     pub(crate) fn close(&self, sequence: u64) {
         let mut state = self.state.lock();
         if let Some(waiting) = state.writes.close(sequence) {
@@ -154,6 +158,7 @@ impl<D: Dispatch> Session<D> {
 
     /// Write `sequence` was submitted (again): a task awaiting it is woken at `look_at`
     /// at the latest.
+    #[inline]
     pub(crate) fn look_at(&self, sequence: u64, look_at: Time) {
         if let Some(waiting) = self.state.lock().writes.get_mut(sequence) {
             waiting.look_at = look_at;

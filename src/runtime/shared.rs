@@ -116,48 +116,66 @@ pub(crate) struct StatsCell {
 }
 
 /// What clients, peers and the replica's own thread share about one replica.
+///
+/// Laid out by who writes what (`repr(C)` keeps the order): the fields every call reads and
+/// almost nothing writes share the first cache line, and each field that one thread or
+/// another writes often has lines of its own, so that a write to it costs no other field a
+/// miss. Left to the compiler, the order changed with unrelated changes to the crate, and a
+/// read's cost with it (docs/BENCHMARKS.md).
+#[repr(C)]
 pub(crate) struct ReplicaShared<D: Dispatch> {
-    /// The replica's copy: written by its thread when applying, read by clients serving
-    /// reads and by peers copying a snapshot.
-    pub(crate) state: RwLock<ReplicaState<D>>,
-    /// Every slot below this has been applied to `state`. Written (Release) by the replica
-    /// thread after applying, and by `Faults::restart` while that thread is down; it never
-    /// decreases. Read by clients (Acquire).
-    pub(crate) slot_applied: CachePadded<AtomicU64>,
-    /// Readers waiting for `slot_applied` to reach their watermark park here.
-    pub(crate) applied: EventCount,
-    /// Client submissions to this replica.
-    pub(crate) submissions: Queue<Arc<Request<D>>>,
-    /// The replica thread parks here when idle; peers, clients and faults notify it.
-    pub(crate) wake: EventCount,
-    /// Whether the replica's own thread is parked (waiting for work or for its token):
-    /// waiting clients run the replica's rounds only then (`help.rs`). A hint, written by
-    /// that thread only.
-    pub(crate) parked: CachePadded<AtomicBool>,
     /// RUNNING, PAUSED, CRASHED or STOPPED.
     pub(crate) status: AtomicU8,
-    /// Times the replica was restarted: a peer that finds it changed knows the replica
-    /// crashed and came back since it last looked, also if it never saw it crashed
-    /// (`Io::notice_lifecycle`).
-    pub(crate) restarts: AtomicU64,
     /// Whether this replica's copy was found diverged and is not yet replaced: set by
     /// whichever replica's report decided it (`Io::checkpoint`), cleared by the replica's
     /// round once it installed a healthy peer's copy. While set, the copy serves no read,
     /// completes no write and gives no snapshot.
     pub(crate) diverged: AtomicBool,
-    /// The replica's working state behind its run token: whoever holds the token runs
-    /// the replica's next round (its pinned thread, or a client thread helping).
-    pub(crate) worker: RunToken<WorkerPlace<D>>,
+    /// Times the replica was restarted: a peer that finds it changed knows the replica
+    /// crashed and came back since it last looked, also if it never saw it crashed
+    /// (`Io::notice_lifecycle`).
+    pub(crate) restarts: AtomicU64,
     /// Injected slowness: nanoseconds the replica thread sleeps after each round of work.
     pub(crate) slowness_nanos: AtomicU64,
-    /// Written at every round; padded so that the fields every waiting client reads
-    /// (`status`, `slowness_nanos`) do not share its cache lines.
+    /// Every slot below this has been applied to `state`. Written (Release) by the replica
+    /// thread after applying, and by `Faults::restart` while that thread is down; it never
+    /// decreases. Read by clients (Acquire).
+    pub(crate) slot_applied: CachePadded<AtomicU64>,
+    /// The replica's copy: written by whoever runs its round when applying, read by clients
+    /// serving reads and by peers copying a snapshot. Every reader writes the lock's word,
+    /// so the copy itself starts on a line of its own, which those writes leave alone.
+    pub(crate) state: CachePadded<RwLock<CachePadded<ReplicaState<D>>>>,
+    /// Readers waiting for `slot_applied` to reach their watermark park here.
+    pub(crate) applied: CachePadded<EventCount>,
+    /// Client submissions to this replica.
+    pub(crate) submissions: Queue<Arc<Request<D>>>,
+    /// The replica thread parks here when idle; peers, clients and faults notify it.
+    pub(crate) wake: CachePadded<EventCount>,
+    /// Whether the replica's own thread is parked (waiting for work or for its token):
+    /// waiting clients run the replica's rounds only then (`help.rs`). A hint, written by
+    /// that thread only.
+    pub(crate) parked: CachePadded<AtomicBool>,
+    /// The replica's working state behind its run token: whoever holds the token runs
+    /// the replica's next round (its pinned thread, or a client thread helping).
+    pub(crate) worker: CachePadded<RunToken<WorkerPlace<D>>>,
+    /// Written at every round.
     pub(crate) stats: CachePadded<StatsCell>,
 }
 
-/// Everything the cluster's threads and handles share.
+/// Everything the cluster's threads and handles share. Laid out as [`ReplicaShared`] is:
+/// what every call reads and almost nothing writes first, then what is written often, each
+/// on lines of its own.
+#[repr(C)]
 pub(crate) struct Shared<D: Dispatch> {
     pub(crate) replicas: Box<[ReplicaShared<D>]>,
+    /// Set by shutdown: new calls fail with [`crate::Error::Shutdown`].
+    pub(crate) closed: AtomicBool,
+    /// Set when replica threads must exit.
+    pub(crate) stop: AtomicBool,
+    /// The checkpoint at which the copies were found forked (no majority digest), or
+    /// [`NOT_FORKED`]: from then on calls fail with `Error::Diverged`.
+    pub(crate) forked_at: AtomicU64,
+    pub(crate) options: Options,
     /// The commit watermark, the highest commit index any replica has reached: every slot
     /// below it is committed. Replicas raise it (Release) before anyone can apply those
     /// slots, so a read that loads it (Acquire) and waits until its replica applied that
@@ -171,19 +189,12 @@ pub(crate) struct Shared<D: Dispatch> {
     /// ([`Replica::peer_down`](crate::protocol::Replica::peer_down)), so that a dead
     /// leader is replaced at once rather than after an election timeout.
     pub(crate) lifecycle: CachePadded<AtomicU64>,
-    /// Set by shutdown: new calls fail with [`crate::Error::Shutdown`].
-    pub(crate) closed: AtomicBool,
-    /// Set when replica threads must exit.
-    pub(crate) stop: AtomicBool,
-    pub(crate) next_client: AtomicU64,
-    pub(crate) options: Options,
+    /// The next session's client id.
+    pub(crate) next_client: CachePadded<AtomicU64>,
     /// Wakes tasks awaiting tickets when they have something to look at.
-    pub(crate) reminders: Reminders<D>,
+    pub(crate) reminders: CachePadded<Reminders<D>>,
     /// The replicas' digests at recent checkpoints (`crate::digest`).
-    pub(crate) digests: Mutex<DigestBoard>,
-    /// The checkpoint at which the copies were found forked (no majority digest), or
-    /// [`NOT_FORKED`]: from then on calls fail with `Error::Diverged`.
-    pub(crate) forked_at: AtomicU64,
+    pub(crate) digests: CachePadded<Mutex<DigestBoard>>,
     /// Which client thread runs rounds for writes where replicas share cores
     /// (`help::help_write`): twice the number of passes begun, plus one while a pass runs.
     /// The others defer to a holder that keeps beginning passes, and help too once one
@@ -198,17 +209,17 @@ impl<D: Dispatch> ReplicaShared<D> {
     /// `submissions` writes; its worker is installed once its rings exist.
     pub(crate) fn new(object: D, submissions: usize) -> Self {
         Self {
-            state: RwLock::new(ReplicaState::new(object)),
-            slot_applied: CachePadded::new(AtomicU64::new(0)),
-            applied: EventCount::new(),
-            submissions: Queue::new(submissions),
-            wake: EventCount::new(),
             status: AtomicU8::new(RUNNING),
+            diverged: AtomicBool::new(false),
             restarts: AtomicU64::new(0),
             slowness_nanos: AtomicU64::new(0),
-            worker: RunToken::new(None),
+            slot_applied: CachePadded::new(AtomicU64::new(0)),
+            state: CachePadded::new(RwLock::new(CachePadded::new(ReplicaState::new(object)))),
+            applied: CachePadded::new(EventCount::new()),
+            submissions: Queue::new(submissions),
+            wake: CachePadded::new(EventCount::new()),
             parked: CachePadded::new(AtomicBool::new(false)),
-            diverged: AtomicBool::new(false),
+            worker: CachePadded::new(RunToken::new(None)),
             stats: CachePadded::new(StatsCell::default()),
         }
     }
@@ -231,16 +242,16 @@ impl<D: Dispatch> Shared<D> {
         let n = replicas.len();
         Self {
             replicas,
+            closed: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            forked_at: AtomicU64::new(NOT_FORKED),
+            options,
             watermark: CachePadded::new(AtomicU64::new(0)),
             leader: CachePadded::new(AtomicUsize::new(0)),
             lifecycle: CachePadded::new(AtomicU64::new(0)),
-            closed: AtomicBool::new(false),
-            stop: AtomicBool::new(false),
-            next_client: AtomicU64::new(0),
-            options,
-            reminders: Reminders::default(),
-            digests: Mutex::new(DigestBoard::new(n)),
-            forked_at: AtomicU64::new(NOT_FORKED),
+            next_client: CachePadded::new(AtomicU64::new(0)),
+            reminders: CachePadded::new(Reminders::default()),
+            digests: CachePadded::new(Mutex::new(DigestBoard::new(n))),
             helper: CachePadded::new(AtomicU64::new(0)),
         }
     }
@@ -255,11 +266,13 @@ impl<D: Dispatch> Shared<D> {
 
     /// The current time on the clients' clock ([`Time`]): nanoseconds since the cluster
     /// was built.
+    #[inline]
     pub(crate) fn time(&self) -> Time {
         Time(nanos(now().saturating_duration_since(self.options.epoch)))
     }
 
     /// The moment `time` stands for.
+    #[inline]
     pub(crate) fn instant(&self, time: Time) -> Instant {
         let far = self.options.epoch + Duration::from_secs(1 << 32);
         self.options.epoch.checked_add(Duration::from_nanos(time.0)).map_or(far, |at| at.min(far))

@@ -160,17 +160,19 @@ impl<D: Dispatch> Ticket<D> {
     /// # Errors
     /// As for [`Handle::execute_mut`](crate::Handle::execute_mut).
     pub fn wait(mut self) -> Result<D::Response, Error> {
-        let shared = Arc::clone(&self.session.shared);
-        let options = &shared.options;
-        let deadline = shared.instant(self.write.deadline());
-        let mut idler = Idler::new(options.idle, options.spin, true);
+        // Copied out rather than borrowed through a clone of the session's `Arc<Shared>`:
+        // the clone would write the reference count, which shares its cache line with
+        // what every call reads, on every write.
+        let shared = &*self.session.shared;
+        let (tick, deadline) = (shared.options.tick, shared.instant(self.write.deadline()));
+        let mut idler = Idler::new(shared.options.idle, shared.options.spin, true);
         loop {
             match self.step() {
                 Step::Done(outcome) => return outcome,
                 Step::Progressed | Step::Deferred => idler.reset(),
                 Step::Idle | Step::Blocked => {
                     let completion = &self.request.completion;
-                    idler.idle(|| completion.wait_for(park_slice(deadline, options.tick)));
+                    idler.idle(|| completion.wait_for(park_slice(deadline, tick)));
                 }
             }
         }
@@ -253,7 +255,7 @@ impl<D: Dispatch> Ticket<D> {
         if wake {
             replica.wake.notify();
         }
-        self.write.submitted(to, now, shared);
+        self.write.submitted(to, now, shared, &shared.options.timing);
         true
     }
 

@@ -160,7 +160,7 @@ where
 
     /// What the client machine says of each write the client waits for.
     fn look_at_tickets(&mut self, client: usize) {
-        let now = self.now();
+        let (now, timing) = (self.now(), self.timing(u64::MAX));
         let view = SimView { nodes: &self.nodes, watermark: self.watermark, leader_hint: self.leader_hint };
         let mut ended = Vec::new();
         let mut submissions = Vec::new();
@@ -168,7 +168,7 @@ where
             match ticket.write.next(now, &view) {
                 WriteStep::End(_) => ended.push(sequence),
                 WriteStep::Submit(to) => {
-                    ticket.write.submitted(to, now, &view);
+                    ticket.write.submitted(to, now, &view, &timing);
                     submissions.push((ticket.write.clone(), to));
                 }
                 WriteStep::Wait => {}
@@ -226,7 +226,7 @@ where
         let WriteStep::Submit(to) = write.next(now, &view) else {
             unreachable!("a new write is submitted first (no deadline can have passed)")
         };
-        write.submitted(to, now, &view);
+        write.submitted(to, now, &view, &timing);
         self.submit(client, &write, to);
         if dropped {
             // Its ticket is dropped: nothing retries it, and its outcome stays unknown.
