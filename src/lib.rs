@@ -91,7 +91,8 @@
 //!   same outcome and the cluster keeps serving.
 //!
 //! The architecture (pure protocol core, lock-free transport, runtime) and how each layer
-//! is verified are described in the repository's README.
+//! is verified are described in the repository's `docs/ARCHITECTURE.md` and
+//! `docs/VERIFICATION.md`.
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub, unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]

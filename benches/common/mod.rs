@@ -1,4 +1,4 @@
-//! The harness every number in the README and BENCHMARKS.md comes from, shared by
+//! The harness every number in README.md and docs/BENCHMARKS.md comes from, shared by
 //! `benches/` and the examples (`scaling`, `kv`, `faults`) through `#[path]`: the objects and
 //! workloads (`objects.rs`), the one measurement loop (`harness.rs`), the systems measured
 //! (`systems.rs`), and the floors a write is compared against (`floors.rs`).

@@ -1,5 +1,5 @@
 //! corum's loom suite: the scenarios live in `tests/`; this library holds the harness they
-//! share. See the repository README, section "Verification", for how to run it.
+//! share. See the repository's docs/VERIFICATION.md, "The loom suite", for how to run it.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;

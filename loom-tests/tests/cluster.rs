@@ -162,8 +162,8 @@ fn three_replicas_two_clients_agree() {
 /// and sent the accept to a parked follower without waking it. Having a replica thread run
 /// its parked peers' rounds after each round that did work ends the one-write schedules at
 /// bound 0 (not at bound 1, where the follower's token is held by a client whose round
-/// looked before the accept landed), but cost write throughput on 2 cores (most cells 0 to
-/// 7 %, up to 14 %) and did not lower the p99.9 or the longest write there (BENCHMARKS.md),
+/// looked before the accept landed), but cost write throughput on 2 cores and did not lower
+/// the p99.9 or the longest write there (docs/BENCHMARKS.md, "What the design rests on"),
 /// so it was not kept.
 #[test]
 fn two_deep_writers_share_the_rounds() {

@@ -289,8 +289,7 @@ impl<D: Dispatch> Builder<D> {
     /// replicas, or the replicas are pinned to fewer cores than there are of them
     /// ([`Builder::cores`]). A replica thread with a core of its own pays off only where
     /// clients have cores too: with one core left over, a lone client hands every write
-    /// across cores (with 1 replica on 2 cores, synchronous writes ran 1.5 to 2.7x faster
-    /// when the client ran the rounds itself, BENCHMARKS.md) and two clients leave a
+    /// across cores (docs/BENCHMARKS.md, "What the design rests on") and two clients leave a
     /// thread without a core; replica threads pinned to one core would spin there in turn.
     /// Under loom, only if the test asks for it ([`Builder::loom_shares_cores`]): where
     /// replicas share cores, nothing but a replica's tick wakes its thread for input a

@@ -13,9 +13,9 @@
 //! - A client runs the rounds of a replica only while that replica's own thread is parked
 //!   (waiting for work or for its token). A replica thread that is awake (spinning on a
 //!   core of its own, or running) does its own work faster than a client could take it
-//!   over: on 16 cores, clients running rounds regardless cost 10 to 20 % of synchronous
-//!   write throughput against the replica threads alone, and helping parked replicas only
-//!   is within noise of them there (BENCHMARKS.md). Where threads outnumber cores, an idle
+//!   over: on 16 cores, clients running rounds regardless cost synchronous writes a good
+//!   share of their throughput, and helping parked replicas only did not (docs/BENCHMARKS.md,
+//!   "What the design rests on"). Where threads outnumber cores, an idle
 //!   replica thread parks at once, so clients do nearly all the work.
 //! - When many clients help one leader, whoever holds its token proposes everyone's queued
 //!   writes as one batch: the others find the token held and help elsewhere or park.
@@ -31,10 +31,10 @@
 //!   client already running them ([`help_write`]): the holder of `Shared::helper` proposes
 //!   everyone's queued writes in large batches and carries them through, with the
 //!   replicas' state staying in its core's cache, while the other spins on its completion
-//!   (and goes on submitting once it completes). Pipelined writes with 3 replicas and 2
-//!   clients on 2 cores gained 13 to 24 % by it (BENCHMARKS.md); synchronous writers lost
-//!   about 10 % when they deferred too (their batches stay single writes, so waiting only
-//!   idles a core), so only writers with `DEFER_BEHIND` writes behind defer. A writer
+//!   (and goes on submitting once it completes). Pipelined writes gained by it, and
+//!   synchronous writers lost when they deferred too (their batches stay single writes, so
+//!   waiting only idles a core; docs/BENCHMARKS.md, "What the design rests on"), so only
+//!   writers with `DEFER_BEHIND` writes behind defer. A writer
 //!   defers only while the holder keeps beginning passes: one pass that lasts
 //!   `HELPER_WAIT_LOOKS` of its looks (the holder's thread was preempted) and it runs
 //!   rounds alongside, as without the flag.

@@ -25,9 +25,9 @@ pub enum IdleStrategy {
     /// Spin briefly, then yield, then park until woken or the next tick (the default).
     /// Right when threads may outnumber cores. The spinning is skipped when the process
     /// has at most one core more than it has replicas (replicas share cores with the
-    /// clients): there a spinning thread only delays the thread it waits for (on 2 cores
-    /// with 3 replicas, skipping it doubled synchronous write throughput; see
-    /// BENCHMARKS.md). There replica threads also skip the yielding and park as soon as
+    /// clients): there a spinning thread only delays the thread it waits for (see
+    /// docs/BENCHMARKS.md, "What the design rests on"). There replica threads also skip the
+    /// yielding and park as soon as
     /// they have nothing to do, since the client threads waiting for them run their rounds
     /// (with [`Builder::helping`](crate::Builder::helping), the default); a waiting client
     /// yields a few times before it parks, so that a thread preempted in the middle of a

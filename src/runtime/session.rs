@@ -44,7 +44,8 @@ struct SessionState<D: Dispatch> {
     /// oldest first. A new write reuses the oldest once nothing else holds it, instead of
     /// allocating, so that a request's memory stays with the client thread that allocated
     /// it: freed by whichever thread ran the round that let go of it last, requests went
-    /// through the allocator's slow paths on both threads (docs/BENCHMARKS.md). A spare
+    /// through the allocator's slow paths on both threads (docs/BENCHMARKS.md, "What the
+    /// design rests on"). A spare
     /// keeps its write's operation until it is reused or the handle is dropped.
     spare: VecDeque<Arc<Request<D>>>,
 }
@@ -77,7 +78,7 @@ impl<D: Dispatch> SessionState<D> {
     /// [`SessionState::request`], if only the session and the write's ticket hold it. One a
     /// replica's log still holds is left to be freed where the log lets go of it: kept too,
     /// they stayed held for longer than the spares last where logs truncate late, and only
-    /// added work (docs/BENCHMARKS.md).
+    /// added work (docs/BENCHMARKS.md, "What the design rests on").
     #[inline]
     fn keep(&mut self, request: Arc<Request<D>>) {
         // A hint: `request` reuses a spare only once `Arc::get_mut` finds it unshared.

@@ -121,7 +121,7 @@ pub(crate) struct StatsCell {
 /// almost nothing writes share the first cache line, and each field that one thread or
 /// another writes often has lines of its own, so that a write to it costs no other field a
 /// miss. Left to the compiler, the order changed with unrelated changes to the crate, and a
-/// read's cost with it (docs/BENCHMARKS.md).
+/// read's cost with it (docs/BENCHMARKS.md, "What the design rests on").
 #[repr(C)]
 pub(crate) struct ReplicaShared<D: Dispatch> {
     /// RUNNING, PAUSED, CRASHED or STOPPED.
