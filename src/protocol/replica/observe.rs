@@ -48,7 +48,7 @@ impl<C: Clone> Replica<C> {
         self.slot_committed
     }
 
-    /// Every slot below this has been handed out in a [`Ready`].
+    /// Every slot below this has been handed out in a [`Ready`](crate::protocol::Ready).
     pub fn slot_delivered(&self) -> Slot {
         self.slot_delivered
     }
@@ -98,7 +98,7 @@ impl<C: Clone> Replica<C> {
     }
 
     /// Takes every client command this replica holds that it has not handed out through
-    /// a [`Ready`]: queued, buffered, proposed or accepted but not yet
+    /// a [`Ready`](crate::protocol::Ready): queued, buffered, proposed or accepted but not yet
     /// delivered. For a caller that is shutting the replica down; the replica must not be
     /// stepped afterwards.
     pub fn drain_unapplied_commands(&mut self) -> Vec<C> {
