@@ -13,11 +13,11 @@ use crate::protocol::Slot;
 use crate::{Dispatch, Error};
 
 /// A client write as the protocol orders it: the session numbers exactly-once needs, and
-/// the operation. The runtime's requests and the simulator's commands both implement it.
+/// the operation. The runtime's requests and the simulator's both implement it.
 pub(crate) trait Write<D: Dispatch> {
     /// The client, the write's number in its session, and the client's floor when it
     /// submitted the write (see [`ExactlyOnce::admit`]).
-    fn session(&self) -> (ClientId, u64, u64);
+    fn numbers(&self) -> (ClientId, u64, u64);
     /// The operation to apply.
     fn op(&self) -> &D::WriteOp;
 }
@@ -75,7 +75,7 @@ impl<D: Dispatch> ReplicaState<D> {
     ) {
         debug_assert_eq!(slot, self.slot_applied, "slots are applied in order, once");
         for (index, command) in commands.iter().enumerate() {
-            let (client, sequence, floor) = command.session();
+            let (client, sequence, floor) = command.numbers();
             if !self.exactly_once.admit(client, sequence, floor) {
                 // A duplicate: its first application completed the caller already.
                 continue;

@@ -1,5 +1,5 @@
 //! The completion of one write: filled once by whichever replica applies the write
-//! first, read once by the client waiting for it. Travels inside the command, so every
+//! first, read once by the client waiting for it. Travels inside the write's request, so every
 //! replica that applies the write can complete it, also after the leader that took it died.
 //!
 //! A client waits in one of two ways: a thread sleeps on the completion's condition variable

@@ -159,8 +159,8 @@ impl<D: Dispatch> Io<D> {
         }
         let mut any = false;
         for _ in 0..INPUT_BUDGET {
-            let Some(command) = self.me().submissions.pop() else { break };
-            core.propose(command);
+            let Some(request) = self.me().submissions.pop() else { break };
+            core.propose(request);
             any = true;
         }
         any
@@ -275,10 +275,10 @@ impl<D: Dispatch> Environment<D, Arc<Request<D>>> for Io<D> {
     }
 
     /// Completes the caller, unless this copy is known diverged: a healthy replica answers.
-    fn complete(&mut self, command: &Arc<Request<D>>, result: Result<D::Response, Error>) {
+    fn complete(&mut self, request: &Arc<Request<D>>, result: Result<D::Response, Error>) {
         // Acquire pairs with the Release swap in `checkpoint`.
         if !self.me().diverged.load(Ordering::Acquire) {
-            command.completion.complete(result);
+            request.completion.complete(result);
         }
     }
 

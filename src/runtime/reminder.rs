@@ -161,8 +161,8 @@ mod imp {
             }
             drop(sessions);
             // Woken outside the sessions' locks: a woken task may run at once and take them.
-            for command in due.drain(..) {
-                command.completion.wake();
+            for request in due.drain(..) {
+                request.completion.wake();
             }
             if stopped {
                 return;

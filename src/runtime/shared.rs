@@ -39,7 +39,7 @@ pub(crate) struct Request<D: Dispatch> {
 /// What the runtime's protocol cores order: requests, shared by the client and every replica
 /// through an `Arc`.
 impl<D: Dispatch> crate::state::Write<D> for Arc<Request<D>> {
-    fn session(&self) -> (ClientId, u64, u64) {
+    fn numbers(&self) -> (ClientId, u64, u64) {
         (self.client, self.sequence, self.floor)
     }
 

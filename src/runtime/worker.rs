@@ -138,12 +138,12 @@ impl<D: Dispatch> Worker<D> {
         for queue in &mut self.io.pending {
             queue.drain(..).for_each(|message| held.extend(message.commands().cloned()));
         }
-        while let Some(command) = self.me().submissions.pop() {
-            held.push(command);
+        while let Some(request) = self.me().submissions.pop() {
+            held.push(request);
         }
         held.extend(self.driver.core_mut().drain_unapplied_commands());
-        for command in held {
-            command.completion.complete(Err(Error::Shutdown));
+        for request in held {
+            request.completion.complete(Err(Error::Shutdown));
         }
     }
 

@@ -52,7 +52,7 @@ impl<D: Dispatch> fmt::Debug for Request<D> {
 }
 
 impl<D: Dispatch> Write<D> for Request<D> {
-    fn session(&self) -> (ClientId, u64, u64) {
+    fn numbers(&self) -> (ClientId, u64, u64) {
         (ClientId::from(self.client), self.sequence, self.floor)
     }
 
