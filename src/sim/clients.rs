@@ -66,8 +66,8 @@ impl<D: Dispatch> Client<D> {
 }
 
 /// What a simulated client sees of the cluster: the client machine's [`View`] over the
-/// simulated replicas. A replica running a round (its driver taken out) counts as not
-/// running and as having applied nothing.
+/// simulated replicas, as the runtime's clients see theirs: a replica runs unless it is
+/// crashed or paused (also while its round runs), and has applied what it last published.
 pub(super) struct SimView<'a, D: Dispatch> {
     pub(super) nodes: &'a [Node<D>],
     pub(super) watermark: Slot,
@@ -94,14 +94,15 @@ impl<D: Dispatch> View for SimView<'_, D> {
         self.leader_hint
     }
     fn runs(&self, replica: usize) -> bool {
-        self.nodes[replica].runs()
+        let node = &self.nodes[replica];
+        !node.crashed && !node.paused
     }
     fn diverged(&self, _replica: usize) -> bool {
         // The simulated objects are deterministic: a copy found diverged breaks the run.
         false
     }
     fn slot_applied(&self, replica: usize) -> Slot {
-        self.nodes[replica].driver.as_ref().map_or(Slot::ZERO, |driver| driver.state().slot_applied)
+        self.nodes[replica].applied_published
     }
 }
 
@@ -223,11 +224,21 @@ where
         self.clock += 1;
         let mut write = Write::new(numbers, self.clients[client].home, now, &timing);
         let view = SimView { nodes: &self.nodes, watermark: self.watermark, leader_hint: self.leader_hint };
-        let WriteStep::Submit(to) = write.next(now, &view) else {
-            unreachable!("a new write is submitted first (no deadline can have passed)")
+        let to = match write.next(now, &view) {
+            WriteStep::Submit(to) => to,
+            // A deadline of zero ticks: given up on before it was submitted, as
+            // `Handle::submit` fails with `NoQuorum` past its deadline.
+            WriteStep::End(_) | WriteStep::Wait => {
+                self.clients[client].session.close(numbers.sequence);
+                self.report.abandoned += 1;
+                return;
+            }
         };
-        write.submitted(to, now, &view, &timing);
+        // Submitted with the numbers of a first submission, then marked submitted (as the
+        // runtime's `Ticket::try_submit` pushes, then tells the machine).
         self.submit(client, &write, to);
+        let view = SimView { nodes: &self.nodes, watermark: self.watermark, leader_hint: self.leader_hint };
+        write.submitted(to, now, &view, &timing);
         if dropped {
             // Its ticket is dropped: nothing retries it, and its outcome stays unknown.
             self.report.abandoned += 1;
@@ -272,6 +283,11 @@ where
                 ReadStep::Wait(_) | ReadStep::End(_) => return,
             }
         };
+        if self.nodes[replica].driver.is_none() {
+            // Its round runs (this read began in a callback of it): it is served once the
+            // round is over, from the same copy, which only moves on meanwhile.
+            return;
+        }
         let response = self.nodes[replica].state().object.dispatch(&pending.op);
         let operation = pending.operation;
         if self.trace {

@@ -56,9 +56,9 @@ pub struct FaultConfig {
     /// follows most often: a wrong hint must cost an election, never safety. (Right hints,
     /// after every crash and restart, are always on.)
     pub wrong_hint_permille: u64,
-    /// Chance per tick that the leader hint clients read points at a random replica, as
-    /// the runtime's does for a while after its leader stopped: writes then go to a
-    /// follower, which forwards them (or holds them until it knows a leader).
+    /// Chance per tick that the leader hint clients read points at a random replica for 1
+    /// to 20 ticks, as the runtime's does for a while after its leader stopped: writes then
+    /// go to a follower, which forwards them (or holds them until it knows a leader).
     pub misleading_hint_permille: u64,
     /// Chance that a replica resuming from a pause campaigns at once, as one whose clock
     /// ran on while it was stopped would: far behind, it then holds its old entries and
@@ -133,11 +133,13 @@ pub struct SimConfig {
     pub liveness_ticks: u64,
     /// A client submits a write again after this many ticks without a response.
     pub retry_ticks: u64,
-    /// A client gives up on a write after this many ticks without a response, as
-    /// `Handle::submit` lets go of a dropped ticket's write past the deadline: it is not
-    /// retried any more, its outcome stays unknown (it may still take effect once), and the
-    /// session's floor passes it. Each client gives up on one write at most. `None`:
-    /// clients wait for every write.
+    /// The deadline, in ticks, of the one write per client that its client gives up on:
+    /// on a quarter of its writes until it has chosen one, a client gives that write this
+    /// deadline, and either drops its ticket at once (it is submitted once and never
+    /// retried, as a dropped `Ticket`'s write) or waits for it until the deadline (and then
+    /// gets `NoQuorum`, as a waiting `Ticket` would). Either way its outcome stays unknown
+    /// (it may still take effect once) and the session's floor passes it. `None`: clients
+    /// wait for every write, with no deadline.
     pub abandon_ticks: Option<u64>,
     /// Protocol timing, in ticks.
     pub protocol: protocol::Config,
@@ -187,7 +189,7 @@ pub enum ClientOp<D: Dispatch> {
 /// wrong death notices), each on its own share of seeds. An eighth of the seeds run without
 /// the election stagger, and an eighth retry writes eagerly. One seed in 32 runs long
 /// (300 to 600 operations per client, pipelines of 4 to 8, faults for 2,000 to 4,000
-/// ticks), and a fifth let logs take their sparse form after a few dozen slots, with
+/// ticks), and a fifth let logs take their sparse form past a span of 4 to 31 slots, with
 /// long pauses after which replicas campaign at once, and busy clients.
 pub fn sweep_config(seed: u64) -> SimConfig {
     let mut rng = SimRng::new(seed ^ 0x5eed_5eed_5eed_5eed);
@@ -238,13 +240,13 @@ pub fn sweep_config(seed: u64) -> SimConfig {
         config.operations_per_client = 300 + rng.below(300) as usize;
         config.pipeline = 4 + rng.below(5) as usize;
         config.fault_ticks = 2_000 + rng.below(2_000);
-        // Batches big enough that the retries of many pipelined writes, resubmitted at
-        // every change of leader, do not outrun the commits.
+        // Batches big enough that the retries of 2 to 4 clients' deep pipelines, resubmitted
+        // at every change of leader, do not outrun the commits after a long fault period.
         config.protocol.batch_max = 16;
         config.liveness_ticks = 6_000;
     }
-    // A quarter of the seeds let a log take its sparse form after a few dozen slots
-    // (protocol::Config::log_sparse_span), as a far-behind replica's does after 16,384.
+    // A fifth of the seeds let a log take its sparse form past a span of 4 to 31 slots
+    // (protocol::Config::log_sparse_span), as a far-behind replica's does past 16,384.
     // A log takes its sparse form when a replica far behind takes over leadership: it holds
     // its old entries and the ones its promises reported, far above them (a follower never
     // holds entries a log window above what it delivered). Those seeds have long pauses

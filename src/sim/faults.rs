@@ -61,7 +61,9 @@ where
             }
         }
         if self.rng.chance(self.config.faults.misleading_hint_permille, 1000) {
+            // For a few ticks, until leaders set it again.
             self.leader_hint = self.rng.below(n) as usize;
+            self.hint_pinned_until = self.tick + 1 + self.rng.below(20);
         }
         // A leader that finds itself too slow gives up leadership (as the runtime's do).
         if self.rng.chance(pause, 1000) {

@@ -199,7 +199,7 @@ where
 
     fn raise_watermark(&mut self, slot_committed: Slot, leading: bool) {
         let sim = &mut *self.sim;
-        if leading {
+        if leading && sim.tick >= sim.hint_pinned_until {
             sim.leader_hint = self.i;
         }
         if slot_committed > sim.watermark {
@@ -226,6 +226,9 @@ where
         let any = !messages.is_empty();
         for (to, message) in messages.drain(..) {
             self.promised |= matches!(message, Message::Promise { .. });
+            if let Message::Forward { commands } = &message {
+                sim.report.coverage.writes_forwarded += commands.len() as u64;
+            }
             let targeted = matches!(message, Message::Commit { .. }) && sim.rng.chance(commit_loss, 1000);
             if targeted || sim.cut(from, to) || sim.rng.chance(loss, 1000) {
                 sim.report.messages_lost += 1;
@@ -303,8 +306,10 @@ where
         }
     }
 
-    /// Readers look at the state itself between rounds; nothing to publish.
-    fn publish_applied(&mut self, _slot: Slot) {}
+    /// What clients see of how far the replica applied (`SimView::slot_applied`).
+    fn publish_applied(&mut self, slot: Slot) {
+        self.sim.nodes[self.i].applied_published = slot;
+    }
 
     /// The first replica to apply a write completes its client, which may then issue its
     /// next operation at once, in the middle of this round, as a woken caller would: a read

@@ -81,6 +81,9 @@ pub struct Coverage {
     pub logs_made_dense: u64,
     /// A replica installed a snapshot of a long log: at slot [`LONG_LOG`] or beyond.
     pub snapshots_of_long_logs: u64,
+    /// Client writes a replica that does not lead forwarded to the one it takes for the
+    /// leader.
+    pub writes_forwarded: u64,
 }
 
 /// The slot from which a snapshot counts as one of a long log ([`Coverage::snapshots_of_long_logs`]).
@@ -88,7 +91,7 @@ pub const LONG_LOG: u64 = 500;
 
 impl Coverage {
     /// Every path with its name and count, in a fixed order.
-    pub fn paths(&self) -> [(&'static str, u64); 12] {
+    pub fn paths(&self) -> [(&'static str, u64); 13] {
         [
             ("phase 1 chose among different values", self.recoveries_contested),
             ("candidate preempted by a higher ballot", self.candidacies_preempted),
@@ -102,6 +105,7 @@ impl Coverage {
             ("log moved to its sparse form", self.logs_made_sparse),
             ("log moved back to its ring", self.logs_made_dense),
             ("snapshot of a long log installed", self.snapshots_of_long_logs),
+            ("writes forwarded by a replica that does not lead", self.writes_forwarded),
         ]
     }
 

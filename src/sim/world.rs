@@ -79,6 +79,10 @@ pub(super) struct Node<D: Dispatch> {
     /// Client writes submitted to it, taken at its next round (the runtime's submission
     /// queue, which outlives a crash too).
     pub(super) queue: VecDeque<Request<D>>,
+    /// Every slot below this has been applied to its state, as it last published it (the
+    /// runtime's `ReplicaShared::slot_applied`): what clients see of it, also while its
+    /// round runs.
+    pub(super) applied_published: Slot,
 }
 
 impl<D: Dispatch> Node<D> {
@@ -156,6 +160,8 @@ pub(super) struct Sim<'a, D: Dispatch, W> {
     /// The replica that last became leader (or, after a misleading-hint fault, any
     /// replica): what the runtime's leader hint holds.
     pub(super) leader_hint: usize,
+    /// A misleading hint stays until this tick: leaders do not set it before.
+    pub(super) hint_pinned_until: u64,
     /// Per slot, the batch, the writes it took effect for, and the object's hash after it,
     /// as the first replica to apply it saw them.
     pub(super) canonical: BTreeMap<Slot, Canonical<D>>,
@@ -200,6 +206,7 @@ where
                 restart_at: None,
                 promise_before_crash: Ballot::ZERO,
                 queue: VecDeque::new(),
+                applied_published: Slot::ZERO,
             })
             .collect();
         let clients = (0..config.clients).map(|client| Client::new(client % config.replicas)).collect();
@@ -218,6 +225,7 @@ where
             history: Vec::new(),
             watermark: Slot::ZERO,
             leader_hint: 0,
+            hint_pinned_until: 0,
             canonical: BTreeMap::new(),
             took_effect: HashSet::new(),
             digests: crate::digest::DigestBoard::new(config.replicas),
