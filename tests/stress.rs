@@ -43,7 +43,8 @@ struct Stress {
     replicas: usize,
     clients: usize,
     seconds: f64,
-    /// The most operations one client issues (a bound on the linearizability check).
+    /// The operations one client issues (a bound on the linearizability check; a client
+    /// goes past it only while the fault schedule has not yet done its part, see `Done`).
     ops: usize,
     /// Writes a client keeps in flight (1: synchronous `execute_mut`).
     pipeline: usize,
@@ -69,9 +70,32 @@ impl Default for Stress {
     }
 }
 
+/// What the fault schedule and the leadership mover have done so far, for the clients: they
+/// go on past their operations until the schedule has hit the leader and, in the mixed
+/// schedule, leadership was moved (on a loaded machine the clients may otherwise finish
+/// before the fault thread first runs).
+#[derive(Default)]
+struct Done {
+    on_leader: AtomicU64,
+    moved: AtomicU64,
+}
+
+impl Done {
+    fn enough(&self, kinds: Faults) -> bool {
+        // Relaxed: counters the clients only look at to know when to stop.
+        self.on_leader.load(Ordering::Relaxed) > 0 && (kinds != Faults::Mixed || self.moved.load(Ordering::Relaxed) > 0)
+    }
+}
+
 /// Injects faults until `stop`, keeping at most `(n - 1) / 2` replicas faulty at once.
 /// Returns how many faults it injected, and how many of them hit the leader of the moment.
-fn fault_schedule(cluster: &Cluster<KvMap>, mut rng: SimRng, stop: &AtomicBool, kinds: Faults) -> (u64, u64) {
+fn fault_schedule(
+    cluster: &Cluster<KvMap>,
+    mut rng: SimRng,
+    stop: &AtomicBool,
+    kinds: Faults,
+    done: &Done,
+) -> (u64, u64) {
     let n = cluster.replicas();
     let minority = (n - 1) / 2;
     // What each replica suffers now: 0 nothing, 1 paused, 2 slowed, 3 crashed.
@@ -99,6 +123,7 @@ fn fault_schedule(cluster: &Cluster<KvMap>, mut rng: SimRng, stop: &AtomicBool, 
                 fault[replica] = kind;
                 injected += 1;
                 on_leader += u64::from(leader == Some(replica));
+                done.on_leader.store(on_leader, Ordering::Relaxed);
             }
             1 => {
                 faults.resume(replica).expect("resume");
@@ -131,13 +156,16 @@ fn fault_schedule(cluster: &Cluster<KvMap>, mut rng: SimRng, stop: &AtomicBool, 
 /// Moves leadership to a random replica every few milliseconds until `stop`, racing the
 /// fault schedule's crashes and pauses. Returns how many transfers completed, and how many
 /// were refused because their target was down (paused or crashed meanwhile).
-fn move_leadership(cluster: &Cluster<KvMap>, mut rng: SimRng, stop: &AtomicBool) -> (u64, u64) {
+fn move_leadership(cluster: &Cluster<KvMap>, mut rng: SimRng, stop: &AtomicBool, done: &Done) -> (u64, u64) {
     let (mut moved, mut refused) = (0, 0);
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(3 + rng.below(15)));
         let to = rng.below(cluster.replicas() as u64) as usize;
         match cluster.transfer_leadership(to) {
-            Ok(()) => moved += 1,
+            Ok(()) => {
+                moved += 1;
+                done.moved.store(moved, Ordering::Relaxed);
+            }
             Err(corum::Error::ReplicaDown { .. }) => refused += 1,
             Err(error) => panic!("transfer to {to} with a majority running: {error}"),
         }
@@ -212,10 +240,13 @@ impl History {
 }
 
 /// One client: synchronous calls, or up to `pipeline` write tickets in flight (a read
-/// first waits for them, as a program that reads its own writes must).
-fn client(handle: corum::Handle<KvMap>, client: usize, stress: Stress, history: &History) {
+/// first waits for them, as a program that reads its own writes must). It stops after
+/// `stress.ops` operations or `stress.seconds`, once the schedule has `done` enough (or
+/// after [`PATIENCE`], and the test fails).
+fn client(handle: corum::Handle<KvMap>, client: usize, stress: Stress, history: &History, done: &Done) {
     let mut rng = SimRng::new(seed().wrapping_mul(1_000_003) ^ client as u64);
-    let until = Instant::now() + Duration::from_secs_f64(stress.seconds);
+    let started = Instant::now();
+    let until = started + Duration::from_secs_f64(stress.seconds);
     let mut in_flight: VecDeque<(KvWrite, (u64, Instant), Ticket<KvMap>)> = VecDeque::new();
     // Tickets are waited for in any order, as a program juggling several would.
     let wait_one = |in_flight: &mut VecDeque<(KvWrite, (u64, Instant), Ticket<KvMap>)>, rng: &mut SimRng| {
@@ -223,8 +254,10 @@ fn client(handle: corum::Handle<KvMap>, client: usize, stress: Stress, history: 
         let (write, invoked, ticket) = in_flight.remove(index).expect("a ticket in flight");
         history.record(client, Call::Write(write), invoked, ticket.wait());
     };
-    for _ in 0..stress.ops {
-        if Instant::now() >= until {
+    for issued in 0.. {
+        if (issued >= stress.ops || Instant::now() >= until)
+            && (done.enough(stress.faults) || started.elapsed() >= PATIENCE)
+        {
             break;
         }
         match KvMap::workload(&mut rng, client) {
@@ -270,6 +303,7 @@ fn stress(stress: Stress) {
     let history = History::default();
     let stop = AtomicBool::new(false);
     let busy = AtomicBool::new(stress.overload);
+    let done = Done::default();
     let ((injected, on_leader), (moved, refused)) = std::thread::scope(|scope| {
         let cores = std::thread::available_parallelism().map_or(2, usize::from);
         let per_core = std::env::var("CORUM_STRESS_BUSY").ok().and_then(|n| n.parse().ok()).unwrap_or(1);
@@ -280,13 +314,13 @@ fn stress(stress: Stress) {
                 }
             });
         }
-        let faults = scope.spawn(|| fault_schedule(&cluster, SimRng::new(seed ^ 0xfa17), &stop, stress.faults));
+        let faults = scope.spawn(|| fault_schedule(&cluster, SimRng::new(seed ^ 0xfa17), &stop, stress.faults, &done));
         let mover = (stress.faults == Faults::Mixed)
-            .then(|| scope.spawn(|| move_leadership(&cluster, SimRng::new(seed ^ 0x1ead), &stop)));
+            .then(|| scope.spawn(|| move_leadership(&cluster, SimRng::new(seed ^ 0x1ead), &stop, &done)));
         let workers: Vec<_> = (0..stress.clients)
             .map(|index| {
-                let (handle, history) = (cluster.handle(), &history);
-                scope.spawn(move || client(handle, index, stress, history))
+                let (handle, history, done) = (cluster.handle(), &history, &done);
+                scope.spawn(move || client(handle, index, stress, history, done))
             })
             .collect();
         // Every thread must end even when a client panics, or the scope would wait forever:
