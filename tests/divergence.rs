@@ -64,6 +64,20 @@ fn cluster(glitches: u64, every: u64) -> Cluster<Glitchy> {
         .expect("build")
 }
 
+/// The highest slot below which some replica applied every slot.
+fn applied_max(cluster: &Cluster<Glitchy>) -> u64 {
+    cluster.stats().iter().map(|s| s.slot_applied.get()).max().unwrap()
+}
+
+/// Waits until every replica has applied every slot below `slot`.
+fn all_applied(cluster: &Cluster<Glitchy>, slot: u64) {
+    let deadline = Instant::now() + PATIENCE;
+    while !cluster.stats().iter().all(|s| s.slot_applied.get() >= slot) {
+        assert!(Instant::now() < deadline, "not every replica applied up to {slot}: {:#?}", cluster.stats());
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 #[test]
 fn a_copy_that_diverges_is_found_within_digest_every_slots_and_replaced() {
     let every = 8;
@@ -72,11 +86,21 @@ fn a_copy_that_diverges_is_found_within_digest_every_slots_and_replaced() {
     for _ in 0..100 {
         handle.execute_mut(1).expect("write");
     }
+    // Every replica at the same slot first: the guarantee is about the checkpoint after the
+    // fork, which a majority must pass with one digest while the board keeps it (a replica
+    // far behind on a loaded machine, or one that catches up by a snapshot, moves the
+    // verdict to a later checkpoint; see `Builder::digest_every`).
+    all_applied(&cluster, applied_max(&cluster));
     handle.execute_mut(TRIGGER).expect("the write one replica applies differently");
     // Every slot below this holds the trigger write (writes one at a time).
-    let trigger_done: u64 = cluster.stats().iter().map(|s| s.slot_applied.get()).max().unwrap();
+    let trigger_done = applied_max(&cluster);
+    // The next checkpoint into the log, and every replica past it.
+    for _ in 0..every {
+        handle.execute_mut(1).expect("write");
+    }
+    all_applied(&cluster, trigger_done + every);
     let deadline = Instant::now() + PATIENCE;
-    let mut after = 0;
+    let mut after = every;
     let found = loop {
         handle.execute_mut(1).expect("writes go on while a copy is diverged");
         after += 1;

@@ -210,7 +210,12 @@ impl<D: Dispatch> Builder<D> {
     /// How often replicas compare digests of their copies, in slots of the log (default
     /// 256; each slot holds a batch of writes). Only for objects that provide
     /// [`Dispatch::digest`](crate::Dispatch::digest); see there for what a mismatch does.
-    /// A diverged copy is found within this many slots of the write that forked it.
+    /// A diverged copy is found at the first checkpoint after the write that forked it
+    /// (within this many slots of it), as soon as a majority of the replicas have passed
+    /// that checkpoint with one digest. The replicas' reports are kept for the last 16
+    /// checkpoints: where the replicas that passed it disagree and the others pass it only
+    /// later than that (a replica far behind), or never (one that catches up by a
+    /// snapshot), the copy is found at a later checkpoint.
     pub fn digest_every(mut self, slots: u64) -> Self {
         self.digest_every = slots;
         self
