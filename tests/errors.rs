@@ -98,10 +98,13 @@ fn fault_injection_on_a_missing_replica_is_an_error() {
 #[test]
 fn without_a_majority_writes_fail_with_no_quorum_within_the_deadline() {
     let deadline = Duration::from_millis(300);
-    // Under `Any`, leadership stays where it is.
+    // Under `Any` and with no election timeout (10 minutes), leadership stays where it is,
+    // however long a thread waits for a core.
     let cluster = Builder::new(Kv::default())
         .replicas(3)
         .deadline(deadline)
+        .tick(Duration::from_millis(1))
+        .election_ticks(600_000)
         .leader_policy(corum::LeaderPolicy::Any)
         .build()
         .expect("build");

@@ -199,18 +199,16 @@ fn without_helping_the_replica_threads_do_all_the_work() {
 #[test]
 fn a_crashed_leader_is_replaced_and_no_acknowledged_write_is_lost_or_doubled() {
     let cluster = kv().replicas(3).build().expect("build");
-    let run = Run::start(&cluster, 3, 6_000);
+    let run = Run::start(&cluster, 3, UNTIL_FINISHED);
     run.wait_for(1_000);
     let old_leader = leader(&cluster);
     cluster.faults().crash(old_leader).expect("crash the leader");
-    let at_crash = run.progress.load(Ordering::Relaxed);
-    while run.threads.iter().any(|thread| !thread.is_finished()) {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    assert!(run.progress.load(Ordering::Relaxed) > at_crash, "the run continued after the crash");
-    let stats = cluster.stats();
-    let new_leaders: Vec<_> = stats.iter().filter(|s| s.role == RoleKind::Leader && s.replica != old_leader).collect();
-    assert_eq!(new_leaders.len(), 1, "one new leader: {stats:#?}");
+    // The clients go on after the crash (their writes are checked at `finish`).
+    run.wait_for_more(1_000);
+    eventually("one new leader", || {
+        let stats = cluster.stats();
+        (stats.iter().filter(|s| s.role == RoleKind::Leader && s.replica != old_leader).count() == 1).then_some(())
+    });
     run.finish(cluster, 2);
 }
 
@@ -254,9 +252,9 @@ fn one_thread_keeps_many_writes_in_flight() {
         expected += 100;
     }
     assert_eq!(handle.execute(KvRead::Get(7)).expect("read"), Some(10_000));
-    let stats = cluster.stats();
-    let leader = stats.iter().find(|s| s.role == RoleKind::Leader).expect("leader");
-    assert!(leader.batches_proposed < 10_000, "pipelined writes share batches: {}", leader.batches_proposed);
+    // Summed over the replicas: on a loaded machine leadership may have moved meanwhile.
+    let proposed: u64 = cluster.stats().iter().map(|s| s.batches_proposed).sum();
+    assert!(proposed < 10_000, "pipelined writes share batches: {proposed} batches for 10,000 writes");
     cluster.shutdown().expect("shutdown");
 }
 
@@ -279,8 +277,9 @@ fn reads_wait_for_the_home_replica_to_catch_up() {
 
 #[test]
 fn stats_describe_every_replica() {
-    // Leadership stays where it is: only one leader change to count.
-    let cluster = kv().replicas(3).leader_policy(LeaderPolicy::Any).build().expect("build");
+    // Leadership stays where it is: only one leader change to count (no election timeout
+    // that a thread waiting for a core could let expire, no policy to move it).
+    let cluster = no_elections().leader_policy(LeaderPolicy::Any).build().expect("build");
     let handle = cluster.handle();
     for number in 0..50 {
         handle.execute_mut(KvWrite::Add { id: WriteId { client: 0, number }, key: 0, delta: 1 }).expect("write");
@@ -391,7 +390,9 @@ fn a_paused_replica_does_not_hold_the_log_back_and_catches_up_by_snapshot() {
     assert!(largest_log < 200 * window, "the log grew to {largest_log} entries while a replica was paused");
     cluster.faults().resume(paused).expect("resume");
     wait_until_caught_up(&cluster, paused);
-    assert!(cluster.stats()[paused].snapshots_installed >= 1, "caught up from a snapshot");
+    // Its statistics are published at the end of the round that installed the snapshot,
+    // after the applied slot.
+    eventually("caught up from a snapshot", || (cluster.stats()[paused].snapshots_installed >= 1).then_some(()));
     run.finish(cluster, 3);
 }
 
@@ -462,8 +463,8 @@ fn a_dead_leader_is_replaced_at_once_not_after_the_election_timeout() {
 
 #[test]
 fn leadership_moves_where_it_is_asked_to_under_load_and_nothing_is_lost() {
-    // Under `Any`, only the transfers move leadership.
-    let cluster = kv().replicas(3).leader_policy(LeaderPolicy::Any).build().expect("build");
+    // Under `Any` and with no election timeout, only the transfers move leadership.
+    let cluster = no_elections().leader_policy(LeaderPolicy::Any).build().expect("build");
     let run = Run::start(&cluster, 3, UNTIL_FINISHED);
     for round in 0..12 {
         run.wait_for_more(50);
@@ -480,7 +481,7 @@ fn a_transfer_to_a_stopped_or_unknown_replica_is_refused() {
     // A short deadline, to see a transfer without a majority fail; under `Any`, only the
     // transfers move leadership.
     let cluster =
-        kv().replicas(3).deadline(Duration::from_millis(300)).leader_policy(LeaderPolicy::Any).build().expect("build");
+        no_elections().deadline(Duration::from_millis(300)).leader_policy(LeaderPolicy::Any).build().expect("build");
     // Right after start no replica may lead yet: replica 1 is elected at once.
     until_ok("elect replica 1", || cluster.transfer_leadership(1));
     let leader = leader(&cluster);
@@ -559,8 +560,18 @@ fn a_slowed_leader_hands_leadership_to_a_faster_replica() {
     // 2 ms per round: far below the step-down limit (half an election timeout), so only
     // the leader policy moves leadership.
     cluster.faults().slow(slow, Duration::from_millis(2)).expect("slow");
-    eventually("leadership leaves the slowed replica", || cluster.leader().filter(|&leader| leader != slow));
-    assert!(cluster.stats()[slow].round_time >= Duration::from_millis(1), "the slowdown was measured");
+    // Leadership leaves it once its slowness was measured. On a loaded machine it may move
+    // sooner for another reason (an election while the threads wait for a core): then it
+    // is given back.
+    eventually("leadership leaves the slowed replica, its slowness measured", || {
+        let moved = cluster.leader().is_some_and(|leader| leader != slow);
+        let measured = cluster.stats()[slow].round_time >= Duration::from_millis(1);
+        if moved && !measured {
+            // A refused or late transfer is tried again at the next look.
+            let _ = cluster.transfer_leadership(slow);
+        }
+        (moved && measured).then_some(())
+    });
     cluster.faults().slow(slow, Duration::ZERO).expect("full speed");
     run.finish(cluster, 3);
 }
