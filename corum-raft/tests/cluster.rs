@@ -14,6 +14,7 @@ use corum_raft::{Applied, Batch, Builder, Client, Error, Write};
 async fn writes_and_reads_reach_every_copy() {
     let cluster = Cluster::start(3, 10_000).await;
     let leader = cluster.leader().await;
+    let term = cluster.node(leader).metrics().term;
     let follower = (leader + 1) % 3;
     // Through a follower: forwarded to the leader over TCP.
     for i in 0..50u64 {
@@ -24,10 +25,21 @@ async fn writes_and_reads_reach_every_copy() {
     }
     let copy = cluster.converged().await;
     assert_eq!(copy.0.values().sum::<u64>(), 50);
-    let m = cluster.node(leader).metrics();
-    assert_eq!(m.writes, 50);
-    assert_eq!(m.reads, 5);
-    assert_eq!(m.leader, Some(leader as u64 + 1));
+    // Each node counts what it committed and served while it led. On a loaded machine a
+    // late heartbeat can start an election halfway; then the counts are spread over the
+    // leaders, and a write or read whose answer was lost on the way back is counted again
+    // where it was retried (the copy above still holds each write once).
+    let now = cluster.leader().await;
+    let metrics: Vec<_> = (0..3).map(|i| cluster.node(i).metrics()).collect();
+    let (writes, reads) = metrics.iter().fold((0, 0), |(w, r), m| (w + m.writes, r + m.reads));
+    if metrics.iter().all(|m| m.term == term) {
+        assert_eq!(now, leader);
+        assert_eq!((metrics[leader].writes, metrics[leader].reads), (50, 5));
+        assert_eq!((writes, reads), (50, 5), "only the leader counts");
+    } else {
+        assert!(writes >= 50 && reads >= 5, "{metrics:?}");
+    }
+    assert!(metrics.iter().all(|m| m.leader == Some(now as u64 + 1)));
     cluster.shutdown().await;
 }
 
@@ -331,6 +343,7 @@ async fn a_frame_that_does_not_decode_is_rejected_and_the_node_goes_on() {
 async fn concurrent_writes_share_log_entries() {
     let cluster = Cluster::start(3, 10_000).await;
     let leader = cluster.leader().await;
+    let term = cluster.node(leader).metrics().term;
     let client = cluster.node(leader).client();
     let tasks: Vec<_> = (0..64u64)
         .map(|k| {
@@ -341,9 +354,16 @@ async fn concurrent_writes_share_log_entries() {
     for t in tasks {
         assert_eq!(t.await.unwrap().unwrap(), 1);
     }
-    let m = cluster.node(leader).metrics();
-    assert_eq!(m.writes, 64);
-    assert!(m.write_entries < m.writes / 2, "64 concurrent writes took {} log entries", m.write_entries);
+    // Summed over the nodes, for an election on a loaded machine spreads the counts over
+    // the leaders (and counts a write retried after a lost answer twice).
+    let metrics: Vec<_> = (0..3).map(|i| cluster.node(i).metrics()).collect();
+    let (writes, entries) = metrics.iter().fold((0, 0), |(w, e), m| (w + m.writes, e + m.write_entries));
+    if metrics.iter().all(|m| m.term == term) {
+        assert_eq!(writes, 64);
+    } else {
+        assert!(writes >= 64, "{metrics:?}");
+    }
+    assert!(entries < writes / 2, "{writes} concurrent writes took {entries} log entries");
     cluster.shutdown().await;
 }
 
