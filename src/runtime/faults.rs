@@ -173,7 +173,7 @@ fn finish_round_in_progress<D: Dispatch>(target: &ReplicaShared<D>) {
 #[cfg(all(test, not(corum_loom)))]
 mod tests {
     use crate::runtime::replica::tests::FAIL_NEXT_SPAWN;
-    use crate::runtime::test_support::Counter;
+    use crate::runtime::test_support::{Counter, PATIENCE};
     use crate::{Builder, Error, ReplicaStatus};
 
     /// A restart whose thread the operating system refuses keeps the crashed replica's
@@ -201,7 +201,7 @@ mod tests {
             let committed = stats.iter().map(|replica| replica.slot_committed).max().expect("replicas");
             stats.iter().all(|replica| replica.slot_applied >= committed)
         };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let deadline = std::time::Instant::now() + PATIENCE;
         while !caught_up() && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
