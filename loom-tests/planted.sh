@@ -16,6 +16,7 @@ plants=(
     "completion-waker-early:wakeup:an_awaiting_task_wakes_when_its_completion_is_filled"
     "token-release-relaxed:token:pinned_thread_and_two_helpers"
     "token-release-no-notify:token:pinned_thread_and_two_helpers"
+    "copy-reader-no-fence:copy_lock:a_read_overlapping_applies_sees_whole_batches"
     "applied-before-apply:cluster:two_replicas_write_then_read_without_helping"
     "watermark-after-apply:cluster:two_replicas_write_then_read_without_helping"
 )

@@ -124,6 +124,8 @@ pub mod internals {
     #[cfg(corum_loom)]
     pub use crate::runtime::Completion;
     #[cfg(corum_loom)]
+    pub use crate::transport::copy_lock::CopyLock;
+    #[cfg(corum_loom)]
     pub use crate::transport::event::{EventCount, WaitKey};
     #[cfg(corum_loom)]
     pub use crate::transport::queue::Queue;

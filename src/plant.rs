@@ -44,6 +44,7 @@ pub(crate) const PLANTS: &[(&str, &str)] = &[
     ("completion-waker-early", "a completion takes the waiting task's waker before it stores the outcome"),
     ("token-release-relaxed", "a replica's run token is given back with a relaxed store"),
     ("token-release-no-notify", "a replica's run token is given back without waking a thread waiting for it"),
+    ("copy-reader-no-fence", "a reader of a copy loads the writer flag without a fence after raising its indicator"),
 ];
 
 /// The plant this build carries (`CORUM_PLANT` when it was built), empty for none.

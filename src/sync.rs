@@ -19,8 +19,6 @@ mod imp {
     pub(crate) type Mutex<T> = parking_lot::Mutex<T>;
     /// The guard of [`Mutex`].
     pub(crate) type MutexGuard<'a, T> = parking_lot::MutexGuard<'a, T>;
-    /// A reader-writer lock that does not poison.
-    pub(crate) type RwLock<T> = parking_lot::RwLock<T>;
 
     /// A condition variable over [`Mutex`].
     #[derive(Debug, Default)]
@@ -91,24 +89,6 @@ mod imp {
 
         pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
             self.0.lock().expect("corum never panics while holding a lock under loom")
-        }
-    }
-
-    /// loom's reader-writer lock with parking_lot's non-poisoning API.
-    #[derive(Debug)]
-    pub(crate) struct RwLock<T>(loom::sync::RwLock<T>);
-
-    impl<T> RwLock<T> {
-        pub(crate) fn new(value: T) -> Self {
-            Self(loom::sync::RwLock::new(value))
-        }
-
-        pub(crate) fn read(&self) -> loom::sync::RwLockReadGuard<'_, T> {
-            self.0.read().expect("corum never panics while holding a lock under loom")
-        }
-
-        pub(crate) fn write(&self) -> loom::sync::RwLockWriteGuard<'_, T> {
-            self.0.write().expect("corum never panics while holding a lock under loom")
         }
     }
 

@@ -355,7 +355,11 @@ impl<D: Dispatch> Builder<D> {
             wake_peers: !shares || !self.helping,
             pending_max: self.ring_capacity * 4,
         };
-        let replicas = (0..n).map(|_| ReplicaShared::new(self.object.clone(), self.submission_capacity)).collect();
+        // A reader indicator per core that may read at once (loom: one, to keep its models
+        // small); threads beyond that share indicators.
+        let indicators = if cfg!(corum_loom) { 1 } else { available_cores().clamp(1, MAX_INDICATORS) };
+        let replicas =
+            (0..n).map(|_| ReplicaShared::new(self.object.clone(), self.submission_capacity, indicators)).collect();
         let shared = Arc::new(Shared::new(replicas, options));
 
         // One ring per ordered pair: outgoing[i][j] sends from i to j.
@@ -393,6 +397,9 @@ impl<D: Dispatch> Builder<D> {
 
 /// The longest tick, deadline or retry interval accepted: clocks add them to the current
 /// time, which must not overflow.
+/// Most reader indicators per copy: a writer looks at each of them once per batch.
+const MAX_INDICATORS: usize = 64;
+
 const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// [`Builder::shares_cores`] for a process with `available` cores whose replicas are

@@ -236,7 +236,7 @@ impl<D: Dispatch> Cluster<D> {
             .replicas
             .iter()
             .filter(|replica| replica.status() != CRASHED && replica.slot_applied() >= watermark)
-            .map(|replica| ReplicaState::clone(&replica.state.read()))
+            .map(|replica| replica.state.read(0, ReplicaState::clone))
             .collect();
         if copies.is_empty() {
             return Err(Error::NoQuorum { waited: now().saturating_duration_since(started) });

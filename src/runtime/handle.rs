@@ -129,9 +129,11 @@ impl<D: Dispatch> Handle<D> {
         let shared = self.shared();
         admit(shared)?;
         let mut read = read::start(shared, self.session.home);
+        let reader = self.session.client as usize;
         let serve = |index: usize| {
-            let state = shared.replicas[index].state.read();
-            catch_unwind(AssertUnwindSafe(|| state.object.dispatch(&op))).map_err(|_| Error::OperationPanicked)
+            shared.replicas[index].state.read(reader, |state| {
+                catch_unwind(AssertUnwindSafe(|| state.object.dispatch(&op))).map_err(|_| Error::OperationPanicked)
+            })
         };
         // Most reads find their copy caught up: they serve it without reading the clock
         // (a tenth of a read's cost where reads are most of the load).
@@ -181,8 +183,9 @@ impl<D: Dispatch> Handle<D> {
         let shared = self.shared();
         admit(shared)?;
         let replica = route::serving_from(shared, self.session.home).unwrap_or(self.session.home);
-        let state = shared.replicas[replica].state.read();
-        catch_unwind(AssertUnwindSafe(|| state.object.dispatch(&op))).map_err(|_| Error::OperationPanicked)
+        shared.replicas[replica].state.read(self.session.client as usize, |state| {
+            catch_unwind(AssertUnwindSafe(|| state.object.dispatch(&op))).map_err(|_| Error::OperationPanicked)
+        })
     }
 }
 
@@ -223,7 +226,7 @@ mod tests {
         assert!(held <= 1, "the session still holds {held} writes");
         let shared = &handle.session.shared;
         for replica in (0..3).filter(|&r| r != home) {
-            let remembered = shared.replicas[replica].state.read().exactly_once.remembered();
+            let remembered = shared.replicas[replica].state.read(0, |state| state.exactly_once.remembered());
             assert!(remembered <= 2, "replica {replica} remembers {remembered} sequence numbers");
         }
         drop(handle);

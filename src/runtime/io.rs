@@ -31,7 +31,7 @@ pub(crate) struct LockedCopy<D: Dispatch> {
 
 impl<D: Dispatch> StateCell<D> for LockedCopy<D> {
     fn with<R>(&mut self, f: impl FnOnce(&mut ReplicaState<D>) -> R) -> R {
-        f(&mut self.shared.replicas[self.index].state.write())
+        self.shared.replicas[self.index].state.write(f)
     }
 }
 
@@ -346,8 +346,8 @@ impl<D: Dispatch> Environment<D, Arc<Request<D>>> for Io<D> {
     }
 
     fn copy_state(&self, peer: usize) -> ReplicaState<D> {
-        // The read lock gives a consistent copy: object, table and slot together.
-        self.shared.replicas[peer].state.read().snapshot()
+        // Read as a reader gives a consistent copy: object, table and slot together.
+        self.shared.replicas[peer].state.read(self.index, ReplicaState::snapshot)
     }
 }
 

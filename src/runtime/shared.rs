@@ -19,7 +19,8 @@ use crate::exactly_once::ClientId;
 use crate::protocol::{RoleKind, Slot};
 use crate::state::ReplicaState;
 use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use crate::sync::{now, Arc, Mutex, RwLock};
+use crate::sync::{now, Arc, Mutex};
+use crate::transport::copy_lock::CopyLock;
 use crate::transport::event::EventCount;
 use crate::transport::queue::Queue;
 use crate::transport::token::RunToken;
@@ -142,9 +143,9 @@ pub(crate) struct ReplicaShared<D: Dispatch> {
     /// decreases. Read by clients (Acquire).
     pub(crate) slot_applied: CachePadded<AtomicU64>,
     /// The replica's copy: written by whoever runs its round when applying, read by clients
-    /// serving reads and by peers copying a snapshot. Every reader writes the lock's word,
-    /// so the copy itself starts on a line of its own, which those writes leave alone.
-    pub(crate) state: CachePadded<RwLock<CachePadded<ReplicaState<D>>>>,
+    /// serving reads (each on the reader indicator of its client id) and by peers copying
+    /// a snapshot.
+    pub(crate) state: CachePadded<CopyLock<ReplicaState<D>>>,
     /// Readers waiting for `slot_applied` to reach their watermark park here.
     pub(crate) applied: CachePadded<EventCount>,
     /// Client submissions to this replica.
@@ -205,16 +206,17 @@ pub(crate) struct Shared<D: Dispatch> {
 }
 
 impl<D: Dispatch> ReplicaShared<D> {
-    /// A running replica whose copy starts as `object`, with a submission queue of
-    /// `submissions` writes; its worker is installed once its rings exist.
-    pub(crate) fn new(object: D, submissions: usize) -> Self {
+    /// A running replica whose copy starts as `object` behind `indicators` reader
+    /// indicators, with a submission queue of `submissions` writes; its worker is
+    /// installed once its rings exist.
+    pub(crate) fn new(object: D, submissions: usize, indicators: usize) -> Self {
         Self {
             status: AtomicU8::new(RUNNING),
             diverged: AtomicBool::new(false),
             restarts: AtomicU64::new(0),
             slowness_nanos: AtomicU64::new(0),
             slot_applied: CachePadded::new(AtomicU64::new(0)),
-            state: CachePadded::new(RwLock::new(CachePadded::new(ReplicaState::new(object)))),
+            state: CachePadded::new(CopyLock::new(ReplicaState::new(object), indicators)),
             applied: CachePadded::new(EventCount::new()),
             submissions: Queue::new(submissions),
             wake: CachePadded::new(EventCount::new()),

@@ -1,8 +1,10 @@
 //! The transport between replica threads and from clients: bounded lock-free rings, a
-//! wake-up primitive for threads that park when idle, and the run token that says which
-//! thread runs a replica's round. Everything here is built on
-//! [`crate::sync`], so the loom suite checks the same code that runs in production.
+//! wake-up primitive for threads that park when idle, the run token that says which
+//! thread runs a replica's round, and the reader indicators in front of each copy.
+//! Everything here is built on [`crate::sync`], so the loom suite checks the same code
+//! that runs in production (`copy_lock.rs` says where its loom form differs).
 
+pub(crate) mod copy_lock;
 pub(crate) mod event;
 pub(crate) mod queue;
 pub(crate) mod ring;

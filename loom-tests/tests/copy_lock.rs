@@ -1,0 +1,79 @@
+//! A replica's copy behind reader indicators (`transport/copy_lock.rs`), in the shape the
+//! runtime uses it: clients read the copy concurrently, each on its own indicator, while
+//! the replica's round applies writes to it. loom reports any read that overlaps a write
+//! (the copy is a loom `UnsafeCell`), so these check that a reader never sees a
+//! half-applied batch and that the writer never waits for a reader forever.
+#![cfg(corum_loom)]
+
+use corum::internals::CopyLock;
+use corum_loom_tests::check;
+use loom::sync::Arc;
+use loom::thread;
+
+/// A batch of two writes that readers must see whole: both halves or neither.
+fn apply(pair: &mut (u32, u32)) {
+    pair.0 += 1;
+    pair.1 += 1;
+}
+
+/// One reader against a writer applying two batches: the reader sees 0, 1 or 2 whole
+/// batches, and the writer's second batch waits for a reader that came in between.
+#[test]
+fn a_read_overlapping_applies_sees_whole_batches() {
+    check("a_read_overlapping_applies_sees_whole_batches", Some(5), || {
+        let lock = Arc::new(CopyLock::new((0u32, 0u32), 2));
+        let reader = {
+            let lock = Arc::clone(&lock);
+            thread::spawn(move || lock.read(1, |&pair| pair))
+        };
+        lock.write(apply);
+        lock.write(apply);
+        let (a, b) = reader.join().unwrap();
+        assert_eq!(a, b, "the reader saw half a batch");
+        assert!(a <= 2);
+        assert_eq!(lock.read(0, |&pair| pair), (2, 2));
+    });
+}
+
+/// Two readers sharing an indicator, against a writer: every read sees whole batches, and
+/// the writer finishes once both have left.
+#[test]
+fn readers_sharing_an_indicator_against_a_writer() {
+    check("readers_sharing_an_indicator_against_a_writer", Some(3), || {
+        let lock = Arc::new(CopyLock::new((0u32, 0u32), 2));
+        let readers: Vec<_> = [1, 1]
+            .into_iter()
+            .map(|indicator| {
+                let lock = Arc::clone(&lock);
+                thread::spawn(move || lock.read(indicator, |&pair| pair))
+            })
+            .collect();
+        lock.write(apply);
+        for reader in readers {
+            let (a, b) = reader.join().unwrap();
+            assert_eq!(a, b, "a reader saw half a batch");
+        }
+        assert_eq!(lock.read(0, |&pair| pair), (1, 1));
+    });
+}
+
+/// Two writers exclude each other as well as readers: no batch is lost.
+#[test]
+fn two_writers_and_a_reader() {
+    check("two_writers_and_a_reader", Some(3), || {
+        let lock = Arc::new(CopyLock::new((0u32, 0u32), 1));
+        let writer = {
+            let lock = Arc::clone(&lock);
+            thread::spawn(move || lock.write(apply))
+        };
+        let reader = {
+            let lock = Arc::clone(&lock);
+            thread::spawn(move || lock.read(0, |&pair| pair))
+        };
+        lock.write(apply);
+        writer.join().unwrap();
+        let (a, b) = reader.join().unwrap();
+        assert_eq!(a, b, "the reader saw half a batch");
+        assert_eq!(lock.read(0, |&pair| pair), (2, 2));
+    });
+}

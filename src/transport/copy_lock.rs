@@ -1,0 +1,266 @@
+//! A replica's copy of the object behind reader indicators: readers of one copy write
+//! only their own cache line, and the one thread that applies writes to the copy waits
+//! until the readers have drained.
+//!
+//! A reader-writer lock whose readers share one lock word bounces that word between the
+//! readers' cores on every read, which halves what two readers of one copy get. Here each
+//! reader increments and decrements an indicator of its own (chosen by the caller, say by
+//! its client id; readers that pick the same indicator share it correctly, only less
+//! cheaply), and reads a writer flag that changes only when a writer comes.
+//!
+//! # Ordering
+//! A reader raises its indicator, then looks at the flag; a writer raises the flag, then
+//! looks at every indicator. Each side's store followed by its load of the other side's
+//! word is the store-buffering pattern, which Acquire and Release do not order. Making the
+//! four accesses `SeqCst` does: they fall into one total order consistent with each
+//! thread's program order, so whichever look comes later in it sees the other side's raise.
+//! That is what normal builds do; on x86 the raise is a locked instruction and the look a
+//! plain load, so a read pays no fence. loom models `SeqCst` fences but treats `SeqCst`
+//! accesses as Acquire/Release, so under loom both sides put a `SeqCst` fence between an
+//! Acquire raise and an Acquire look instead, the same guarantee by the fences' total order
+//! (`FENCES`); the loom suite checks that form. Either way the reader sees the flag (and
+//! steps back, decrementing, until the writer is done) or the writer sees the indicator
+//! (and waits for it to drop to zero), or both. The reader's
+//! decrement is a Release and the writer's load of the indicator an Acquire, so what a
+//! reader read happens before what the writer writes; the writer clears the flag with a
+//! Release and the reader loads it with an Acquire, so what a writer wrote happens before
+//! what a later reader reads. The planted bug `copy-reader-no-fence` drops the reader's
+//! fence (in the loom form); the loom suite catches the data race it opens.
+//!
+//! Writers take the flag with a compare-exchange, so two writers exclude each other too
+//! (in the runtime only the holder of a replica's run token writes its copy). A reader that
+//! finds the flag set waits for it to clear before it tries again, so steady reads cannot
+//! starve the writer; the writer holds the flag for one batch, so it cannot starve readers
+//! either.
+//!
+//! # Waiting
+//! A reader (or a second writer) waiting for the flag to clear spins briefly, then parks on
+//! the event count `cleared`, which the writer notifies after it clears the flag (the event
+//! count's fences make sure one of the two sees the other, see `event.rs`). The writer,
+//! waiting for readers to leave, spins briefly, then yields: a read is short, and readers
+//! do not wake anyone when they leave, so that a read costs no more than its indicator and
+//! its fence. Under loom nothing spins, so that no two threads spin at once, which loom
+//! cannot explore to an end.
+
+use std::fmt;
+use std::time::Duration;
+
+use crossbeam_utils::CachePadded;
+
+use crate::plant::planted;
+use crate::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
+use crate::sync::{spin_loop, yield_now, UnsafeCell};
+use crate::transport::event::EventCount;
+
+/// Spins before a waiting thread parks or starts yielding its core.
+const SPINS: u32 = if cfg!(corum_loom) { 0 } else { 64 };
+
+/// Whether each side's raise and look are ordered by a `SeqCst` fence between them (under
+/// loom) or by being `SeqCst` accesses themselves (see the module docs, "Ordering").
+const FENCES: bool = cfg!(corum_loom);
+/// The ordering of a side's raise (the reader's increment, the writer's flag).
+const RAISE: Ordering = if FENCES { Ordering::Acquire } else { Ordering::SeqCst };
+/// The ordering of a side's look at the other's word.
+const LOOK: Ordering = if FENCES { Ordering::Acquire } else { Ordering::SeqCst };
+
+/// How long one park lasts at most; only a notification ends a park under loom.
+const PARK: Duration = Duration::from_secs(1);
+
+/// See the module docs.
+pub struct CopyLock<T> {
+    /// Set while a writer writes (or waits for the readers to drain).
+    writer: CachePadded<AtomicBool>,
+    /// Readers in the value now, per indicator; a power of two of them.
+    readers: Box<[CachePadded<AtomicUsize>]>,
+    /// Threads waiting for the writer flag to clear park here.
+    cleared: EventCount,
+    value: UnsafeCell<T>,
+}
+
+// SAFETY: moving the lock moves the value, which no reference outlives.
+unsafe impl<T: Send> Send for CopyLock<T> {}
+// SAFETY: the lock hands `&T` to readers on any thread at once (so `T: Sync`) and `&mut T`
+// to one writer at a time on any thread (so `T: Send`); the protocol in the module docs
+// keeps `&mut T` exclusive of every `&T`.
+unsafe impl<T: Send + Sync> Sync for CopyLock<T> {}
+
+impl<T> fmt::Debug for CopyLock<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Relaxed: a diagnostic snapshot.
+        f.debug_struct("CopyLock")
+            .field("writer", &self.writer.load(Ordering::Relaxed))
+            .field("indicators", &self.readers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> CopyLock<T> {
+    /// `value` behind `indicators` reader indicators (rounded up to a power of two, at
+    /// least 1): about as many as threads that read it at once.
+    pub fn new(value: T, indicators: usize) -> Self {
+        let readers =
+            (0..indicators.max(1).next_power_of_two()).map(|_| CachePadded::new(AtomicUsize::new(0))).collect();
+        Self {
+            writer: CachePadded::new(AtomicBool::new(false)),
+            readers,
+            cleared: EventCount::new(),
+            value: UnsafeCell::new(value),
+        }
+    }
+
+    /// Runs `f` on the value as a reader on indicator `reader` (taken modulo their number),
+    /// concurrently with other readers, never with a writer.
+    pub fn read<R>(&self, reader: usize, f: impl FnOnce(&T) -> R) -> R {
+        let indicator = &self.readers[reader & (self.readers.len() - 1)];
+        loop {
+            // `SeqCst` with the look below (or the fence between them, under loom) orders
+            // it before the look; the decrement (Release) publishes what this reader did.
+            indicator.fetch_add(1, RAISE);
+            if FENCES && !planted!("copy-reader-no-fence") {
+                fence(Ordering::SeqCst);
+            }
+            // Acquire (at least) pairs with the writer's Release clearing the flag.
+            if !self.writer.load(LOOK) {
+                break;
+            }
+            // A writer is in or coming: step back so that it can go on, and wait for it.
+            indicator.fetch_sub(1, Ordering::Release);
+            self.wait_cleared();
+        }
+        // Leaves the indicator even if `f` unwinds.
+        let _leave = Leave(indicator);
+        // SAFETY: our indicator is raised and no writer had the flag when we looked after
+        // raising it (module docs, "Ordering"): a writer that sets the flag from now on waits for the indicator to
+        // drop before it touches the value, and the last writer's accesses happen before
+        // ours (its Release clear of the flag, our Acquire load). So the value is only read
+        // while we are here.
+        self.value.with(|value| f(unsafe { &*value }))
+    }
+
+    /// Runs `f` on the value as its only accessor: waits for any other writer, then for
+    /// the readers in it to leave.
+    pub fn write<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        // Acquire (at least) pairs with the previous writer's Release clear.
+        while self.writer.compare_exchange(false, true, RAISE, Ordering::Relaxed).is_err() {
+            self.wait_cleared();
+        }
+        // Clears the flag and wakes waiters even if `f` unwinds or a wait below does.
+        let _release = Release(self);
+        if FENCES {
+            fence(Ordering::SeqCst);
+        }
+        let mut waited = 0;
+        for indicator in self.readers.iter() {
+            // Acquire (at least) pairs with each reader's Release decrement: what it read
+            // happens before what we write.
+            while indicator.load(LOOK) != 0 {
+                if waited < SPINS {
+                    waited += 1;
+                    spin_loop();
+                } else {
+                    yield_now();
+                }
+            }
+        }
+        // SAFETY: we hold the flag (no other writer), and every reader either left before
+        // our load of its indicator saw zero or will see the flag and step back before it
+        // reads (see `read`), so nothing else reaches the value until we clear the flag.
+        self.value.with_mut(|value| f(unsafe { &mut *value }))
+    }
+}
+
+impl<T> CopyLock<T> {
+    /// Returns once the writer flag was seen clear: spins, then parks until a writer
+    /// clearing it wakes this thread.
+    fn wait_cleared(&self) {
+        for _ in 0..SPINS {
+            if !self.writer.load(Ordering::Relaxed) {
+                return;
+            }
+            spin_loop();
+        }
+        loop {
+            let key = self.cleared.prepare_wait();
+            // Relaxed: the fence in `prepare_wait` orders this load after the announcement,
+            // and the caller loads the flag again with Acquire before it relies on it.
+            if !self.writer.load(Ordering::Relaxed) {
+                self.cleared.cancel_wait(key);
+                return;
+            }
+            self.cleared.wait(key, PARK);
+        }
+    }
+}
+
+/// Lowers a reader's indicator when dropped.
+struct Leave<'a>(&'a AtomicUsize);
+
+impl Drop for Leave<'_> {
+    fn drop(&mut self) {
+        // Release: what the reader read happens before what the next writer writes.
+        self.0.fetch_sub(1, Ordering::Release);
+    }
+}
+
+/// Clears the writer flag and wakes the threads waiting for that, when dropped.
+struct Release<'a, T>(&'a CopyLock<T>);
+
+impl<T> Drop for Release<'_, T> {
+    fn drop(&mut self) {
+        // Release: what the writer wrote happens before what later readers and writers do.
+        self.0.writer.store(false, Ordering::Release);
+        self.0.cleared.notify();
+    }
+}
+
+#[cfg(all(test, not(corum_loom)))]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    use super::CopyLock;
+
+    /// Readers never see a half-written pair, and every write lands.
+    #[test]
+    fn readers_see_whole_writes_and_writes_all_land() {
+        let lock = Arc::new(CopyLock::new((0u64, 0u64), 2));
+        let done = Arc::new(AtomicBool::new(false));
+        let readers: Vec<_> = (0..3)
+            .map(|reader| {
+                let (lock, done) = (Arc::clone(&lock), Arc::clone(&done));
+                std::thread::spawn(move || {
+                    let mut reads = 0u64;
+                    while !done.load(Ordering::Relaxed) || reads == 0 {
+                        let (a, b) = lock.read(reader, |&pair| pair);
+                        assert_eq!(a, b, "a reader saw a half-written pair");
+                        reads += 1;
+                    }
+                })
+            })
+            .collect();
+        for _ in 0..20_000 {
+            lock.write(|pair| {
+                pair.0 += 1;
+                std::hint::black_box(&*pair);
+                pair.1 += 1;
+            });
+        }
+        done.store(true, Ordering::Relaxed);
+        for reader in readers {
+            reader.join().expect("reader");
+        }
+        assert_eq!(lock.read(0, |&pair| pair), (20_000, 20_000));
+    }
+
+    /// A reader or writer that panics leaves the lock usable.
+    #[test]
+    fn a_panic_inside_leaves_the_lock_free() {
+        let lock = CopyLock::new(1u64, 1);
+        let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| lock.read(0, |_| panic!("in a read"))));
+        assert!(read.is_err());
+        let write = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| lock.write(|_| panic!("in a write"))));
+        assert!(write.is_err());
+        lock.write(|value| *value += 1);
+        assert_eq!(lock.read(7, |&value| value), 2);
+    }
+}
