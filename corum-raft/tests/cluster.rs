@@ -30,7 +30,7 @@ async fn writes_and_reads_reach_every_copy() {
     // leaders, and a write or read whose answer was lost on the way back is counted again
     // where it was retried (the copy above still holds each write once).
     let now = cluster.leader().await;
-    let metrics: Vec<_> = (0..3).map(|i| cluster.node(i).metrics()).collect();
+    let metrics = cluster.metrics();
     let (writes, reads) = metrics.iter().fold((0, 0), |(w, r), m| (w + m.writes, r + m.reads));
     if metrics.iter().all(|m| m.term == term) {
         assert_eq!(now, leader);
@@ -362,7 +362,7 @@ async fn concurrent_writes_share_log_entries() {
     }
     // Summed over the nodes, for an election on a loaded machine spreads the counts over
     // the leaders (and counts a write retried after a lost answer twice).
-    let metrics: Vec<_> = (0..3).map(|i| cluster.node(i).metrics()).collect();
+    let metrics = cluster.metrics();
     let (writes, entries) = metrics.iter().fold((0, 0), |(w, e), m| (w + m.writes, e + m.write_entries));
     if metrics.iter().all(|m| m.term == term) {
         assert_eq!(writes, 65);

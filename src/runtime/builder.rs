@@ -395,11 +395,11 @@ impl<D: Dispatch> Builder<D> {
     }
 }
 
-/// The longest tick, deadline or retry interval accepted: clocks add them to the current
-/// time, which must not overflow.
 /// Most reader indicators per copy: a writer looks at each of them once per batch.
 const MAX_INDICATORS: usize = 64;
 
+/// The longest tick, deadline or retry interval accepted: clocks add them to the current
+/// time, which must not overflow.
 const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// [`Builder::shares_cores`] for a process with `available` cores whose replicas are

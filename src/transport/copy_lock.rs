@@ -38,9 +38,9 @@
 //! the event count `cleared`, which the writer notifies after it clears the flag (the event
 //! count's fences make sure one of the two sees the other, see `event.rs`). The writer,
 //! waiting for readers to leave, spins briefly, then yields: a read is short, and readers
-//! do not wake anyone when they leave, so that a read costs no more than its indicator and
-//! its fence. Under loom nothing spins, so that no two threads spin at once, which loom
-//! cannot explore to an end.
+//! do not wake anyone when they leave, so that a read costs no more than raising and
+//! lowering its indicator and looking at the flag. Under loom nothing spins, so that no two
+//! threads spin at once, which loom cannot explore to an end.
 
 use std::fmt;
 use std::time::Duration;
@@ -58,10 +58,9 @@ const SPINS: u32 = if cfg!(corum_loom) { 0 } else { 64 };
 /// Whether each side's raise and look are ordered by a `SeqCst` fence between them (under
 /// loom) or by being `SeqCst` accesses themselves (see the module docs, "Ordering").
 const FENCES: bool = cfg!(corum_loom);
-/// The ordering of a side's raise (the reader's increment, the writer's flag).
-const RAISE: Ordering = if FENCES { Ordering::Acquire } else { Ordering::SeqCst };
-/// The ordering of a side's look at the other's word.
-const LOOK: Ordering = if FENCES { Ordering::Acquire } else { Ordering::SeqCst };
+/// The ordering of each side's raise (the reader's increment, the writer's flag) and of its
+/// look at the other side's word.
+const SIDE: Ordering = if FENCES { Ordering::Acquire } else { Ordering::SeqCst };
 
 /// How long one park lasts at most; only a notification ends a park under loom.
 const PARK: Duration = Duration::from_secs(1);
@@ -115,12 +114,12 @@ impl<T> CopyLock<T> {
         loop {
             // `SeqCst` with the look below (or the fence between them, under loom) orders
             // it before the look; the decrement (Release) publishes what this reader did.
-            indicator.fetch_add(1, RAISE);
+            indicator.fetch_add(1, SIDE);
             if FENCES && !planted!("copy-reader-no-fence") {
                 fence(Ordering::SeqCst);
             }
             // Acquire (at least) pairs with the writer's Release clearing the flag.
-            if !self.writer.load(LOOK) {
+            if !self.writer.load(SIDE) {
                 break;
             }
             // A writer is in or coming: step back so that it can go on, and wait for it.
@@ -130,10 +129,10 @@ impl<T> CopyLock<T> {
         // Leaves the indicator even if `f` unwinds.
         let _leave = Leave(indicator);
         // SAFETY: our indicator is raised and no writer had the flag when we looked after
-        // raising it (module docs, "Ordering"): a writer that sets the flag from now on waits for the indicator to
-        // drop before it touches the value, and the last writer's accesses happen before
-        // ours (its Release clear of the flag, our Acquire load). So the value is only read
-        // while we are here.
+        // raising it (module docs, "Ordering"): a writer that sets the flag from now on
+        // waits for the indicator to drop before it touches the value, and the last
+        // writer's accesses happen before ours (its Release clear of the flag, our Acquire
+        // load). So the value is only read while we are here.
         self.value.with(|value| f(unsafe { &*value }))
     }
 
@@ -141,7 +140,7 @@ impl<T> CopyLock<T> {
     /// the readers in it to leave.
     pub fn write<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
         // Acquire (at least) pairs with the previous writer's Release clear.
-        while self.writer.compare_exchange(false, true, RAISE, Ordering::Relaxed).is_err() {
+        while self.writer.compare_exchange(false, true, SIDE, Ordering::Relaxed).is_err() {
             self.wait_cleared();
         }
         // Clears the flag and wakes waiters even if `f` unwinds or a wait below does.
@@ -153,7 +152,7 @@ impl<T> CopyLock<T> {
         for indicator in self.readers.iter() {
             // Acquire (at least) pairs with each reader's Release decrement: what it read
             // happens before what we write.
-            while indicator.load(LOOK) != 0 {
+            while indicator.load(SIDE) != 0 {
                 if waited < SPINS {
                     waited += 1;
                     spin_loop();
@@ -167,9 +166,7 @@ impl<T> CopyLock<T> {
         // reads (see `read`), so nothing else reaches the value until we clear the flag.
         self.value.with_mut(|value| f(unsafe { &mut *value }))
     }
-}
 
-impl<T> CopyLock<T> {
     /// Returns once the writer flag was seen clear: spins, then parks until a writer
     /// clearing it wakes this thread.
     fn wait_cleared(&self) {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 pub const PATIENCE: Duration = Duration::from_secs(120);
 
 use corum::Dispatch;
-use corum_raft::{Builder, Client, Node};
+use corum_raft::{Builder, Client, Node, NodeMetrics};
 use serde::{Deserialize, Serialize};
 
 /// Counters by key: a write adds to a key's counter and returns the new value, so a write
@@ -103,6 +103,12 @@ impl Cluster {
 
     pub fn node(&self, i: usize) -> &Node<Counters> {
         self.nodes[i].as_ref().expect("the node is running")
+    }
+
+    /// What each running node reports, in index order. Counts of what a leader did are
+    /// summed over these: an election on a loaded machine spreads them over the leaders.
+    pub fn metrics(&self) -> Vec<NodeMetrics> {
+        self.nodes.iter().flatten().map(|n| n.metrics()).collect()
     }
 
     /// Waits until the running nodes agree on a leader that is one of them; its index.
