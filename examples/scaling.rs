@@ -12,7 +12,9 @@
 //! CORUM_BENCH_HELP=0 cargo run --release --example scaling      # corum with Builder::helping(false)
 //! ```
 //!
-//! Every row gives ops/s, latency percentiles and the maximum from an HDR histogram, the
+//! Every row gives ops/s, latency percentiles and the maximum from an HDR histogram (of a
+//! sample: one operation in 16 of each client thread is timed, so that the clock's cost is
+//! not part of the throughput), the
 //! process's context switches per completed write (`getrusage`), and the
 //! ratio to the Mutex on the same workload and thread count. A last section, the straggler
 //! scenario, runs the Mutex with its holder and corum (3 replicas) with a follower or the

@@ -145,7 +145,7 @@ fn sequential(workload: Workload, budget: Budget) -> Measurement {
         let mut ops = 0;
         while share.take(ops, 1) > 0 {
             let op = workload.op(&mut rng);
-            let begin = Instant::now();
+            let begin = latencies.start();
             match op {
                 Ok(write) => std::hint::black_box(object.write(write)),
                 Err(read) => std::hint::black_box(object.read(read)),
@@ -259,9 +259,9 @@ fn corum_clients(
                 // Up to 64 writes in flight; reads in between are synchronous.
                 for _ in 0..burst {
                     match workload.op(&mut rng) {
-                        Ok(write) => tickets.push((Instant::now(), handle.submit(write).expect("submit"))),
+                        Ok(write) => tickets.push((latencies.start(), handle.submit(write).expect("submit"))),
                         Err(read) => {
-                            let begin = Instant::now();
+                            let begin = latencies.start();
                             std::hint::black_box(handle.execute(read).expect("read"));
                             latencies.record(begin, false);
                             ops += 1;
@@ -275,7 +275,7 @@ fn corum_clients(
                 }
             } else {
                 let op = workload.op(&mut rng);
-                let begin = Instant::now();
+                let begin = latencies.start();
                 match op {
                     Ok(write) => std::hint::black_box(handle.execute_mut(write).expect("write")),
                     Err(read) => std::hint::black_box(handle.execute(read).expect("read")),
