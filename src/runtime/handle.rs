@@ -87,7 +87,7 @@ impl<D: Dispatch> Handle<D> {
     pub fn execute_mut(&self, op: D::WriteOp) -> Result<D::Response, Error> {
         // No need to wake the replica's thread when this thread runs its round next (see
         // `Ticket::wait`).
-        self.submit_and(op, !self.shared().options.helping)?.wait()
+        self.submit_and(op, !self.shared().options.helping, true)?.wait()
     }
 
     /// Submits `op` and returns at once with a [`Ticket`] for its response, so one thread
@@ -107,13 +107,14 @@ impl<D: Dispatch> Handle<D> {
         // take a core from a client thread, and the write is proposed when a client waits
         // for a ticket (`Ticket::wait` runs the replicas' rounds), or at the replica's next
         // tick at the latest.
-        self.submit_and(op, self.shared().options.wake_peers)
+        self.submit_and(op, self.shared().options.wake_peers, false)
     }
 
-    /// [`Handle::submit`]; `wake`: whether to wake the replica's thread to take the write.
-    fn submit_and(&self, op: D::WriteOp, wake: bool) -> Result<Ticket<D>, Error> {
+    /// [`Handle::submit`]; `wake`: whether to wake the replica's thread to take the write;
+    /// `waits_at_once`: whether the caller waits for the ticket right away.
+    fn submit_and(&self, op: D::WriteOp, wake: bool, waits_at_once: bool) -> Result<Ticket<D>, Error> {
         admit(self.shared())?;
-        Ticket::submit(&self.session, op, wake)
+        Ticket::submit(&self.session, op, wake, waits_at_once)
     }
 
     /// Serves `op` from a replica's copy, linearizably: the copy has applied every write

@@ -89,6 +89,12 @@ pub struct Ticket<D: Dispatch> {
     finished: bool,
     /// How long it has deferred to another client running rounds (`help::help_write`).
     deferral: Deferral,
+    /// The time of its submission, for the first look of a waiter that waits at once
+    /// (`Handle::execute_mut`): that look comes nanoseconds after the submission, and
+    /// reading the clock again for it cost a synchronous write a few percent. A time that
+    /// early only makes the look see a deadline or retry time later than it is; the next
+    /// look reads the clock.
+    submitted_at: Option<Time>,
 }
 
 impl<D: Dispatch> fmt::Debug for Ticket<D> {
@@ -119,19 +125,34 @@ enum Step<R> {
 impl<D: Dispatch> Ticket<D> {
     /// Opens a write of `op` in `session` and submits it (see
     /// [`Handle::submit`](crate::Handle::submit)); `wake`: whether to wake the replica's
-    /// thread to take it. Waits while the target's queue is full.
-    pub(crate) fn submit(session: &Arc<Session<D>>, op: D::WriteOp, wake: bool) -> Result<Self, Error> {
+    /// thread to take it. Waits while the target's queue is full. `waits_at_once`: whether
+    /// the caller waits for the ticket right away (see `Ticket::submitted_at`).
+    pub(crate) fn submit(
+        session: &Arc<Session<D>>,
+        op: D::WriteOp,
+        wake: bool,
+        waits_at_once: bool,
+    ) -> Result<Self, Error> {
         let shared = &*session.shared;
         let now = shared.time();
         let (request, numbers) = session.open(op, now);
         let write = Write::new(numbers, session.home, now, &shared.options.timing);
-        let mut ticket =
-            Ticket { session: Arc::clone(session), request, write, finished: false, deferral: Deferral::default() };
+        let mut ticket = Ticket {
+            session: Arc::clone(session),
+            request,
+            write,
+            finished: false,
+            deferral: Deferral::default(),
+            submitted_at: None,
+        };
         let mut idler = Idler::new(shared.options.idle, shared.options.spin, true);
         let mut now = now;
         loop {
             match ticket.write.next(now, shared) {
-                WriteStep::Submit(to) if ticket.try_submit(to, wake, now) => return Ok(ticket),
+                WriteStep::Submit(to) if ticket.try_submit(to, wake, now) => {
+                    ticket.submitted_at = waits_at_once.then_some(now);
+                    return Ok(ticket);
+                }
                 WriteStep::End(error) => {
                     ticket.forget();
                     return Err(error);
@@ -185,7 +206,7 @@ impl<D: Dispatch> Ticket<D> {
         if let Some(outcome) = self.request.completion.take() {
             return self.finish(outcome);
         }
-        let now = self.session.shared.time();
+        let now = self.submitted_at.take().unwrap_or_else(|| self.session.shared.time());
         let mut blocked = false;
         match self.write.next(now, &*self.session.shared) {
             WriteStep::End(error) => return self.finish(Err(error)),
