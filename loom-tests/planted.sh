@@ -12,6 +12,7 @@ plants=(
     "ring-head-relaxed:ring:racing_on_the_last_slot"
     "queue-publish-relaxed:queue:two_producers_lose_nothing"
     "event-no-fence:wakeup:event_count_never_loses_a_wake_up"
+    "event-waker-unchecked:wakeup:event_count_wakes_an_awaiting_task"
     "completion-no-notify:wakeup:completion_is_filled_once_and_the_waiter_wakes"
     "completion-waker-early:wakeup:an_awaiting_task_wakes_when_its_completion_is_filled"
     "token-release-relaxed:token:pinned_thread_and_two_helpers"

@@ -151,11 +151,12 @@ pub use dispatch::Dispatch;
 pub use error::{ConfigError, Error, OsError};
 pub use protocol::RoleKind;
 pub use runtime::{
-    available_cores, Builder, Cluster, Faults, Handle, IdleStrategy, LeaderPolicy, ReplicaStats, ReplicaStatus, Ticket,
+    available_cores, Builder, Cluster, Faults, Handle, IdleStrategy, LeaderPolicy, ReadFuture, ReplicaStats,
+    ReplicaStatus, Ticket, WriteFuture,
 };
 
-// Compile-time checks that the cluster and its handles are `Send + Sync` for every object,
-// as their docs promise: a change that broke it would fail to build here, not in a user's
+// Compile-time checks that the cluster and its handles are `Send + Sync`, and the futures
+// `Send + Unpin`, for every object, as their docs promise: a change that broke it would fail to build here, not in a user's
 // crate.
 const _: () = {
     fn send_sync<T: Send + Sync>() {}
@@ -165,6 +166,16 @@ const _: () = {
         send_sync::<Handle<D>>();
         send_sync::<Ticket<D>>();
         send_sync::<Error>();
+    }
+    fn send_unpin<T: Send + Unpin>() {}
+    #[allow(dead_code)]
+    fn futures_are_send_and_unpin<D: Dispatch>()
+    where
+        D::ReadOp: Send,
+    {
+        send_unpin::<ReadFuture<D>>();
+        send_unpin::<WriteFuture<D>>();
+        send_unpin::<Ticket<D>>();
     }
 };
 

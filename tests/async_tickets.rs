@@ -1,5 +1,7 @@
-//! Tickets are futures: writes awaited by async tasks, on tokio's multi-threaded runtime
-//! and on a minimal executor that has no timer, keep every promise of `Ticket::wait`.
+//! Tickets are futures, and `Handle::execute_async` and `Handle::execute_mut_async` return
+//! futures: reads and writes awaited by async tasks, on tokio's multi-threaded runtime and on
+//! a minimal executor that has no timer, keep every promise of `Ticket::wait`,
+//! `Handle::execute` and `Handle::execute_mut`, without blocking the thread.
 
 mod common;
 
@@ -308,5 +310,136 @@ fn an_awaited_write_lost_with_its_leader_follows_the_new_leader_at_once() {
     assert!(waited < retry_after, "waited {waited:?}: not woken when leadership moved");
     assert!(polls < 100, "polled {polls} times");
     drop((first, handle));
+    cluster.shutdown().expect("shutdown");
+}
+
+/// Tasks that await `execute_mut_async` and then `execute_async` on shared handles: every
+/// write is applied once, and every read sees the writes its task completed before it.
+#[test]
+fn tasks_await_async_writes_and_reads_that_see_them() {
+    let cluster = kv().build().expect("build");
+    let runtime = runtime();
+    let handles = handles(&cluster, 4);
+    let record = Record::default();
+    let tasks: Vec<_> = (0..200u32)
+        .map(|task| {
+            let handle = Arc::clone(&handles[task as usize % handles.len()]);
+            let record = record.clone();
+            runtime.spawn(async move {
+                for number in 0..10u32 {
+                    let write = KvWrite::Add { id: WriteId { client: task, number }, key: u64::from(task), delta: 1 };
+                    record.submitted.lock().unwrap().insert(write.id(), write);
+                    let response = handle.execute_mut_async(write).await.expect("write");
+                    assert_eq!(response, Some(u64::from(number) + 1), "task {task}: applied exactly once");
+                    record.acked.lock().unwrap().insert(write.id(), response);
+                    let read = handle.execute_async(KvRead::Get(u64::from(task))).await.expect("read");
+                    assert_eq!(read, Some(u64::from(number) + 1), "task {task}: the read missed its own write");
+                }
+            })
+        })
+        .collect();
+    join_all(&runtime, tasks);
+    drop(handles);
+    let copies = cluster.shutdown().expect("shutdown");
+    check_copies(&copies, &record.acked.lock().unwrap(), &record.submitted.lock().unwrap());
+}
+
+/// An awaited read whose copy lags (its replica and every other one paused, so no copy may
+/// serve it and none is helped) returns `Pending` rather than block its thread, and
+/// completes with the write it had to wait for once the replicas run again, on an executor
+/// with no timer, without being polled in a loop.
+#[test]
+fn an_awaited_read_whose_copy_lags_waits_without_blocking_the_thread() {
+    let cluster = kv().tick(Duration::from_millis(10)).build().expect("build");
+    let writer = cluster.handle();
+    let put = |number, value| KvWrite::Put { id: WriteId { client: 0, number }, key: 0, value };
+    until_ok("the first write", || writer.execute_mut(put(0, 1)));
+    let leader = eventually("a leader", || cluster.leader());
+    let reader = std::iter::repeat_with(|| cluster.handle()).find(|h| h.client_id() % 3 != leader as u64).unwrap();
+    let home = (reader.client_id() % 3) as usize;
+    // The reader's copy has the first write only: its replica is paused before the second.
+    eventually("the reader's copy applied the first write", || {
+        (reader.execute_stale(KvRead::Get(0)).ok()? == Some(1)).then_some(())
+    });
+    cluster.faults().pause(home).expect("pause");
+    writer.execute_mut(put(1, 2)).expect("the second write, committed by the others");
+    for replica in (0..3).filter(|&r| r != home) {
+        cluster.faults().pause(replica).expect("pause");
+    }
+    let read = reader.execute_async(KvRead::Get(0));
+    let (outcome, polls) = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            std::thread::sleep(Duration::from_millis(100));
+            for replica in 0..3 {
+                cluster.faults().resume(replica).expect("resume");
+            }
+        });
+        block_on_counting(read)
+    });
+    assert_eq!(outcome.expect("read"), Some(2), "the read missed the write that completed before it");
+    // At least two polls: the first returned `Pending` (it did not wait inside the poll).
+    // Woken by its copy or by the cluster's tick (10 ms) while it waits: not polled in a
+    // loop, which would take thousands of polls in 100 ms.
+    assert!((2..100).contains(&polls), "polled {polls} times");
+    drop((writer, reader));
+    cluster.shutdown().expect("shutdown");
+}
+
+/// An awaited `execute_mut_async` with every replica paused returns `Pending`, and
+/// completes once they run again; one dropped before its first poll submits nothing.
+#[test]
+fn an_awaited_async_write_waits_without_blocking_and_a_dropped_one_submits_nothing() {
+    let cluster = kv().build().expect("build");
+    let handle = cluster.handle();
+    let add = |number, delta| KvWrite::Add { id: WriteId { client: 0, number }, key: 0, delta };
+    until_ok("the first write", || handle.execute_mut(add(0, 1)));
+    drop(handle.execute_mut_async(add(1, 100)));
+    for replica in 0..3 {
+        cluster.faults().pause(replica).expect("pause");
+    }
+    let write = handle.execute_mut_async(add(2, 1));
+    let (outcome, polls) = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            std::thread::sleep(Duration::from_millis(100));
+            for replica in 0..3 {
+                cluster.faults().resume(replica).expect("resume");
+            }
+        });
+        block_on_counting(write)
+    });
+    assert_eq!(outcome.expect("write"), Some(2), "the dropped write was applied, or this one twice");
+    assert!(polls >= 2, "the first poll waited inside instead of returning Pending");
+    assert_eq!(handle.execute(KvRead::Applied).expect("read"), Some(2));
+    drop(handle);
+    cluster.shutdown().expect("shutdown");
+}
+
+/// An awaited read that no copy can serve (every replica paused, its own behind) reports
+/// `NoQuorum` at its deadline on an executor with no timer: the cluster wakes it to look.
+#[test]
+fn an_awaited_read_no_copy_can_serve_meets_its_deadline_without_an_executor_timer() {
+    let deadline = Duration::from_millis(300);
+    let cluster = kv().tick(Duration::from_millis(10)).deadline(deadline).build().expect("build");
+    let writer = cluster.handle();
+    let put = |number, value| KvWrite::Put { id: WriteId { client: 0, number }, key: 0, value };
+    until_ok("the first write", || writer.execute_mut(put(0, 1)));
+    let leader = eventually("a leader", || cluster.leader());
+    let reader = std::iter::repeat_with(|| cluster.handle()).find(|h| h.client_id() % 3 != leader as u64).unwrap();
+    let home = (reader.client_id() % 3) as usize;
+    cluster.faults().pause(home).expect("pause");
+    until_ok("the second write", || writer.execute_mut(put(1, 2)));
+    for replica in (0..3).filter(|&r| r != home) {
+        cluster.faults().pause(replica).expect("pause");
+    }
+    let started = Instant::now();
+    let (outcome, polls) = block_on_counting(reader.execute_async(KvRead::Get(0)));
+    let waited = started.elapsed();
+    assert!(matches!(outcome, Err(Error::NoQuorum { .. })), "{outcome:?}");
+    assert!(waited >= deadline, "reported after {waited:?}, before its deadline");
+    assert!(polls < 100, "polled {polls} times in {waited:?}");
+    for replica in 0..3 {
+        cluster.faults().resume(replica).expect("resume");
+    }
+    drop((writer, reader));
     cluster.shutdown().expect("shutdown");
 }

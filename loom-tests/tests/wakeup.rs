@@ -39,6 +39,39 @@ fn event_count_never_loses_a_wake_up() {
     });
 }
 
+/// A task waits on an event count without blocking (`EventCount::wait_async`, as an
+/// awaited read waits for its copy) while a producer publishes a flag and notifies: the
+/// task always wakes. A lost wake-up leaves `block_on` waiting forever, which loom reports as
+/// a deadlock.
+#[test]
+fn event_count_wakes_an_awaiting_task() {
+    check("event_count_wakes_an_awaiting_task", None, || {
+        let event = Arc::new(EventCount::new());
+        let flag = Arc::new(AtomicBool::new(false));
+        let producer = {
+            let (event, flag) = (Arc::clone(&event), Arc::clone(&flag));
+            thread::spawn(move || {
+                flag.store(true, Ordering::Release);
+                event.notify();
+            })
+        };
+        loom::future::block_on(std::future::poll_fn(|cx| loop {
+            if flag.load(Ordering::Acquire) {
+                return Poll::Ready(());
+            }
+            let key = event.prepare_wait();
+            if flag.load(Ordering::Acquire) {
+                event.cancel_wait(key);
+                return Poll::Ready(());
+            }
+            if event.wait_async(key, cx.waker()) {
+                return Poll::Pending;
+            }
+        }));
+        producer.join().unwrap();
+    });
+}
+
 /// A response is published exactly once, by the first of two racing replicas, and the
 /// parked client sees it.
 #[test]

@@ -5,12 +5,13 @@
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use super::futures::{ReadFuture, WriteFuture};
 use super::help::help_all;
 use super::idle::{park_slice, Idler};
 use super::session::Session;
 use super::shared::Shared;
 use super::ticket::Ticket;
-use crate::client::read::{self, may_serve, Step as ReadStep};
+use crate::client::read::{self, may_serve, Read, Step as ReadStep};
 use crate::client::{admit, route};
 use crate::sync::Arc;
 use crate::{Dispatch, Error};
@@ -130,36 +131,23 @@ impl<D: Dispatch> Handle<D> {
         let shared = self.shared();
         admit(shared)?;
         let mut read = read::start(shared, self.session.home);
-        let reader = self.session.client as usize;
-        let serve = |index: usize| {
-            shared.replicas[index].state.read(reader, |state| {
-                catch_unwind(AssertUnwindSafe(|| state.object.dispatch(&op))).map_err(|_| Error::OperationPanicked)
-            })
-        };
         // Most reads find their copy caught up: they serve it without reading the clock
         // (a tenth of a read's cost where reads are most of the load).
         if read.ready(shared) {
-            return serve(read.replica());
+            return serve(&self.session, read.replica(), &op);
         }
         let options = &shared.options;
         let mut idler = Idler::new(options.idle, options.spin, true);
         loop {
-            let replica = match read.next(shared.time(), shared, &options.timing) {
-                ReadStep::Serve(replica) => return serve(replica),
-                ReadStep::End(error) => return Err(error),
-                ReadStep::Moved(_) => {
+            let replica = match look(&self.session, &mut read, &op) {
+                Look::Done(outcome) => return outcome,
+                Look::Again => {
                     idler.reset();
                     continue;
                 }
-                ReadStep::Wait(replica) => replica,
+                Look::Wait(replica) => replica,
             };
             let (target, watermark) = (&shared.replicas[replica], read.watermark());
-            // Apply up to the watermark here rather than wait for the replica's thread
-            // (`help.rs`), starting with the replica that serves the read.
-            if help_all(shared, replica, || may_serve(target.slot_applied(), watermark)) {
-                idler.reset();
-                continue;
-            }
             let deadline = read.deadline().map_or_else(crate::sync::now, |deadline| shared.instant(deadline));
             idler.idle(|| {
                 let key = target.applied.prepare_wait();
@@ -170,6 +158,56 @@ impl<D: Dispatch> Handle<D> {
                 }
             });
         }
+    }
+
+    /// [`Handle::execute`] as a future that never blocks its thread: where the copy that
+    /// serves the read lags, the task sleeps until that copy catches up (its replica wakes
+    /// it), and the cluster wakes it every tick meanwhile to look at its deadline and at
+    /// moving to another copy, as a waiting thread looks, so no executor timer is needed.
+    /// Polling also runs replicas' rounds for the read when their threads are parked, as
+    /// `execute` does. The read's watermark is taken when this is called. The future is
+    /// `Unpin`, and `Send` where the read operation is.
+    ///
+    /// ```
+    /// # use corum::{Builder, Dispatch};
+    /// # #[derive(Clone, Default)]
+    /// # struct Counter(u64);
+    /// # impl Dispatch for Counter {
+    /// #     type ReadOp = ();
+    /// #     type WriteOp = u64;
+    /// #     type Response = u64;
+    /// #     fn dispatch(&self, _: &()) -> u64 { self.0 }
+    /// #     fn dispatch_mut(&mut self, add: &u64) -> u64 { self.0 += add; self.0 }
+    /// # }
+    /// # let runtime = tokio::runtime::Runtime::new().unwrap();
+    /// # runtime.block_on(async {
+    /// let cluster = Builder::new(Counter::default()).replicas(3).pin(false).build()?;
+    /// let handle = cluster.handle();
+    /// assert_eq!(handle.execute_mut_async(5).await?, 5);
+    /// assert_eq!(handle.execute_async(()).await?, 5);
+    /// # cluster.shutdown()?;
+    /// # Ok::<(), corum::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// As for [`Handle::execute`].
+    pub fn execute_async(&self, op: D::ReadOp) -> ReadFuture<D> {
+        ReadFuture::new(&self.session, op)
+    }
+
+    /// [`Handle::execute_mut`] as a future that never blocks its thread: the write is
+    /// submitted when the future is first polled (where the submission queue is full, the
+    /// task yields to its executor and tries again), then awaited as a [`Ticket`] is (see
+    /// there: the cluster wakes the task when the write is applied and for everything a
+    /// waiting thread looks at). The write's deadline counts from this call. Dropping the
+    /// future before its first poll leaves nothing submitted. The future is `Send` and
+    /// `Unpin`.
+    ///
+    /// # Errors
+    /// As for [`Handle::execute_mut`].
+    pub fn execute_mut_async(&self, op: D::WriteOp) -> WriteFuture<D> {
+        WriteFuture::new(admit(self.shared()).map(|()| Ticket::open(&self.session, op)))
     }
 
     /// Serves `op` from this session's home replica's copy as it is, without waiting for it
@@ -184,10 +222,42 @@ impl<D: Dispatch> Handle<D> {
         let shared = self.shared();
         admit(shared)?;
         let replica = route::serving_from(shared, self.session.home).unwrap_or(self.session.home);
-        shared.replicas[replica].state.read(self.session.client as usize, |state| {
-            catch_unwind(AssertUnwindSafe(|| state.object.dispatch(&op))).map_err(|_| Error::OperationPanicked)
-        })
+        serve(&self.session, replica, &op)
     }
+}
+
+/// Serves `op` from replica `index`'s copy for `session`.
+pub(super) fn serve<D: Dispatch>(session: &Session<D>, index: usize, op: &D::ReadOp) -> Result<D::Response, Error> {
+    session.shared.replicas[index].state.read(session.client as usize, |state| {
+        catch_unwind(AssertUnwindSafe(|| state.object.dispatch(op))).map_err(|_| Error::OperationPanicked)
+    })
+}
+
+/// What one look at a read whose copy had not caught up found ([`look`]).
+pub(super) enum Look<R> {
+    /// Its outcome.
+    Done(Result<R, Error>),
+    /// Something moved (the read, or a replica's round ran for it): look again at once.
+    Again,
+    /// Nothing to do but wait for this replica's copy to catch up.
+    Wait(usize),
+}
+
+/// One look at `read`, shared by [`Handle::execute`] and [`ReadFuture`]: serve it, end it,
+/// or run replicas' rounds for it (`help.rs`), starting with the replica that serves it.
+pub(super) fn look<D: Dispatch>(session: &Session<D>, read: &mut Read, op: &D::ReadOp) -> Look<D::Response> {
+    let shared = &*session.shared;
+    let replica = match read.next(shared.time(), shared, &shared.options.timing) {
+        ReadStep::Serve(replica) => return Look::Done(serve(session, replica, op)),
+        ReadStep::End(error) => return Look::Done(Err(error)),
+        ReadStep::Moved(_) => return Look::Again,
+        ReadStep::Wait(replica) => replica,
+    };
+    let (target, watermark) = (&shared.replicas[replica], read.watermark());
+    if help_all(shared, replica, || may_serve(target.slot_applied(), watermark)) {
+        return Look::Again;
+    }
+    Look::Wait(replica)
 }
 
 #[cfg(all(test, not(corum_loom)))]

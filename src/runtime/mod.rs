@@ -21,6 +21,7 @@ mod cluster;
 #[cfg_attr(not(corum_loom), allow(unreachable_pub))]
 mod completion;
 mod faults;
+mod futures;
 mod handle;
 mod help;
 mod idle;
@@ -38,6 +39,7 @@ mod worker;
 pub use builder::{available_cores, Builder};
 pub use cluster::{Cluster, ReplicaStats, ReplicaStatus};
 pub use faults::Faults;
+pub use futures::{ReadFuture, WriteFuture};
 pub use handle::Handle;
 pub use idle::IdleStrategy;
 pub use leadership::LeaderPolicy;

@@ -18,7 +18,12 @@
 //! - every outstanding write when the cluster stops (the ticket reports
 //!   [`Error::Shutdown`](crate::Error::Shutdown)).
 //!
-//! The thread starts when the first ticket returns `Pending` (a cluster whose tickets are
+//! - a task awaiting a read ([`Handle::execute_async`](crate::Handle::execute_async))
+//!   whose copy has not caught up: every tick while it waits, so that it looks at its
+//!   deadline and at the time to move to another copy; its copy catching up wakes it
+//!   sooner (through that copy's event count).
+//!
+//! The thread starts when the first ticket or read returns `Pending` (a cluster whose tickets are
 //! only waited for synchronously never has one), looks every tick while a watched session
 //! is alive, and sleeps on its condition variable otherwise. A look costs one lock per
 //! watched session; writes that complete normally (well inside the retry interval) are
@@ -35,8 +40,9 @@ pub(crate) use imp::Reminders;
 #[cfg(not(corum_loom))]
 mod imp {
     use std::sync::{Arc, Weak};
+    use std::task::Waker;
     use std::thread::JoinHandle;
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
 
     use super::super::session::Session;
     use super::super::shared::{Request, Shared};
@@ -72,13 +78,16 @@ mod imp {
 
     struct Watched<D: Dispatch> {
         sessions: Vec<Weak<Session<D>>>,
+        /// Tasks awaiting reads, and when each left its waker: woken at the first look a
+        /// tick or more later (and then let go of: one still waiting leaves its waker again).
+        reads: Vec<(Waker, Instant)>,
         thread: Option<JoinHandle<()>>,
         started: bool,
     }
 
     impl<D: Dispatch> Default for Reminders<D> {
         fn default() -> Self {
-            let state = Watched { sessions: Vec::new(), thread: None, started: false };
+            let state = Watched { sessions: Vec::new(), reads: Vec::new(), thread: None, started: false };
             Self { state: Mutex::new(state), condvar: Condvar::new() }
         }
     }
@@ -96,9 +105,29 @@ mod imp {
                 state.sessions.push(Arc::downgrade(session));
             }
             if !state.started {
-                state.started = start(&mut state, session);
+                state.started = start(&mut state, &session.shared);
             }
             self.condvar.notify_all();
+            state.started
+        }
+
+        /// Wakes the task of `waker`, awaiting a read, at the next tick (or shutdown),
+        /// starting the thread if it is not running. Returns false where no thread runs (as
+        /// [`Reminders::watch`]): the caller then asks to be polled again itself.
+        pub(crate) fn remind(&self, waker: &Waker, shared: &Arc<Shared<D>>) -> bool {
+            let mut state = self.state.lock();
+            let asleep = state.sessions.is_empty() && state.reads.is_empty();
+            if !state.reads.iter().any(|(left, _)| left.will_wake(waker)) {
+                state.reads.push((waker.clone(), crate::sync::now()));
+            }
+            if !state.started {
+                state.started = start(&mut state, shared);
+            }
+            // Only a thread in its long sleep needs the news (to look every tick from now
+            // on); waking it otherwise would wake the task again at once.
+            if asleep {
+                self.condvar.notify_all();
+            }
             state.started
         }
 
@@ -116,8 +145,8 @@ mod imp {
         }
     }
 
-    fn start<D: Dispatch>(state: &mut Watched<D>, session: &Session<D>) -> bool {
-        let shared = Arc::clone(&session.shared);
+    fn start<D: Dispatch>(state: &mut Watched<D>, shared: &Arc<Shared<D>>) -> bool {
+        let shared = Arc::clone(shared);
         if shared.is_stopped() {
             // Shutdown has taken (or is taking) the thread's handle: nothing would join a
             // new one.
@@ -139,18 +168,30 @@ mod imp {
         let options = &shared.options;
         let mut routing = Routing::of(shared);
         let mut due: Vec<Arc<Request<D>>> = Vec::new();
+        let mut reads: Vec<Waker> = Vec::new();
+        let tick = options.tick;
         loop {
             let sessions: Vec<_> = {
                 let mut state = reminders.state.lock();
                 state.sessions.retain(|session| session.strong_count() > 0);
                 if !shared.is_stopped() {
-                    // With no session to watch, sleep until one comes (or shutdown); the
+                    // With nothing to watch, sleep until something comes (or shutdown); the
                     // timeout only bounds the wait.
-                    let sleep = if state.sessions.is_empty() { Duration::from_secs(3600) } else { options.tick };
+                    let idle = state.sessions.is_empty() && state.reads.is_empty();
+                    let sleep = if idle { Duration::from_secs(3600) } else { options.tick };
                     reminders.condvar.wait_for(&mut state, sleep);
                 }
+                let (now, stopped) = (crate::sync::now(), shared.is_stopped());
+                state.reads.retain(|(waker, left_at)| {
+                    let due = stopped || now.saturating_duration_since(*left_at) >= tick;
+                    if due {
+                        reads.push(waker.clone());
+                    }
+                    !due
+                });
                 state.sessions.iter().filter_map(Weak::upgrade).collect()
             };
+            reads.drain(..).for_each(Waker::wake);
             let stopped = shared.is_stopped();
             let now = shared.time();
             let current = Routing::of(shared);
@@ -189,6 +230,10 @@ mod imp {
 
     impl<D: Dispatch> Reminders<D> {
         pub(crate) fn watch(&self, _: &Arc<Session<D>>) -> bool {
+            true
+        }
+
+        pub(crate) fn remind(&self, _: &std::task::Waker, _: &Arc<super::super::shared::Shared<D>>) -> bool {
             true
         }
 

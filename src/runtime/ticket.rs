@@ -133,20 +133,10 @@ impl<D: Dispatch> Ticket<D> {
         wake: bool,
         waits_at_once: bool,
     ) -> Result<Self, Error> {
+        let mut ticket = Ticket::open(session, op);
         let shared = &*session.shared;
-        let now = shared.time();
-        let (request, numbers) = session.open(op, now);
-        let write = Write::new(numbers, session.home, now, &shared.options.timing);
-        let mut ticket = Ticket {
-            session: Arc::clone(session),
-            request,
-            write,
-            finished: false,
-            deferral: Deferral::default(),
-            submitted_at: None,
-        };
+        let mut now = ticket.write.started();
         let mut idler = Idler::new(shared.options.idle, shared.options.spin, true);
-        let mut now = now;
         loop {
             match ticket.write.next(now, shared) {
                 WriteStep::Submit(to) if ticket.try_submit(to, wake, now) => {
@@ -163,6 +153,32 @@ impl<D: Dispatch> Ticket<D> {
             let deadline = shared.instant(ticket.write.deadline());
             idler.idle(|| std::thread::sleep(park_slice(deadline, shared.options.tick)));
             now = shared.time();
+        }
+    }
+
+    /// Opens a write of `op` in `session` without submitting it: its first look
+    /// (`Ticket::step`, which a poll takes) submits it.
+    pub(crate) fn open(session: &Arc<Session<D>>, op: D::WriteOp) -> Self {
+        let shared = &*session.shared;
+        let now = shared.time();
+        let (request, numbers) = session.open(op, now);
+        let write = Write::new(numbers, session.home, now, &shared.options.timing);
+        Ticket {
+            session: Arc::clone(session),
+            request,
+            write,
+            finished: false,
+            deferral: Deferral::default(),
+            submitted_at: None,
+        }
+    }
+
+    /// Takes a write that was opened and never submitted out of its session, so that its
+    /// session's floor need not wait for its deadline: nothing can apply it.
+    pub(crate) fn abandon_unsubmitted(&mut self) {
+        if self.write.submitted_to().is_none() && !self.finished {
+            self.forget();
+            self.finished = true;
         }
     }
 

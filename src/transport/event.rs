@@ -7,18 +7,27 @@
 //! their read (the store-buffering pattern), so at least one of them sees the other: either
 //! the waiter's re-check sees the change, or the notifier sees the waiter and bumps the
 //! epoch under the lock the waiter sleeps on. (The scheme of folly's `EventCount`.)
+//!
+//! A task waits the same way without blocking its thread: it announces itself, re-checks,
+//! and leaves its waker under the lock ([`EventCount::wait_async`]) unless the epoch moved;
+//! the notifier takes the wakers out under that lock after bumping the epoch, and wakes
+//! them. The epoch check under the lock orders the two exactly as for a sleeping thread.
 
 use crate::plant::planted;
 use crate::sync::atomic::{fence, AtomicU64, AtomicUsize, Ordering};
 use crate::sync::{Condvar, Mutex};
+use std::task::Waker;
 use std::time::Duration;
 
 /// See the module docs.
 #[derive(Debug)]
 pub struct EventCount {
     epoch: AtomicU64,
+    /// Threads between `prepare_wait` and the end of their wait, and tasks from their
+    /// `prepare_wait` until a notification takes their waker out.
     waiters: AtomicUsize,
-    lock: Mutex<()>,
+    /// The wakers of waiting tasks.
+    lock: Mutex<Vec<Waker>>,
     condvar: Condvar,
 }
 
@@ -36,7 +45,12 @@ impl Default for EventCount {
 impl EventCount {
     /// An event count with no waiter.
     pub fn new() -> Self {
-        Self { epoch: AtomicU64::new(0), waiters: AtomicUsize::new(0), lock: Mutex::new(()), condvar: Condvar::new() }
+        Self {
+            epoch: AtomicU64::new(0),
+            waiters: AtomicUsize::new(0),
+            lock: Mutex::new(Vec::new()),
+            condvar: Condvar::new(),
+        }
     }
 
     /// Announces a waiter. The caller must re-check its condition afterwards, then call
@@ -71,6 +85,30 @@ impl EventCount {
         self.waiters.fetch_sub(1, Ordering::Relaxed);
     }
 
+    /// Leaves `waker` to be woken by the next notification, for a task that prepared with
+    /// `key` and found its condition still false: returns true if it is left (the task
+    /// returns `Pending`), false if a notification came since `prepare_wait` (the task
+    /// re-checks at once). Either way the prepared wait is completed. A waker that would
+    /// wake the same task as one already left is not left twice.
+    pub fn wait_async(&self, key: WaitKey, waker: &Waker) -> bool {
+        let mut wakers = self.lock.lock();
+        // Under the lock, as in `wait`: an unchanged epoch means the notification is still
+        // to come, and it takes the wakers out under this lock. (The planted bug
+        // `event-waker-unchecked` leaves the waker without looking.)
+        if self.epoch.load(Ordering::Relaxed) != key.0 && !planted!("event-waker-unchecked") {
+            drop(wakers);
+            self.waiters.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        if wakers.iter().any(|left| left.will_wake(waker)) {
+            // Already counted as a waiter through the waker left before.
+            self.waiters.fetch_sub(1, Ordering::Relaxed);
+        } else {
+            wakers.push(waker.clone());
+        }
+        true
+    }
+
     /// Wakes every waiter that prepared before this call. Call it after publishing the
     /// change waiters wait for.
     pub fn notify(&self) {
@@ -84,8 +122,16 @@ impl EventCount {
         }
         // Release pairs with the Acquire load in `prepare_wait`.
         self.epoch.fetch_add(1, Ordering::Release);
-        let _guard = self.lock.lock();
+        let mut wakers = self.lock.lock();
         self.condvar.notify_all();
+        if wakers.is_empty() {
+            return;
+        }
+        let woken = std::mem::take(&mut *wakers);
+        self.waiters.fetch_sub(woken.len(), Ordering::Relaxed);
+        drop(wakers);
+        // Outside the lock: a woken task may run at once and prepare again.
+        woken.into_iter().for_each(Waker::wake);
     }
 }
 
