@@ -18,6 +18,7 @@ plants=(
     "token-release-relaxed:token:pinned_thread_and_two_helpers"
     "token-release-no-notify:token:pinned_thread_and_two_helpers"
     "copy-reader-no-fence:copy_lock:a_read_overlapping_applies_sees_whole_batches"
+    "copy-reader-no-fence:copy_lock:a_try_read_overlapping_an_apply_reads_a_whole_batch_or_steps_back"
     "applied-before-apply:cluster:two_replicas_write_then_read_without_helping"
     "watermark-after-apply:cluster:two_replicas_write_then_read_without_helping"
 )

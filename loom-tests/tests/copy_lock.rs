@@ -77,3 +77,22 @@ fn two_writers_and_a_reader() {
         assert_eq!(lock.read(0, |&pair| pair), (2, 2));
     });
 }
+
+/// A reader that does not wait (`try_read`, as a read whose copy is being applied to tries
+/// another copy) against a writer applying a batch: it either reads a whole batch or steps
+/// back with nothing, and the writer never waits for it forever.
+#[test]
+fn a_try_read_overlapping_an_apply_reads_a_whole_batch_or_steps_back() {
+    check("a_try_read_overlapping_an_apply_reads_a_whole_batch_or_steps_back", Some(5), || {
+        let lock = Arc::new(CopyLock::new((0u32, 0u32), 2));
+        let reader = {
+            let lock = Arc::clone(&lock);
+            thread::spawn(move || lock.try_read(1, |&pair| pair))
+        };
+        lock.write(apply);
+        if let Some((a, b)) = reader.join().unwrap() {
+            assert_eq!(a, b, "the reader saw half a batch");
+        }
+        assert_eq!(lock.try_read(0, |&pair| pair), Some((1, 1)));
+    });
+}

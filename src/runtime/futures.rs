@@ -81,7 +81,7 @@ fn poll_read<D: Dispatch>(future: &mut ReadFuture<D>, cx: &mut Context<'_>) -> P
     };
     let shared = &session.shared;
     if read.ready(&**shared) {
-        return Poll::Ready(serve(session, read.replica(), op));
+        return Poll::Ready(serve(session, read.replica(), Some(read.watermark()), op));
     }
     for _ in 0..LOOKS_PER_POLL {
         let replica = match look(session, read, op) {

@@ -12,7 +12,9 @@ use super::session::Session;
 use super::shared::Shared;
 use super::ticket::Ticket;
 use crate::client::read::{self, may_serve, Read, Step as ReadStep};
-use crate::client::{admit, route};
+use crate::client::{admit, route, View};
+use crate::protocol::Slot;
+use crate::state::ReplicaState;
 use crate::sync::Arc;
 use crate::{Dispatch, Error};
 
@@ -134,7 +136,7 @@ impl<D: Dispatch> Handle<D> {
         // Most reads find their copy caught up: they serve it without reading the clock
         // (a tenth of a read's cost where reads are most of the load).
         if read.ready(shared) {
-            return serve(&self.session, read.replica(), &op);
+            return serve(&self.session, read.replica(), Some(read.watermark()), &op);
         }
         let options = &shared.options;
         let mut idler = Idler::new(options.idle, options.spin, true);
@@ -222,15 +224,60 @@ impl<D: Dispatch> Handle<D> {
         let shared = self.shared();
         admit(shared)?;
         let replica = route::serving_from(shared, self.session.home).unwrap_or(self.session.home);
-        serve(&self.session, replica, &op)
+        serve(&self.session, replica, None, &op)
     }
 }
 
-/// Serves `op` from replica `index`'s copy for `session`.
-pub(super) fn serve<D: Dispatch>(session: &Session<D>, index: usize, op: &D::ReadOp) -> Result<D::Response, Error> {
-    session.shared.replicas[index].state.read(session.client as usize, |state| {
-        catch_unwind(AssertUnwindSafe(|| state.object.dispatch(op))).map_err(|_| Error::OperationPanicked)
-    })
+/// Serves `op` for `session` from replica `index`'s copy. If that copy's replica is
+/// applying to it, another running copy that has applied up to `watermark` (the read's; a
+/// stale read has none) serves it instead, so that a read does not queue behind an apply
+/// while another copy may serve it; with none, the read waits for the apply.
+#[inline]
+pub(super) fn serve<D: Dispatch>(
+    session: &Session<D>,
+    index: usize,
+    watermark: Option<Slot>,
+    op: &D::ReadOp,
+) -> Result<D::Response, Error> {
+    session.shared.replicas[index].state.read_or_else(
+        session.client as usize,
+        |state| dispatch(state, op),
+        || serve_elsewhere(session, index, watermark, op),
+    )
+}
+
+/// `op` served by the read-only `dispatch`, a panic in it reported.
+#[inline]
+fn dispatch<D: Dispatch>(state: &ReplicaState<D>, op: &D::ReadOp) -> Result<D::Response, Error> {
+    catch_unwind(AssertUnwindSafe(|| state.object.dispatch(op))).map_err(|_| Error::OperationPanicked)
+}
+
+/// [`serve`] where replica `index` is applying to its copy: another copy's outcome, or
+/// `None` (the read waits for its own copy). Out of the way of the common path, which it
+/// would otherwise slow.
+#[cold]
+#[inline(never)]
+fn serve_elsewhere<D: Dispatch>(
+    session: &Session<D>,
+    index: usize,
+    watermark: Option<Slot>,
+    op: &D::ReadOp,
+) -> Option<Result<D::Response, Error>> {
+    let shared = &*session.shared;
+    let reader = session.client as usize;
+    let dispatch = |state: &ReplicaState<D>| dispatch(state, op);
+    let watermark = watermark?;
+    let replicas = shared.replicas.len();
+    for other in (1..replicas).map(|offset| (index + offset) % replicas) {
+        // The rule every read follows (`Read::ready`), on a running copy.
+        let serves = shared.runs(other) && !shared.diverged(other) && may_serve(shared.slot_applied(other), watermark);
+        if serves {
+            if let Some(outcome) = shared.replicas[other].state.try_read(reader, dispatch) {
+                return Some(outcome);
+            }
+        }
+    }
+    None
 }
 
 /// What one look at a read whose copy had not caught up found ([`look`]).
@@ -248,7 +295,7 @@ pub(super) enum Look<R> {
 pub(super) fn look<D: Dispatch>(session: &Session<D>, read: &mut Read, op: &D::ReadOp) -> Look<D::Response> {
     let shared = &*session.shared;
     let replica = match read.next(shared.time(), shared, &shared.options.timing) {
-        ReadStep::Serve(replica) => return Look::Done(serve(session, replica, op)),
+        ReadStep::Serve(replica) => return Look::Done(serve(session, replica, Some(read.watermark()), op)),
         ReadStep::End(error) => return Look::Done(Err(error)),
         ReadStep::Moved(_) => return Look::Again,
         ReadStep::Wait(replica) => replica,
@@ -266,6 +313,70 @@ mod tests {
 
     use crate::runtime::test_support::Counter;
     use crate::Builder;
+
+    /// A read whose copy is being applied to (its writer flag held) is served by another
+    /// running copy that has applied up to the read's watermark, never by one behind it:
+    /// with the only other copy behind, it waits for its own.
+    #[test]
+    fn a_read_whose_copy_is_being_applied_to_is_served_by_another_caught_up_copy() {
+        use crate::client::View;
+        use crate::runtime::test_support::PATIENCE;
+        use std::time::Instant;
+
+        let cluster = Builder::new(Counter::default()).replicas(3).pin(false).build().expect("build");
+        let handle = cluster.handle();
+        handle.execute_mut(1).expect("first write");
+        let shared = &*handle.session.shared;
+        let caught_up = |replica: usize| shared.slot_applied(replica) >= shared.watermark();
+        // Whether `condition` came to hold within PATIENCE.
+        let within_patience = |condition: &dyn Fn() -> bool| {
+            let started = Instant::now();
+            while !condition() {
+                if started.elapsed() > PATIENCE {
+                    return false;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            true
+        };
+        let eventually =
+            |what: &str, condition: &dyn Fn() -> bool| assert!(within_patience(condition), "never: {what}");
+        eventually("every copy applied the first write", &|| (0..3).all(caught_up));
+        let (home, leader) = (handle.session.home, cluster.leader().expect("a leader"));
+        // `behind`: a running replica whose rounds nobody runs (the test holds its token),
+        // so that its copy misses the second write; `other`: the third one.
+        let behind = (0..3).find(|&r| r != home && r != leader).unwrap_or((home + 1) % 3);
+        let other = (0..3).find(|&r| r != home && r != behind).expect("three replicas");
+        let token = shared.replicas[behind].worker.take();
+        handle.execute_mut(1).expect("second write");
+        eventually("the home and the other copy applied the second write", &|| caught_up(home) && caught_up(other));
+        assert!(!caught_up(behind), "the held replica applied the second write");
+        // The home copy held by a writer: the other copy, caught up, serves the read.
+        std::thread::scope(|scope| {
+            let (read, served) = shared.replicas[home].state.write(|_| {
+                let read = scope.spawn(|| handle.execute(()));
+                let served = within_patience(&|| read.is_finished());
+                (read, served)
+            });
+            assert!(served, "the read waited for its copy while another caught-up copy could serve it");
+            assert_eq!(read.join().expect("read").expect("read"), 2);
+        });
+        // The home and the other copy held: the copy behind may not serve it, so the read
+        // waits for its own copy.
+        std::thread::scope(|scope| {
+            let read = shared.replicas[home].state.write(|_| {
+                shared.replicas[other].state.write(|_| {
+                    let read = scope.spawn(|| handle.execute(()));
+                    std::thread::sleep(Duration::from_millis(50));
+                    read
+                })
+            });
+            assert_eq!(read.join().expect("read").expect("read"), 2, "served by the copy behind its watermark");
+        });
+        drop(token);
+        drop(handle);
+        cluster.shutdown().expect("shutdown");
+    }
 
     /// A write whose ticket was dropped and which was lost with a crashed replica must not
     /// pin its session's floor: past the deadline the session lets it go, and the

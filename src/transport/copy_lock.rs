@@ -29,9 +29,9 @@
 //!
 //! Writers take the flag with a compare-exchange, so two writers exclude each other too
 //! (in the runtime only the holder of a replica's run token writes its copy). A reader that
-//! finds the flag set waits for it to clear before it tries again, so steady reads cannot
-//! starve the writer; the writer holds the flag for one batch, so it cannot starve readers
-//! either.
+//! finds the flag set waits for it to clear before it tries again (`read`), or goes
+//! elsewhere (`try_read`), so steady reads cannot starve the writer; the writer holds the
+//! flag for one batch, so it cannot starve readers either.
 //!
 //! # Waiting
 //! A reader (or a second writer) waiting for the flag to clear spins briefly, then parks on
@@ -110,29 +110,73 @@ impl<T> CopyLock<T> {
     /// Runs `f` on the value as a reader on indicator `reader` (taken modulo their number),
     /// concurrently with other readers, never with a writer.
     pub fn read<R>(&self, reader: usize, f: impl FnOnce(&T) -> R) -> R {
-        let indicator = &self.readers[reader & (self.readers.len() - 1)];
-        loop {
-            // `SeqCst` with the look below (or the fence between them, under loom) orders
-            // it before the look; the decrement (Release) publishes what this reader did.
-            indicator.fetch_add(1, SIDE);
-            if FENCES && !planted!("copy-reader-no-fence") {
-                fence(Ordering::SeqCst);
-            }
-            // Acquire (at least) pairs with the writer's Release clearing the flag.
-            if !self.writer.load(SIDE) {
-                break;
-            }
-            // A writer is in or coming: step back so that it can go on, and wait for it.
-            indicator.fetch_sub(1, Ordering::Release);
+        let indicator = self.indicator(reader);
+        while !self.enter(indicator) {
             self.wait_cleared();
         }
+        self.read_entered(indicator, f)
+    }
+
+    /// [`CopyLock::read`] without waiting: `None` if a writer is in or coming (the caller
+    /// may read elsewhere rather than wait for it).
+    pub fn try_read<R>(&self, reader: usize, f: impl FnOnce(&T) -> R) -> Option<R> {
+        let indicator = self.indicator(reader);
+        self.enter(indicator).then(|| self.read_entered(indicator, f))
+    }
+
+    /// [`CopyLock::read`], except that a reader finding a writer in or coming first asks
+    /// `busy` for the result elsewhere, and waits only if it has none. (One call rather
+    /// than `try_read` and then `read`, so that the common case returns `f`'s result
+    /// directly rather than through an `Option`, which cost a read of a small object a
+    /// tenth of its time.)
+    #[inline]
+    pub fn read_or_else<R>(&self, reader: usize, f: impl FnOnce(&T) -> R, busy: impl FnOnce() -> Option<R>) -> R {
+        let indicator = self.indicator(reader);
+        if !self.enter(indicator) {
+            if let Some(elsewhere) = busy() {
+                return elsewhere;
+            }
+            while !self.enter(indicator) {
+                self.wait_cleared();
+            }
+        }
+        self.read_entered(indicator, f)
+    }
+
+    fn indicator(&self, reader: usize) -> &AtomicUsize {
+        &self.readers[reader & (self.readers.len() - 1)]
+    }
+
+    /// Raises `indicator` and looks at the writer flag: true if no writer had it (the
+    /// reader is in), false if one had (the indicator is lowered again: step back so that
+    /// the writer can go on).
+    #[inline]
+    fn enter(&self, indicator: &AtomicUsize) -> bool {
+        // `SeqCst` with the look below (or the fence between them, under loom) orders it
+        // before the look; the decrement (Release) publishes what this reader did.
+        indicator.fetch_add(1, SIDE);
+        if FENCES && !planted!("copy-reader-no-fence") {
+            fence(Ordering::SeqCst);
+        }
+        // Acquire (at least) pairs with the writer's Release clearing the flag.
+        if !self.writer.load(SIDE) {
+            return true;
+        }
+        indicator.fetch_sub(1, Ordering::Release);
+        false
+    }
+
+    /// Runs `f` on the value for a reader that [`CopyLock::enter`]ed on `indicator`, and
+    /// lowers it.
+    #[inline]
+    fn read_entered<R>(&self, indicator: &AtomicUsize, f: impl FnOnce(&T) -> R) -> R {
         // Leaves the indicator even if `f` unwinds.
         let _leave = Leave(indicator);
-        // SAFETY: our indicator is raised and no writer had the flag when we looked after
-        // raising it (module docs, "Ordering"): a writer that sets the flag from now on
-        // waits for the indicator to drop before it touches the value, and the last
-        // writer's accesses happen before ours (its Release clear of the flag, our Acquire
-        // load). So the value is only read while we are here.
+        // SAFETY: our indicator is raised (`enter`) and no writer had the flag when we
+        // looked after raising it (module docs, "Ordering"): a writer that sets the flag
+        // from now on waits for the indicator to drop before it touches the value, and the
+        // last writer's accesses happen before ours (its Release clear of the flag, our
+        // Acquire load). So the value is only read while we are here.
         self.value.with(|value| f(unsafe { &*value }))
     }
 
