@@ -344,6 +344,42 @@ fn tasks_await_async_writes_and_reads_that_see_them() {
     check_copies(&copies, &record.acked.lock().unwrap(), &record.submitted.lock().unwrap());
 }
 
+/// A writer, and a reader whose copy lags: key 0 was put to 1, then to 2 while the reader's
+/// replica was paused (it had applied the first put), and then every replica was paused, so
+/// that no copy may serve the reader a read that must see the second put, and none is
+/// helped.
+fn lagging_reader(cluster: &Cluster<Kv>) -> (Handle<Kv>, Handle<Kv>) {
+    let writer = cluster.handle();
+    let put = |number, value| KvWrite::Put { id: WriteId { client: 0, number }, key: 0, value };
+    until_ok("the first write", || writer.execute_mut(put(0, 1)));
+    let leader = eventually("a leader", || cluster.leader());
+    let reader = std::iter::repeat_with(|| cluster.handle()).find(|h| h.client_id() % 3 != leader as u64).unwrap();
+    let home = (reader.client_id() % 3) as usize;
+    eventually("the reader's copy applied the first write", || {
+        (reader.execute_stale(KvRead::Get(0)).ok()? == Some(1)).then_some(())
+    });
+    cluster.faults().pause(home).expect("pause");
+    until_ok("the second write, committed by the others", || writer.execute_mut(put(1, 2)));
+    for replica in (0..3).filter(|&r| r != home) {
+        cluster.faults().pause(replica).expect("pause");
+    }
+    (writer, reader)
+}
+
+/// Polls `future` on this thread ([`block_on_counting`]) while another thread resumes every
+/// replica of `cluster` after 100 ms.
+fn block_on_resuming_after<F: Future + Unpin>(cluster: &Cluster<Kv>, future: F) -> (F::Output, usize) {
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            std::thread::sleep(Duration::from_millis(100));
+            for replica in 0..3 {
+                cluster.faults().resume(replica).expect("resume");
+            }
+        });
+        block_on_counting(future)
+    })
+}
+
 /// An awaited read whose copy lags (its replica and every other one paused, so no copy may
 /// serve it and none is helped) returns `Pending` rather than block its thread, and
 /// completes with the write it had to wait for once the replicas run again, on an executor
@@ -351,31 +387,8 @@ fn tasks_await_async_writes_and_reads_that_see_them() {
 #[test]
 fn an_awaited_read_whose_copy_lags_waits_without_blocking_the_thread() {
     let cluster = kv().tick(Duration::from_millis(10)).build().expect("build");
-    let writer = cluster.handle();
-    let put = |number, value| KvWrite::Put { id: WriteId { client: 0, number }, key: 0, value };
-    until_ok("the first write", || writer.execute_mut(put(0, 1)));
-    let leader = eventually("a leader", || cluster.leader());
-    let reader = std::iter::repeat_with(|| cluster.handle()).find(|h| h.client_id() % 3 != leader as u64).unwrap();
-    let home = (reader.client_id() % 3) as usize;
-    // The reader's copy has the first write only: its replica is paused before the second.
-    eventually("the reader's copy applied the first write", || {
-        (reader.execute_stale(KvRead::Get(0)).ok()? == Some(1)).then_some(())
-    });
-    cluster.faults().pause(home).expect("pause");
-    writer.execute_mut(put(1, 2)).expect("the second write, committed by the others");
-    for replica in (0..3).filter(|&r| r != home) {
-        cluster.faults().pause(replica).expect("pause");
-    }
-    let read = reader.execute_async(KvRead::Get(0));
-    let (outcome, polls) = std::thread::scope(|scope| {
-        scope.spawn(|| {
-            std::thread::sleep(Duration::from_millis(100));
-            for replica in 0..3 {
-                cluster.faults().resume(replica).expect("resume");
-            }
-        });
-        block_on_counting(read)
-    });
+    let (writer, reader) = lagging_reader(&cluster);
+    let (outcome, polls) = block_on_resuming_after(&cluster, reader.execute_async(KvRead::Get(0)));
     assert_eq!(outcome.expect("read"), Some(2), "the read missed the write that completed before it");
     // At least two polls: the first returned `Pending` (it did not wait inside the poll).
     // Woken by its copy or by the cluster's tick (10 ms) while it waits: not polled in a
@@ -397,16 +410,7 @@ fn an_awaited_async_write_waits_without_blocking_and_a_dropped_one_submits_nothi
     for replica in 0..3 {
         cluster.faults().pause(replica).expect("pause");
     }
-    let write = handle.execute_mut_async(add(2, 1));
-    let (outcome, polls) = std::thread::scope(|scope| {
-        scope.spawn(|| {
-            std::thread::sleep(Duration::from_millis(100));
-            for replica in 0..3 {
-                cluster.faults().resume(replica).expect("resume");
-            }
-        });
-        block_on_counting(write)
-    });
+    let (outcome, polls) = block_on_resuming_after(&cluster, handle.execute_mut_async(add(2, 1)));
     assert_eq!(outcome.expect("write"), Some(2), "the dropped write was applied, or this one twice");
     assert!(polls >= 2, "the first poll waited inside instead of returning Pending");
     assert_eq!(handle.execute(KvRead::Applied).expect("read"), Some(2));
@@ -420,17 +424,7 @@ fn an_awaited_async_write_waits_without_blocking_and_a_dropped_one_submits_nothi
 fn an_awaited_read_no_copy_can_serve_meets_its_deadline_without_an_executor_timer() {
     let deadline = Duration::from_millis(300);
     let cluster = kv().tick(Duration::from_millis(10)).deadline(deadline).build().expect("build");
-    let writer = cluster.handle();
-    let put = |number, value| KvWrite::Put { id: WriteId { client: 0, number }, key: 0, value };
-    until_ok("the first write", || writer.execute_mut(put(0, 1)));
-    let leader = eventually("a leader", || cluster.leader());
-    let reader = std::iter::repeat_with(|| cluster.handle()).find(|h| h.client_id() % 3 != leader as u64).unwrap();
-    let home = (reader.client_id() % 3) as usize;
-    cluster.faults().pause(home).expect("pause");
-    until_ok("the second write", || writer.execute_mut(put(1, 2)));
-    for replica in (0..3).filter(|&r| r != home) {
-        cluster.faults().pause(replica).expect("pause");
-    }
+    let (writer, reader) = lagging_reader(&cluster);
     let started = Instant::now();
     let (outcome, polls) = block_on_counting(reader.execute_async(KvRead::Get(0)));
     let waited = started.elapsed();
