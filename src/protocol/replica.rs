@@ -331,7 +331,7 @@ impl<C: Clone> Replica<C> {
     /// other replica forwards it to the leader it knows, or holds it until it knows one.
     pub fn propose(&mut self, command: C) {
         match &mut self.role {
-            Role::Leader(leader) => leader.queue.push_back(command),
+            Role::Leader(leader) => leader.queue.push(command),
             _ => self.buffer(command),
         }
     }

@@ -152,6 +152,14 @@ impl<C> Batch<C> {
     }
 }
 
+/// A batch of the commands in order: one allocation where the iterator's length is known
+/// exactly (a `Vec`'s drain, say), with no `Vec` in between.
+impl<C> FromIterator<C> for Batch<C> {
+    fn from_iter<I: IntoIterator<Item = C>>(commands: I) -> Self {
+        Self(commands.into_iter().collect())
+    }
+}
+
 impl<C: PartialEq> PartialEq for Batch<C> {
     /// Batches are equal when they hold equal commands in the same order.
     fn eq(&self, other: &Self) -> bool {

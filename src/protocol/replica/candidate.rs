@@ -133,7 +133,7 @@ impl<C: Clone> Replica<C> {
             ballot,
             slot_next,
             proposals: BTreeMap::new(),
-            queue: std::mem::take(&mut self.buffered),
+            queue: Vec::from(std::mem::take(&mut self.buffered)),
             ticks_since_heartbeat: 0,
             slot_committed_sent: self.slot_committed,
             peer_delivered: vec![Slot::ZERO; self.config.replicas],

@@ -2,7 +2,7 @@
 //! acceptances, commit at a majority, retransmit, and send heartbeats that carry the commit
 //! index and the truncation point.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 
 use super::{Entry, Replica, Role};
 use crate::plant::planted;
@@ -20,7 +20,10 @@ pub(super) struct LeaderState<C> {
     pub(super) ballot: Ballot,
     pub(super) slot_next: Slot,
     pub(super) proposals: BTreeMap<Slot, Proposal>,
-    pub(super) queue: VecDeque<C>,
+    /// Commands waiting for a batch, oldest first. A `Vec` rather than a `VecDeque`: its
+    /// drain has an exact length, so a batch is built in one allocation (`Batch`'s `FromIterator`)
+    /// instead of a `Vec` copied into the batch's.
+    pub(super) queue: Vec<C>,
     pub(super) ticks_since_heartbeat: u32,
     pub(super) slot_committed_sent: Slot,
     pub(super) peer_delivered: Vec<Slot>,
@@ -115,7 +118,7 @@ impl<C: Clone> Replica<C> {
                 break;
             }
             let take = leader.queue.len().min(batch_max);
-            let batch = Batch::new(leader.queue.drain(..take).collect());
+            let batch: Batch<C> = leader.queue.drain(..take).collect();
             let slot = leader.slot_next;
             self.propose_in(slot, batch);
         }

@@ -104,7 +104,7 @@ impl<C: Clone> Replica<C> {
     pub fn drain_unapplied_commands(&mut self) -> Vec<C> {
         let mut commands: Vec<C> = self.buffered.drain(..).collect();
         if let Role::Leader(leader) = &mut self.role {
-            commands.extend(leader.queue.drain(..));
+            commands.append(&mut leader.queue);
         }
         for entry in self.log.from(self.slot_delivered).map(|(_, entry)| entry) {
             commands.extend(entry.batch.commands().iter().cloned());
