@@ -128,6 +128,14 @@ impl Read {
     }
 }
 
+/// Whether replica `replica`'s copy may serve, in place of the copy a read was to be served
+/// by, a read that waits for `watermark`: it runs, is not known diverged, and has caught up
+/// (the rules of `route::serving_from` and [`Read::ready`] together).
+#[inline]
+pub(crate) fn may_serve_instead(view: &impl View, replica: usize, watermark: Slot) -> bool {
+    view.runs(replica) && !view.diverged(replica) && may_serve(view.slot_applied(replica), watermark)
+}
+
 /// Whether a copy that applied every slot below `slot_applied` may serve a linearizable read
 /// that waits for `watermark` (see the module docs).
 #[inline]

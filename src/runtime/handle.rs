@@ -11,8 +11,8 @@ use super::idle::{park_slice, Idler};
 use super::session::Session;
 use super::shared::Shared;
 use super::ticket::Ticket;
-use crate::client::read::{self, may_serve, Read, Step as ReadStep};
-use crate::client::{admit, route, View};
+use crate::client::read::{self, may_serve, may_serve_instead, Read, Step as ReadStep};
+use crate::client::{admit, route};
 use crate::protocol::Slot;
 use crate::state::ReplicaState;
 use crate::sync::Arc;
@@ -268,16 +268,10 @@ fn serve_elsewhere<D: Dispatch>(
     let dispatch = |state: &ReplicaState<D>| dispatch(state, op);
     let watermark = watermark?;
     let replicas = shared.replicas.len();
-    for other in (1..replicas).map(|offset| (index + offset) % replicas) {
-        // The rule every read follows (`Read::ready`), on a running copy.
-        let serves = shared.runs(other) && !shared.diverged(other) && may_serve(shared.slot_applied(other), watermark);
-        if serves {
-            if let Some(outcome) = shared.replicas[other].state.try_read(reader, dispatch) {
-                return Some(outcome);
-            }
-        }
-    }
-    None
+    (1..replicas)
+        .map(|offset| (index + offset) % replicas)
+        .filter(|&other| may_serve_instead(shared, other, watermark))
+        .find_map(|other| shared.replicas[other].state.try_read(reader, dispatch))
 }
 
 /// What one look at a read whose copy had not caught up found ([`look`]).

@@ -35,12 +35,9 @@ impl<D: Dispatch> StateCell<D> for LockedCopy<D> {
     }
 }
 
-/// Rounds with input between two looks at the clock for a tick: a round without input
-/// always looks. A round with input takes microseconds, so a tick is late by a few tens of
-/// them at most while a replica is busy, against ticks of a millisecond; in return, the
-/// rounds that carry a write (six or so per write with three replicas, most of them run by
-/// the waiting client) no longer read the clock each: that read was an eighth of a
-/// synchronous write's cost on 2 cores (docs/BENCHMARKS.md).
+/// Rounds with input between two looks at the clock for a tick (a round without input
+/// always looks): a tick is late by a few tens of microseconds at most, and the six or so
+/// rounds of a write no longer read the clock each (docs/BENCHMARKS.md).
 const BUSY_ROUNDS_PER_LOOK: u32 = 16;
 
 /// The runtime's [`Environment`] for one replica: its rings, its submission queue, its
@@ -376,10 +373,8 @@ mod tests {
     use crate::runtime::test_support::{Counter, NO_ELECTION_TICKS, PATIENCE};
     use crate::Builder;
 
-    /// A replica whose every round has input still ticks: the clock is skipped on rounds
-    /// with input, but looked at within `BUSY_ROUNDS_PER_LOOK` of them. (A follower kept
-    /// busy by clients' writes that never ticked would never replace a dead leader.) A
-    /// round without input looks at once.
+    /// A replica whose every round has input (a follower kept busy by clients' writes, say)
+    /// still ticks, within `BUSY_ROUNDS_PER_LOOK` rounds; one without input at once.
     #[test]
     fn a_replica_with_input_every_round_still_ticks() {
         use crate::driver::Environment;

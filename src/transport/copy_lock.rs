@@ -110,11 +110,7 @@ impl<T> CopyLock<T> {
     /// Runs `f` on the value as a reader on indicator `reader` (taken modulo their number),
     /// concurrently with other readers, never with a writer.
     pub fn read<R>(&self, reader: usize, f: impl FnOnce(&T) -> R) -> R {
-        let indicator = self.indicator(reader);
-        while !self.enter(indicator) {
-            self.wait_cleared();
-        }
-        self.read_entered(indicator, f)
+        self.read_or_else(reader, f, || None)
     }
 
     /// [`CopyLock::read`] without waiting: `None` if a writer is in or coming (the caller
