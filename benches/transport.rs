@@ -1,7 +1,9 @@
 //! The transport on its own: round trips between two threads over one cache line (the
 //! floor), over corum's SPSC rings, and over crossbeam's bounded channels; one-way streams
 //! through a ring and through a channel of the same capacity; and a corum write's message
-//! pattern relayed naively over crossbeam channels.
+//! pattern relayed naively over crossbeam channels; and the cost of a write's trip from its
+//! client to the replica that answers it and back, on one thread, through the write board
+//! and through today's submission queue and per-request completion.
 //!
 //! `cargo bench --bench transport`
 
@@ -9,7 +11,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use corum::internals::ring;
+use corum::internals::{ring, Board, Collector, Completion, Queue};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
 /// Capacity of the rings and channels compared (corum's default ring capacity).
@@ -120,5 +122,63 @@ fn streams(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, round_trips, streams);
+/// Writes in flight at once in the write-path benchmarks: a pipelining client's batch.
+const IN_FLIGHT: u64 = 32;
+
+/// A write's trip on one thread, `IN_FLIGHT` at a time (post or push them all, collect or
+/// pop them, answer or complete each, take each answer): what the mechanism costs a write,
+/// without the protocol or the object. Today's path allocates a request per write (the
+/// runtime reuses a session's spare ones: an `Arc::get_mut` where this allocates).
+fn write_paths(c: &mut Criterion) {
+    type Request = (u64, u64, Completion<u64>);
+    let mut group = c.benchmark_group("write_path");
+    group.throughput(Throughput::Elements(IN_FLIGHT));
+    group.bench_function("queue_and_completion", |b| {
+        let queue = Queue::<std::sync::Arc<Request>>::new(1024);
+        let mut tickets = Vec::with_capacity(IN_FLIGHT as usize);
+        let mut log = Vec::with_capacity(IN_FLIGHT as usize);
+        b.iter(|| {
+            for i in 0..IN_FLIGHT {
+                let request = std::sync::Arc::new((7, i, Completion::new()));
+                queue.push(std::sync::Arc::clone(&request)).expect("room");
+                tickets.push(request);
+            }
+            while let Some(request) = queue.pop() {
+                log.push(request);
+            }
+            for request in log.drain(..) {
+                request.2.complete(Ok(request.1 * 2));
+            }
+            for request in tickets.drain(..) {
+                std::hint::black_box(request.2.take());
+            }
+        })
+    });
+    group.bench_function("board", |b| {
+        let board = Board::<(u64, u64), u64>::new(4, 64);
+        let mut key = board.claim().expect("a lane");
+        let mut collector = Collector::default();
+        let mut numbers = Vec::with_capacity(IN_FLIGHT as usize);
+        let mut log = Vec::with_capacity(IN_FLIGHT as usize);
+        b.iter(|| {
+            for i in 0..IN_FLIGHT {
+                numbers.push(board.post(&mut key, (7, i)).expect("room"));
+            }
+            collector.collect(&board, 1, usize::MAX, |address, write| log.push((address, write)));
+            for (address, write) in log.drain(..) {
+                board.answer(address, write.1 * 2);
+            }
+            for &number in &numbers {
+                std::hint::black_box(board.take(&mut key, number));
+            }
+            if let Some(&last) = numbers.last() {
+                board.finished_below(&mut key, last + 1);
+            }
+            numbers.clear();
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, round_trips, streams, write_paths);
 criterion_main!(benches);

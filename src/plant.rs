@@ -45,6 +45,9 @@ pub(crate) const PLANTS: &[(&str, &str)] = &[
     ("completion-waker-early", "a completion takes the waiting task's waker before it stores the outcome"),
     ("token-release-relaxed", "a replica's run token is given back with a relaxed store"),
     ("token-release-no-notify", "a replica's run token is given back without waking a thread waiting for it"),
+    ("board-unpin-relaxed", "a collector unpins a write it cloned with a relaxed decrement"),
+    ("board-answer-any-number", "a berth takes pins and answers for any write's number, not only its own"),
+    ("board-answer-no-notify", "an answer lands on the board without waking the owner's waiters"),
     ("copy-reader-no-fence", "a reader of a copy loads the writer flag without a fence after raising its indicator"),
 ];
 

@@ -45,5 +45,5 @@ pub use idle::IdleStrategy;
 pub use leadership::LeaderPolicy;
 pub use ticket::Ticket;
 
-#[cfg(corum_loom)]
+#[cfg(any(corum_loom, feature = "internals"))]
 pub use completion::Completion;

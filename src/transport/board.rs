@@ -1,0 +1,619 @@
+//! The write board: where client sessions leave their writes for whichever replica leads
+//! to collect, and where the replica that applies a write first leaves its answer for the
+//! session to take. (node-replication's per-thread contexts, with the difference that the
+//! board belongs to the cluster, not to one replica, so a new leader collects the same
+//! writes and a change of leader needs no resubmission.)
+//!
+//! A session owns one *lane* at a time ([`Board::claim`], its [`LaneKey`]): a ring of
+//! *berths*, each holding one write and, later, its answer. The lane numbers its writes
+//! with its own counter, which never repeats, also across owners, so that a number names
+//! one write for good: write `n` sits in berth `n % berths`.
+//!
+//! # A berth's word
+//! Each berth has one atomic word: the number of the write it holds (or last held), how
+//! many collectors are reading that write now (*pins*), and a phase:
+//! `EMPTY` (no write to collect), `POSTED` (a write to collect and answer), `ANSWERING`
+//! (one answerer is writing the answer), `ANSWERED`.
+//! - The owner posts write `n` (writes it into the berth, then stores `n, POSTED` with
+//!   Release, then raises the lane's `posted` counter with Release) only when the berth is
+//!   empty or answered and taken, and has no pins: nobody reads the berth's old write or
+//!   answer then, and nobody can start to (a pin and an answer both need `POSTED`), so the
+//!   owner needs no read-modify-write to post.
+//! - A collector pins write `n` with a compare-exchange that succeeds only on `n, POSTED`
+//!   (Acquire: it sees the write the owner stored before), clones the write, and unpins
+//!   with a Release decrement, which the owner's Acquire load before its next post pairs
+//!   with: the clone happens before the berth is overwritten.
+//! - The first answerer moves `n, POSTED` to `n, ANSWERING` (a compare-exchange, so only
+//!   one answers), writes the answer, and adds the difference to `ANSWERED` with Release;
+//!   a late or second answer, or one for a write the berth no longer holds (a later
+//!   number), finds the word changed and is dropped. The owner takes the answer after an
+//!   Acquire load that sees `n, ANSWERED`.
+//! - The owner retracts a write it gives up on (`n, POSTED` to `n, EMPTY`): no collector
+//!   pins it from then on, so no later leader proposes it; a copy already collected may
+//!   still be applied, whose answer then finds the berth empty.
+//!
+//! # Collection, per ballot
+//! A [`Collector`] (one per replica) keeps, per lane, the number of the next write it has
+//! not collected, and starts over from each lane's oldest unfinished write whenever it
+//! collects in a new ballot. So a deposed leader that collected a write cannot hide it
+//! from the next leader, which collects it again; the exactly-once table applies it once.
+//! Collecting never waits: a write not yet posted is simply not collected yet.
+//!
+//! # Costs
+//! Per write: the owner's stores (no read-modify-write to post or take), one pin and one
+//! unpin by each collector, one compare-exchange and one add by the first answerer (the
+//! others, one load), and one event count notification per answer. A collector's pass looks
+//! at every claimed lane's `posted` counter: one load per lane, a cache hit for an idle
+//! one; a board of many lanes would want hints of which lanes have new writes.
+
+use std::fmt;
+
+use crossbeam_utils::CachePadded;
+
+use crate::plant::planted;
+use crate::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use crate::sync::UnsafeCell;
+use crate::transport::event::EventCount;
+
+/// Phases, in the low two bits of a berth's word.
+const EMPTY: u64 = 0;
+const POSTED: u64 = 1;
+const ANSWERING: u64 = 2;
+const ANSWERED: u64 = 3;
+const PHASE: u64 = 0b11;
+/// One pin, in bits 2..16: at most one per collector at a time, so far below the limit.
+const PIN: u64 = 1 << 2;
+const PINS: u64 = 0x3fff << 2;
+/// The write's number, in the top 48 bits.
+const NUMBER_SHIFT: u32 = 16;
+
+/// The ordering of a collector's unpin; `Relaxed` only in the loom suite's planted bug.
+const UNPIN: Ordering = if planted!("board-unpin-relaxed") { Ordering::Relaxed } else { Ordering::Release };
+
+fn word(number: u64, phase: u64) -> u64 {
+    number << NUMBER_SHIFT | phase
+}
+
+fn number_of(word: u64) -> u64 {
+    word >> NUMBER_SHIFT
+}
+
+/// Whether `word` is write `number` in `phase` (pins aside).
+fn is(word: u64, number: u64, phase: u64) -> bool {
+    let same_number = number_of(word) == number || planted!("board-answer-any-number");
+    same_number && word & PHASE == phase
+}
+
+/// Where a collected write sits: its lane and its number there. Its answer goes back here
+/// ([`Board::answer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Address {
+    /// The lane's index on the board.
+    pub lane: u32,
+    /// The write's number in its lane.
+    pub number: u64,
+}
+
+struct Berth<W, R> {
+    word: AtomicU64,
+    write: UnsafeCell<Option<W>>,
+    answer: UnsafeCell<Option<R>>,
+}
+
+/// One session's ring of berths. The counters are written by the owner only.
+struct Lane<W, R> {
+    /// The number of the next write to post: every write numbered below it was posted.
+    posted: AtomicU64,
+    /// Every write numbered below it is finished (taken, retracted or let go of):
+    /// collectors start here.
+    oldest: AtomicU64,
+    /// Whether a session owns the lane.
+    claimed: AtomicBool,
+    berths: Box<[Berth<W, R>]>,
+    /// The owner's threads and tasks wait here for answers.
+    answered: EventCount,
+}
+
+/// See the module docs. `W`: a write as collectors clone it; `R`: its answer.
+pub struct Board<W, R> {
+    lanes: Box<[CachePadded<Lane<W, R>>]>,
+    mask: u64,
+    /// Tells one board's keys from another's (see [`LaneKey`]).
+    id: usize,
+}
+
+// SAFETY: writes and answers move between threads through berths whose access the berth
+// words arbitrate (see the module docs): a write is cloned by collectors on other threads
+// while the owner may read it (`W: Sync`) and is dropped wherever the owner overwrites it
+// (`W: Send`); an answer is written on one thread and taken on another (`R: Send`).
+unsafe impl<W: Send + Sync, R: Send> Send for Board<W, R> {}
+// SAFETY: as above.
+unsafe impl<W: Send + Sync, R: Send> Sync for Board<W, R> {}
+
+impl<W, R> fmt::Debug for Board<W, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Board").field("lanes", &self.lanes.len()).field("berths", &(self.mask + 1)).finish()
+    }
+}
+
+/// A session's ownership of one lane: the owner's operations take it by `&mut`, so one
+/// thread at a time posts, takes and retracts there. Given back with [`Board::release`].
+#[derive(Debug)]
+pub struct LaneKey {
+    lane: u32,
+    board: usize,
+    /// The number of the next write to post (the lane's `posted`, which only we write).
+    next: u64,
+    /// Every write numbered below it is finished (the lane's `oldest`, which only we write).
+    oldest: u64,
+}
+
+impl LaneKey {
+    /// The lane's index.
+    pub fn lane(&self) -> u32 {
+        self.lane
+    }
+
+    /// The number the next posted write gets.
+    pub fn next(&self) -> u64 {
+        self.next
+    }
+}
+
+/// Why a post was refused; the write comes back.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refused<W> {
+    /// The berth still holds an unfinished write, or a collector still reads its old
+    /// write: the lane has as many writes in flight as berths. Try again once one is
+    /// finished.
+    Full(W),
+}
+
+/// What [`Board::retract`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Retracted {
+    /// The write was retracted (or had been): no collector takes it from now on.
+    Retracted,
+    /// Its answer is being written: retract again, or wait for it.
+    Answering,
+    /// Its answer is there: take it.
+    Answered,
+}
+
+impl<W: Clone, R> Board<W, R> {
+    /// A board of `lanes` lanes of `berths` berths each (rounded up to a power of two).
+    pub fn new(lanes: usize, berths: usize) -> Self {
+        static BOARDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let berths = berths.max(1).next_power_of_two();
+        let lanes = (0..lanes)
+            .map(|_| {
+                CachePadded::new(Lane {
+                    posted: AtomicU64::new(0),
+                    oldest: AtomicU64::new(0),
+                    claimed: AtomicBool::new(false),
+                    berths: (0..berths)
+                        .map(|_| Berth {
+                            word: AtomicU64::new(word(0, EMPTY)),
+                            write: UnsafeCell::new(None),
+                            answer: UnsafeCell::new(None),
+                        })
+                        .collect(),
+                    answered: EventCount::new(),
+                })
+            })
+            .collect();
+        // Relaxed: only needs to be unique.
+        let id = BOARDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self { lanes, mask: berths as u64 - 1, id }
+    }
+
+    /// How many lanes the board has.
+    pub fn lanes(&self) -> usize {
+        self.lanes.len()
+    }
+
+    /// Claims a free lane for a session; `None` if every lane is owned.
+    pub fn claim(&self) -> Option<LaneKey> {
+        self.lanes.iter().enumerate().find_map(|(index, lane)| {
+            // Acquire pairs with the Release store in `release`: the previous owner's
+            // counters are seen.
+            lane.claimed.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).ok()?;
+            // Relaxed: written by the previous owner before its Release of `claimed`.
+            let next = lane.posted.load(Ordering::Relaxed);
+            Some(LaneKey { lane: index as u32, board: self.id, next, oldest: next })
+        })
+    }
+
+    /// Gives a lane back: its writes still posted are retracted first (answers on their
+    /// way are dropped when they land, or when the berth is next posted to).
+    pub fn release(&self, mut key: LaneKey) {
+        for number in key.oldest..key.next {
+            let _ = self.retract(&mut key, number);
+        }
+        let lane = self.lane(&key);
+        // Relaxed: collectors read these after an Acquire load of `posted`, which only
+        // the owner writes and which does not change here.
+        lane.oldest.store(key.next, Ordering::Relaxed);
+        // Release pairs with the Acquire in `claim`.
+        lane.claimed.store(false, Ordering::Release);
+    }
+
+    fn lane(&self, key: &LaneKey) -> &Lane<W, R> {
+        assert_eq!(key.board, self.id, "a lane key used on another board");
+        &self.lanes[key.lane as usize]
+    }
+
+    fn berth<'a>(&self, lane: &'a Lane<W, R>, number: u64) -> &'a Berth<W, R> {
+        &lane.berths[(number & self.mask) as usize]
+    }
+
+    /// Posts `write` as the lane's next write; returns its number, or the write back if its
+    /// berth is not free yet.
+    pub fn post(&self, key: &mut LaneKey, write: W) -> Result<u64, Refused<W>> {
+        let lane = self.lane(key);
+        let number = key.next;
+        let berth = self.berth(lane, number);
+        // Acquire pairs with a collector's Release unpin (its clone of the old write
+        // happens before we overwrite it) and with the answerer's Release (its answer,
+        // which a take moved out, is not being written any more).
+        let current = berth.word.load(Ordering::Acquire);
+        let free = match current & PHASE {
+            EMPTY => true,
+            // Taken (we moved the answer out), or a previous owner's that nobody took.
+            // SAFETY: at ANSWERED only the owner touches the answer, and we are the owner.
+            ANSWERED => number_of(current) < key.oldest || berth.answer.with(|answer| unsafe { (*answer).is_none() }),
+            _ => false,
+        };
+        if !free || current & PINS != 0 {
+            return Err(Refused::Full(write));
+        }
+        // SAFETY: the berth is empty or answered and taken, with no pins: no collector reads
+        // its write and none can start (a pin needs POSTED), no answerer writes its answer
+        // and none can start (an answer needs POSTED); we are the lane's one owner.
+        berth.write.with_mut(|slot| unsafe { *slot = Some(write) });
+        // SAFETY: as above; a previous owner's answer nobody took is dropped here.
+        berth.answer.with_mut(|answer| unsafe { *answer = None });
+        // Release pairs with the Acquire of a collector's pin and an answerer's claim.
+        berth.word.store(word(number, POSTED), Ordering::Release);
+        key.next = number + 1;
+        // Release pairs with a collector's Acquire load: every berth below it is posted.
+        lane.posted.store(key.next, Ordering::Release);
+        Ok(number)
+    }
+
+    /// Whether write `number`'s answer is there.
+    pub fn is_answered(&self, key: &LaneKey, number: u64) -> bool {
+        let lane = self.lane(key);
+        // Acquire pairs with the answerer's Release.
+        is(self.berth(lane, number).word.load(Ordering::Acquire), number, ANSWERED)
+    }
+
+    /// Takes write `number`'s answer, if it is there and not taken yet.
+    pub fn take(&self, key: &mut LaneKey, number: u64) -> Option<R> {
+        let lane = self.lane(key);
+        let berth = self.berth(lane, number);
+        // Acquire pairs with the answerer's Release: its answer is seen.
+        if !is(berth.word.load(Ordering::Acquire), number, ANSWERED) {
+            return None;
+        }
+        // SAFETY: at ANSWERED the answerer is done and only the owner (we) touches the
+        // answer; the berth is not posted to again before this returns.
+        berth.answer.with_mut(|answer| unsafe { (*answer).take() })
+    }
+
+    /// Retracts write `number`, which its owner gives up on (see [`Retracted`]).
+    pub fn retract(&self, key: &mut LaneKey, number: u64) -> Retracted {
+        let lane = self.lane(key);
+        let berth = self.berth(lane, number);
+        let mut current = berth.word.load(Ordering::Acquire);
+        loop {
+            if number_of(current) != number {
+                return Retracted::Retracted;
+            }
+            let phase = current & PHASE;
+            match phase {
+                EMPTY => return Retracted::Retracted,
+                ANSWERING => return Retracted::Answering,
+                ANSWERED => return Retracted::Answered,
+                _ => {}
+            }
+            // Pins kept: their collectors unpin later.
+            match berth.word.compare_exchange_weak(
+                current,
+                current - POSTED + EMPTY,
+                Ordering::Acquire,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Retracted::Retracted,
+                Err(now) => current = now,
+            }
+        }
+    }
+
+    /// Every write numbered below `number` is finished: collectors need not look at them.
+    pub fn finished_below(&self, key: &mut LaneKey, number: u64) {
+        debug_assert!(number <= key.next, "finished writes that were never posted");
+        if number > key.oldest {
+            key.oldest = number;
+            // Relaxed: a hint that saves collectors looking at finished writes; one that
+            // looks anyway finds them answered or empty.
+            self.lane(key).oldest.store(number, Ordering::Relaxed);
+        }
+    }
+
+    /// The event count the lane's owner waits on for answers.
+    pub fn answers(&self, key: &LaneKey) -> &EventCount {
+        &self.lane(key).answered
+    }
+
+    /// Answers the write at `address` with `answer` unless it was answered already, was
+    /// retracted, or its berth holds another write by now; returns whether this call
+    /// answered it. Wakes the owner's waiters.
+    pub fn answer(&self, address: Address, answer: R) -> bool {
+        let Some(lane) = self.lanes.get(address.lane as usize) else { return false };
+        let berth = self.berth(lane, address.number);
+        // Acquire pairs with the owner's Release post: the take of the berth's previous
+        // answer happened before we write this one.
+        let mut current = berth.word.load(Ordering::Acquire);
+        loop {
+            if !is(current, address.number, POSTED) {
+                return false;
+            }
+            match berth.word.compare_exchange_weak(
+                current,
+                current - POSTED + ANSWERING,
+                Ordering::Acquire,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(now) => current = now,
+            }
+        }
+        // SAFETY: the compare-exchange to ANSWERING made us the berth's one answerer; the
+        // owner reads the answer only once it sees ANSWERED.
+        berth.answer.with_mut(|slot| unsafe { *slot = Some(answer) });
+        // Release pairs with the owner's Acquire load in `take`. An add, not a store: pins
+        // may change meanwhile.
+        berth.word.fetch_add(ANSWERED - ANSWERING, Ordering::Release);
+        // (The planted bug `board-answer-no-notify` leaves the owner's waiters asleep.)
+        if !planted!("board-answer-no-notify") {
+            lane.answered.notify();
+        }
+        true
+    }
+
+    /// Pins write `number` of `lane` if it is posted; returns whether it did.
+    fn pin(&self, berth: &Berth<W, R>, number: u64) -> bool {
+        let mut current = berth.word.load(Ordering::Relaxed);
+        loop {
+            if !is(current, number, POSTED) {
+                return false;
+            }
+            // Acquire pairs with the owner's Release post: the write is seen.
+            match berth.word.compare_exchange_weak(current, current + PIN, Ordering::Acquire, Ordering::Relaxed) {
+                Ok(_) => return true,
+                Err(now) => current = now,
+            }
+        }
+    }
+}
+
+/// One replica's collection state: per lane, the next write it has not collected, valid
+/// in one ballot (see the module docs).
+#[derive(Debug, Default)]
+pub struct Collector {
+    ballot: Option<u64>,
+    next: Vec<u64>,
+}
+
+impl Collector {
+    /// Hands `take` every write posted on `board` that this collector has not collected in
+    /// `ballot` (all unfinished ones after a change of ballot), up to `budget` of them, with
+    /// its address; returns how many. Never waits.
+    pub fn collect<W: Clone, R>(
+        &mut self,
+        board: &Board<W, R>,
+        ballot: u64,
+        budget: usize,
+        mut take: impl FnMut(Address, W),
+    ) -> usize {
+        if self.ballot != Some(ballot) || self.next.len() != board.lanes.len() {
+            self.ballot = Some(ballot);
+            self.next.clear();
+            self.next.resize(board.lanes.len(), 0);
+        }
+        let mut taken = 0;
+        for (index, lane) in board.lanes.iter().enumerate() {
+            if taken == budget {
+                break;
+            }
+            // Acquire pairs with the owner's Release store of `posted`: every berth below
+            // it holds its posted write (or a later state of it).
+            let posted = lane.posted.load(Ordering::Acquire);
+            let next = &mut self.next[index];
+            if *next >= posted {
+                continue;
+            }
+            // Relaxed: a hint (see `finished_below`).
+            let mut number = (*next).max(lane.oldest.load(Ordering::Relaxed));
+            while number < posted && taken < budget {
+                let berth = board.berth(lane, number);
+                if board.pin(berth, number) {
+                    // SAFETY: the pin keeps the owner from overwriting the write (it posts
+                    // only to berths without pins), and the pin's Acquire saw it written.
+                    let write = berth.write.with(|slot| unsafe { (*slot).clone() });
+                    berth.word.fetch_sub(PIN, UNPIN);
+                    let write = write.expect("a posted berth holds its write");
+                    take(Address { lane: index as u32, number }, write);
+                    taken += 1;
+                }
+                number += 1;
+            }
+            *next = number;
+        }
+        taken
+    }
+}
+
+#[cfg(all(test, not(corum_loom)))]
+mod tests {
+    use super::{Address, Board, Collector, Refused, Retracted};
+    use std::sync::Arc;
+
+    fn collected(collector: &mut Collector, board: &Board<u64, u64>, ballot: u64) -> Vec<(Address, u64)> {
+        let mut writes = Vec::new();
+        collector.collect(board, ballot, usize::MAX, |address, write| writes.push((address, write)));
+        writes
+    }
+
+    #[test]
+    fn a_write_is_collected_once_per_ballot_answered_once_and_taken() {
+        let board = Board::<u64, u64>::new(2, 4);
+        let mut key = board.claim().expect("a lane");
+        let first = board.post(&mut key, 10).expect("room");
+        let second = board.post(&mut key, 20).expect("room");
+        let mut leader = Collector::default();
+        let writes = collected(&mut leader, &board, 1);
+        assert_eq!(writes.iter().map(|(_, w)| *w).collect::<Vec<_>>(), [10, 20]);
+        assert!(collected(&mut leader, &board, 1).is_empty(), "collected again in the same ballot");
+        // A new leader (or the same one in a new ballot) collects what is unfinished again.
+        let mut next_leader = Collector::default();
+        assert_eq!(collected(&mut next_leader, &board, 2).len(), 2);
+        assert!(board.answer(writes[0].0, 11));
+        assert!(!board.answer(writes[0].0, 12), "a second answer lands");
+        assert!(!board.is_answered(&key, second));
+        assert_eq!(board.take(&mut key, first), Some(11));
+        assert_eq!(board.take(&mut key, first), None, "taken twice");
+        board.finished_below(&mut key, first + 1);
+        assert_eq!(collected(&mut next_leader, &board, 3).iter().map(|(_, w)| *w).collect::<Vec<_>>(), [20]);
+    }
+
+    #[test]
+    fn a_full_lane_refuses_and_a_late_answer_for_a_reused_berth_is_dropped() {
+        let board = Board::<u64, u64>::new(1, 1);
+        let mut key = board.claim().expect("a lane");
+        assert!(board.claim().is_none(), "the only lane was claimed twice");
+        let first = board.post(&mut key, 1).expect("room");
+        assert_eq!(board.post(&mut key, 2), Err(Refused::Full(2)), "posted over an unfinished write");
+        let address = collected(&mut Collector::default(), &board, 1)[0].0;
+        assert!(board.answer(address, 100));
+        assert_eq!(board.post(&mut key, 2), Err(Refused::Full(2)), "posted over an answer not taken");
+        assert_eq!(board.take(&mut key, first), Some(100));
+        let second = board.post(&mut key, 2).expect("room once taken");
+        assert!(!board.answer(address, 101), "a late answer for the berth's previous write landed");
+        assert!(!board.is_answered(&key, second));
+        assert_eq!(board.take(&mut key, second), None);
+    }
+
+    #[test]
+    fn a_retracted_write_is_not_collected_and_its_late_answer_is_dropped() {
+        let board = Board::<u64, u64>::new(1, 2);
+        let mut key = board.claim().expect("a lane");
+        let number = board.post(&mut key, 5).expect("room");
+        let address = collected(&mut Collector::default(), &board, 1)[0].0;
+        assert_eq!(board.retract(&mut key, number), Retracted::Retracted);
+        assert!(collected(&mut Collector::default(), &board, 2).is_empty(), "a retracted write was collected");
+        assert!(!board.answer(address, 1), "an answer for a retracted write landed");
+        // An answered write is not retracted: its answer is taken instead.
+        let answered = board.post(&mut key, 6).expect("room");
+        let address = collected(&mut Collector::default(), &board, 3)[0].0;
+        assert!(board.answer(address, 60));
+        assert_eq!(board.retract(&mut key, answered), Retracted::Answered);
+        assert_eq!(board.take(&mut key, answered), Some(60));
+    }
+
+    #[test]
+    fn a_released_lane_is_claimed_afresh_with_numbers_that_never_repeat() {
+        let board = Board::<u64, u64>::new(1, 2);
+        let mut key = board.claim().expect("a lane");
+        let old = board.post(&mut key, 1).expect("room");
+        let address = collected(&mut Collector::default(), &board, 1)[0].0;
+        board.release(key);
+        let mut key = board.claim().expect("the released lane");
+        assert!(key.next() > old);
+        assert!(!board.answer(address, 1), "the previous owner's write was answered after release");
+        let new = board.post(&mut key, 2).expect("room");
+        assert_ne!(new, old);
+        let writes = collected(&mut Collector::default(), &board, 2);
+        assert_eq!(writes.iter().map(|(_, w)| *w).collect::<Vec<_>>(), [2], "a released write was collected");
+    }
+
+    #[test]
+    fn a_budget_leaves_the_rest_for_the_next_pass() {
+        let board = Board::<u64, u64>::new(3, 8);
+        let mut keys: Vec<_> = (0..3).map(|_| board.claim().expect("a lane")).collect();
+        for (i, key) in keys.iter_mut().enumerate() {
+            for j in 0..4 {
+                board.post(key, (i * 10 + j) as u64).expect("room");
+            }
+        }
+        let mut collector = Collector::default();
+        let mut all = Vec::new();
+        while all.len() < 12 {
+            let before = all.len();
+            collector.collect(&board, 1, 5, |_, write| all.push(write));
+            assert!(all.len() - before <= 5);
+        }
+        all.sort_unstable();
+        assert_eq!(all, [0, 1, 2, 3, 10, 11, 12, 13, 20, 21, 22, 23]);
+    }
+
+    /// An owner posting and taking while two collectors (leaders of alternating ballots)
+    /// collect and answer: every write answered exactly once with its own answer.
+    #[test]
+    fn owners_and_collectors_on_threads_pair_every_answer_with_its_write() {
+        const WRITES: u64 = 20_000;
+        let board = Arc::new(Board::<u64, u64>::new(2, 4));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let collectors: Vec<_> = (0..2u64)
+            .map(|c| {
+                let (board, stop) = (Arc::clone(&board), Arc::clone(&stop));
+                std::thread::spawn(move || {
+                    let mut collector = Collector::default();
+                    let mut round = 0u64;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        round += 1;
+                        let ballot = round / 64 * 2 + c;
+                        let mut writes = Vec::new();
+                        collector.collect(&board, ballot, 16, |address, write| writes.push((address, write)));
+                        for (address, write) in writes {
+                            board.answer(address, write * 2);
+                        }
+                    }
+                })
+            })
+            .collect();
+        let owners: Vec<_> = (0..2u64)
+            .map(|o| {
+                let board = Arc::clone(&board);
+                std::thread::spawn(move || {
+                    let mut key = board.claim().expect("a lane");
+                    let mut in_flight = std::collections::VecDeque::new();
+                    let mut sent = 0;
+                    while sent < WRITES || !in_flight.is_empty() {
+                        if sent < WRITES {
+                            let write = o << 32 | sent;
+                            if let Ok(number) = board.post(&mut key, write) {
+                                in_flight.push_back((number, write));
+                                sent += 1;
+                                continue;
+                            }
+                        }
+                        let &(number, write) = in_flight.front().expect("a write in flight");
+                        if let Some(answer) = board.take(&mut key, number) {
+                            assert_eq!(answer, write * 2, "write {number} got another write's answer");
+                            in_flight.pop_front();
+                            board.finished_below(&mut key, number + 1);
+                        } else {
+                            std::thread::yield_now();
+                        }
+                    }
+                    board.release(key);
+                })
+            })
+            .collect();
+        owners.into_iter().for_each(|owner| owner.join().expect("owner"));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        collectors.into_iter().for_each(|collector| collector.join().expect("collector"));
+    }
+}
