@@ -20,6 +20,7 @@ plants=(
     "board-unpin-relaxed:board:a_berth_is_reused_only_after_its_collector_let_go"
     "board-answer-any-number:board:a_late_answer_for_a_reused_berth_is_dropped"
     "board-answer-no-notify:board:an_owner_waiting_for_its_answer_wakes"
+    "board-answer-no-notify:board:a_waker_left_while_the_answer_lands"
     "copy-reader-no-fence:copy_lock:a_read_overlapping_applies_sees_whole_batches"
     "copy-reader-no-fence:copy_lock:a_try_read_overlapping_an_apply_reads_a_whole_batch_or_steps_back"
     "applied-before-apply:cluster:two_replicas_write_then_read_without_helping"

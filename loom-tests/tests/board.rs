@@ -7,6 +7,7 @@
 
 use corum_loom_tests::check;
 
+use std::task::Poll;
 use std::time::Duration;
 
 use corum::internals::{Address, Board, Collector, Refused, Retracted};
@@ -170,6 +171,42 @@ fn an_owner_waiting_for_its_answer_wakes() {
             board.answers(&key).wait(wait, Duration::from_secs(3600));
         }
         assert_eq!(board.take(&mut key, number), Some(70));
+        leader.join().unwrap();
+    });
+}
+
+/// The owner's task awaits its answer without blocking (its waker left in the lane's event
+/// count) while a leader answers quietly, as it answers a batch, and then wakes the lane:
+/// the task always wakes (a lost wake-up leaves `block_on` waiting forever, a deadlock to
+/// loom).
+#[test]
+fn a_waker_left_while_the_answer_lands() {
+    check("a_waker_left_while_the_answer_lands", None, || {
+        let board = Arc::new(Board::<u32, u32>::new(1, 1));
+        let mut key = board.claim().unwrap();
+        let number = board.post(&mut key, 1).unwrap();
+        let address = Address { lane: key.lane(), number };
+        let leader = {
+            let board = Arc::clone(&board);
+            thread::spawn(move || {
+                assert!(board.answer_quietly(address, 10));
+                board.wake(address.lane);
+            })
+        };
+        loom::future::block_on(std::future::poll_fn(|cx| loop {
+            if board.is_answered(&key, number) {
+                return Poll::Ready(());
+            }
+            let wait = board.answers(&key).prepare_wait();
+            if board.is_answered(&key, number) {
+                board.answers(&key).cancel_wait(wait);
+                return Poll::Ready(());
+            }
+            if board.answers(&key).wait_async(wait, cx.waker()) {
+                return Poll::Pending;
+            }
+        }));
+        assert_eq!(board.take(&mut key, number), Some(10));
         leader.join().unwrap();
     });
 }

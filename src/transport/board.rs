@@ -42,7 +42,9 @@
 //! # Costs
 //! Per write: the owner's stores (no read-modify-write to post or take), one pin and one
 //! unpin by each collector, one compare-exchange and one add by the first answerer (the
-//! others, one load), and one event count notification per answer. A collector's pass looks
+//! others, one load), and one event count notification (a fence and a load when nobody
+//! waits) per answer, or per lane and batch for an applier that answers quietly and wakes
+//! each lane once. A collector's pass looks
 //! at every claimed lane's `posted` counter: one load per lane, a cache hit for an idle
 //! one; a board of many lanes would want hints of which lanes have new writes.
 
@@ -350,6 +352,16 @@ impl<W: Clone, R> Board<W, R> {
     /// retracted, or its berth holds another write by now; returns whether this call
     /// answered it. Wakes the owner's waiters.
     pub fn answer(&self, address: Address, answer: R) -> bool {
+        let answered = self.answer_quietly(address, answer);
+        if answered {
+            self.wake(address.lane);
+        }
+        answered
+    }
+
+    /// [`Board::answer`] without waking the owner's waiters: for an applier that answers a
+    /// batch, and then wakes each lane it answered once ([`Board::wake`]).
+    pub fn answer_quietly(&self, address: Address, answer: R) -> bool {
         let Some(lane) = self.lanes.get(address.lane as usize) else { return false };
         let berth = self.berth(lane, address.number);
         // Acquire pairs with the owner's Release post: the take of the berth's previous
@@ -375,11 +387,18 @@ impl<W: Clone, R> Board<W, R> {
         // Release pairs with the owner's Acquire load in `take`. An add, not a store: pins
         // may change meanwhile.
         berth.word.fetch_add(ANSWERED - ANSWERING, Ordering::Release);
-        // (The planted bug `board-answer-no-notify` leaves the owner's waiters asleep.)
-        if !planted!("board-answer-no-notify") {
+        true
+    }
+
+    /// Wakes the waiters of lane `lane`'s owner: call it after answering there.
+    pub fn wake(&self, lane: u32) {
+        // (The planted bug `board-answer-no-notify` leaves them asleep.)
+        if planted!("board-answer-no-notify") {
+            return;
+        }
+        if let Some(lane) = self.lanes.get(lane as usize) {
             lane.answered.notify();
         }
-        true
     }
 
     /// Pins write `number` of `lane` if it is posted; returns whether it did.
