@@ -2,8 +2,7 @@
 //! floor), over corum's SPSC rings, and over crossbeam's bounded channels; one-way streams
 //! through a ring and through a channel of the same capacity; and a corum write's message
 //! pattern relayed naively over crossbeam channels; and the cost of a write's trip from its
-//! client to the replica that answers it and back, on one thread, through the write board
-//! and through today's submission queue and per-request completion.
+//! client to the replica that answers it and back, on one thread, through the write board.
 //!
 //! `cargo bench --bench transport`
 
@@ -11,7 +10,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use corum::internals::{ring, Board, Collector, Completion, Queue};
+use corum::internals::{ring, Board, Collector};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
 /// Capacity of the rings and channels compared (corum's default ring capacity).
@@ -125,35 +124,12 @@ fn streams(c: &mut Criterion) {
 /// Writes in flight at once in the write-path benchmarks: a pipelining client's batch.
 const IN_FLIGHT: u64 = 32;
 
-/// A write's trip on one thread, `IN_FLIGHT` at a time (post or push them all, collect or
-/// pop them, answer or complete each, take each answer): what the mechanism costs a write,
-/// without the protocol or the object. Today's path allocates a request per write (the
-/// runtime reuses a session's spare ones: an `Arc::get_mut` where this allocates).
+/// A write's trip through the write board on one thread, `IN_FLIGHT` at a time (post them
+/// all, collect them, answer each, take each answer): what the mechanism costs a write,
+/// without the protocol or the object.
 fn write_paths(c: &mut Criterion) {
-    type Request = (u64, u64, Completion<u64>);
     let mut group = c.benchmark_group("write_path");
     group.throughput(Throughput::Elements(IN_FLIGHT));
-    group.bench_function("queue_and_completion", |b| {
-        let queue = Queue::<std::sync::Arc<Request>>::new(1024);
-        let mut tickets = Vec::with_capacity(IN_FLIGHT as usize);
-        let mut log = Vec::with_capacity(IN_FLIGHT as usize);
-        b.iter(|| {
-            for i in 0..IN_FLIGHT {
-                let request = std::sync::Arc::new((7, i, Completion::new()));
-                queue.push(std::sync::Arc::clone(&request)).expect("room");
-                tickets.push(request);
-            }
-            while let Some(request) = queue.pop() {
-                log.push(request);
-            }
-            for request in log.drain(..) {
-                request.2.complete(Ok(request.1 * 2));
-            }
-            for request in tickets.drain(..) {
-                std::hint::black_box(request.2.take());
-            }
-        })
-    });
     group.bench_function("board", |b| {
         let board = Board::<(u64, u64), u64>::new(4, 64);
         let mut key = board.claim().expect("a lane");

@@ -35,6 +35,7 @@ use tokio::net::{TcpListener, TcpStream};
 #[derive(Clone, Default)]
 struct Store(BTreeMap<String, String>);
 
+#[derive(Clone)]
 enum Write {
     Set(String, String),
     Del(String),

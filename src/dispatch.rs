@@ -35,8 +35,11 @@
 pub trait Dispatch: Clone + Send + Sync + 'static {
     /// An operation that only reads the object.
     type ReadOp;
-    /// An operation that changes the object; shared by every replica, so `Send + Sync`.
-    type WriteOp: Send + Sync + 'static;
+    /// An operation that changes the object. The replica that leads clones it from the
+    /// handle's lane of the cluster's write board into the batch it proposes (once per
+    /// leader that proposes it), and the batch is shared by every replica, so `Clone +
+    /// Send + Sync`. Wrap a large operation in an `Arc` to make its clone cheap.
+    type WriteOp: Clone + Send + Sync + 'static;
     /// What an operation returns to its caller.
     type Response: Send + 'static;
 

@@ -69,6 +69,14 @@ pub enum Error {
         /// Why the call was refused.
         reason: &'static str,
     },
+    /// The handle's write found every lane of the cluster's write board taken by other
+    /// handles ([`Builder::writing_handles`](crate::Builder::writing_handles)): the write
+    /// was not submitted. Drop handles that no longer write, or build the cluster with
+    /// more lanes.
+    TooManyWriters {
+        /// The board's lanes: the most handles that write.
+        lanes: usize,
+    },
     /// The replicas' copies of the object differ and no digest has a majority
     /// ([`Dispatch::digest`](crate::Dispatch::digest)): the object's `dispatch_mut` is not
     /// deterministic, and there is no copy to trust. From then on the cluster refuses
@@ -190,6 +198,9 @@ impl fmt::Display for Error {
             }
             Error::ReplicaDown { replica, status } => write!(f, "replica {replica} is not running: {status:?}"),
             Error::FaultRefused { replica, reason } => write!(f, "fault on replica {replica} refused: {reason}"),
+            Error::TooManyWriters { lanes } => {
+                write!(f, "every one of the {lanes} lanes of the write board is taken by another handle")
+            }
             Error::Diverged { slot } => write!(
                 f,
                 "the replicas' copies differ at slot {slot} with no majority: the object is not deterministic"

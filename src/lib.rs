@@ -121,13 +121,11 @@ mod transport;
 #[cfg(any(corum_loom, feature = "internals"))]
 #[doc(hidden)]
 pub mod internals {
-    pub use crate::runtime::Completion;
     pub use crate::transport::board::{Address, Board, Collector, LaneKey, Refused, Retracted};
     #[cfg(corum_loom)]
     pub use crate::transport::copy_lock::CopyLock;
     #[cfg(corum_loom)]
     pub use crate::transport::event::{EventCount, WaitKey};
-    pub use crate::transport::queue::Queue;
     pub use crate::transport::ring::{ring, Consumer, Producer};
     #[cfg(corum_loom)]
     pub use crate::transport::token::{RunToken, TokenGuard};

@@ -38,11 +38,8 @@ pub(crate) const PLANTS: &[(&str, &str)] = &[
     // The hand-written concurrency.
     ("ring-tail-relaxed", "a ring publishes a written slot with a relaxed store"),
     ("ring-head-relaxed", "a ring hands a read slot back with a relaxed store"),
-    ("queue-publish-relaxed", "the submission queue publishes a value with a relaxed store"),
     ("event-no-fence", "the event count's waiter skips its fence"),
     ("event-waker-unchecked", "the event count leaves a task's waker without looking whether a notification came"),
-    ("completion-no-notify", "a completion is filled without waking its waiter"),
-    ("completion-waker-early", "a completion takes the waiting task's waker before it stores the outcome"),
     ("token-release-relaxed", "a replica's run token is given back with a relaxed store"),
     ("token-release-no-notify", "a replica's run token is given back without waking a thread waiting for it"),
     ("board-unpin-relaxed", "a collector unpins a write it cloned with a relaxed decrement"),

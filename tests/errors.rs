@@ -168,3 +168,22 @@ fn a_panicking_read_is_an_error_for_its_caller_only() {
     assert_eq!(handle.execute_mut(()), Ok(2));
     cluster.shutdown().expect("shutdown");
 }
+
+/// More handles writing than the board has lanes: the first write of one handle too many
+/// fails with a typed error and submits nothing; once a writing handle is dropped, its
+/// lane serves the next.
+#[test]
+fn a_handle_past_the_boards_lanes_gets_a_typed_error_until_a_lane_is_free() {
+    let cluster = Builder::new(Kv::default()).replicas(3).pin(false).writing_handles(1).build().expect("build");
+    let first = cluster.handle();
+    let second = cluster.handle();
+    assert_eq!(first.execute_mut(KvWrite::Put { id: id(0), key: 1, value: 1 }), Ok(None));
+    let refused = second.execute_mut(KvWrite::Put { id: WriteId { client: 1, number: 0 }, key: 2, value: 2 });
+    assert_eq!(refused, Err(Error::TooManyWriters { lanes: 1 }));
+    assert_eq!(second.execute(KvRead::Get(2)), Ok(None), "the refused write was applied");
+    // Reads need no lane.
+    assert_eq!(second.execute(KvRead::Get(1)), Ok(Some(1)));
+    drop(first);
+    assert_eq!(second.execute_mut(KvWrite::Put { id: WriteId { client: 1, number: 1 }, key: 2, value: 2 }), Ok(None));
+    cluster.shutdown().expect("shutdown");
+}

@@ -672,3 +672,25 @@ fn a_preferred_replica_leads_whenever_it_runs() {
     eventually("replica 1 leads again", || (cluster.leader() == Some(1)).then_some(()));
     run.finish(cluster, 3);
 }
+
+/// A handle whose lane is full of answered writes nobody has looked at yet (their tickets
+/// not waited for) still submits: the session keeps their answers aside, and each ticket
+/// then returns its own.
+#[test]
+fn answers_not_yet_taken_never_block_a_submission() {
+    let cluster = kv().submission_capacity(2).build().expect("build");
+    let handle = cluster.handle();
+    let put = |number: u32| KvWrite::Put { id: WriteId { client: 0, number }, key: u64::from(number), value: 10 };
+    let tickets: Vec<_> = (0..2).map(|number| handle.submit(put(number)).expect("submit")).collect();
+    eventually("both answered", || tickets.iter().all(corum::Ticket::is_done).then_some(()));
+    // Both berths hold answers nobody took: these reuse them.
+    let later: Vec<_> = (2..6).map(|number| handle.submit(put(number)).expect("submit past a full lane")).collect();
+    for ticket in tickets.into_iter().chain(later) {
+        assert_eq!(ticket.wait(), Ok(None), "a ticket got another write's answer");
+    }
+    for key in 0..6 {
+        assert_eq!(handle.execute(KvRead::Get(key)), Ok(Some(10)));
+    }
+    drop(handle);
+    cluster.shutdown().expect("shutdown");
+}

@@ -1,5 +1,5 @@
-//! Parking and waking: the event count replica threads and readers park on, and the
-//! completion a writing client waits on (a thread sleeping, or a task's waker). A lost wake-up shows as a deadlock, which
+//! Parking and waking: the event count replica threads, readers and writers park on (a
+//! thread sleeping, or a task's waker), and the reminder thread's hand-off. A lost wake-up shows as a deadlock, which
 //! loom reports (timed waits are untimed under loom, so only a notification can end them).
 #![cfg(corum_loom)]
 
@@ -8,7 +8,7 @@ use corum_loom_tests::check;
 use std::task::Poll;
 use std::time::Duration;
 
-use corum::internals::{Completion, EventCount};
+use corum::internals::{Board, EventCount};
 use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use loom::sync::Arc;
 use loom::thread;
@@ -72,68 +72,19 @@ fn event_count_wakes_an_awaiting_task() {
     });
 }
 
-/// A response is published exactly once, by the first of two racing replicas, and the
-/// parked client sees it.
-#[test]
-fn completion_is_filled_once_and_the_waiter_wakes() {
-    check("completion_is_filled_once_and_the_waiter_wakes", None, || {
-        let completion = Arc::new(Completion::<u32>::new());
-        let replicas: Vec<_> = (0..2u32)
-            .map(|replica| {
-                let completion = Arc::clone(&completion);
-                thread::spawn(move || completion.complete(Ok(replica)))
-            })
-            .collect();
-        while !completion.is_done() {
-            completion.wait_for(Duration::from_secs(3600));
-        }
-        let outcome = completion.take().expect("filled").expect("ok");
-        let filled: Vec<bool> = replicas.into_iter().map(|r| r.join().unwrap()).collect();
-        assert_eq!(filled.iter().filter(|&&f| f).count(), 1, "exactly one replica filled it");
-        assert!(filled[outcome as usize], "the value is the filler's");
-        assert!(completion.take().is_none(), "taken once");
-    });
-}
-
-/// A task awaiting a write registers its waker while a replica fills the completion and the
-/// reminder thread wakes the task for something else: the task always wakes and takes the
-/// outcome, once. A lost wake-up leaves `block_on` waiting forever, which loom reports as a
-/// deadlock.
-#[test]
-fn an_awaiting_task_wakes_when_its_completion_is_filled() {
-    check("an_awaiting_task_wakes_when_its_completion_is_filled", None, || {
-        let completion = Arc::new(Completion::<u32>::new());
-        let replica = {
-            let completion = Arc::clone(&completion);
-            thread::spawn(move || completion.complete(Ok(7)))
-        };
-        let reminder = {
-            let completion = Arc::clone(&completion);
-            thread::spawn(move || completion.wake())
-        };
-        let outcome = loom::future::block_on(std::future::poll_fn(|cx| {
-            if completion.register(cx.waker()) {
-                Poll::Ready(completion.take())
-            } else {
-                Poll::Pending
-            }
-        }));
-        assert_eq!(outcome.expect("filled").expect("ok"), 7);
-        assert!(completion.take().is_none(), "taken once");
-        assert!(replica.join().unwrap(), "the only replica filled it");
-        reminder.join().unwrap();
-    });
-}
-
-/// The reminder's hand-off (`src/runtime/reminder.rs`): a task registers its waker, then
-/// looks at the leader hint again; the reminder thread looks at the hint, then wakes the
-/// registered waker through the completion's lock. Whatever the interleaving, and with
-/// relaxed loads of the hint, the task either sees the new leader itself or is woken: the
-/// completion's lock orders the two looks.
+/// The reminder's hand-off (`src/runtime/reminder.rs`): a task awaiting its write leaves
+/// its waker in its lane's event count, then looks at the leader hint again; the reminder
+/// thread looks at the hint, then wakes the lane under the event count's lock
+/// (`Board::remind`). Whatever the interleaving, and with relaxed loads of the hint, the
+/// task either sees the new leader itself or is woken: the event count's lock orders the
+/// two looks. Three preemptions: exhaustively, the reminder's spin on the hint makes the
+/// model too large to finish (over 20 minutes).
 #[test]
 fn a_task_is_woken_or_sees_the_new_leader_itself() {
-    check("a_task_is_woken_or_sees_the_new_leader_itself", None, || {
-        let completion = Arc::new(Completion::<u32>::new());
+    check("a_task_is_woken_or_sees_the_new_leader_itself", Some(3), || {
+        let board = Arc::new(Board::<u32, u32>::new(1, 1));
+        let key = board.claim().unwrap();
+        let lane = key.lane();
         let leader = Arc::new(AtomicUsize::new(0));
         // A replica becomes leader.
         let replica = {
@@ -142,26 +93,25 @@ fn a_task_is_woken_or_sees_the_new_leader_itself() {
         };
         // The reminder thread: looks each tick until it sees the change, then wakes.
         let reminder = {
-            let (completion, leader) = (Arc::clone(&completion), Arc::clone(&leader));
+            let (board, leader) = (Arc::clone(&board), Arc::clone(&leader));
             thread::spawn(move || {
                 while leader.load(Ordering::Relaxed) == 0 {
                     thread::yield_now();
                 }
-                completion.wake();
+                board.remind(lane);
             })
         };
         // Returns only if the task saw the change; loom reports a lost wake-up as a deadlock.
-        loom::future::block_on(std::future::poll_fn(|cx| {
+        loom::future::block_on(std::future::poll_fn(|cx| loop {
             if leader.load(Ordering::Relaxed) != 0 {
                 return Poll::Ready(());
             }
-            completion.register(cx.waker());
-            // The look again after registering, as `Ticket::poll` does.
-            if leader.load(Ordering::Relaxed) != 0 {
-                Poll::Ready(())
-            } else {
-                Poll::Pending
+            let wait = board.answers(&key).prepare_wait();
+            if !board.answers(&key).wait_async(wait, cx.waker()) {
+                continue;
             }
+            // The look again after leaving the waker, as `Ticket::poll` does.
+            return if leader.load(Ordering::Relaxed) != 0 { Poll::Ready(()) } else { Poll::Pending };
         }));
         replica.join().unwrap();
         reminder.join().unwrap();

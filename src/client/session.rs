@@ -77,8 +77,19 @@ impl<T> Session<T> {
         deadline: Time,
         make: impl FnOnce(Numbers) -> T,
         reported: impl Fn(&T) -> bool,
-        mut expired: impl FnMut(&T),
+        expired: impl FnMut(&T),
     ) -> Numbers {
+        self.let_go(now, reported, expired);
+        let numbers = Numbers { sequence: self.next_sequence, floor: self.floor() };
+        self.next_sequence += 1;
+        self.entries.push_back(Some(Held { value: make(numbers), deadline }));
+        numbers
+    }
+
+    /// Lets go of the writes at the front whose outcome is `reported` or whose deadline has
+    /// passed at `now` (`expired` is called on those), as [`Session::open`] does first.
+    #[inline]
+    pub(crate) fn let_go(&mut self, now: Time, reported: impl Fn(&T) -> bool, mut expired: impl FnMut(&T)) {
         self.pop_front_while(|held| {
             if reported(&held.value) {
                 return true;
@@ -89,10 +100,12 @@ impl<T> Session<T> {
             }
             past
         });
-        let numbers = Numbers { sequence: self.next_sequence, floor: self.floor() };
-        self.next_sequence += 1;
-        self.entries.push_back(Some(Held { value: make(numbers), deadline }));
-        numbers
+    }
+
+    /// The number the next write opened gets.
+    #[inline]
+    pub(crate) fn next_sequence(&self) -> u64 {
+        self.next_sequence
     }
 
     /// The value kept for write `sequence`, if it is still in the session.

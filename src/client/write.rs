@@ -73,12 +73,6 @@ impl Write {
         self.numbers
     }
 
-    /// When it was opened.
-    #[inline]
-    pub(crate) fn started(&self) -> Time {
-        self.started
-    }
-
     /// When it ends without an outcome.
     #[inline]
     pub(crate) fn deadline(&self) -> Time {

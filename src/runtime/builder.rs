@@ -61,6 +61,7 @@ pub struct Builder<D> {
     digest_every: u64,
     ring_capacity: usize,
     submission_capacity: usize,
+    writing_handles: usize,
     log_window: u64,
     /// Under loom only: whether the cluster behaves as where replicas share cores (see
     /// [`Builder::loom_shares_cores`]).
@@ -88,7 +89,9 @@ impl<D: Dispatch> Builder<D> {
             leader_policy: LeaderPolicy::Fastest,
             digest_every: 256,
             ring_capacity: 1024,
-            submission_capacity: 4096,
+            // Small under loom, whose every atomic is an object it tracks.
+            submission_capacity: if cfg!(corum_loom) { 4 } else { 64 },
+            writing_handles: if cfg!(corum_loom) { 4 } else { 256 },
             log_window: 4096,
             #[cfg(corum_loom)]
             loom_shares_cores: false,
@@ -233,10 +236,21 @@ impl<D: Dispatch> Builder<D> {
         self
     }
 
-    /// Capacity of each replica's client submission queue, in writes (default 4096). A full
-    /// queue makes submitting clients wait: back-pressure, not loss.
+    /// The most writes one handle has in flight at once (default 64, rounded up to a power
+    /// of two): the size of its lane on the cluster's write board. A handle with that many
+    /// makes its next submission wait for the oldest to finish: back-pressure, not loss.
     pub fn submission_capacity(mut self, capacity: usize) -> Self {
         self.submission_capacity = capacity;
+        self
+    }
+
+    /// The most handles that write (default 256): each takes a lane of the cluster's write
+    /// board at its first write and gives it back when dropped. A write from one handle
+    /// more fails with [`Error::TooManyWriters`](crate::Error::TooManyWriters). The board
+    /// takes about `writing_handles * submission_capacity` times the size of a write and
+    /// its response in memory, allocated when the cluster is built.
+    pub fn writing_handles(mut self, handles: usize) -> Self {
+        self.writing_handles = handles;
         self
     }
 
@@ -251,9 +265,11 @@ impl<D: Dispatch> Builder<D> {
     fn validate(&self) -> Result<Vec<Option<core_affinity::CoreId>>, ConfigError> {
         // The protocol's settings are checked by the protocol's own rule.
         self.protocol_config().validate()?;
-        for (setting, value) in
-            [("ring_capacity", self.ring_capacity), ("submission_capacity", self.submission_capacity)]
-        {
+        for (setting, value) in [
+            ("ring_capacity", self.ring_capacity),
+            ("submission_capacity", self.submission_capacity),
+            ("writing_handles", self.writing_handles),
+        ] {
             if value == 0 {
                 return Err(ConfigError::Zero { setting });
             }
@@ -358,9 +374,8 @@ impl<D: Dispatch> Builder<D> {
         // A reader indicator per core that may read at once (loom: one, to keep its models
         // small); threads beyond that share indicators.
         let indicators = if cfg!(corum_loom) { 1 } else { available_cores().clamp(1, MAX_INDICATORS) };
-        let replicas =
-            (0..n).map(|_| ReplicaShared::new(self.object.clone(), self.submission_capacity, indicators)).collect();
-        let shared = Arc::new(Shared::new(replicas, options));
+        let replicas = (0..n).map(|_| ReplicaShared::new(self.object.clone(), indicators)).collect();
+        let shared = Arc::new(Shared::new(replicas, options, self.writing_handles, self.submission_capacity));
 
         // One ring per ordered pair: outgoing[i][j] sends from i to j.
         let mut outgoing: Vec<Vec<Option<_>>> = (0..n).map(|_| (0..n).map(|_| None).collect()).collect();

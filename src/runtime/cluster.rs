@@ -244,15 +244,19 @@ impl<D: Dispatch> Cluster<D> {
         Ok(copies)
     }
 
-    /// Whether every live replica has applied everything committed and holds no write.
+    /// Whether every live replica has applied everything committed and holds no write, and
+    /// no write waits on the board for a majority that runs.
     fn settled(&self) -> bool {
         let watermark = self.shared.watermark();
-        let settled = self.shared.replicas.iter().filter(|replica| replica.status() == RUNNING).all(|replica| {
-            replica.slot_applied() >= watermark
-                && replica.submissions.is_empty()
-                && replica.stats.commands_waiting.load(Ordering::Relaxed) == 0
+        let replicas = &self.shared.replicas;
+        let running = replicas.iter().filter(|replica| replica.status() == RUNNING).count();
+        let settled = replicas.iter().filter(|replica| replica.status() == RUNNING).all(|replica| {
+            replica.slot_applied() >= watermark && replica.stats.commands_waiting.load(Ordering::Relaxed) == 0
         });
-        settled && self.shared.watermark() == watermark
+        // Writes on the board complete only where a majority runs; elsewhere they fail at
+        // shutdown with `Error::Shutdown`.
+        let writes_settled = 2 * running <= replicas.len() || !self.shared.board.any_posted();
+        settled && writes_settled && self.shared.watermark() == watermark
     }
 
     fn stop_threads(&self) {
@@ -269,19 +273,18 @@ impl<D: Dispatch> Cluster<D> {
         }
         // Client threads may still be running rounds: take every replica's token, all at
         // once (helpers only ever try a token, so this cannot deadlock with them), and
-        // take the workers out, so that nothing moves a write between replicas any more.
-        // Then fail every write still held anywhere, so that no waiting client is left
+        // take the workers out, so that nothing applies or answers a write any more. Then
+        // fail every write still posted on the board, so that no waiting client is left
         // parked. (Taking the workers out also drops their references to `shared`.)
         let mut guards: Vec<_> = self.shared.replicas.iter().map(|replica| replica.worker.take()).collect();
-        // SeqCst fence pairs with the one after a client's push in `Ticket::try_submit`:
-        // either the drain below sees a write pushed concurrently, or that client sees
-        // `stop` (stored above) and returns `Error::Shutdown` itself.
-        fence(Ordering::SeqCst);
         let workers: Vec<_> = guards.iter_mut().filter_map(|guard| guard.with(Option::take)).collect();
         drop(guards);
-        for worker in workers {
-            worker.fail_held_writes();
-        }
+        drop(workers);
+        // SeqCst fence pairs with the one after a client's post in `Ticket::try_open`:
+        // either the sweep below sees a write posted concurrently, or that client sees
+        // `stop` (stored above) and returns `Error::Shutdown` itself.
+        fence(Ordering::SeqCst);
+        self.shared.board.answer_every_posted(|| Err(Error::Shutdown));
         // Wake every task still awaiting a ticket: it sees `stop`.
         self.shared.reminders.stop();
     }

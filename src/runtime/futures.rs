@@ -6,8 +6,9 @@
 //! runs replicas' rounds for it (`help.rs`) as a waiting thread does, then leaves its waker
 //! in that copy's event count (`ReplicaShared::applied`, notified whenever the copy applies
 //! more) and with the reminder thread (`reminder.rs`), which wakes it every tick while it
-//! waits so that it looks at its deadline and at moving to another copy. A write is a
-//! [`Ticket`] opened without submitting: its first poll submits it.
+//! waits so that it looks at its deadline and at moving to another copy. A write is posted
+//! to the board by its first poll (or a later one, while its session's lane is full), then
+//! awaited as its [`Ticket`].
 
 use std::fmt;
 use std::future::Future;
@@ -15,10 +16,10 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use super::handle::{look, serve, Look};
-use super::session::Session;
+use super::session::{Refusal, Session};
 use super::ticket::Ticket;
-use crate::client::admit;
 use crate::client::read::{self, may_serve, Read};
+use crate::client::{admit, ended, no_quorum, Time};
 use crate::sync::Arc;
 use crate::{Dispatch, Error};
 
@@ -118,19 +119,45 @@ fn poll_read<D: Dispatch>(future: &mut ReadFuture<D>, cx: &mut Context<'_>) -> P
 /// If polled again after it returned `Ready`, like most futures.
 #[must_use = "a future does nothing unless polled: its write is submitted by the first poll"]
 pub struct WriteFuture<D: Dispatch> {
-    /// The write, or why it ended before it was opened (`Err`, taken when reported).
-    ticket: Result<Ticket<D>, Option<Error>>,
+    stage: WriteStage<D>,
 }
+
+/// Where a [`WriteFuture`] is.
+enum WriteStage<D: Dispatch> {
+    /// Not posted yet (its first poll posts it, or a later one where the session's lane
+    /// was full): the session, the operation, and when the call was made.
+    Unposted { session: Arc<Session<D>>, op: D::WriteOp, started: Time },
+    /// Posted: awaited as its ticket.
+    Posted(Ticket<D>),
+    /// Ended before it was posted (the error, taken when reported).
+    Ended(Option<Error>),
+}
+
+// The future never pins what it holds (the operation is moved into the board, the ticket
+// is polled through `Pin::new`, which needs it `Unpin`, and it is), so it is `Unpin`
+// whatever the operation is.
+impl<D: Dispatch> Unpin for WriteFuture<D> {}
 
 impl<D: Dispatch> fmt::Debug for WriteFuture<D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WriteFuture").field("ticket", &self.ticket).finish()
+        match &self.stage {
+            WriteStage::Unposted { session, .. } => {
+                f.debug_struct("WriteFuture").field("client", &session.client).finish()
+            }
+            WriteStage::Posted(ticket) => f.debug_struct("WriteFuture").field("ticket", ticket).finish(),
+            WriteStage::Ended(error) => f.debug_struct("WriteFuture").field("error", error).finish(),
+        }
     }
 }
 
 impl<D: Dispatch> WriteFuture<D> {
-    pub(super) fn new(ticket: Result<Ticket<D>, Error>) -> Self {
-        Self { ticket: ticket.map_err(Some) }
+    /// A write of `op` in `session`, or one that ended at once with `error`.
+    pub(super) fn new(session: &Arc<Session<D>>, op: D::WriteOp, admitted: Result<(), Error>) -> Self {
+        let stage = match admitted {
+            Ok(()) => WriteStage::Unposted { session: Arc::clone(session), op, started: session.shared.time() },
+            Err(error) => WriteStage::Ended(Some(error)),
+        };
+        Self { stage }
     }
 }
 
@@ -138,19 +165,46 @@ impl<D: Dispatch> Future for WriteFuture<D> {
     type Output = Result<D::Response, Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match &mut self.get_mut().ticket {
-            Ok(ticket) => Pin::new(ticket).poll(cx),
-            Err(error) => {
-                Poll::Ready(Err(error.take().expect("a corum WriteFuture was polled after it returned its outcome")))
+        let future = self.get_mut();
+        loop {
+            match &mut future.stage {
+                WriteStage::Posted(ticket) => return Pin::new(ticket).poll(cx),
+                WriteStage::Ended(error) => {
+                    let error = error.take().expect("a corum WriteFuture was polled after it returned its outcome");
+                    return Poll::Ready(Err(error));
+                }
+                WriteStage::Unposted { session, started, .. } => {
+                    let shared = &*session.shared;
+                    let now = shared.time();
+                    if let Some(error) = ended(shared) {
+                        future.stage = WriteStage::Ended(Some(error));
+                        continue;
+                    }
+                    if now >= started.after(shared.options.timing.deadline) {
+                        future.stage = WriteStage::Ended(Some(no_quorum(now.since(*started))));
+                        continue;
+                    }
+                    let WriteStage::Unposted { session, op, started } =
+                        std::mem::replace(&mut future.stage, WriteStage::Ended(None))
+                    else {
+                        unreachable!("matched above")
+                    };
+                    let wake = session.shared.options.wake_peers;
+                    future.stage = match Ticket::try_open(&session, op, now, wake) {
+                        Ok(ticket) => WriteStage::Posted(ticket),
+                        Err(Refusal::NoLane(error)) => WriteStage::Ended(Some(error)),
+                        Err(Refusal::Full(op)) => {
+                            // Back-pressure: the session's oldest writes finish as the
+                            // replicas' rounds run, which nothing announces. Yield to the
+                            // executor and look again, as a waiting thread looks again
+                            // after a short sleep.
+                            future.stage = WriteStage::Unposted { session, op, started };
+                            cx.waker().wake_by_ref();
+                            return Poll::Pending;
+                        }
+                    };
+                }
             }
-        }
-    }
-}
-
-impl<D: Dispatch> Drop for WriteFuture<D> {
-    fn drop(&mut self) {
-        if let Ok(ticket) = &mut self.ticket {
-            ticket.abandon_unsubmitted();
         }
     }
 }

@@ -103,8 +103,11 @@ impl<D: Dispatch> Handle<D> {
     ///
     /// # Errors
     /// [`Error::Shutdown`] after shutdown; [`Error::Diverged`] once the copies were found
-    /// forked; [`Error::NoQuorum`] if the submission queue
-    /// stayed full until the deadline.
+    /// forked; [`Error::NoQuorum`] if the handle had as many writes in flight as
+    /// [`Builder::submission_capacity`](crate::Builder::submission_capacity) allows until
+    /// the deadline; [`Error::TooManyWriters`] if this handle's first write found every
+    /// lane of the write board taken
+    /// ([`Builder::writing_handles`](crate::Builder::writing_handles)).
     pub fn submit(&self, op: D::WriteOp) -> Result<Ticket<D>, Error> {
         // Wake the replica's thread only where it has a core of its own; elsewhere it would
         // take a core from a client thread, and the write is proposed when a client waits
@@ -199,8 +202,9 @@ impl<D: Dispatch> Handle<D> {
     }
 
     /// [`Handle::execute_mut`] as a future that never blocks its thread: the write is
-    /// submitted when the future is first polled (where the submission queue is full, the
-    /// task yields to its executor and tries again), then awaited as a [`Ticket`] is (see
+    /// submitted when the future is first polled (where the handle already has as many
+    /// writes in flight as [`Builder::submission_capacity`](crate::Builder::submission_capacity)
+    /// allows, the task yields to its executor and tries again), then awaited as a [`Ticket`] is (see
     /// there: the cluster wakes the task when the write is applied and for everything a
     /// waiting thread looks at). The write's deadline counts from this call. Dropping the
     /// future before its first poll leaves nothing submitted. The future is `Send` and
@@ -209,7 +213,7 @@ impl<D: Dispatch> Handle<D> {
     /// # Errors
     /// As for [`Handle::execute_mut`].
     pub fn execute_mut_async(&self, op: D::WriteOp) -> WriteFuture<D> {
-        WriteFuture::new(admit(self.shared()).map(|()| Ticket::open(&self.session, op)))
+        WriteFuture::new(&self.session, op, admit(self.shared()))
     }
 
     /// Serves `op` from this session's home replica's copy as it is, without waiting for it
@@ -372,19 +376,15 @@ mod tests {
         cluster.shutdown().expect("shutdown");
     }
 
-    /// A write whose ticket was dropped and which was lost with a crashed replica must not
-    /// pin its session's floor: past the deadline the session lets it go, and the
-    /// replicas' exactly-once records stop growing.
+    /// A write whose ticket was dropped stays on the board, so the crash of the replica its
+    /// session is homed at, with every replica paused before any took it, loses nothing:
+    /// the next leader collects it.
     #[test]
-    fn a_lost_write_with_a_dropped_ticket_stops_holding_the_floor() {
-        // Long enough for 50 writes on a loaded machine; the test waits it out once.
-        let deadline = Duration::from_secs(3);
-        let cluster = Builder::new(Counter::default()).replicas(3).deadline(deadline).build().expect("build");
+    fn a_dropped_write_survives_the_crash_of_its_home() {
+        let cluster = Builder::new(Counter::default()).replicas(3).build().expect("build");
         let handle = cluster.handle();
         handle.execute_mut(1).expect("first write");
         let home = handle.session.home;
-        // With every replica paused, the write goes to the home replica's queue; that
-        // replica then crashes without taking it, and nobody retries the dropped ticket.
         for replica in 0..3 {
             cluster.faults().pause(replica).expect("pause");
         }
@@ -393,15 +393,41 @@ mod tests {
         for replica in (0..3).filter(|&r| r != home) {
             cluster.faults().resume(replica).expect("resume");
         }
-        std::thread::sleep(deadline + Duration::from_millis(50));
-        for _ in 0..50 {
-            handle.execute_mut(1).expect("write after the loss");
+        handle.execute_mut(1).expect("a write after the crash");
+        assert_eq!(handle.execute(()).expect("read"), 102, "the dropped write was lost");
+        drop(handle);
+        cluster.shutdown().expect("shutdown");
+    }
+
+    /// A write whose ticket was dropped and which no replica applied by its deadline must
+    /// not pin its session's floor: the handle's next write retracts it from the board
+    /// (no later leader proposes it) and the session lets it go, so the replicas'
+    /// exactly-once records stop growing.
+    #[test]
+    fn a_dropped_write_past_its_deadline_is_retracted_and_stops_holding_the_floor() {
+        let deadline = Duration::from_millis(300);
+        let cluster = Builder::new(Counter::default()).replicas(3).deadline(deadline).build().expect("build");
+        let handle = cluster.handle();
+        handle.execute_mut(1).expect("first write");
+        for replica in 0..3 {
+            cluster.faults().pause(replica).expect("pause");
         }
-        assert_eq!(handle.execute(()).expect("read"), 51, "the lost write was not applied");
+        drop(handle.submit(100).expect("submit"));
+        std::thread::sleep(deadline + Duration::from_millis(50));
+        // Opened while every replica is still paused: it retracts the expired write first.
+        let next = handle.submit(1).expect("submit");
+        for replica in 0..3 {
+            cluster.faults().resume(replica).expect("resume");
+        }
+        assert_eq!(next.wait(), Ok(2), "the retracted write was applied");
+        for _ in 0..50 {
+            handle.execute_mut(1).expect("write after the retraction");
+        }
+        assert_eq!(handle.execute(()).expect("read"), 52, "the retracted write was applied");
         let held = handle.session.held();
         assert!(held <= 1, "the session still holds {held} writes");
         let shared = &handle.session.shared;
-        for replica in (0..3).filter(|&r| r != home) {
+        for replica in 0..3 {
             let remembered = shared.replicas[replica].state.read(0, |state| state.exactly_once.remembered());
             assert!(remembered <= 2, "replica {replica} remembers {remembered} sequence numbers");
         }

@@ -30,7 +30,7 @@
 //!   session's writes behind it (a writer that pipelines) leaves the rounds to another
 //!   client already running them ([`help_write`]): the holder of `Shared::helper` proposes
 //!   everyone's queued writes in large batches and carries them through, with the
-//!   replicas' state staying in its core's cache, while the other spins on its completion
+//!   replicas' state staying in its core's cache, while the other spins on its answer
 //!   (and goes on submitting once it completes). Pipelined writes gained by it, and
 //!   synchronous writers lost when they deferred too (their batches stay single writes, so
 //!   waiting only idles a core; docs/BENCHMARKS.md, "What the design rests on"), so only
@@ -44,7 +44,7 @@ use super::worker::{run_round, Round};
 use crate::sync::atomic::{fence, Ordering};
 use crate::Dispatch;
 
-/// Looks at its completion (each well under a microsecond) a waiting writer takes while
+/// Looks at its answer (each well under a microsecond) a waiting writer takes while
 /// one pass of another client's rounds lasts, before it runs rounds itself too: a pass
 /// takes a few microseconds, so this bound is reached only when the holder's thread was
 /// preempted mid-pass, which then delays the others by a few hundred microseconds at most.
@@ -65,7 +65,7 @@ pub(crate) enum Helped {
     Progressed,
     /// Nothing to run.
     Idle,
-    /// Another client is running rounds: look at the completion again soon.
+    /// Another client is running rounds: look at the answer again soon.
     Deferred,
 }
 

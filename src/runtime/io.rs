@@ -1,11 +1,11 @@
-//! The runtime's environment for the replica driver ([`Io`]): a replica's rings, its
-//! submission queue and clock for input; the shared commit watermark and leader hint, the
+//! The runtime's environment for the replica driver ([`Io`]): a replica's rings, the write
+//! board (collected while it leads) and its clock for input; the shared commit watermark and leader hint, the
 //! rings again for output; the lock-protected copy that readers and snapshot donors share.
 
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use super::shared::{ReplicaShared, Request, Shared, CRASHED, NOT_FORKED, RUNNING, STOPPED};
+use super::shared::{Posted, ReplicaShared, Shared, CRASHED, NOT_FORKED, RUNNING, STOPPED};
 use crate::digest::Verdict;
 use crate::driver::{Environment, StateCell};
 use crate::protocol::{Message, Replica, ReplicaId, Slot};
@@ -13,12 +13,13 @@ use crate::state::ReplicaState;
 use crate::sync::atomic::Ordering;
 use crate::sync::now;
 use crate::sync::Arc;
+use crate::transport::board::Collector;
 use crate::transport::ring::{Consumer, Producer};
 use crate::{Dispatch, Error};
 
-pub(crate) type Wire<D> = Message<Arc<Request<D>>>;
+pub(crate) type Wire<D> = Message<Posted<D>>;
 
-/// Most messages taken from one ring, and writes from the submission queue, per round, so
+/// Most messages taken from one ring, and writes collected from the board, per round, so
 /// that one busy input cannot starve the others.
 const INPUT_BUDGET: usize = 256;
 
@@ -40,8 +41,8 @@ impl<D: Dispatch> StateCell<D> for LockedCopy<D> {
 /// rounds of a write no longer read the clock each (docs/BENCHMARKS.md).
 const BUSY_ROUNDS_PER_LOOK: u32 = 16;
 
-/// The runtime's [`Environment`] for one replica: its rings, its submission queue, its
-/// clock, and what it shares with clients and peers.
+/// The runtime's [`Environment`] for one replica: its rings, its collection of the write
+/// board, its clock, and what it shares with clients and peers.
 pub(crate) struct Io<D: Dispatch> {
     pub(super) index: usize,
     pub(super) shared: Arc<Shared<D>>,
@@ -50,6 +51,8 @@ pub(crate) struct Io<D: Dispatch> {
     pub(super) incoming: Vec<(ReplicaId, Consumer<Wire<D>>)>,
     /// Messages waiting for room in a full ring, per destination.
     pub(super) pending: Vec<VecDeque<Wire<D>>>,
+    /// What this replica collected from the write board in its current ballot.
+    pub(super) collector: Collector,
     pub(super) next_tick: Instant,
     /// Rounds with input since the clock was last read for a tick ([`BUSY_ROUNDS_PER_LOOK`]).
     pub(super) busy_rounds: u32,
@@ -86,6 +89,7 @@ impl<D: Dispatch> Io<D> {
             outgoing,
             incoming,
             pending: (0..peers).map(|_| VecDeque::new()).collect(),
+            collector: Collector::default(),
             next_tick: now(),
             busy_rounds: 0,
             watermark_published: 0,
@@ -103,7 +107,7 @@ impl<D: Dispatch> Io<D> {
 
     /// When a peer crashed or restarted since the last round, tells the core which peers
     /// are down and which run ([`Replica::peer_down`], [`Replica::peer_up`]).
-    fn notice_lifecycle(&mut self, core: &mut Replica<Arc<Request<D>>>) {
+    fn notice_lifecycle(&mut self, core: &mut Replica<Posted<D>>) {
         // Acquire pairs with the Release raise in `announce_lifecycle`.
         let lifecycle = self.shared.lifecycle.load(Ordering::Acquire);
         if self.lifecycle_seen == Some(lifecycle) {
@@ -143,7 +147,7 @@ impl<D: Dispatch> Io<D> {
     /// after the death notice, so its followers would wait out the election timeout
     /// instead of replacing it; left in the ring, they would be taken after its restart.
     /// The protocol tolerates the loss.
-    fn receive(&mut self, core: &mut Replica<Arc<Request<D>>>) -> bool {
+    fn receive(&mut self, core: &mut Replica<Posted<D>>) -> bool {
         let mut any = false;
         for (from, consumer) in &mut self.incoming {
             if self.peers_crashed & from.bit() != 0 {
@@ -159,19 +163,22 @@ impl<D: Dispatch> Io<D> {
         any
     }
 
-    /// Takes client writes from the submission queue, unless a majority of peers cannot
-    /// take more messages: then the writes wait in the queue, which makes clients wait.
-    fn intake(&mut self, core: &mut Replica<Arc<Request<D>>>) -> bool {
-        if self.backlogged(core.config().quorum()) {
+    /// While this replica leads, collects client writes from the board (every unfinished one
+    /// again in a new ballot), unless a majority of peers cannot take more messages: then
+    /// the writes wait on the board, which makes clients wait.
+    fn intake(&mut self, core: &mut Replica<Posted<D>>) -> bool {
+        if !core.is_leader() || self.backlogged(core.config().quorum()) {
             return false;
         }
-        let mut any = false;
-        for _ in 0..INPUT_BUDGET {
-            let Some(request) = self.me().submissions.pop() else { break };
-            core.propose(request);
-            any = true;
-        }
-        any
+        let ballot = core.ballot_promised().as_u64();
+        self.collector.collect(&self.shared.board, ballot, INPUT_BUDGET, |_, write| core.propose(write)) > 0
+    }
+
+    /// Whether the next round would collect writes from the board.
+    pub(super) fn has_writes(&self, core: &Replica<Posted<D>>) -> bool {
+        core.is_leader()
+            && !self.backlogged(core.config().quorum())
+            && self.collector.has_uncollected(&self.shared.board, core.ballot_promised().as_u64())
     }
 
     /// Whether so many peers have a full backlog that no majority (`quorum`) can be
@@ -194,9 +201,9 @@ fn drain<D: Dispatch>(consumer: &mut Consumer<Wire<D>>) -> u64 {
     dropped
 }
 
-impl<D: Dispatch> Environment<D, Arc<Request<D>>> for Io<D> {
-    /// The rings, the submission queue, and a tick when one is due.
-    fn feed(&mut self, core: &mut Replica<Arc<Request<D>>>) -> bool {
+impl<D: Dispatch> Environment<D, Posted<D>> for Io<D> {
+    /// The rings, the write board, and a tick when one is due.
+    fn feed(&mut self, core: &mut Replica<Posted<D>>) -> bool {
         // Before the rings: a peer known crashed or restarted has its old messages dropped
         // first. One whose crash is announced after this look has its messages taken this
         // round, and the notice comes next round (a message from a peer tells the core that
@@ -288,11 +295,12 @@ impl<D: Dispatch> Environment<D, Arc<Request<D>>> for Io<D> {
         me.applied.notify();
     }
 
-    /// Completes the caller, unless this copy is known diverged: a healthy replica answers.
-    fn complete(&mut self, request: &Arc<Request<D>>, result: Result<D::Response, Error>) {
+    /// Answers the write on the board, unless this copy is known diverged: a healthy
+    /// replica answers.
+    fn complete(&mut self, write: &Posted<D>, result: Result<D::Response, Error>) {
         // Acquire pairs with the Release swap in `checkpoint`.
         if !self.me().diverged.load(Ordering::Acquire) {
-            request.completion.complete(result);
+            self.shared.board.answer(write.address, result);
         }
     }
 
@@ -373,30 +381,21 @@ mod tests {
     use crate::runtime::test_support::{Counter, NO_ELECTION_TICKS, PATIENCE};
     use crate::Builder;
 
-    /// A replica whose every round has input (a follower kept busy by clients' writes, say)
+    /// A replica whose every round has input (a leader kept busy by clients' writes, say)
     /// still ticks, within `BUSY_ROUNDS_PER_LOOK` rounds; one without input at once.
     #[test]
     fn a_replica_with_input_every_round_still_ticks() {
         use crate::driver::Environment;
-        use crate::runtime::completion::Completion;
-        use crate::runtime::shared::Request;
-        use crate::sync::Arc;
 
         let cluster = Builder::new(Counter::default()).replicas(3).pin(false).build().expect("build");
-        cluster.handle().execute_mut(1).expect("write");
-        let index = (cluster.leader().expect("a leader") + 1) % 3;
+        let handle = cluster.handle();
+        handle.execute_mut(1).expect("write");
+        let index = cluster.leader().expect("a leader");
         for replica in 0..3 {
             cluster.faults().pause(replica).expect("pause");
         }
-        let shared = &cluster.shared;
-        let replica = &shared.replicas[index];
-        let mut sequence = 0;
-        let mut submit = || {
-            sequence += 1;
-            let request = Request { client: 999, sequence, floor: 0, op: 1, completion: Completion::new() };
-            assert!(replica.submissions.push(Arc::new(request)).is_ok(), "queue full");
-        };
-        replica.worker.take().with(|place| {
+        let mut tickets = Vec::new();
+        cluster.shared.replicas[index].worker.take().with(|place| {
             let super::super::worker::Worker { driver, io, .. } = place.as_mut().expect("a worker");
             // The bound the docs give (a tick late by "a few tens" of rounds at most).
             for (rounds_with_input, bound) in [(true, 16), (false, 1)] {
@@ -406,13 +405,14 @@ mod tests {
                 while io.next_tick == due {
                     assert!(rounds < bound, "no tick after {rounds} rounds (input each round: {rounds_with_input})");
                     if rounds_with_input {
-                        submit();
+                        tickets.push(handle.submit(1).expect("room on the board"));
                     }
                     assert_eq!(io.feed(driver.core_mut()), rounds_with_input, "whether the round had input");
                     rounds += 1;
                 }
             }
         });
+        drop(tickets);
         cluster.shutdown().expect("shutdown");
     }
 

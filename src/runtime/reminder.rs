@@ -3,14 +3,15 @@
 //! A thread in [`Ticket::wait`](crate::Ticket::wait) wakes up at least every tick to look
 //! at the leader hint, its retry time and its deadline. A task awaiting a ticket sleeps
 //! until its waker is woken, and nothing may depend on the executor polling it again or on
-//! an executor's timer. So the completion wakes it when the write is applied, and this
-//! thread wakes it for everything else a waiting thread looks at:
+//! an executor's timer. So an answer landing on its session's lane of the write board wakes
+//! it (`transport/board.rs`), and this thread wakes it for everything else a waiting
+//! thread looks at:
 //!
 //! - every outstanding write of the watched sessions, when the write target may have moved
-//!   (the leader hint or a replica's status changed since the last look): the ticket submits
-//!   again at once, as `wait` does;
+//!   (the leader hint or a replica's status changed since the last look): the ticket
+//!   announces it to the new target at once, as `wait` does;
 //! - a write whose retry time or deadline has come, and again every retry interval while
-//!   it stays incomplete: the ticket resubmits, or reports
+//!   it stays unanswered: the ticket announces it again, or reports
 //!   [`Error::NoQuorum`](crate::Error::NoQuorum) past its deadline. A session keeps its
 //!   writes in submission order, so only the writes older than the retry interval (or the
 //!   deadline, if shorter) at its front are looked at, and a task is not re-polled every
@@ -27,13 +28,15 @@
 //! only waited for synchronously never has one), looks every tick while a watched session
 //! is alive, and sleeps on its condition variable otherwise. A look costs one lock per
 //! watched session; writes that complete normally (well inside the retry interval) are
-//! never touched. Under loom no thread is started: the loom models check the completion's
-//! waker hand-off, which is the hand-written part.
+//! never touched. Under loom no thread is started: the loom models check the board's waker
+//! hand-off, which is the hand-written part.
 //!
-//! Ordering: a task registers its waker and then, after its completion's lock, looks at
-//! the leader hint, the statuses and `stop` once more (`Ticket::poll`); this thread reads
-//! them and then takes the same lock to wake the waker. Whichever takes the lock second
-//! sees what the other did before it, so a change is never missed by both.
+//! Ordering: a task leaves its waker in its lane's event count, under that count's lock,
+//! and then looks at the leader hint, the statuses and `stop` once more (`Ticket::poll`);
+//! this thread reads them and then wakes the lane under the same lock
+//! (`EventCount::wake_all`, not the lock-free `notify`, whose fences pair only with a
+//! change the notifier published itself). Whichever takes the lock second sees what the
+//! other did before it, so a change is never missed by both.
 
 pub(crate) use imp::Reminders;
 
@@ -45,7 +48,7 @@ mod imp {
     use std::time::{Duration, Instant};
 
     use super::super::session::Session;
-    use super::super::shared::{Request, Shared};
+    use super::super::shared::Shared;
     use crate::client::View;
     use crate::sync::atomic::Ordering;
     use crate::sync::{Condvar, Mutex};
@@ -167,7 +170,7 @@ mod imp {
         let reminders = &shared.reminders;
         let options = &shared.options;
         let mut routing = Routing::of(shared);
-        let mut due: Vec<Arc<Request<D>>> = Vec::new();
+        let mut due: Vec<u32> = Vec::new();
         let mut reads: Vec<Waker> = Vec::new();
         let tick = options.tick;
         loop {
@@ -198,12 +201,12 @@ mod imp {
             let moved = current != routing;
             routing = current;
             for session in &sessions {
-                session.due(stopped || moved, now, &mut due);
+                due.extend(session.due(stopped || moved, now));
             }
             drop(sessions);
             // Woken outside the sessions' locks: a woken task may run at once and take them.
-            for request in due.drain(..) {
-                request.completion.wake();
+            for lane in due.drain(..) {
+                shared.board.remind(lane);
             }
             if stopped {
                 return;
@@ -213,7 +216,7 @@ mod imp {
 }
 
 /// Under loom no reminder thread runs: loom's clock stands still, so no retry time or
-/// deadline comes, and the models check the completion's waker hand-off on its own.
+/// deadline comes, and the models check the board's waker hand-off on its own.
 #[cfg(corum_loom)]
 mod imp {
     use super::super::session::Session;

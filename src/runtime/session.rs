@@ -1,21 +1,33 @@
 //! A client session in the runtime: the client machine's session (`crate::client::session`:
-//! numbers, floor, when a write leaves) under a lock its handle and tickets share, the
-//! requests of finished writes kept for reuse, and what the reminder thread looks at
-//! (`reminder.rs`).
+//! numbers, floor, when a write leaves) and the session's lane on the cluster's write board
+//! (`transport/board.rs`), under a lock its handle and tickets share, and what the reminder
+//! thread looks at (`reminder.rs`).
+//!
+//! A session claims its lane at its first write and keeps it until it is dropped. Its
+//! writes take the lane's numbers in order, one each: the write numbered `sequence` in the
+//! session is number `base + sequence` in the lane, so a write's place on the board follows
+//! from its sequence.
+//!
+//! A lane holds as many writes as it has berths. When the berth a new write needs still
+//! holds an answered write whose ticket has not taken its answer yet (its task was not
+//! polled, say, because every executor thread is busy submitting), the session moves that
+//! answer to its *stash* and posts: a submission then never waits for a ticket to be
+//! looked at, only for a write to be answered, which the replicas do on their own.
 
-use std::collections::VecDeque;
-
-use super::completion::Completion;
-use super::shared::{Request, Shared};
+use super::shared::{Posted, Shared};
 use crate::client::session::{Numbers, Session as Writes};
 use crate::client::Time;
 use crate::exactly_once::ClientId;
-use crate::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use crate::sync::{Arc, Mutex};
-use crate::Dispatch;
+use crate::transport::board::{Address, LaneKey, Retracted};
+use crate::{Dispatch, Error};
 
 /// One client session's state, shared by its handle and tickets.
 pub(crate) struct Session<D: Dispatch> {
+    /// Answers moved out of the lane before their tickets took them (see the module docs):
+    /// how many there are, a hint that saves looking under the lock when there are none.
+    stashed: AtomicUsize,
     /// The cluster. Tickets reach it through their session: cloning this `Arc` for every
     /// write would make every client thread write one shared reference count per write.
     pub(crate) shared: Arc<Shared<D>>,
@@ -23,7 +35,10 @@ pub(crate) struct Session<D: Dispatch> {
     /// The replica whose copy serves this session's reads while it runs, and which takes
     /// its writes while no leader runs.
     pub(crate) home: usize,
-    state: Mutex<SessionState<D>>,
+    state: Mutex<SessionState<D::Response>>,
+    /// The session's lane, once claimed (`u32::MAX` before): its index, for looks at the
+    /// board that need no lock (whether an answer is there, waiting for one).
+    lane: AtomicU64,
     /// Whether the reminder thread watches this session (`reminder.rs`): set when one of
     /// its tickets is first awaited.
     pub(crate) watched: AtomicBool,
@@ -32,66 +47,50 @@ pub(crate) struct Session<D: Dispatch> {
     pub(crate) opened: AtomicU64,
 }
 
-/// Requests of finished writes a session keeps to reuse for its next writes
-/// ([`SessionState::spare`]).
-const SPARE_REQUESTS: usize = 32;
+/// [`Session::lane`] before the session claimed one.
+const NO_LANE: u64 = u32::MAX as u64;
 
-/// A session's writes, guarded by its lock.
-struct SessionState<D: Dispatch> {
+/// A session's writes and its lane, guarded by its lock.
+struct SessionState<R> {
     /// The writes still in the session, by the client machine's rules.
-    writes: Writes<Waiting<D>>,
-    /// The requests of up to [`SPARE_REQUESTS`] of its writes whose outcome was reported,
-    /// oldest first. A new write reuses the oldest once nothing else holds it, instead of
-    /// allocating, so that a request's memory stays with the client thread that allocated
-    /// it: freed by whichever thread ran the round that let go of it last, requests went
-    /// through the allocator's slow paths on both threads (docs/BENCHMARKS.md, "What the
-    /// design rests on"). A spare
-    /// keeps its write's operation until it is reused or the handle is dropped.
-    spare: VecDeque<Arc<Request<D>>>,
+    writes: Writes<Waiting>,
+    /// The session's lane on the board, claimed at its first write.
+    lane: Option<LaneKey>,
+    /// The lane's number for the session's write numbered 0.
+    base: u64,
+    /// Answers moved out of the lane before their tickets took them, by sequence.
+    stash: Vec<(u64, Result<R, Error>)>,
 }
 
-/// A write in its session: its request, and when the reminder thread next wakes a task
-/// awaiting it (`reminder.rs`): its retry time or its deadline, whichever comes first.
-struct Waiting<D: Dispatch> {
-    request: Arc<Request<D>>,
+/// A write in its session: when it was opened, and when the reminder thread next wakes a
+/// task awaiting it (`reminder.rs`): its retry time or its deadline, whichever comes first.
+struct Waiting {
+    sequence: u64,
     opened: Time,
     look_at: Time,
+    /// Whether its ticket was dropped before it took the outcome: only then may the
+    /// session let go of it once it is answered (a live ticket takes its answer itself,
+    /// and a berth let go of may be posted to again, which drops the answer in it).
+    dropped: bool,
 }
 
-impl<D: Dispatch> SessionState<D> {
-    fn new() -> Self {
-        Self { writes: Writes::default(), spare: VecDeque::new() }
-    }
+/// Why [`Session::open`] opened no write; the operation comes back.
+pub(crate) enum Refusal<Op> {
+    /// The session has as many writes in flight as its lane has berths: wait for the
+    /// oldest to finish.
+    Full(Op),
+    /// No lane was free for the session's first write.
+    NoLane(Error),
+}
 
-    /// A request for a new write: the oldest of `spare` if nothing else holds it any more,
-    /// else a new one.
-    #[inline]
-    fn request(spare: &mut VecDeque<Arc<Request<D>>>, request: Request<D>) -> Arc<Request<D>> {
-        if let Some(reused) = spare.front_mut().and_then(Arc::get_mut) {
-            *reused = request;
-            return spare.pop_front().expect("the front was there");
-        }
-        Arc::new(request)
-    }
-
-    /// Keeps the request of a write whose outcome was reported, for
-    /// [`SessionState::request`], if only the session and the write's ticket hold it. One a
-    /// replica's log still holds is left to be freed where the log lets go of it: kept too,
-    /// they stayed held for longer than the spares last where logs truncate late, and only
-    /// added work (docs/BENCHMARKS.md, "What the design rests on").
-    #[inline]
-    fn keep(&mut self, request: Arc<Request<D>>) {
-        // A hint: `request` reuses a spare only once `Arc::get_mut` finds it unshared.
-        // A write that ended without an outcome (its deadline, shutdown) may still hold
-        // the waker of a task that awaited it: not kept, so that nothing keeps the task.
-        if Arc::strong_count(&request) > 2 || !request.completion.is_done() {
-            return;
-        }
-        if self.spare.len() == SPARE_REQUESTS {
-            self.spare.pop_front();
-        }
-        self.spare.push_back(request);
-    }
+/// What giving up on a write found ([`Session::give_up`]).
+pub(crate) enum GaveUp<R> {
+    /// It was retracted (no later leader proposes it); its outcome stays unknown.
+    Retracted,
+    /// Its answer came first: here it is.
+    Answered(Result<R, Error>),
+    /// Its answer is being written: look again.
+    Answering,
 }
 
 impl<D: Dispatch> Session<D> {
@@ -104,56 +103,176 @@ impl<D: Dispatch> Session<D> {
             shared,
             client,
             home,
-            state: Mutex::new(SessionState::new()),
+            state: Mutex::new(SessionState { writes: Writes::default(), lane: None, base: 0, stash: Vec::new() }),
+            stashed: AtomicUsize::new(0),
+            lane: AtomicU64::new(NO_LANE),
             watched: AtomicBool::new(false),
             opened: AtomicU64::new(0),
         }
     }
 
-    /// Opens a write of `op` at `now` (see [`Writes::open`]): writes whose tickets were
-    /// dropped leave once applied or past their deadline, then the new one is numbered.
-    /// Returns its request and the numbers it carries.
+    /// Opens a write of `op` at `now` and posts it to the session's lane (claiming one at
+    /// the session's first write): writes whose tickets were dropped leave first, once
+    /// answered or past their deadline (see [`Writes::open`]); then, if the lane has room,
+    /// the new one is numbered and posted. Returns where its answer will be and the numbers
+    /// it carries.
     #[inline]
-    pub(crate) fn open(&self, op: D::WriteOp, now: Time) -> (Arc<Request<D>>, Numbers) {
+    pub(crate) fn open(&self, op: D::WriteOp, now: Time) -> Result<(Address, Numbers), Refusal<D::WriteOp>> {
+        let board = &self.shared.board;
         let timing = &self.shared.options.timing;
         let mut state = self.state.lock();
-        let SessionState { writes, spare } = &mut *state;
-        let mut opened = None;
+        let SessionState { writes, lane, base, stash } = &mut *state;
+        let key = match lane {
+            Some(key) => key,
+            None => {
+                let Some(key) = board.claim() else {
+                    return Err(Refusal::NoLane(Error::TooManyWriters { lanes: board.lanes() }));
+                };
+                *base = key.next() - writes.next_sequence();
+                // Relaxed: read only by this session's own calls, after they took the lock
+                // or saw a write opened through it.
+                self.lane.store(u64::from(key.lane()), Ordering::Relaxed);
+                lane.insert(key)
+            }
+        };
+        let (base, lane_index) = (*base, key.lane());
+        writes.let_go(
+            now,
+            |waiting| {
+                waiting.dropped && board.is_answered_at(Address { lane: lane_index, number: base + waiting.sequence })
+            },
+            // Past its deadline with nobody waiting: no later leader proposes it. A task
+            // still awaiting it must hear of its deadline: the reminder thread no longer
+            // sees it once it leaves the session.
+            |waiting| {
+                let _ = board.retract(key, base + waiting.sequence);
+                board.wake(lane_index);
+            },
+        );
+        board.finished_below(key, base + writes.floor());
+        if !board.can_post(key) {
+            // The berth's write may be answered with its ticket not yet looking: stash the
+            // answer (see the module docs).
+            let Some(number) = key.next().checked_sub(board.berths()) else { return Err(Refusal::Full(op)) };
+            let Some(answer) = board.take(key, number) else { return Err(Refusal::Full(op)) };
+            if writes.get_mut(number - base).is_some() {
+                stash.push((number - base, answer));
+                // Relaxed: a hint; a ticket that misses it looks again after its wake-up.
+                self.stashed.store(stash.len(), Ordering::Relaxed);
+            }
+            if !board.can_post(key) {
+                return Err(Refusal::Full(op));
+            }
+        }
+        let sequence = writes.next_sequence();
+        let address = Address { lane: key.lane(), number: base + sequence };
         let numbers = writes.open(
             now,
             now.after(timing.deadline),
-            |numbers| {
-                let request = SessionState::request(
-                    spare,
-                    Request {
-                        client: self.client,
-                        sequence: numbers.sequence,
-                        floor: numbers.floor,
-                        op,
-                        completion: Completion::new(),
-                    },
-                );
-                opened = Some(Arc::clone(&request));
-                Waiting { request, opened: now, look_at: now.after(timing.retry_after.min(timing.deadline)) }
+            |_| Waiting {
+                opened: now,
+                look_at: now.after(timing.retry_after.min(timing.deadline)),
+                sequence,
+                dropped: false,
             },
-            |waiting| waiting.request.completion.is_done(),
-            // A task still awaiting it must hear of its deadline: the reminder thread no
-            // longer sees it once it leaves the session.
-            |waiting| waiting.request.completion.wake(),
+            |_| false,
+            |_| {},
         );
+        debug_assert_eq!(numbers.sequence, sequence);
+        let posted = Posted { address, client: self.client, sequence, floor: numbers.floor, op };
+        let number = board.post(key, posted).unwrap_or_else(|_| unreachable!("can_post said the berth is free"));
+        debug_assert_eq!(number, address.number);
         drop(state);
         // Relaxed: a hint for waiters of this session's writes (`Ticket::step`).
-        self.opened.store(numbers.sequence + 1, Ordering::Relaxed);
-        (opened.expect("the write was opened"), numbers)
+        self.opened.store(sequence + 1, Ordering::Relaxed);
+        Ok((address, numbers))
     }
 
-    /// Closes write `sequence`: its outcome has been reported (or given up on), so the
-    /// session's floor may pass it. Keeps its request for reuse.
+    /// Whether the answer of the write at `address` may be there: on the board, or (if
+    /// the session stashed any) in the stash.
     #[inline]
-    pub(crate) fn close(&self, sequence: u64) {
+    pub(crate) fn is_answered(&self, address: Address) -> bool {
+        // Relaxed: see `stashed`.
+        self.shared.board.is_answered_at(address) || self.stashed.load(Ordering::Relaxed) > 0
+    }
+
+    /// Takes write `sequence`'s answer, if it is there (on the board or in the stash), and
+    /// closes the write: its outcome is reported, so the session's floor may pass it.
+    #[inline]
+    pub(crate) fn take(&self, sequence: u64) -> Option<Result<D::Response, Error>> {
         let mut state = self.state.lock();
-        if let Some(waiting) = state.writes.close(sequence) {
-            state.keep(waiting.request);
+        let SessionState { writes, lane, base, stash } = &mut *state;
+        let key = lane.as_mut()?;
+        let answer = match self.shared.board.take(key, *base + sequence) {
+            Some(answer) => answer,
+            None => {
+                let index = stash.iter().position(|(stashed, _)| *stashed == sequence)?;
+                let (_, answer) = stash.swap_remove(index);
+                self.stashed.store(stash.len(), Ordering::Relaxed);
+                answer
+            }
+        };
+        writes.close(sequence);
+        self.shared.board.finished_below(key, *base + writes.floor());
+        Some(answer)
+    }
+
+    /// Gives up on write `sequence` (its deadline passed, or the cluster stopped): retracts
+    /// it from the board and closes it, unless its answer came first.
+    pub(crate) fn give_up(&self, sequence: u64) -> GaveUp<D::Response> {
+        if let Some(answer) = self.take_stashed(sequence) {
+            return GaveUp::Answered(answer);
+        }
+        let mut state = self.state.lock();
+        let SessionState { writes, lane, base, .. } = &mut *state;
+        let Some(key) = lane.as_mut() else { return GaveUp::Retracted };
+        let number = *base + sequence;
+        match self.shared.board.retract(key, number) {
+            Retracted::Retracted => {}
+            Retracted::Answering => return GaveUp::Answering,
+            Retracted::Answered => {
+                if let Some(answer) = self.shared.board.take(key, number) {
+                    writes.close(sequence);
+                    self.shared.board.finished_below(key, *base + writes.floor());
+                    return GaveUp::Answered(answer);
+                }
+            }
+        }
+        writes.close(sequence);
+        self.shared.board.finished_below(key, *base + writes.floor());
+        GaveUp::Retracted
+    }
+
+    /// Takes write `sequence`'s answer out of the stash, if it is there, and closes it.
+    fn take_stashed(&self, sequence: u64) -> Option<Result<D::Response, Error>> {
+        // Relaxed: see `stashed`.
+        if self.stashed.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let mut state = self.state.lock();
+        let SessionState { writes, lane, base, stash } = &mut *state;
+        let index = stash.iter().position(|(stashed, _)| *stashed == sequence)?;
+        let (_, answer) = stash.swap_remove(index);
+        self.stashed.store(stash.len(), Ordering::Relaxed);
+        writes.close(sequence);
+        if let Some(key) = lane.as_mut() {
+            self.shared.board.finished_below(key, *base + writes.floor());
+        }
+        Some(answer)
+    }
+
+    /// Write `sequence`'s ticket was dropped before it took the outcome: the session lets
+    /// go of it once it is answered or past its deadline.
+    pub(crate) fn abandon(&self, sequence: u64) {
+        let mut state = self.state.lock();
+        if let Some(waiting) = state.writes.get_mut(sequence) {
+            waiting.dropped = true;
+        }
+        // An answer stashed for it has nobody to take it.
+        if let Some(index) = state.stash.iter().position(|(stashed, _)| *stashed == sequence) {
+            let _ = state.stash.swap_remove(index);
+            state.writes.close(sequence);
+            self.stashed.store(state.stash.len(), Ordering::Relaxed);
         }
     }
 
@@ -166,25 +285,39 @@ impl<D: Dispatch> Session<D> {
         }
     }
 
-    /// For the reminder thread: adds to `due` this session's writes not yet complete that
-    /// a task awaiting them has to look at again: all of them if `all`, else those whose
+    /// The event count this session's threads and tasks wait on for answers; `None` before
+    /// its first write.
+    pub(crate) fn answers(&self) -> Option<&crate::transport::event::EventCount> {
+        // Relaxed: see `lane`.
+        let lane = self.lane.load(Ordering::Relaxed);
+        (lane != NO_LANE).then(|| self.shared.board.answers_of(lane as u32))
+    }
+
+    /// For the reminder thread: whether this session has writes not yet answered that a
+    /// task awaiting them has to look at again: any of them if `all`, else those whose
     /// retry time or deadline has come (the reminder looks again a retry interval later).
+    /// The caller wakes the session's lane.
     // The reminder thread is not built under loom.
     #[cfg_attr(corum_loom, allow(dead_code))]
-    pub(crate) fn due(&self, all: bool, now: Time, due: &mut Vec<Arc<Request<D>>>) {
+    pub(crate) fn due(&self, all: bool, now: Time) -> Option<u32> {
         let timing = &self.shared.options.timing;
         let overdue_after = timing.retry_after.min(timing.deadline);
         let mut state = self.state.lock();
-        for (_, waiting) in state.writes.iter_mut() {
+        let SessionState { writes, lane, base, .. } = &mut *state;
+        let lane = lane.as_ref()?.lane();
+        let mut due = false;
+        for (sequence, waiting) in writes.iter_mut() {
             if !all && waiting.opened.after(overdue_after) > now {
                 break; // kept in the order opened: every later write is younger
             }
-            if waiting.request.completion.is_done() || !(all || waiting.look_at <= now) {
+            let answered = self.shared.board.is_answered_at(Address { lane, number: *base + sequence });
+            if answered || !(all || waiting.look_at <= now) {
                 continue;
             }
             waiting.look_at = now.after(timing.retry_after);
-            due.push(Arc::clone(&waiting.request));
+            due = true;
         }
+        due.then_some(lane)
     }
 
     /// Writes held, closed ones behind the first one still open included.
@@ -194,72 +327,13 @@ impl<D: Dispatch> Session<D> {
     }
 }
 
-#[cfg(all(test, not(corum_loom)))]
-mod tests {
-    use std::collections::VecDeque;
-
-    use super::{Completion, Request, SessionState, SPARE_REQUESTS};
-    use crate::runtime::test_support::Counter;
-    use crate::sync::Arc;
-
-    fn request(sequence: u64) -> Request<Counter> {
-        Request { client: 7, sequence, floor: sequence, op: sequence, completion: Completion::new() }
-    }
-
-    /// A finished write's request is reused for a later write once nothing else holds it,
-    /// never while a replica's log (or a ticket) still does, and a session keeps only a
-    /// few.
-    #[test]
-    fn a_session_reuses_the_request_of_a_finished_write_once_nothing_else_holds_it() {
-        let mut state = SessionState::<Counter>::new();
-        // Finished, and its ticket still alive (the session's reference and the ticket's).
-        let first = SessionState::request(&mut state.spare, request(0));
-        let ticket = Arc::clone(&first);
-        assert!(first.completion.complete(Ok(1)));
-        state.keep(first);
-        // While the ticket holds it, a new write gets a new request.
-        let second = SessionState::request(&mut state.spare, request(1));
-        assert!(!Arc::ptr_eq(&second, &ticket));
-        // Once the ticket is gone, the next write reuses it, filled afresh.
-        let address = Arc::as_ptr(&ticket);
-        drop(ticket);
-        let third = SessionState::request(&mut state.spare, request(2));
-        assert_eq!(Arc::as_ptr(&third), address, "the spare request was reused");
-        assert_eq!((third.sequence, third.op), (2, 2));
-        assert!(!third.completion.is_done(), "a reused request starts with an empty completion");
-        // A request a replica's log still holds (a third reference) is not kept at all.
-        let log = Arc::clone(&second);
-        let ticket = Arc::clone(&second);
-        state.keep(second);
-        assert!(state.spare.is_empty());
-        drop((log, ticket));
-        // At most `SPARE_REQUESTS` are kept.
-        for sequence in 0..2 * SPARE_REQUESTS as u64 {
-            let finished = Arc::new(request(sequence));
-            assert!(finished.completion.complete(Ok(1)));
-            state.keep(finished);
+impl<D: Dispatch> Drop for Session<D> {
+    /// Gives the session's lane back: its writes still posted are retracted (their tickets
+    /// are gone with the session).
+    fn drop(&mut self) {
+        let lane = self.state.lock().lane.take();
+        if let Some(key) = lane {
+            self.shared.board.release(key);
         }
-        assert_eq!(state.spare.len(), SPARE_REQUESTS);
-        drop(third);
-    }
-
-    /// The request of a write that ended without an outcome (its deadline passed, the
-    /// cluster shut down) is not kept: it may still hold the waker of the task that awaited
-    /// it, which a spare would keep alive until its reuse.
-    #[test]
-    fn a_write_that_ended_without_an_outcome_leaves_no_spare() {
-        struct Task;
-        impl std::task::Wake for Task {
-            fn wake(self: std::sync::Arc<Self>) {}
-        }
-        let task = std::sync::Arc::new(Task);
-        let mut state = SessionState::<Counter> { writes: Default::default(), spare: VecDeque::new() };
-        let unfinished = SessionState::request(&mut state.spare, request(0));
-        assert!(!unfinished.completion.register(&std::task::Waker::from(std::sync::Arc::clone(&task))));
-        let ticket = Arc::clone(&unfinished);
-        state.keep(unfinished);
-        drop(ticket);
-        assert!(state.spare.is_empty(), "an unfinished write's request was kept");
-        assert_eq!(std::sync::Arc::strong_count(&task), 1, "the task's waker is still held");
     }
 }

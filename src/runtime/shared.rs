@@ -1,6 +1,7 @@
-//! What a cluster's threads and handles share: the requests clients submit, each
-//! replica's shared cell (its copy, its applied slot, its submission queue, its status and
-//! stats), the cluster-wide watermark and leader hint, the clients' view of all this (the
+//! What a cluster's threads and handles share: the write board where clients post writes
+//! (and the writes as it holds them), each replica's shared cell (its copy, its applied
+//! slot, its status and stats), the cluster-wide watermark and leader hint, the clients'
+//! view of all this (the
 //! client machine's `View`), and the encodings of a replica's status and role in atomics
 //! (converted here only).
 
@@ -9,7 +10,6 @@ use std::time::{Duration, Instant};
 use crossbeam_utils::CachePadded;
 
 use super::cluster::ReplicaStatus;
-use super::completion::Completion;
 use super::idle::{nanos, IdleStrategy};
 use super::reminder::Reminders;
 use super::worker::WorkerPlace;
@@ -19,27 +19,38 @@ use crate::exactly_once::ClientId;
 use crate::protocol::{RoleKind, Slot};
 use crate::state::ReplicaState;
 use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use crate::sync::{now, Arc, Mutex};
+use crate::sync::{now, Mutex};
+use crate::transport::board::{Address, Board};
 use crate::transport::copy_lock::CopyLock;
 use crate::transport::event::EventCount;
-use crate::transport::queue::Queue;
 use crate::transport::token::RunToken;
-use crate::Dispatch;
+use crate::{Dispatch, Error};
 
-/// One client write in flight: who sent it, its number, the client's floor (every write of
-/// this client numbered below it has completed), the operation, and where to put the
-/// response. Shared by the client and every replica through an `Arc`.
-pub(crate) struct Request<D: Dispatch> {
+/// One client write as the board holds it and the protocol cores order it: where its answer
+/// goes, who sent it, its number in its session, the session's floor (every write of the
+/// session numbered below it has completed), and the operation. Collectors clone it out of
+/// the board into a batch, so no replica shares a reference count with the client.
+pub(crate) struct Posted<D: Dispatch> {
+    pub(crate) address: Address,
     pub(crate) client: ClientId,
     pub(crate) sequence: u64,
     pub(crate) floor: u64,
     pub(crate) op: D::WriteOp,
-    pub(crate) completion: Completion<D::Response>,
 }
 
-/// What the runtime's protocol cores order: requests, shared by the client and every replica
-/// through an `Arc`.
-impl<D: Dispatch> crate::state::Write<D> for Arc<Request<D>> {
+impl<D: Dispatch> Clone for Posted<D> {
+    fn clone(&self) -> Self {
+        Self {
+            address: self.address,
+            client: self.client,
+            sequence: self.sequence,
+            floor: self.floor,
+            op: self.op.clone(),
+        }
+    }
+}
+
+impl<D: Dispatch> crate::state::Write<D> for Posted<D> {
     fn numbers(&self) -> (ClientId, u64, u64) {
         (self.client, self.sequence, self.floor)
     }
@@ -48,6 +59,9 @@ impl<D: Dispatch> crate::state::Write<D> for Arc<Request<D>> {
         &self.op
     }
 }
+
+/// The cluster's write board: posted writes, and their answers.
+pub(crate) type WriteBoard<D> = Board<Posted<D>, Result<<D as Dispatch>::Response, Error>>;
 
 /// A replica thread's lifecycle, stored in [`ReplicaShared::status`].
 pub(crate) const RUNNING: u8 = 0;
@@ -148,8 +162,6 @@ pub(crate) struct ReplicaShared<D: Dispatch> {
     pub(crate) state: CachePadded<CopyLock<ReplicaState<D>>>,
     /// Readers waiting for `slot_applied` to reach their watermark park here.
     pub(crate) applied: CachePadded<EventCount>,
-    /// Client submissions to this replica.
-    pub(crate) submissions: Queue<Arc<Request<D>>>,
     /// The replica thread parks here when idle; peers, clients and faults notify it.
     pub(crate) wake: CachePadded<EventCount>,
     /// Whether the replica's own thread is parked (waiting for work or for its token):
@@ -169,6 +181,8 @@ pub(crate) struct ReplicaShared<D: Dispatch> {
 #[repr(C)]
 pub(crate) struct Shared<D: Dispatch> {
     pub(crate) replicas: Box<[ReplicaShared<D>]>,
+    /// Where sessions post writes for whichever replica leads, and find their answers.
+    pub(crate) board: WriteBoard<D>,
     /// Set by shutdown: new calls fail with [`crate::Error::Shutdown`].
     pub(crate) closed: AtomicBool,
     /// Set when replica threads must exit.
@@ -207,9 +221,8 @@ pub(crate) struct Shared<D: Dispatch> {
 
 impl<D: Dispatch> ReplicaShared<D> {
     /// A running replica whose copy starts as `object` behind `indicators` reader
-    /// indicators, with a submission queue of `submissions` writes; its worker is
-    /// installed once its rings exist.
-    pub(crate) fn new(object: D, submissions: usize, indicators: usize) -> Self {
+    /// indicators; its worker is installed once its rings exist.
+    pub(crate) fn new(object: D, indicators: usize) -> Self {
         Self {
             status: AtomicU8::new(RUNNING),
             diverged: AtomicBool::new(false),
@@ -218,7 +231,6 @@ impl<D: Dispatch> ReplicaShared<D> {
             slot_applied: CachePadded::new(AtomicU64::new(0)),
             state: CachePadded::new(CopyLock::new(ReplicaState::new(object), indicators)),
             applied: CachePadded::new(EventCount::new()),
-            submissions: Queue::new(submissions),
             wake: CachePadded::new(EventCount::new()),
             parked: CachePadded::new(AtomicBool::new(false)),
             worker: CachePadded::new(RunToken::new(None)),
@@ -239,11 +251,13 @@ impl<D: Dispatch> ReplicaShared<D> {
 }
 
 impl<D: Dispatch> Shared<D> {
-    /// What a new cluster of `replicas` shares, run with `options`.
-    pub(crate) fn new(replicas: Box<[ReplicaShared<D>]>, options: Options) -> Self {
+    /// What a new cluster of `replicas` shares, run with `options`, with a write board of
+    /// `lanes` lanes (sessions writing at once) of `berths` writes in flight each.
+    pub(crate) fn new(replicas: Box<[ReplicaShared<D>]>, options: Options, lanes: usize, berths: usize) -> Self {
         let n = replicas.len();
         Self {
             replicas,
+            board: Board::new(lanes, berths),
             closed: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             forked_at: AtomicU64::new(NOT_FORKED),

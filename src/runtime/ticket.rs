@@ -1,7 +1,9 @@
-//! A write in flight ([`Ticket`]): waited for by a thread ([`Ticket::wait`]) or awaited by a
-//! task (its [`Future`]), both through one look at a time ([`Ticket::step`]) that drives the
-//! client machine's write (`crate::client::write`): resubmit it where and when the machine
-//! says, run replicas' rounds for it meanwhile (`help.rs`), report its outcome.
+//! A write in flight ([`Ticket`]): posted to its session's lane on the write board, then
+//! waited for by a thread ([`Ticket::wait`]) or awaited by a task (its [`Future`]), both
+//! through one look at a time ([`Ticket::step`]) that drives the client machine's write
+//! (`crate::client::write`): wake the replica it goes to when the machine says (every
+//! leader collects it from the board, so nothing is resubmitted), run replicas' rounds for
+//! it meanwhile (`help.rs`), give it up at its deadline, report its outcome.
 
 use std::fmt;
 use std::future::Future;
@@ -10,13 +12,13 @@ use std::task::{Context, Poll};
 
 use super::help::{help_all, help_write, Deferral, Helped, DEFER_BEHIND};
 use super::idle::{park_slice, Idler};
-use super::session::Session;
-use super::shared::Request;
-use crate::client::session::Numbers;
+use super::session::{GaveUp, Refusal, Session};
+use crate::client::route::write_target;
 use crate::client::write::{Step as WriteStep, Write};
-use crate::client::{ended, Time};
+use crate::client::{ended, no_quorum, Time};
 use crate::sync::atomic::{fence, Ordering};
 use crate::sync::Arc;
+use crate::transport::board::Address;
 use crate::{Dispatch, Error};
 
 /// A write in flight, from [`Handle::submit`](crate::Handle::submit). [`Ticket::wait`]
@@ -25,10 +27,10 @@ use crate::{Dispatch, Error};
 /// Writes submitted from one handle without waiting in between are concurrent operations:
 /// they are normally applied in submission order, but a leader change may reorder them.
 /// Wait for a ticket before submitting a write that must come after it. A ticket dropped
-/// without waiting leaves its write submitted once: it is not retried if a leader fails,
-/// and once the deadline has passed without it being applied, its outcome stays unknown
-/// (as with [`Error::NoQuorum`]) and it no longer holds back the session's exactly-once
-/// record.
+/// without waiting leaves its write on the board: whichever replica leads proposes it, until
+/// it is applied or, once its deadline has passed, retracted at the handle's next write
+/// (its outcome then stays unknown, as with [`Error::NoQuorum`], and it no longer holds
+/// back the session's exactly-once record).
 ///
 /// ```
 /// # use corum::{Builder, Dispatch};
@@ -82,8 +84,10 @@ use crate::{Dispatch, Error};
 #[must_use = "a write's outcome is only known by waiting for its ticket"]
 pub struct Ticket<D: Dispatch> {
     session: Arc<Session<D>>,
-    request: Arc<Request<D>>,
-    /// The client machine's write: where and when to submit it, when to give up.
+    /// Where the write sits on the board, and where its answer lands.
+    address: Address,
+    /// The client machine's write: its numbers, where and when to announce it, when to
+    /// give up.
     write: Write,
     /// Whether the outcome has been returned (by `poll`).
     finished: bool,
@@ -100,9 +104,9 @@ pub struct Ticket<D: Dispatch> {
 impl<D: Dispatch> fmt::Debug for Ticket<D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Ticket")
-            .field("client", &self.request.client)
-            .field("sequence", &self.request.sequence)
-            .field("done", &self.request.completion.is_done())
+            .field("client", &self.session.client)
+            .field("sequence", &self.write.numbers().sequence)
+            .field("done", &self.is_done())
             .finish()
     }
 }
@@ -111,85 +115,98 @@ impl<D: Dispatch> fmt::Debug for Ticket<D> {
 enum Step<R> {
     /// The outcome to report.
     Done(Result<R, Error>),
-    /// Work was done for it (a resubmission, a replica's round): look again at once.
+    /// Work was done for it (an announcement, a replica's round): look again at once.
     Progressed,
     /// Another client is running rounds that carry it (`help::help_write`): a waiting
-    /// thread looks again at once, a task waits for its completion to wake it.
+    /// thread looks again at once, a task waits for its answer to wake it.
     Deferred,
     /// Nothing to do but wait.
     Idle,
-    /// A resubmission is due but the target's queue is full: wait for it to drain.
-    Blocked,
 }
 
 impl<D: Dispatch> Ticket<D> {
-    /// Opens a write of `op` in `session` and submits it (see
+    /// Opens a write of `op` in `session` and posts it to the board (see
     /// [`Handle::submit`](crate::Handle::submit)); `wake`: whether to wake the replica's
-    /// thread to take it. Waits while the target's queue is full. `waits_at_once`: whether
-    /// the caller waits for the ticket right away (see `Ticket::submitted_at`).
+    /// thread to take it. Waits while the session has as many writes in flight as its lane
+    /// has berths. `waits_at_once`: whether the caller waits for the ticket right away (see
+    /// `Ticket::submitted_at`).
     pub(crate) fn submit(
         session: &Arc<Session<D>>,
-        op: D::WriteOp,
+        mut op: D::WriteOp,
         wake: bool,
         waits_at_once: bool,
     ) -> Result<Self, Error> {
-        let mut ticket = Ticket::open(session, op);
         let shared = &*session.shared;
-        let mut now = ticket.write.started();
+        let started = shared.time();
+        let mut now = started;
+        let deadline = started.after(shared.options.timing.deadline);
         let mut idler = Idler::new(shared.options.idle, shared.options.spin, true);
         loop {
-            match ticket.write.next(now, shared) {
-                WriteStep::Submit(to) if ticket.try_submit(to, wake, now) => {
+            match Ticket::try_open(session, op, now, wake) {
+                Ok(mut ticket) => {
                     ticket.submitted_at = waits_at_once.then_some(now);
                     return Ok(ticket);
                 }
-                WriteStep::End(error) => {
-                    ticket.forget();
-                    return Err(error);
-                }
-                // The queue is full: wait for the replica to drain it.
-                WriteStep::Submit(_) | WriteStep::Wait => {}
+                Err(Refusal::NoLane(error)) => return Err(error),
+                Err(Refusal::Full(back)) => op = back,
             }
-            let deadline = shared.instant(ticket.write.deadline());
-            idler.idle(|| std::thread::sleep(park_slice(deadline, shared.options.tick)));
+            // Its lane is full: wait for the oldest of its writes to finish, running the
+            // replicas' rounds that finish it meanwhile.
+            if let Some(error) = ended(shared) {
+                return Err(error);
+            }
+            if now >= deadline {
+                return Err(no_quorum(now.since(started)));
+            }
+            if help_all(shared, write_target(shared, session.home), || false) {
+                idler.reset();
+            } else {
+                let park = park_slice(shared.instant(deadline), shared.options.tick);
+                idler.idle(|| std::thread::sleep(park));
+            }
             now = shared.time();
         }
     }
 
-    /// Opens a write of `op` in `session` without submitting it: its first look
-    /// (`Ticket::step`, which a poll takes) submits it.
-    pub(crate) fn open(session: &Arc<Session<D>>, op: D::WriteOp) -> Self {
+    /// Opens a write of `op` in `session` at `now` and posts it, unless the session's lane
+    /// is full (the operation comes back) or it has none; `wake`: whether to wake the
+    /// replica the client machine announces it to.
+    pub(crate) fn try_open(
+        session: &Arc<Session<D>>,
+        op: D::WriteOp,
+        now: Time,
+        wake: bool,
+    ) -> Result<Self, Refusal<D::WriteOp>> {
         let shared = &*session.shared;
-        let now = shared.time();
-        let (request, numbers) = session.open(op, now);
-        let write = Write::new(numbers, session.home, now, &shared.options.timing);
-        Ticket {
+        let (address, numbers) = session.open(op, now)?;
+        // SeqCst fence pairs with the one in `Cluster::stop_threads` (store buffering):
+        // either shutdown's sweep of the board sees this write and fails it, which wakes
+        // its waiter, or this thread's next look at `stop` (in `Ticket::step`) sees the
+        // shutdown. Without it, a write posted while shutdown swept the board could be
+        // missed by both, and its waiter would wait out its deadline.
+        fence(Ordering::SeqCst);
+        let mut ticket = Ticket {
             session: Arc::clone(session),
-            request,
-            write,
+            address,
+            write: Write::new(numbers, session.home, now, &shared.options.timing),
             finished: false,
             deferral: Deferral::default(),
             submitted_at: None,
+        };
+        if let WriteStep::Submit(to) = ticket.write.next(now, shared) {
+            ticket.announce(to, wake, now);
         }
-    }
-
-    /// Takes a write that was opened and never submitted out of its session, so that its
-    /// session's floor need not wait for its deadline: nothing can apply it.
-    pub(crate) fn abandon_unsubmitted(&mut self) {
-        if self.write.submitted_to().is_none() && !self.finished {
-            self.forget();
-            self.finished = true;
-        }
+        Ok(ticket)
     }
 
     /// Whether the write has been applied (so `wait` will not block).
     pub fn is_done(&self) -> bool {
-        self.request.completion.is_done()
+        self.session.is_answered(self.address)
     }
 
-    /// Waits for the write's response. While waiting, resubmits the write to a new leader
-    /// if leadership moved, and to the current one after the retry interval; duplicates are
-    /// applied once.
+    /// Waits for the write's response. While waiting, runs the replicas' rounds where
+    /// their threads are parked, and tells a new leader of the write when leadership moves
+    /// (every leader collects it from the board; duplicates are applied once).
     ///
     /// A ticket is also a [`Future`] with the same output: `handle.submit(op)?.await`
     /// keeps every promise of `wait` on any executor (see [`Ticket`]).
@@ -207,106 +224,103 @@ impl<D: Dispatch> Ticket<D> {
             match self.step() {
                 Step::Done(outcome) => return outcome,
                 Step::Progressed | Step::Deferred => idler.reset(),
-                Step::Idle | Step::Blocked => {
-                    let completion = &self.request.completion;
-                    idler.idle(|| completion.wait_for(park_slice(deadline, tick)));
+                Step::Idle => {
+                    let session = &self.session;
+                    let address = self.address;
+                    idler.idle(|| {
+                        let Some(answers) = session.answers() else { return };
+                        let key = answers.prepare_wait();
+                        if session.is_answered(address) || ended(&*session.shared).is_some() {
+                            answers.cancel_wait(key);
+                        } else {
+                            answers.wait(key, park_slice(deadline, tick));
+                        }
+                    });
                 }
             }
         }
     }
 
     /// One look at the write, shared by `wait` and `poll`: its outcome if it has one, else
-    /// what the client machine says (end it, or submit it again), and a pass of replica
-    /// rounds run for it (`help.rs`).
+    /// what the client machine says (end it, or announce it to a new leader), and a pass
+    /// of replica rounds run for it (`help.rs`).
     fn step(&mut self) -> Step<D::Response> {
-        if let Some(outcome) = self.request.completion.take() {
-            return self.finish(outcome);
+        let sequence = self.write.numbers().sequence;
+        if self.session.is_answered(self.address) {
+            if let Some(outcome) = self.session.take(sequence) {
+                return self.finish(outcome);
+            }
         }
         let now = self.submitted_at.take().unwrap_or_else(|| self.session.shared.time());
-        let mut blocked = false;
         match self.write.next(now, &*self.session.shared) {
-            WriteStep::End(error) => return self.finish(Err(error)),
+            WriteStep::End(error) => {
+                return match self.session.give_up(sequence) {
+                    GaveUp::Retracted => self.finish(Err(error)),
+                    GaveUp::Answered(outcome) => self.finish(outcome),
+                    // Its answer is being written: it lands in a moment.
+                    GaveUp::Answering => Step::Progressed,
+                };
+            }
             WriteStep::Submit(to) => {
-                // A new leader, or a long silence: submit again. If the queue is full the
-                // retry waits for the replica to take some of it.
-                blocked = true;
-                if self.try_submit(to, true, now) {
-                    let look_at = self.write.retry_at().min(self.write.deadline());
-                    self.session.look_at(self.request.sequence, look_at);
-                    return Step::Progressed;
-                }
+                // A new leader, or a long silence: make sure the replica it goes to runs.
+                self.announce(to, true, now);
+                let look_at = self.write.retry_at().min(self.write.deadline());
+                self.session.look_at(sequence, look_at);
+                return Step::Progressed;
             }
             WriteStep::Wait => {}
         }
         let shared = &self.session.shared;
-        let request = &self.request;
+        let (session, address) = (&self.session, self.address);
         let first = self.write.submitted_to().unwrap_or(self.session.home);
         // Run the replicas' rounds here rather than wait for their threads (`help.rs`):
-        // the one the write went to first, which proposes it.
+        // the one the write was announced to first, which leads and proposes it.
         // Relaxed: a hint; a stale value only changes who runs the next rounds.
-        if self.session.opened.load(Ordering::Relaxed) > request.sequence + DEFER_BEHIND {
+        if self.session.opened.load(Ordering::Relaxed) > sequence + DEFER_BEHIND {
             // Many more of this session's writes are behind this one: it pipelines deep.
-            match help_write(shared, first, &mut self.deferral, || request.completion.is_done()) {
+            match help_write(shared, first, &mut self.deferral, || session.is_answered(address)) {
                 Helped::Progressed => return Step::Progressed,
-                // A resubmission waiting for room is still due: a task must look again
-                // soon (`Blocked`), not sleep until its completion.
-                Helped::Deferred => return if blocked { Step::Blocked } else { Step::Deferred },
+                Helped::Deferred => return Step::Deferred,
                 Helped::Idle => {}
             }
-        } else if help_all(shared, first, || request.completion.is_done()) {
+        } else if help_all(shared, first, || session.is_answered(address)) {
             return Step::Progressed;
         }
-        if blocked {
-            Step::Blocked
-        } else {
-            Step::Idle
-        }
+        Step::Idle
     }
 
-    /// Reports `outcome`: the session's floor may pass the write from now on.
+    /// Reports `outcome` (the session has closed the write).
     fn finish(&mut self, outcome: Result<D::Response, Error>) -> Step<D::Response> {
-        self.forget();
         self.finished = true;
         Step::Done(outcome)
     }
 
-    /// Pushes the request to replica `to`'s queue at `now`; false if it is full. `wake`:
-    /// whether to wake the replica's thread to take it.
-    fn try_submit(&mut self, to: usize, wake: bool, now: Time) -> bool {
-        debug_assert_eq!(
-            self.write.numbers(),
-            Numbers { sequence: self.request.sequence, floor: self.request.floor },
-            "every submission carries the write's numbers, which its request holds"
-        );
+    /// Tells the client machine the write went to replica `to` at `now`: every leader
+    /// collects it from the board, so this only wakes that replica's thread (if `wake`) so
+    /// that it runs.
+    fn announce(&mut self, to: usize, wake: bool, now: Time) {
         let shared = &*self.session.shared;
-        let replica = &shared.replicas[to];
-        if replica.submissions.push(Arc::clone(&self.request)).is_err() {
-            return false;
-        }
-        // SeqCst fence pairs with the one in `Cluster::stop_threads` (store buffering):
-        // either shutdown's drain of the queue sees this write and fails it, which wakes
-        // its waiter, or this thread's next look at `stop` (in `Ticket::wait`) sees the
-        // shutdown. Without it, a write pushed while shutdown drained the queue could be
-        // missed by both, and its waiter would wait out its deadline.
-        fence(Ordering::SeqCst);
         if wake {
-            replica.wake.notify();
+            shared.replicas[to].wake.notify();
         }
         self.write.submitted(to, now, shared, &shared.options.timing);
-        true
     }
+}
 
-    /// Takes the write out of its session: its outcome has been reported (or given up on),
-    /// so the session's floor may pass it.
-    fn forget(&mut self) {
-        self.session.close(self.request.sequence);
+impl<D: Dispatch> Drop for Ticket<D> {
+    /// A ticket dropped before it took its outcome leaves its write on the board; its
+    /// session lets go of it once it is answered or past its deadline (see [`Ticket`]).
+    fn drop(&mut self) {
+        if !self.finished {
+            self.session.abandon(self.write.numbers().sequence);
+        }
     }
 }
 
 /// Awaiting a ticket is [`Ticket::wait`] without blocking the thread: the task sleeps until
-/// the write is applied, and the cluster wakes it for what `wait` would look at (a new
-/// leader to resubmit to, the retry interval, the deadline, shutdown; `reminder.rs`), so it
-/// needs no executor timer and is never re-polled in a loop. Polling also runs the
+/// the write is answered, and the cluster wakes it for what `wait` would look at (a new
+/// leader to announce it to, the retry interval, the deadline, shutdown; `reminder.rs`), so
+/// it needs no executor timer and is never re-polled in a loop. Polling also runs the
 /// replicas' rounds for the write when their threads are parked, as `wait` does.
 ///
 /// # Panics
@@ -322,20 +336,19 @@ impl<D: Dispatch> Future for Ticket<D> {
                 Step::Done(outcome) => return Poll::Ready(outcome),
                 Step::Progressed => continue,
                 // Another client runs the rounds: a task does not spin on it; its
-                // completion wakes it.
+                // answer wakes it.
                 Step::Idle | Step::Deferred => {}
-                Step::Blocked => {
-                    // Back-pressure: the queue drains as the replica's rounds run, which
-                    // nothing announces. Yield to the executor and look again, as a
-                    // waiting thread looks again after a short sleep.
-                    cx.waker().wake_by_ref();
-                    return Poll::Pending;
-                }
-            }
-            if ticket.request.completion.register(cx.waker()) {
-                continue; // filled meanwhile: the next step takes it
             }
             let session = &ticket.session;
+            let Some(answers) = session.answers() else { unreachable!("a posted write's session has a lane") };
+            let key = answers.prepare_wait();
+            if session.is_answered(ticket.address) {
+                answers.cancel_wait(key);
+                continue; // answered meanwhile: the next step takes it
+            }
+            if !answers.wait_async(key, cx.waker()) {
+                continue; // an answer on the lane landed meanwhile: look again
+            }
             if !session.watched.load(Ordering::Relaxed) {
                 // Relaxed: the flag only saves taking the reminder's lock again; it is
                 // set after the session is watched.
@@ -348,8 +361,8 @@ impl<D: Dispatch> Future for Ticket<D> {
                     return Poll::Pending;
                 }
             }
-            // After registering (the completion's lock): a change the reminder thread looked
-            // at before taking that lock is seen here (`reminder.rs`).
+            // After leaving the waker: a change the reminder thread looked at before it
+            // woke the lane is seen here (`reminder.rs`).
             if ended(&*session.shared).is_some() || ticket.write.routing_moved(&*session.shared) {
                 continue;
             }

@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use super::io::{Io, LockedCopy, Wire};
-use super::shared::{role_code, ReplicaShared, Request, Shared, CRASHED, RUNNING};
+use super::shared::{role_code, Posted, ReplicaShared, Shared, CRASHED, RUNNING};
 use crate::driver::Driver;
 use crate::protocol::{self, Replica, ReplicaId};
 use crate::sync::atomic::Ordering;
@@ -22,7 +22,7 @@ use crate::sync::now;
 use crate::sync::Arc;
 use crate::transport::ring::{Consumer, Producer};
 use crate::transport::token::TokenGuard;
-use crate::{Dispatch, Error};
+use crate::Dispatch;
 
 /// What [`run_round`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +42,7 @@ pub(crate) type WorkerPlace<D> = Option<Worker<D>>;
 
 /// See the module docs.
 pub(crate) struct Worker<D: Dispatch> {
-    pub(super) driver: Driver<D, Arc<Request<D>>, LockedCopy<D>>,
+    pub(super) driver: Driver<D, Posted<D>, LockedCopy<D>>,
     pub(super) io: Io<D>,
     /// What the protocol cores this replica ran before its restarts counted.
     counters_before_restart: protocol::Counters,
@@ -51,7 +51,7 @@ pub(crate) struct Worker<D: Dispatch> {
 impl<D: Dispatch> Worker<D> {
     pub(crate) fn new(
         index: usize,
-        core: protocol::Replica<Arc<Request<D>>>,
+        core: protocol::Replica<Posted<D>>,
         shared: Arc<Shared<D>>,
         outgoing: Vec<Option<Producer<Wire<D>>>>,
         incoming: Vec<(ReplicaId, Consumer<Wire<D>>)>,
@@ -68,7 +68,7 @@ impl<D: Dispatch> Worker<D> {
         &self.io.shared.replicas[self.io.index]
     }
 
-    pub(crate) fn core(&self) -> &Replica<Arc<Request<D>>> {
+    pub(crate) fn core(&self) -> &Replica<Posted<D>> {
         self.driver.core()
     }
 
@@ -85,12 +85,10 @@ impl<D: Dispatch> Worker<D> {
         progressed
     }
 
-    /// Whether the next round has input waiting: messages in its rings, or writes in its
-    /// submission queue that it would take now.
+    /// Whether the next round has input waiting: messages in its rings, or writes on the
+    /// board that it would collect now.
     pub(crate) fn has_input(&self) -> bool {
-        let backlogged = self.io.backlogged(self.core().config().quorum());
-        (!backlogged && !self.me().submissions.is_empty())
-            || self.io.incoming.iter().any(|(_, consumer)| !consumer.is_empty())
+        self.io.has_writes(self.core()) || self.io.incoming.iter().any(|(_, consumer)| !consumer.is_empty())
     }
 
     /// When the next tick is due.
@@ -123,28 +121,6 @@ impl<D: Dispatch> Worker<D> {
         self.io.lifecycle_seen = None;
         self.driver.restart(&mut self.io);
         self.publish_stats();
-    }
-
-    /// With every replica's token held for good (shutdown): completes every write this
-    /// replica still holds (in its rings, its submission queue, its protocol core) with
-    /// [`Error::Shutdown`]. Writes already completed are left as they are.
-    pub(crate) fn fail_held_writes(mut self) {
-        let mut held: Vec<Arc<Request<D>>> = Vec::new();
-        for (_, consumer) in &mut self.io.incoming {
-            while let Some(message) = consumer.pop() {
-                held.extend(message.commands().cloned());
-            }
-        }
-        for queue in &mut self.io.pending {
-            queue.drain(..).for_each(|message| held.extend(message.commands().cloned()));
-        }
-        while let Some(request) = self.me().submissions.pop() {
-            held.push(request);
-        }
-        held.extend(self.driver.core_mut().drain_unapplied_commands());
-        for request in held {
-            request.completion.complete(Err(Error::Shutdown));
-        }
     }
 
     pub(crate) fn publish_stats(&self) {

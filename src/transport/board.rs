@@ -214,6 +214,11 @@ impl<W: Clone, R> Board<W, R> {
         self.lanes.len()
     }
 
+    /// How many berths each lane has: the most writes a lane holds in flight.
+    pub fn berths(&self) -> u64 {
+        self.mask + 1
+    }
+
     /// Claims a free lane for a session; `None` if every lane is owned.
     pub fn claim(&self) -> Option<LaneKey> {
         self.lanes.iter().enumerate().find_map(|(index, lane)| {
@@ -255,21 +260,10 @@ impl<W: Clone, R> Board<W, R> {
         let lane = self.lane(key);
         let number = key.next;
         let berth = self.berth(lane, number);
-        // Acquire pairs with a collector's Release unpin (its clone of the old write
-        // happens before we overwrite it) and with the answerer's Release (its answer,
-        // which a take moved out, is not being written any more).
-        let current = berth.word.load(Ordering::Acquire);
-        let free = match current & PHASE {
-            EMPTY => true,
-            // Taken (we moved the answer out), or a previous owner's that nobody took.
-            // SAFETY: at ANSWERED only the owner touches the answer, and we are the owner.
-            ANSWERED => number_of(current) < key.oldest || berth.answer.with(|answer| unsafe { (*answer).is_none() }),
-            _ => false,
-        };
-        if !free || current & PINS != 0 {
+        if !self.can_post(key) {
             return Err(Refused::Full(write));
         }
-        // SAFETY: the berth is empty or answered and taken, with no pins: no collector reads
+        // SAFETY: `can_post`: the berth is empty or answered and taken, with no pins: no collector reads
         // its write and none can start (a pin needs POSTED), no answerer writes its answer
         // and none can start (an answer needs POSTED); we are the lane's one owner.
         berth.write.with_mut(|slot| unsafe { *slot = Some(write) });
@@ -283,7 +277,61 @@ impl<W: Clone, R> Board<W, R> {
         Ok(number)
     }
 
+    /// Whether the lane's next post would be taken now: its berth is empty, or answered
+    /// and taken (or a previous owner's answer nobody took), and no collector reads its old
+    /// write. Once true it stays true until the owner posts (pins and answers need POSTED).
+    pub fn can_post(&self, key: &LaneKey) -> bool {
+        let lane = self.lane(key);
+        let berth = self.berth(lane, key.next);
+        // Acquire pairs with a collector's Release unpin (its clone of the old write
+        // happens before the owner overwrites it) and with the answerer's Release (its
+        // answer, which a take moved out, is not being written any more).
+        let current = berth.word.load(Ordering::Acquire);
+        let free = match current & PHASE {
+            EMPTY => true,
+            // SAFETY: at ANSWERED only the owner touches the answer, and we are the owner.
+            ANSWERED => number_of(current) < key.oldest || berth.answer.with(|answer| unsafe { (*answer).is_none() }),
+            _ => false,
+        };
+        free && current & PINS == 0
+    }
+
+    /// Whether the answer of the write at `address` is there; anyone may look.
+    pub fn is_answered_at(&self, address: Address) -> bool {
+        let Some(lane) = self.lanes.get(address.lane as usize) else { return false };
+        // Acquire pairs with the answerer's Release.
+        is(self.berth(lane, address.number).word.load(Ordering::Acquire), address.number, ANSWERED)
+    }
+
+    /// Answers every write posted and not yet answered with what `answer` gives, and wakes
+    /// their owners (shutdown fails every write still waiting this way).
+    pub fn answer_every_posted(&self, mut answer: impl FnMut() -> R) {
+        for (index, lane) in self.lanes.iter().enumerate() {
+            let mut any = false;
+            for berth in lane.berths.iter() {
+                // Acquire as in `answer_quietly`.
+                let current = berth.word.load(Ordering::Acquire);
+                if current & PHASE == POSTED {
+                    let address = Address { lane: index as u32, number: number_of(current) };
+                    any |= self.answer_quietly(address, answer());
+                }
+            }
+            if any {
+                self.wake(index as u32);
+            }
+        }
+    }
+
+    /// Whether any write is posted and not yet answered or retracted.
+    pub fn any_posted(&self) -> bool {
+        // Relaxed: a snapshot for a caller that looks again.
+        self.lanes
+            .iter()
+            .any(|lane| lane.berths.iter().any(|berth| berth.word.load(Ordering::Relaxed) & PHASE == POSTED))
+    }
+
     /// Whether write `number`'s answer is there.
+    #[cfg_attr(not(any(corum_loom, feature = "internals")), allow(dead_code))]
     pub fn is_answered(&self, key: &LaneKey, number: u64) -> bool {
         let lane = self.lane(key);
         // Acquire pairs with the answerer's Release.
@@ -344,8 +392,23 @@ impl<W: Clone, R> Board<W, R> {
     }
 
     /// The event count the lane's owner waits on for answers.
+    #[cfg_attr(not(any(corum_loom, feature = "internals")), allow(dead_code))]
     pub fn answers(&self, key: &LaneKey) -> &EventCount {
         &self.lane(key).answered
+    }
+
+    /// Wakes every waiter of lane `lane`'s owner under the event count's lock
+    /// ([`EventCount::wake_all`]): for a thread that saw a change others made, which the
+    /// waiters must look at.
+    pub fn remind(&self, lane: u32) {
+        if let Some(lane) = self.lanes.get(lane as usize) {
+            lane.answered.wake_all();
+        }
+    }
+
+    /// [`Board::answers`] of lane `lane`, for an owner's thread that does not hold the key.
+    pub fn answers_of(&self, lane: u32) -> &EventCount {
+        &self.lanes[lane as usize].answered
     }
 
     /// Answers the write at `address` with `answer` unless it was answered already, was
@@ -417,222 +480,9 @@ impl<W: Clone, R> Board<W, R> {
     }
 }
 
-/// One replica's collection state: per lane, the next write it has not collected, valid
-/// in one ballot (see the module docs).
-#[derive(Debug, Default)]
-pub struct Collector {
-    ballot: Option<u64>,
-    next: Vec<u64>,
-}
+mod collector;
 
-impl Collector {
-    /// Hands `take` every write posted on `board` that this collector has not collected in
-    /// `ballot` (all unfinished ones after a change of ballot), up to `budget` of them, with
-    /// its address; returns how many. Never waits.
-    pub fn collect<W: Clone, R>(
-        &mut self,
-        board: &Board<W, R>,
-        ballot: u64,
-        budget: usize,
-        mut take: impl FnMut(Address, W),
-    ) -> usize {
-        if self.ballot != Some(ballot) || self.next.len() != board.lanes.len() {
-            self.ballot = Some(ballot);
-            self.next.clear();
-            self.next.resize(board.lanes.len(), 0);
-        }
-        let mut taken = 0;
-        for (index, lane) in board.lanes.iter().enumerate() {
-            if taken == budget {
-                break;
-            }
-            // Acquire pairs with the owner's Release store of `posted`: every berth below
-            // it holds its posted write (or a later state of it).
-            let posted = lane.posted.load(Ordering::Acquire);
-            let next = &mut self.next[index];
-            if *next >= posted {
-                continue;
-            }
-            // Relaxed: a hint (see `finished_below`).
-            let mut number = (*next).max(lane.oldest.load(Ordering::Relaxed));
-            while number < posted && taken < budget {
-                let berth = board.berth(lane, number);
-                if board.pin(berth, number) {
-                    // SAFETY: the pin keeps the owner from overwriting the write (it posts
-                    // only to berths without pins), and the pin's Acquire saw it written.
-                    let write = berth.write.with(|slot| unsafe { (*slot).clone() });
-                    berth.word.fetch_sub(PIN, UNPIN);
-                    let write = write.expect("a posted berth holds its write");
-                    take(Address { lane: index as u32, number }, write);
-                    taken += 1;
-                }
-                number += 1;
-            }
-            *next = number;
-        }
-        taken
-    }
-}
+pub use collector::Collector;
 
 #[cfg(all(test, not(corum_loom)))]
-mod tests {
-    use super::{Address, Board, Collector, Refused, Retracted};
-    use std::sync::Arc;
-
-    fn collected(collector: &mut Collector, board: &Board<u64, u64>, ballot: u64) -> Vec<(Address, u64)> {
-        let mut writes = Vec::new();
-        collector.collect(board, ballot, usize::MAX, |address, write| writes.push((address, write)));
-        writes
-    }
-
-    #[test]
-    fn a_write_is_collected_once_per_ballot_answered_once_and_taken() {
-        let board = Board::<u64, u64>::new(2, 4);
-        let mut key = board.claim().expect("a lane");
-        let first = board.post(&mut key, 10).expect("room");
-        let second = board.post(&mut key, 20).expect("room");
-        let mut leader = Collector::default();
-        let writes = collected(&mut leader, &board, 1);
-        assert_eq!(writes.iter().map(|(_, w)| *w).collect::<Vec<_>>(), [10, 20]);
-        assert!(collected(&mut leader, &board, 1).is_empty(), "collected again in the same ballot");
-        // A new leader (or the same one in a new ballot) collects what is unfinished again.
-        let mut next_leader = Collector::default();
-        assert_eq!(collected(&mut next_leader, &board, 2).len(), 2);
-        assert!(board.answer(writes[0].0, 11));
-        assert!(!board.answer(writes[0].0, 12), "a second answer lands");
-        assert!(!board.is_answered(&key, second));
-        assert_eq!(board.take(&mut key, first), Some(11));
-        assert_eq!(board.take(&mut key, first), None, "taken twice");
-        board.finished_below(&mut key, first + 1);
-        assert_eq!(collected(&mut next_leader, &board, 3).iter().map(|(_, w)| *w).collect::<Vec<_>>(), [20]);
-    }
-
-    #[test]
-    fn a_full_lane_refuses_and_a_late_answer_for_a_reused_berth_is_dropped() {
-        let board = Board::<u64, u64>::new(1, 1);
-        let mut key = board.claim().expect("a lane");
-        assert!(board.claim().is_none(), "the only lane was claimed twice");
-        let first = board.post(&mut key, 1).expect("room");
-        assert_eq!(board.post(&mut key, 2), Err(Refused::Full(2)), "posted over an unfinished write");
-        let address = collected(&mut Collector::default(), &board, 1)[0].0;
-        assert!(board.answer(address, 100));
-        assert_eq!(board.post(&mut key, 2), Err(Refused::Full(2)), "posted over an answer not taken");
-        assert_eq!(board.take(&mut key, first), Some(100));
-        let second = board.post(&mut key, 2).expect("room once taken");
-        assert!(!board.answer(address, 101), "a late answer for the berth's previous write landed");
-        assert!(!board.is_answered(&key, second));
-        assert_eq!(board.take(&mut key, second), None);
-    }
-
-    #[test]
-    fn a_retracted_write_is_not_collected_and_its_late_answer_is_dropped() {
-        let board = Board::<u64, u64>::new(1, 2);
-        let mut key = board.claim().expect("a lane");
-        let number = board.post(&mut key, 5).expect("room");
-        let address = collected(&mut Collector::default(), &board, 1)[0].0;
-        assert_eq!(board.retract(&mut key, number), Retracted::Retracted);
-        assert!(collected(&mut Collector::default(), &board, 2).is_empty(), "a retracted write was collected");
-        assert!(!board.answer(address, 1), "an answer for a retracted write landed");
-        // An answered write is not retracted: its answer is taken instead.
-        let answered = board.post(&mut key, 6).expect("room");
-        let address = collected(&mut Collector::default(), &board, 3)[0].0;
-        assert!(board.answer(address, 60));
-        assert_eq!(board.retract(&mut key, answered), Retracted::Answered);
-        assert_eq!(board.take(&mut key, answered), Some(60));
-    }
-
-    #[test]
-    fn a_released_lane_is_claimed_afresh_with_numbers_that_never_repeat() {
-        let board = Board::<u64, u64>::new(1, 2);
-        let mut key = board.claim().expect("a lane");
-        let old = board.post(&mut key, 1).expect("room");
-        let address = collected(&mut Collector::default(), &board, 1)[0].0;
-        board.release(key);
-        let mut key = board.claim().expect("the released lane");
-        assert!(key.next() > old);
-        assert!(!board.answer(address, 1), "the previous owner's write was answered after release");
-        let new = board.post(&mut key, 2).expect("room");
-        assert_ne!(new, old);
-        let writes = collected(&mut Collector::default(), &board, 2);
-        assert_eq!(writes.iter().map(|(_, w)| *w).collect::<Vec<_>>(), [2], "a released write was collected");
-    }
-
-    #[test]
-    fn a_budget_leaves_the_rest_for_the_next_pass() {
-        let board = Board::<u64, u64>::new(3, 8);
-        let mut keys: Vec<_> = (0..3).map(|_| board.claim().expect("a lane")).collect();
-        for (i, key) in keys.iter_mut().enumerate() {
-            for j in 0..4 {
-                board.post(key, (i * 10 + j) as u64).expect("room");
-            }
-        }
-        let mut collector = Collector::default();
-        let mut all = Vec::new();
-        while all.len() < 12 {
-            let before = all.len();
-            collector.collect(&board, 1, 5, |_, write| all.push(write));
-            assert!(all.len() - before <= 5);
-        }
-        all.sort_unstable();
-        assert_eq!(all, [0, 1, 2, 3, 10, 11, 12, 13, 20, 21, 22, 23]);
-    }
-
-    /// An owner posting and taking while two collectors (leaders of alternating ballots)
-    /// collect and answer: every write answered exactly once with its own answer.
-    #[test]
-    fn owners_and_collectors_on_threads_pair_every_answer_with_its_write() {
-        const WRITES: u64 = 20_000;
-        let board = Arc::new(Board::<u64, u64>::new(2, 4));
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let collectors: Vec<_> = (0..2u64)
-            .map(|c| {
-                let (board, stop) = (Arc::clone(&board), Arc::clone(&stop));
-                std::thread::spawn(move || {
-                    let mut collector = Collector::default();
-                    let mut round = 0u64;
-                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                        round += 1;
-                        let ballot = round / 64 * 2 + c;
-                        let mut writes = Vec::new();
-                        collector.collect(&board, ballot, 16, |address, write| writes.push((address, write)));
-                        for (address, write) in writes {
-                            board.answer(address, write * 2);
-                        }
-                    }
-                })
-            })
-            .collect();
-        let owners: Vec<_> = (0..2u64)
-            .map(|o| {
-                let board = Arc::clone(&board);
-                std::thread::spawn(move || {
-                    let mut key = board.claim().expect("a lane");
-                    let mut in_flight = std::collections::VecDeque::new();
-                    let mut sent = 0;
-                    while sent < WRITES || !in_flight.is_empty() {
-                        if sent < WRITES {
-                            let write = o << 32 | sent;
-                            if let Ok(number) = board.post(&mut key, write) {
-                                in_flight.push_back((number, write));
-                                sent += 1;
-                                continue;
-                            }
-                        }
-                        let &(number, write) = in_flight.front().expect("a write in flight");
-                        if let Some(answer) = board.take(&mut key, number) {
-                            assert_eq!(answer, write * 2, "write {number} got another write's answer");
-                            in_flight.pop_front();
-                            board.finished_below(&mut key, number + 1);
-                        } else {
-                            std::thread::yield_now();
-                        }
-                    }
-                    board.release(key);
-                })
-            })
-            .collect();
-        owners.into_iter().for_each(|owner| owner.join().expect("owner"));
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        collectors.into_iter().for_each(|collector| collector.join().expect("collector"));
-    }
-}
+mod tests;

@@ -120,6 +120,15 @@ impl EventCount {
         if self.waiters.load(Ordering::Relaxed) == 0 {
             return;
         }
+        self.wake_all();
+    }
+
+    /// Wakes every waiter, under the lock whatever the count of waiters says: for a caller
+    /// that did not publish the change itself (another thread did, and the caller only saw
+    /// it), where the fences of `notify` pair with nothing. A waiter that left its waker
+    /// before the lock is woken; one that takes the lock after finds the epoch moved, and
+    /// sees everything this caller saw before.
+    pub fn wake_all(&self) {
         // Release pairs with the Acquire load in `prepare_wait`.
         self.epoch.fetch_add(1, Ordering::Release);
         let mut wakers = self.lock.lock();

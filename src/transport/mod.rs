@@ -5,12 +5,8 @@
 //! Everything here is built on [`crate::sync`], so the loom suite checks the same code
 //! that runs in production (`copy_lock.rs` says where its loom form differs).
 
-// Not yet used by the runtime, whose writes still go through `queue.rs` and a completion
-// per request: the loom suite, the benches and its own tests exercise it until then.
-#[cfg_attr(not(any(corum_loom, feature = "internals")), allow(dead_code))]
 pub(crate) mod board;
 pub(crate) mod copy_lock;
 pub(crate) mod event;
-pub(crate) mod queue;
 pub(crate) mod ring;
 pub(crate) mod token;
