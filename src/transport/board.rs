@@ -45,15 +45,16 @@
 //! others, one load), and one event count notification (a fence and a load when nobody
 //! waits) per answer, or per lane and batch for an applier that answers quietly and wakes
 //! each lane once. A collector's pass looks
-//! at every claimed lane's `posted` counter: one load per lane, a cache hit for an idle
-//! one; a board of many lanes would want hints of which lanes have new writes.
+//! at the `posted` counter of every lane claimed so far (claims take the lowest free lane):
+//! one load per lane, a cache hit for an idle one; a board of many writing sessions would
+//! want hints of which lanes have new writes.
 
 use std::fmt;
 
 use crossbeam_utils::CachePadded;
 
 use crate::plant::planted;
-use crate::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use crate::sync::UnsafeCell;
 use crate::transport::event::EventCount;
 
@@ -119,6 +120,10 @@ struct Lane<W, R> {
 /// See the module docs. `W`: a write as collectors clone it; `R`: its answer.
 pub struct Board<W, R> {
     lanes: Box<[CachePadded<Lane<W, R>>]>,
+    /// One more than the highest lane ever claimed: collectors look at the lanes below it
+    /// only. Claims take the lowest free lane, so it stays near the number of sessions
+    /// that write at once. Raised (Release) by `claim`, never lowered.
+    in_use: AtomicUsize,
     mask: u64,
     /// Tells one board's keys from another's (see [`LaneKey`]).
     id: usize,
@@ -206,12 +211,18 @@ impl<W: Clone, R> Board<W, R> {
             .collect();
         // Relaxed: only needs to be unique.
         let id = BOARDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Self { lanes, mask: berths as u64 - 1, id }
+        Self { lanes, in_use: AtomicUsize::new(0), mask: berths as u64 - 1, id }
     }
 
     /// How many lanes the board has.
     pub fn lanes(&self) -> usize {
         self.lanes.len()
+    }
+
+    /// The lanes ever claimed (and the free ones among them).
+    fn lanes_in_use(&self) -> &[CachePadded<Lane<W, R>>] {
+        // Acquire pairs with the Release raise in `claim`.
+        &self.lanes[..self.in_use.load(Ordering::Acquire)]
     }
 
     /// How many berths each lane has: the most writes a lane holds in flight.
@@ -227,6 +238,8 @@ impl<W: Clone, R> Board<W, R> {
             lane.claimed.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).ok()?;
             // Relaxed: written by the previous owner before its Release of `claimed`.
             let next = lane.posted.load(Ordering::Relaxed);
+            // Release pairs with a collector's Acquire load: it looks at this lane from now.
+            self.in_use.fetch_max(index + 1, Ordering::Release);
             Some(LaneKey { lane: index as u32, board: self.id, next, oldest: next })
         })
     }
@@ -306,7 +319,7 @@ impl<W: Clone, R> Board<W, R> {
     /// Answers every write posted and not yet answered with what `answer` gives, and wakes
     /// their owners (shutdown fails every write still waiting this way).
     pub fn answer_every_posted(&self, mut answer: impl FnMut() -> R) {
-        for (index, lane) in self.lanes.iter().enumerate() {
+        for (index, lane) in self.lanes_in_use().iter().enumerate() {
             let mut any = false;
             for berth in lane.berths.iter() {
                 // Acquire as in `answer_quietly`.
@@ -325,7 +338,7 @@ impl<W: Clone, R> Board<W, R> {
     /// Whether any write is posted and not yet answered or retracted.
     pub fn any_posted(&self) -> bool {
         // Relaxed: a snapshot for a caller that looks again.
-        self.lanes
+        self.lanes_in_use()
             .iter()
             .any(|lane| lane.berths.iter().any(|berth| berth.word.load(Ordering::Relaxed) & PHASE == POSTED))
     }

@@ -20,7 +20,7 @@ impl Collector {
             return board.any_posted();
         }
         // Acquire as in `collect`.
-        board.lanes.iter().zip(&self.next).any(|(lane, &next)| lane.posted.load(Ordering::Acquire) > next)
+        board.lanes_in_use().iter().zip(&self.next).any(|(lane, &next)| lane.posted.load(Ordering::Acquire) > next)
     }
 
     /// Hands `take` every write posted on `board` that this collector has not collected in
@@ -39,7 +39,7 @@ impl Collector {
             self.next.resize(board.lanes.len(), 0);
         }
         let mut taken = 0;
-        for (index, lane) in board.lanes.iter().enumerate() {
+        for (index, lane) in board.lanes_in_use().iter().enumerate() {
             if taken == budget {
                 break;
             }
