@@ -28,6 +28,16 @@ fn post(board: &Board<u32, u32>, key: &mut corum::internals::LaneKey, mut write:
     }
 }
 
+/// A leader's collection in ballot 1 on a thread of its own; joined, the writes it took.
+fn collect_on_a_thread(board: &Arc<Board<u32, u32>>) -> thread::JoinHandle<Vec<u32>> {
+    let board = Arc::clone(board);
+    thread::spawn(move || {
+        let mut writes = Vec::new();
+        Collector::default().collect(&board, 1, 8, |_, write| writes.push(write));
+        writes
+    })
+}
+
 /// A collector clones a write while another replica answers it and its owner takes the
 /// answer and posts the next write to the same berth: the owner waits for the unpin, so
 /// the clone is of the whole first write (a race on the berth fails the check). The
@@ -38,14 +48,7 @@ fn a_berth_is_reused_only_after_its_collector_let_go() {
         let board = Arc::new(Board::<u32, u32>::new(1, 1));
         let mut key = board.claim().unwrap();
         let first = board.post(&mut key, 1).unwrap();
-        let collector = {
-            let board = Arc::clone(&board);
-            thread::spawn(move || {
-                let mut writes = Vec::new();
-                Collector::default().collect(&board, 1, 8, |_, write| writes.push(write));
-                writes
-            })
-        };
+        let collector = collect_on_a_thread(&board);
         // Another replica applied it and answers; the owner takes the answer and reuses
         // the berth.
         assert!(board.answer(Address { lane: key.lane(), number: first }, 10));
@@ -91,14 +94,7 @@ fn a_give_up_racing_a_collection() {
         let board = Arc::new(Board::<u32, u32>::new(1, 1));
         let mut key = board.claim().unwrap();
         let first = board.post(&mut key, 1).unwrap();
-        let collector = {
-            let board = Arc::clone(&board);
-            thread::spawn(move || {
-                let mut writes = Vec::new();
-                Collector::default().collect(&board, 1, 8, |_, write| writes.push(write));
-                writes
-            })
-        };
+        let collector = collect_on_a_thread(&board);
         assert_eq!(board.retract(&mut key, first), Retracted::Retracted);
         board.finished_below(&mut key, first + 1);
         let mut later = Vec::new();
