@@ -156,15 +156,15 @@ fn an_owner_waiting_for_its_answer_wakes() {
             })
         };
         loop {
-            if board.is_answered(&key, number) {
+            if board.is_answered_at(Address { lane: key.lane(), number: number }) {
                 break;
             }
-            let wait = board.answers(&key).prepare_wait();
-            if board.is_answered(&key, number) {
-                board.answers(&key).cancel_wait(wait);
+            let wait = board.answers_of(key.lane()).prepare_wait();
+            if board.is_answered_at(Address { lane: key.lane(), number: number }) {
+                board.answers_of(key.lane()).cancel_wait(wait);
                 break;
             }
-            board.answers(&key).wait(wait, Duration::from_secs(3600));
+            board.answers_of(key.lane()).wait(wait, Duration::from_secs(3600));
         }
         assert_eq!(board.take(&mut key, number), Some(70));
         leader.join().unwrap();
@@ -190,15 +190,15 @@ fn a_waker_left_while_the_answer_lands() {
             })
         };
         loom::future::block_on(std::future::poll_fn(|cx| loop {
-            if board.is_answered(&key, number) {
+            if board.is_answered_at(Address { lane: key.lane(), number: number }) {
                 return Poll::Ready(());
             }
-            let wait = board.answers(&key).prepare_wait();
-            if board.is_answered(&key, number) {
-                board.answers(&key).cancel_wait(wait);
+            let wait = board.answers_of(key.lane()).prepare_wait();
+            if board.is_answered_at(Address { lane: key.lane(), number: number }) {
+                board.answers_of(key.lane()).cancel_wait(wait);
                 return Poll::Ready(());
             }
-            if board.answers(&key).wait_async(wait, cx.waker()) {
+            if board.answers_of(key.lane()).wait_async(wait, cx.waker()) {
                 return Poll::Pending;
             }
         }));

@@ -106,8 +106,8 @@ fn a_task_is_woken_or_sees_the_new_leader_itself() {
             if leader.load(Ordering::Relaxed) != 0 {
                 return Poll::Ready(());
             }
-            let wait = board.answers(&key).prepare_wait();
-            if !board.answers(&key).wait_async(wait, cx.waker()) {
+            let wait = board.answers_of(key.lane()).prepare_wait();
+            if !board.answers_of(key.lane()).wait_async(wait, cx.waker()) {
                 continue;
             }
             // The look again after leaving the waker, as `Ticket::poll` does.

@@ -20,7 +20,7 @@ use crate::client::Time;
 use crate::exactly_once::ClientId;
 use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use crate::sync::{Arc, Mutex};
-use crate::transport::board::{Address, LaneKey, Retracted};
+use crate::transport::board::{Address, Board, LaneKey, Retracted};
 use crate::{Dispatch, Error};
 
 /// One client session's state, shared by its handle and tickets.
@@ -60,6 +60,27 @@ struct SessionState<R> {
     base: u64,
     /// Answers moved out of the lane before their tickets took them, by sequence.
     stash: Vec<(u64, Result<R, Error>)>,
+}
+
+impl<R> SessionState<R> {
+    /// Takes write `sequence`'s answer out of the stash, if it is there; `stashed` is the
+    /// session's count of stashed answers, kept equal to the stash's length.
+    fn unstash(&mut self, sequence: u64, stashed: &AtomicUsize) -> Option<Result<R, Error>> {
+        let index = self.stash.iter().position(|(held, _)| *held == sequence)?;
+        let (_, answer) = self.stash.swap_remove(index);
+        // Relaxed: a hint (see `Session::stashed`).
+        stashed.store(self.stash.len(), Ordering::Relaxed);
+        Some(answer)
+    }
+
+    /// Closes write `sequence` (its outcome is reported, or given up on) and tells the
+    /// board that every write below the session's new floor is finished.
+    fn close<W: Clone>(&mut self, board: &Board<W, Result<R, Error>>, sequence: u64) {
+        self.writes.close(sequence);
+        if let Some(key) = self.lane.as_mut() {
+            board.finished_below(key, self.base + self.writes.floor());
+        }
+    }
 }
 
 /// A write in its session: when it was opened, and when the reminder thread next wakes a
@@ -200,79 +221,47 @@ impl<D: Dispatch> Session<D> {
     /// closes the write: its outcome is reported, so the session's floor may pass it.
     #[inline]
     pub(crate) fn take(&self, sequence: u64) -> Option<Result<D::Response, Error>> {
-        let mut state = self.state.lock();
-        let SessionState { writes, lane, base, stash } = &mut *state;
-        let key = lane.as_mut()?;
-        let answer = match self.shared.board.take(key, *base + sequence) {
+        let board = &self.shared.board;
+        let state = &mut *self.state.lock();
+        let number = state.base + sequence;
+        let answer = match state.lane.as_mut().and_then(|key| board.take(key, number)) {
             Some(answer) => answer,
-            None => {
-                let index = stash.iter().position(|(stashed, _)| *stashed == sequence)?;
-                let (_, answer) = stash.swap_remove(index);
-                self.stashed.store(stash.len(), Ordering::Relaxed);
-                answer
-            }
+            None => state.unstash(sequence, &self.stashed)?,
         };
-        writes.close(sequence);
-        self.shared.board.finished_below(key, *base + writes.floor());
+        state.close(board, sequence);
         Some(answer)
     }
 
     /// Gives up on write `sequence` (its deadline passed, or the cluster stopped): retracts
     /// it from the board and closes it, unless its answer came first.
     pub(crate) fn give_up(&self, sequence: u64) -> GaveUp<D::Response> {
-        if let Some(answer) = self.take_stashed(sequence) {
-            return GaveUp::Answered(answer);
-        }
-        let mut state = self.state.lock();
-        let SessionState { writes, lane, base, .. } = &mut *state;
-        let Some(key) = lane.as_mut() else { return GaveUp::Retracted };
-        let number = *base + sequence;
-        match self.shared.board.retract(key, number) {
-            Retracted::Retracted => {}
-            Retracted::Answering => return GaveUp::Answering,
-            Retracted::Answered => {
-                if let Some(answer) = self.shared.board.take(key, number) {
-                    writes.close(sequence);
-                    self.shared.board.finished_below(key, *base + writes.floor());
-                    return GaveUp::Answered(answer);
-                }
+        let board = &self.shared.board;
+        let state = &mut *self.state.lock();
+        let number = state.base + sequence;
+        let outcome = if let Some(answer) = state.unstash(sequence, &self.stashed) {
+            GaveUp::Answered(answer)
+        } else {
+            let Some(key) = state.lane.as_mut() else { return GaveUp::Retracted };
+            match board.retract(key, number) {
+                Retracted::Retracted => GaveUp::Retracted,
+                Retracted::Answering => return GaveUp::Answering,
+                Retracted::Answered => board.take(key, number).map_or(GaveUp::Retracted, GaveUp::Answered),
             }
-        }
-        writes.close(sequence);
-        self.shared.board.finished_below(key, *base + writes.floor());
-        GaveUp::Retracted
-    }
-
-    /// Takes write `sequence`'s answer out of the stash, if it is there, and closes it.
-    fn take_stashed(&self, sequence: u64) -> Option<Result<D::Response, Error>> {
-        // Relaxed: see `stashed`.
-        if self.stashed.load(Ordering::Relaxed) == 0 {
-            return None;
-        }
-        let mut state = self.state.lock();
-        let SessionState { writes, lane, base, stash } = &mut *state;
-        let index = stash.iter().position(|(stashed, _)| *stashed == sequence)?;
-        let (_, answer) = stash.swap_remove(index);
-        self.stashed.store(stash.len(), Ordering::Relaxed);
-        writes.close(sequence);
-        if let Some(key) = lane.as_mut() {
-            self.shared.board.finished_below(key, *base + writes.floor());
-        }
-        Some(answer)
+        };
+        state.close(board, sequence);
+        outcome
     }
 
     /// Write `sequence`'s ticket was dropped before it took the outcome: the session lets
     /// go of it once it is answered or past its deadline.
     pub(crate) fn abandon(&self, sequence: u64) {
-        let mut state = self.state.lock();
+        let state = &mut *self.state.lock();
         if let Some(waiting) = state.writes.get_mut(sequence) {
             waiting.dropped = true;
         }
         // An answer stashed for it has nobody to take it.
-        if let Some(index) = state.stash.iter().position(|(stashed, _)| *stashed == sequence) {
-            let _ = state.stash.swap_remove(index);
-            state.writes.close(sequence);
-            self.stashed.store(state.stash.len(), Ordering::Relaxed);
+        if state.unstash(sequence, &self.stashed).is_some() {
+            state.close(&self.shared.board, sequence);
         }
     }
 

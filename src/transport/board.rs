@@ -343,14 +343,6 @@ impl<W: Clone, R> Board<W, R> {
             .any(|lane| lane.berths.iter().any(|berth| berth.word.load(Ordering::Relaxed) & PHASE == POSTED))
     }
 
-    /// Whether write `number`'s answer is there.
-    #[cfg_attr(not(any(corum_loom, feature = "internals")), allow(dead_code))]
-    pub fn is_answered(&self, key: &LaneKey, number: u64) -> bool {
-        let lane = self.lane(key);
-        // Acquire pairs with the answerer's Release.
-        is(self.berth(lane, number).word.load(Ordering::Acquire), number, ANSWERED)
-    }
-
     /// Takes write `number`'s answer, if it is there and not taken yet.
     pub fn take(&self, key: &mut LaneKey, number: u64) -> Option<R> {
         let lane = self.lane(key);
@@ -404,12 +396,6 @@ impl<W: Clone, R> Board<W, R> {
         }
     }
 
-    /// The event count the lane's owner waits on for answers.
-    #[cfg_attr(not(any(corum_loom, feature = "internals")), allow(dead_code))]
-    pub fn answers(&self, key: &LaneKey) -> &EventCount {
-        &self.lane(key).answered
-    }
-
     /// Wakes every waiter of lane `lane`'s owner under the event count's lock
     /// ([`EventCount::wake_all`]): for a thread that saw a change others made, which the
     /// waiters must look at.
@@ -419,7 +405,8 @@ impl<W: Clone, R> Board<W, R> {
         }
     }
 
-    /// [`Board::answers`] of lane `lane`, for an owner's thread that does not hold the key.
+    /// The event count lane `lane`'s owner waits on for answers (its threads need not hold
+    /// the key).
     pub fn answers_of(&self, lane: u32) -> &EventCount {
         &self.lanes[lane as usize].answered
     }
