@@ -217,6 +217,15 @@ impl<D: Dispatch> Session<D> {
         self.shared.board.is_answered_at(address) || self.stashed.load(Ordering::Relaxed) > 0
     }
 
+    /// Whether write `sequence`, at `address`, has its answer on the board or in the stash:
+    /// [`Session::is_answered`] without the stash's false positives.
+    pub(crate) fn has_answer(&self, address: Address, sequence: u64) -> bool {
+        self.shared.board.is_answered_at(address)
+            // Relaxed: see `stashed`.
+            || (self.stashed.load(Ordering::Relaxed) > 0
+                && self.state.lock().stash.iter().any(|(held, _)| *held == sequence))
+    }
+
     /// Takes write `sequence`'s answer, if it is there (on the board or in the stash), and
     /// closes the write: its outcome is reported, so the session's floor may pass it.
     #[inline]

@@ -201,7 +201,7 @@ impl<D: Dispatch> Ticket<D> {
 
     /// Whether the write has been applied (so `wait` will not block).
     pub fn is_done(&self) -> bool {
-        self.session.is_answered(self.address)
+        self.session.has_answer(self.address, self.write.numbers().sequence)
     }
 
     /// Waits for the write's response. While waiting, runs the replicas' rounds where
