@@ -37,7 +37,7 @@ use super::config::Config;
 use super::counters::Counters;
 use super::message::Message;
 use super::ready::Ready;
-use super::types::{Ballot, Batch, ReplicaId, Slot};
+use super::types::{Ballot, Batch, BatchBuffers, ReplicaId, Slot};
 use crate::plant::planted;
 use candidate::CandidateState;
 use leader::LeaderState;
@@ -74,6 +74,12 @@ struct Entry<C> {
     batch: Batch<C>,
     committed: bool,
 }
+
+/// How many batch buffers a replica keeps for reuse, per slot of its window, and beyond
+/// those: a batch stays in use while it is proposed (up to `window` of them), until every
+/// replica applied it and heard so (a round or two more), and while a driver applies it.
+const BATCH_BUFFERS_PER_WINDOW_SLOT: usize = 4;
+const BATCH_BUFFERS_SLACK: usize = 16;
 
 /// A field left out of the replica's equality and hashing: statistics, and buffers that are
 /// empty between rounds. Two replicas that differ only in these are in the same protocol
@@ -167,6 +173,8 @@ pub struct Replica<C> {
     /// Emptied buffers of the last [`Ready`], reused by the next.
     outbox_spare: Ignored<Vec<(ReplicaId, Message<C>)>>,
     committed_spare: Ignored<Vec<(Slot, Batch<C>)>>,
+    /// The buffers this replica's batches are built in while it leads, reused.
+    batch_buffers: Ignored<BatchBuffers<C>>,
     counters: Ignored<Counters>,
 }
 
@@ -182,6 +190,7 @@ impl<C: Clone> Replica<C> {
         }
         assert!(id.index() < config.replicas, "{id:?} is not in a cluster of {}", config.replicas);
         let log_sparse_span = config.log_sparse_span;
+        let batch_buffers = BatchBuffers::new(BATCH_BUFFERS_PER_WINDOW_SLOT * config.window + BATCH_BUFFERS_SLACK);
         let mut replica = Self {
             id,
             config,
@@ -204,6 +213,7 @@ impl<C: Clone> Replica<C> {
             outbox: Ignored::default(),
             outbox_spare: Ignored::default(),
             committed_spare: Ignored::default(),
+            batch_buffers: Ignored(batch_buffers),
             counters: Ignored::default(),
         };
         if id.index() == 0 {

@@ -123,17 +123,19 @@ impl fmt::Debug for Slot {
 /// The value of one slot: the client commands the leader batched into it, in order. An
 /// empty batch is a no-op, which a new leader uses to fill holes it finds in the log.
 /// Cloning is a reference-count increment, so sending one batch to every peer is cheap.
-pub struct Batch<C>(Arc<[C]>);
+/// A leader builds its batches in buffers it reuses once nobody holds them any more (see
+/// `BatchBuffers`), so that a batch costs no allocation in the steady state.
+pub struct Batch<C>(Arc<Vec<C>>);
 
 impl<C> Batch<C> {
     /// A batch holding `commands`, in order.
     pub fn new(commands: Vec<C>) -> Self {
-        Self(commands.into())
+        Self(Arc::new(commands))
     }
 
     /// The no-op batch.
     pub fn noop() -> Self {
-        Self(Vec::new().into())
+        Self(Arc::new(Vec::new()))
     }
 
     /// Whether this is the no-op batch.
@@ -152,11 +154,71 @@ impl<C> Batch<C> {
     }
 }
 
-/// A batch of the commands in order: one allocation where the iterator's length is known
-/// exactly (a `Vec`'s drain, say), with no `Vec` in between.
+/// A batch of the commands in order.
 impl<C> FromIterator<C> for Batch<C> {
     fn from_iter<I: IntoIterator<Item = C>>(commands: I) -> Self {
-        Self(commands.into_iter().collect())
+        Self::new(commands.into_iter().collect())
+    }
+}
+
+/// The buffers of the batches a leader built, oldest first, each reused for a new batch
+/// once no log, message or driver holds its batch any more (`Arc::get_mut` succeeds). In a
+/// healthy cluster a batch is freed everywhere a few rounds after it commits (truncation
+/// follows what every replica applied), so the oldest buffer is free again by the time the
+/// leader builds a batch, and batches cost no allocation. While a replica lags, the log
+/// keeps its batches up to `Config::log_window` slots, and new batches are allocated
+/// (only the oldest buffer is looked at, so building a batch never scans).
+///
+/// At most `capacity` buffers are kept, each as large as the largest batch built in it
+/// (at most `Config::batch_max` commands). Cloning gives an empty set: a copy of a replica
+/// (a model checker's branch) must not share buffers with the original, which would only
+/// keep both from reusing them.
+pub(crate) struct BatchBuffers<C> {
+    buffers: std::collections::VecDeque<Arc<Vec<C>>>,
+    capacity: usize,
+}
+
+impl<C> BatchBuffers<C> {
+    /// Room for `capacity` buffers.
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self { buffers: std::collections::VecDeque::new(), capacity }
+    }
+
+    /// A batch of `commands`, built in the oldest buffer if it is free, else in a new one
+    /// (kept for later while there is room).
+    pub(crate) fn batch(&mut self, commands: impl Iterator<Item = C>) -> Batch<C> {
+        if let Some(mut oldest) = self.buffers.pop_front() {
+            if let Some(buffer) = Arc::get_mut(&mut oldest) {
+                buffer.clear();
+                buffer.extend(commands);
+                self.buffers.push_back(Arc::clone(&oldest));
+                return Batch(oldest);
+            }
+            self.buffers.push_front(oldest);
+        }
+        let batch = Batch::new(commands.collect());
+        if self.buffers.len() < self.capacity {
+            self.buffers.push_back(Arc::clone(&batch.0));
+        }
+        batch
+    }
+}
+
+impl<C> Clone for BatchBuffers<C> {
+    fn clone(&self) -> Self {
+        Self::new(self.capacity)
+    }
+}
+
+impl<C> fmt::Debug for BatchBuffers<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BatchBuffers").field("buffers", &self.buffers.len()).field("capacity", &self.capacity).finish()
+    }
+}
+
+impl<C> Default for BatchBuffers<C> {
+    fn default() -> Self {
+        Self::new(0)
     }
 }
 
@@ -201,5 +263,39 @@ impl<C: fmt::Debug> fmt::Debug for Batch<C> {
         } else {
             f.debug_list().entries(self.0.iter()).finish()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_buffer_is_reused_only_once_nothing_else_holds_its_batch() {
+        let mut buffers = BatchBuffers::new(4);
+        let first = buffers.batch([1, 2, 3].into_iter());
+        let first_buffer = first.commands().as_ptr();
+        // Held (as a log or a message would): the next batch gets a buffer of its own, and
+        // the held one keeps its commands.
+        let second = buffers.batch([4].into_iter());
+        assert_ne!(second.commands().as_ptr(), first_buffer);
+        assert_eq!(first.commands(), &[1, 2, 3]);
+        // Let go everywhere: the oldest buffer is the next batch's (the set still holds it,
+        // so no allocation could have been given the same address meanwhile).
+        drop(first);
+        let third = buffers.batch([5, 6].into_iter());
+        assert_eq!(third.commands().as_ptr(), first_buffer);
+        assert_eq!(third.commands(), &[5, 6]);
+        assert_eq!(second.commands(), &[4]);
+    }
+
+    #[test]
+    fn batch_buffers_keep_at_most_their_capacity() {
+        let mut buffers = BatchBuffers::new(2);
+        let held: Vec<Batch<u32>> = (0..5).map(|n| buffers.batch([n].into_iter())).collect();
+        assert_eq!(buffers.buffers.len(), 2);
+        assert_eq!(held.iter().map(|batch| batch.commands()[0]).collect::<Vec<_>>(), [0, 1, 2, 3, 4]);
+        // A copy starts without buffers: it shares none with the original.
+        assert!(buffers.clone().buffers.is_empty());
     }
 }

@@ -20,9 +20,7 @@ pub(super) struct LeaderState<C> {
     pub(super) ballot: Ballot,
     pub(super) slot_next: Slot,
     pub(super) proposals: BTreeMap<Slot, Proposal>,
-    /// Commands waiting for a batch, oldest first. A `Vec` rather than a `VecDeque`: its
-    /// drain has an exact length, so a batch is built in one allocation (`Batch`'s `FromIterator`)
-    /// instead of a `Vec` copied into the batch's.
+    /// Commands waiting for a batch, oldest first.
     pub(super) queue: Vec<C>,
     pub(super) ticks_since_heartbeat: u32,
     pub(super) slot_committed_sent: Slot,
@@ -118,7 +116,7 @@ impl<C: Clone> Replica<C> {
                 break;
             }
             let take = leader.queue.len().min(batch_max);
-            let batch: Batch<C> = leader.queue.drain(..take).collect();
+            let batch = self.batch_buffers.batch(leader.queue.drain(..take));
             let slot = leader.slot_next;
             self.propose_in(slot, batch);
         }
