@@ -12,7 +12,8 @@
 //! 2. sends the messages,
 //! 3. applies the committed batches to the state under its lock (taking the object's digest
 //!    at each checkpoint it passes, see `crate::digest`), publishes how far it applied,
-//!    reports the digests, then completes the writes' callers,
+//!    reports the digests, then completes the writes' callers; if a reader is in the copy,
+//!    it puts them off to a later round instead of waiting for it (`Driver::apply`),
 //! 4. installs a peer's snapshot when the core needs one, or when this replica's copy was
 //!    found diverged,
 //! 5. gives the `Ready` back.
@@ -28,11 +29,19 @@ use crate::{Dispatch, Error};
 pub(crate) trait StateCell<D> {
     /// Runs `f` with exclusive access to the state.
     fn with<R>(&mut self, f: impl FnOnce(&mut ReplicaState<D>) -> R) -> R;
+
+    /// Runs `f` with exclusive access to the state if that is to be had without waiting
+    /// for a reader (see `CopyLock::try_write`); `None`, without running `f`, if not.
+    fn try_with<R>(&mut self, f: impl FnOnce(&mut ReplicaState<D>) -> R) -> Option<R>;
 }
 
 impl<D> StateCell<D> for ReplicaState<D> {
     fn with<R>(&mut self, f: impl FnOnce(&mut ReplicaState<D>) -> R) -> R {
         f(self)
+    }
+
+    fn try_with<R>(&mut self, f: impl FnOnce(&mut ReplicaState<D>) -> R) -> Option<R> {
+        Some(f(self))
     }
 }
 
@@ -106,13 +115,26 @@ pub(crate) struct Driver<D: Dispatch, C, S> {
     outcomes: Vec<Outcome<D::Response>>,
     /// The digests the current round took, until they are reported.
     digests: Vec<(Slot, u64)>,
+    /// Committed slots not applied yet because a reader was in the copy (see
+    /// `Driver::apply`), oldest first.
+    deferred: Vec<(Slot, Batch<C>)>,
+    /// Rounds whose apply was put off that way.
+    applies_deferred: u64,
     snapshots_installed: u64,
 }
 
 impl<D: Dispatch, C, S> Driver<D, C, S> {
     /// A replica driving `core` over `state`.
     pub(crate) fn new(core: Replica<C>, state: S) -> Self {
-        Self { core, state, outcomes: Vec::new(), digests: Vec::new(), snapshots_installed: 0 }
+        Self {
+            core,
+            state,
+            outcomes: Vec::new(),
+            digests: Vec::new(),
+            deferred: Vec::new(),
+            applies_deferred: 0,
+            snapshots_installed: 0,
+        }
     }
 
     /// The protocol core.
@@ -133,6 +155,17 @@ impl<D: Dispatch, C, S> Driver<D, C, S> {
     /// Snapshots this replica installed since it was built.
     pub(crate) fn snapshots_installed(&self) -> u64 {
         self.snapshots_installed
+    }
+
+    /// Rounds whose apply was put off because a reader was in the copy.
+    pub(crate) fn applies_deferred(&self) -> u64 {
+        self.applies_deferred
+    }
+
+    /// Where the state lives, for a simulator that decides when it is busy.
+    #[cfg_attr(corum_loom, allow(dead_code))]
+    pub(crate) fn state_mut(&mut self) -> &mut S {
+        &mut self.state
     }
 }
 
@@ -177,18 +210,48 @@ where
         repaired
     }
 
-    /// Applies `committed` in order under the state's lock, publishes how far it applied,
-    /// then completes the callers of the writes that took effect. Returns whether there was
-    /// anything to apply.
+    /// Applies the round's `committed` slots, after any put off before, if the copy is free
+    /// of readers; otherwise puts them off to a later round (and says the round did no
+    /// work, so that a replica thread waits for its next input or tick rather than spin on
+    /// a reader descheduled inside its read). The round has sent its messages already, so a
+    /// reader holds back what this copy applied, never this replica's votes: its peers
+    /// apply and answer the writes meanwhile. Slots put off reach `Config::log_window`
+    /// only if a reader stays in the copy for that long; then the apply waits for it.
+    /// Returns whether it applied anything.
     fn apply<E: Environment<D, C>>(&mut self, env: &mut E, committed: &[(Slot, Batch<C>)]) -> bool {
-        let Some(&(last, _)) = committed.last() else { return false };
+        if self.deferred.is_empty() {
+            if committed.is_empty() || self.apply_now(env, committed, false) {
+                return !committed.is_empty();
+            }
+            // The planted bug `put-off-slots-dropped` forgets the slots it put off.
+            if !planted!("put-off-slots-dropped") {
+                self.deferred.extend_from_slice(committed);
+            }
+            return false;
+        }
+        self.deferred.extend_from_slice(committed);
+        let mut deferred = std::mem::take(&mut self.deferred);
+        let wait = deferred.len() as u64 >= self.core.config().log_window;
+        let applied = self.apply_now(env, &deferred, wait);
+        if applied {
+            deferred.clear();
+        }
+        self.deferred = deferred;
+        applied
+    }
+
+    /// Applies `committed` in order under the state's lock (waiting for readers to leave
+    /// if `wait`, else giving up if one is in: returns false), publishes how far it
+    /// applied, then completes the callers of the writes that took effect.
+    fn apply_now<E: Environment<D, C>>(&mut self, env: &mut E, committed: &[(Slot, Batch<C>)], wait: bool) -> bool {
+        let Some(&(last, _)) = committed.last() else { return true };
         if planted!("applied-before-apply") {
             // Planted bug: announce the slots as applied before applying them.
             env.publish_applied(last.next());
         }
         let (outcomes, digests) = (&mut self.outcomes, &mut self.digests);
         let every = env.digest_every();
-        self.state.with(|state| {
+        let apply = |state: &mut ReplicaState<D>| {
             for (batch_index, (slot, batch)) in committed.iter().enumerate() {
                 let first = outcomes.len();
                 state.apply(*slot, batch_index, batch.commands(), outcomes);
@@ -199,7 +262,13 @@ where
                     }
                 }
             }
-        });
+        };
+        if wait {
+            self.state.with(apply);
+        } else if self.state.try_with(apply).is_none() {
+            self.applies_deferred += 1;
+            return false;
+        }
         env.publish_applied(last.next());
         // Before completing: a copy found diverged here does not answer its callers.
         for (slot, digest) in self.digests.drain(..) {
@@ -225,6 +294,8 @@ where
         let copy = env.copy_state(donor);
         let slot = copy.slot_applied;
         self.state.with(|state| *state = copy);
+        // What was put off is below `slot` (which reaches what the core delivered).
+        self.deferred.retain(|&(deferred, _)| deferred >= slot);
         self.core.install_snapshot(slot);
         env.publish_applied(slot);
         env.installed_snapshot(donor, slot);
@@ -243,6 +314,7 @@ where
         let durable = self.core.durable_state();
         self.core = Replica::restart(self.core.id(), config, durable);
         self.outcomes.clear();
+        self.deferred.clear();
         let own = self.state.with(|state| state.slot_applied);
         if !self.install_peer_copy(env, own) {
             self.core.install_snapshot(own);

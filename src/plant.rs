@@ -29,12 +29,15 @@ pub(crate) const PLANTS: &[(&str, &str)] = &[
     ("snapshot-drops-exactly-once", "a snapshot carries the object without its exactly-once table"),
     // The client machine, and what the shells hand it, shared by the runtime and the simulator.
     ("floor-skips-in-flight", "a client's floor passes a write still in flight"),
-    ("retry-floor-past-itself", "a resubmitted write carries a floor past its own number"),
     ("read-one-short", "a linearizable read waits for one slot less than the watermark"),
     ("read-moves-without-watermark", "a read that moves to another copy waits there only for what that copy applied"),
     ("read-watermark-applied", "a read is handed its home copy's applied slot as the watermark"),
     ("watermark-after-apply", "a replica raises the commit watermark only after applying and completing"),
     ("applied-before-apply", "a replica announces slots applied before applying them"),
+    (
+        "put-off-slots-dropped",
+        "a replica forgets the committed slots it put off applying while a reader was in its copy",
+    ),
     // The hand-written concurrency.
     ("ring-tail-relaxed", "a ring publishes a written slot with a relaxed store"),
     ("ring-head-relaxed", "a ring hands a read slot back with a relaxed store"),
@@ -46,6 +49,7 @@ pub(crate) const PLANTS: &[(&str, &str)] = &[
     ("board-answer-any-number", "a berth takes pins and answers for any write's number, not only its own"),
     ("board-answer-no-notify", "an answer lands on the board without waking the owner's waiters"),
     ("copy-reader-no-fence", "a reader of a copy loads the writer flag without a fence after raising its indicator"),
+    ("copy-try-write-ignores-readers", "a writer that does not wait writes while readers are still in the copy"),
 ];
 
 /// The plant this build carries (`CORUM_PLANT` when it was built), empty for none.

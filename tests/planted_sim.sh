@@ -23,8 +23,8 @@ plants=(
     sparse-log-drops-last
     snapshot-drops-exactly-once
     floor-skips-in-flight
-    retry-floor-past-itself
     watermark-after-apply
+    put-off-slots-dropped
     read-one-short
     read-moves-without-watermark
     read-watermark-applied

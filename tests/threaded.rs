@@ -694,3 +694,92 @@ fn answers_not_yet_taken_never_block_a_submission() {
     drop(handle);
     cluster.shutdown().expect("shutdown");
 }
+
+/// A counter whose reads can be told to stop inside `dispatch` until a gate opens, as a
+/// reader descheduled in the middle of its read would.
+#[derive(Clone)]
+struct Gated {
+    value: u64,
+    gate: Arc<(Mutex<bool>, std::sync::Condvar)>,
+    inside: Arc<AtomicUsize>,
+}
+
+impl corum::Dispatch for Gated {
+    /// Whether the read stops at the gate.
+    type ReadOp = bool;
+    type WriteOp = u64;
+    type Response = u64;
+
+    fn dispatch(&self, &stop: &bool) -> u64 {
+        if stop {
+            self.inside.fetch_add(1, Ordering::SeqCst);
+            let (open, opened) = &*self.gate;
+            let mut open = open.lock().expect("gate");
+            while !*open {
+                open = opened.wait(open).expect("gate");
+            }
+        }
+        self.value
+    }
+
+    fn dispatch_mut(&mut self, add: &u64) -> u64 {
+        self.value += add;
+        self.value
+    }
+}
+
+/// A reader stuck inside `dispatch` on every copy holds back what the copies apply, never
+/// the replicas' votes: the writes still commit (the leader stays, the commit index moves
+/// past what any copy applied), and once the readers leave, every copy applies them and
+/// every write is answered. (A replica that waited for its readers inside its round would
+/// stop voting: nothing past the first write would commit.)
+#[test]
+fn a_reader_stuck_inside_dispatch_holds_back_its_copy_never_the_votes() {
+    let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    let inside = Arc::new(AtomicUsize::new(0));
+    let object = Gated { value: 0, gate: Arc::clone(&gate), inside: Arc::clone(&inside) };
+    let cluster = Builder::new(object).replicas(3).pin(false).build().expect("build");
+    let writer = cluster.handle();
+    assert_eq!(writer.execute_mut(1), Ok(1));
+    let leader = eventually("a leader", || cluster.leader());
+    // Three sessions homed on the three copies (homes go round the replicas by client id),
+    // each reading its home copy without waiting for a watermark.
+    let readers: Vec<_> = (0..3)
+        .map(|_| {
+            let handle = cluster.handle();
+            std::thread::spawn(move || handle.execute_stale(true))
+        })
+        .collect();
+    eventually("a reader inside every copy", || (inside.load(Ordering::SeqCst) == 3).then_some(()));
+    let applied: Vec<_> = cluster.stats().iter().map(|stats| stats.slot_applied).collect();
+    // Two waves, each committed in a slot of its own: the leader goes on voting, round
+    // after round, with no copy free to apply.
+    let mut tickets = Vec::new();
+    let mut committed = applied[leader];
+    for _ in 0..2 {
+        tickets.extend((0..10).map(|_| writer.submit(1).expect("submit")));
+        committed = eventually("the writes commit while no copy can apply them", || {
+            let now = cluster.stats()[leader].slot_committed;
+            (now > committed).then_some(now)
+        });
+    }
+    assert_eq!(cluster.leader(), Some(leader), "the leader kept leading");
+    let stats = cluster.stats();
+    for (replica, before) in applied.iter().enumerate() {
+        assert_eq!(stats[replica].slot_applied, *before, "replica {replica} applied with a reader inside");
+    }
+    assert!(tickets.iter().all(|ticket| !ticket.is_done()), "a write was answered with no copy applying");
+    *gate.0.lock().expect("gate") = true;
+    gate.1.notify_all();
+    for reader in readers {
+        // A stale read of a copy that had applied the first write, or not yet.
+        let read = reader.join().expect("reader");
+        assert!(matches!(read, Ok(0 | 1)), "{read:?}");
+    }
+    let answers: Vec<u64> = tickets.into_iter().map(|ticket| ticket.wait().expect("write")).collect();
+    assert_eq!(answers, (2..22).collect::<Vec<_>>());
+    assert_eq!(writer.execute(false), Ok(21));
+    drop(writer);
+    let copies = cluster.shutdown().expect("shutdown");
+    assert!(copies.iter().all(|copy| copy.value == 21));
+}

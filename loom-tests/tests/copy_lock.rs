@@ -96,3 +96,25 @@ fn a_try_read_overlapping_an_apply_reads_a_whole_batch_or_steps_back() {
         assert_eq!(lock.try_read(0, |&pair| pair), Some((1, 1)));
     });
 }
+
+/// A writer that does not wait (`try_write`, as a replica's round that puts off applying
+/// while a reader is in its copy) against a reader: it writes only once the reader is out,
+/// or gives up without touching the copy, and after giving up it leaves the flag clear, so
+/// that the reader gets in and a later try writes.
+#[test]
+fn a_try_write_against_a_reader_writes_whole_or_not_at_all() {
+    check("a_try_write_against_a_reader_writes_whole_or_not_at_all", Some(5), || {
+        let lock = Arc::new(CopyLock::new((0u32, 0u32), 2));
+        let reader = {
+            let lock = Arc::clone(&lock);
+            thread::spawn(move || lock.read(1, |&pair| pair))
+        };
+        let first = lock.try_write(apply).is_some();
+        let (a, b) = reader.join().unwrap();
+        assert_eq!(a, b, "the reader saw half a batch");
+        // The reader is out: a second try writes.
+        assert!(lock.try_write(apply).is_some(), "a try with no reader in gave up");
+        let applied = u32::from(first) + 1;
+        assert_eq!(lock.read(0, |&pair| pair), (applied, applied));
+    });
+}

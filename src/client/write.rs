@@ -12,7 +12,6 @@
 use super::route::write_target;
 use super::session::Numbers;
 use super::{ended, no_quorum, Time, Timing, View};
-use crate::plant::planted;
 use crate::Error;
 
 /// See the module docs. Small (replica indices in `u32`s, below
@@ -61,15 +60,9 @@ impl Write {
         }
     }
 
-    /// The numbers every submission of the write carries: the same each time, so that the
-    /// replicas' exactly-once table applies it once.
+    /// The write's numbers: those it was posted with, once.
     #[inline]
     pub(crate) fn numbers(&self) -> Numbers {
-        if planted!("retry-floor-past-itself") && self.sent_to != NOT_SENT {
-            // Planted bug: a resubmission carries a floor past its own number, as if its
-            // earlier submission had completed.
-            return Numbers { floor: self.numbers.sequence + 1, ..self.numbers };
-        }
         self.numbers
     }
 

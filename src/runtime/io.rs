@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use super::shared::{Posted, ReplicaShared, Shared, CRASHED, NOT_FORKED, RUNNING, STOPPED};
 use crate::digest::Verdict;
-use crate::driver::{Environment, StateCell};
+use crate::driver::Environment;
 use crate::protocol::{Message, Replica, ReplicaId, Slot};
 use crate::state::ReplicaState;
 use crate::sync::atomic::Ordering;
@@ -22,19 +22,6 @@ pub(crate) type Wire<D> = Message<Posted<D>>;
 /// Most messages taken from one ring, and writes collected from the board, per round, so
 /// that one busy input cannot starve the others.
 const INPUT_BUDGET: usize = 256;
-
-/// Where the driver finds a replica's copy of the object: behind the lock in the replica's
-/// shared cell, which readers and snapshot donors take too.
-pub(crate) struct LockedCopy<D: Dispatch> {
-    pub(super) shared: Arc<Shared<D>>,
-    pub(super) index: usize,
-}
-
-impl<D: Dispatch> StateCell<D> for LockedCopy<D> {
-    fn with<R>(&mut self, f: impl FnOnce(&mut ReplicaState<D>) -> R) -> R {
-        self.shared.replicas[self.index].state.write(f)
-    }
-}
 
 /// Rounds with input between two looks at the clock for a tick (a round without input
 /// always looks): a tick is late by a few tens of microseconds at most, and the six or so

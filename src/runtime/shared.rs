@@ -15,10 +15,12 @@ use super::reminder::Reminders;
 use super::worker::WorkerPlace;
 use crate::client::{Time, Timing, View};
 use crate::digest::DigestBoard;
+use crate::driver::StateCell;
 use crate::exactly_once::ClientId;
 use crate::protocol::{RoleKind, Slot};
 use crate::state::ReplicaState;
 use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use crate::sync::Arc;
 use crate::sync::{now, Mutex};
 use crate::transport::board::{Address, Board};
 use crate::transport::copy_lock::CopyLock;
@@ -62,6 +64,23 @@ impl<D: Dispatch> crate::state::Write<D> for Posted<D> {
 
 /// The cluster's write board: posted writes, and their answers.
 pub(crate) type WriteBoard<D> = Board<Posted<D>, Result<<D as Dispatch>::Response, Error>>;
+
+/// Where the driver finds a replica's copy of the object: behind the lock in the replica's
+/// shared cell, which readers and snapshot donors take too.
+pub(crate) struct LockedCopy<D: Dispatch> {
+    pub(super) shared: Arc<Shared<D>>,
+    pub(super) index: usize,
+}
+
+impl<D: Dispatch> StateCell<D> for LockedCopy<D> {
+    fn with<R>(&mut self, f: impl FnOnce(&mut ReplicaState<D>) -> R) -> R {
+        self.shared.replicas[self.index].state.write(f)
+    }
+
+    fn try_with<R>(&mut self, f: impl FnOnce(&mut ReplicaState<D>) -> R) -> Option<R> {
+        self.shared.replicas[self.index].state.try_write(f)
+    }
+}
 
 /// A replica thread's lifecycle, stored in [`ReplicaShared::status`].
 pub(crate) const RUNNING: u8 = 0;

@@ -13,8 +13,8 @@
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use super::io::{Io, LockedCopy, Wire};
-use super::shared::{role_code, Posted, ReplicaShared, Shared, CRASHED, RUNNING};
+use super::io::{Io, Wire};
+use super::shared::{role_code, LockedCopy, Posted, ReplicaShared, Shared, CRASHED, RUNNING};
 use crate::driver::Driver;
 use crate::protocol::{self, Replica, ReplicaId};
 use crate::sync::atomic::Ordering;

@@ -15,6 +15,7 @@ use crate::client::session::Session;
 use crate::client::write::{Step as WriteStep, Write};
 use crate::client::{Time, Timing, View};
 use crate::protocol::Slot;
+use crate::transport::board::{Address, LaneKey, Retracted};
 use crate::Dispatch;
 
 /// What a simulated client's session keeps for a write until it leaves the session.
@@ -22,6 +23,8 @@ use crate::Dispatch;
 pub(super) struct SessionWrite {
     /// Index into the run's table of submitted writes.
     pub(super) write: usize,
+    /// Its number in the client's lane of the write board.
+    pub(super) number: u64,
     /// Submitted more than once.
     pub(super) retried: bool,
     /// A replica applied it while nobody waited for it (its ticket was dropped): the
@@ -57,11 +60,22 @@ pub(super) struct Client<D: Dispatch> {
     ///
     /// [`SimConfig::abandon_ticks`]: super::SimConfig::abandon_ticks
     pub(super) gave_up: bool,
+    /// Its lane of the write board, claimed at its first write (as a runtime session
+    /// claims one), and the lane number of its write numbered 0.
+    pub(super) lane: Option<(LaneKey, u64)>,
 }
 
 impl<D: Dispatch> Client<D> {
     pub(super) fn new(home: usize) -> Self {
-        Self { session: Session::default(), tickets: BTreeMap::new(), read: None, issued: 0, home, gave_up: false }
+        Self {
+            session: Session::default(),
+            tickets: BTreeMap::new(),
+            read: None,
+            issued: 0,
+            home,
+            gave_up: false,
+            lane: None,
+        }
     }
 }
 
@@ -126,17 +140,46 @@ where
         Time(self.tick)
     }
 
-    /// Puts write `sequence` of `client`, with the numbers it carries, in `replica`'s
-    /// submission queue, which the replica takes at its next round.
-    fn submit(&mut self, client: usize, write: &Write, replica: usize) {
-        let numbers = write.numbers();
-        let Some(index) = self.clients[client].session.get_mut(numbers.sequence).map(|held| held.write) else {
-            return;
-        };
-        let op = self.writes[index].2.clone();
-        let request =
-            Request { client: client as u32, sequence: numbers.sequence, floor: numbers.floor, write: index, op };
-        self.nodes[replica].queue.push_back(request);
+    /// Lets go of `client`'s writes as its session does before it posts (the runtime's
+    /// `Session::let_go`): those at the front whose answer came while nobody waited, and
+    /// those past their deadline, which are retracted from the board so that no later
+    /// leader proposes them. Then tells the board which writes are finished.
+    fn let_go(&mut self, client: usize, now: Time) {
+        let Client { session, lane, .. } = &mut self.clients[client];
+        let Some((key, base)) = lane else { return };
+        let mut retracted = Vec::new();
+        session.let_go(
+            now,
+            |held| held.reported,
+            |held| retracted.push((held.write, self.board.retract(key, held.number))),
+        );
+        self.board.finished_below(key, *base + session.floor());
+        for (write, outcome) in retracted {
+            self.retracted(client, write, outcome);
+        }
+    }
+
+    /// Write `write` of `client` was retracted from the board, with `outcome`.
+    fn retracted(&mut self, client: usize, write: usize, outcome: Retracted) {
+        match outcome {
+            Retracted::Retracted if self.collected[write].is_some() => {
+                self.report.coverage.writes_retracted_after_collection += 1
+            }
+            Retracted::Retracted => {}
+            // Answers are taken as they land (`SimEnv::complete`): one found there, or
+            // being written, is a lost answer.
+            other => self.broke(format!("client {client}'s write {write} retracted: {other:?}")),
+        }
+    }
+
+    /// Client `client` gives up on its write `sequence`: retracts it and closes it.
+    fn give_up(&mut self, client: usize, sequence: u64) {
+        let state = &mut self.clients[client];
+        let Some(held) = state.session.close(sequence) else { return };
+        let (key, base) = state.lane.as_mut().expect("a client with a write holds a lane");
+        let outcome = self.board.retract(key, held.number);
+        self.board.finished_below(key, *base + state.session.floor());
+        self.retracted(client, held.write, outcome);
     }
 
     pub(super) fn clients_act(&mut self) {
@@ -177,17 +220,19 @@ where
         }
         for sequence in ended {
             // Its deadline passed: the client gives up on it (its outcome stays unknown), as
-            // a waiting `Ticket` reports `NoQuorum`, and the session lets it go.
+            // a waiting `Ticket` reports `NoQuorum`, and retracts it.
             self.clients[client].tickets.remove(&sequence);
-            self.clients[client].session.close(sequence);
+            self.give_up(client, sequence);
             self.report.abandoned += 1;
         }
-        for (write, to) in submissions {
+        for (write, _) in submissions {
+            // Submitting again only wakes the replica named (the write stays on the board,
+            // where whichever replica leads collects it): every replica runs its round
+            // each tick here.
             if let Some(held) = self.clients[client].session.get_mut(write.numbers().sequence) {
                 held.retried = true;
             }
             self.report.retries += 1;
-            self.submit(client, &write, to);
         }
     }
 
@@ -200,6 +245,18 @@ where
             return;
         }
         let now = self.now();
+        self.let_go(client, now);
+        let state = &mut self.clients[client];
+        if state.lane.is_none() {
+            let key = self.board.claim().expect("the board has a lane per client");
+            state.lane = Some((key.next(), key)).map(|(next, key)| (key, next - state.session.next_sequence()));
+        }
+        let (key, _) = state.lane.as_ref().expect("claimed");
+        if !self.board.can_post(key) {
+            // Every berth holds an unfinished write: the client writes again later, as a
+            // runtime submission waits for a berth.
+            return;
+        }
         let gives_up = match self.config.abandon_ticks {
             Some(ticks) if !self.clients[client].gave_up && self.rng.chance(1, 4) => Some(ticks),
             _ => None,
@@ -208,13 +265,16 @@ where
         let timing = self.timing(gives_up.unwrap_or(u64::MAX));
         let index = self.writes.len();
         self.writes.push((client as u32, 0, op.clone()));
+        self.collected.push(None);
         let state = &mut self.clients[client];
         state.issued += 1;
         state.gave_up |= gives_up.is_some();
+        let base = state.lane.as_ref().map_or(0, |&(_, base)| base);
+        // `let_go` above let go of everything the session's own would now.
         let numbers = state.session.open(
             now,
             now.after(timing.deadline),
-            |_| SessionWrite { write: index, retried: false, reported: false },
+            |numbers| SessionWrite { write: index, number: base + numbers.sequence, retried: false, reported: false },
             |held| held.reported,
             |_| {},
         );
@@ -234,9 +294,26 @@ where
                 return;
             }
         };
-        // Submitted with the numbers of a first submission, then marked submitted (as the
-        // runtime's `Ticket::try_submit` pushes, then tells the machine).
-        self.submit(client, &write, to);
+        // Posted once, then marked submitted (as the runtime's `Handle::submit` posts, then
+        // tells the machine and wakes the replica it names).
+        let (key, base) = self.clients[client].lane.as_mut().expect("claimed");
+        let address = Address { lane: key.lane(), number: key.next() };
+        if address.number != *base + numbers.sequence {
+            self.broke(format!("client {client}'s write {} posted as number {}", numbers.sequence, address.number));
+            return;
+        }
+        let request = Request {
+            address,
+            client: client as u32,
+            sequence: numbers.sequence,
+            floor: numbers.floor,
+            write: index,
+            op: self.writes[index].2.clone(),
+        };
+        if self.board.post(key, request).is_err() {
+            self.broke(format!("client {client}'s post refused after the board said it could post"));
+            return;
+        }
         let view = SimView { nodes: &self.nodes, watermark: self.watermark, leader_hint: self.leader_hint };
         write.submitted(to, now, &view, &timing);
         if dropped {

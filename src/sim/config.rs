@@ -57,14 +57,18 @@ pub struct FaultConfig {
     /// after every crash and restart, are always on.)
     pub wrong_hint_permille: u64,
     /// Chance per tick that the leader hint clients read points at a random replica for 1
-    /// to 20 ticks, as the runtime's does for a while after its leader stopped: writes then
-    /// go to a follower, which forwards them (or holds them until it knows a leader).
+    /// to 20 ticks, as the runtime's does for a while after its leader stopped: reads then
+    /// start from, and waiting writes wake, a replica that may not lead.
     pub misleading_hint_permille: u64,
     /// Chance that a replica resuming from a pause campaigns at once, as one whose clock
     /// ran on while it was stopped would: far behind, it then holds its old entries and
     /// those its promises report, far above them (the log's sparse form, see
     /// [`Config::log_sparse_span`](crate::protocol::Config::log_sparse_span)).
     pub resume_campaign_permille: u64,
+    /// Chance per round that a reader is in the replica's copy (descheduled inside its
+    /// read, say): the round puts off applying what it committed to a later round, as the
+    /// runtime's replica does rather than wait for the reader.
+    pub copy_busy_permille: u64,
 }
 
 impl FaultConfig {
@@ -89,6 +93,7 @@ impl FaultConfig {
             wrong_hint_permille: 0,
             misleading_hint_permille: 0,
             resume_campaign_permille: 0,
+            copy_busy_permille: 0,
         }
     }
 }
@@ -228,6 +233,9 @@ pub fn sweep_config(seed: u64) -> SimConfig {
             faults.wrong_hint_permille = 5 + rng.below(20);
         }
     }
+    if rng.chance(1, 2) {
+        config.faults.copy_busy_permille = 20 + rng.below(300);
+    }
     if rng.chance(1, 8) {
         config.protocol.election_stagger_ticks = 0;
     }
@@ -236,12 +244,12 @@ pub fn sweep_config(seed: u64) -> SimConfig {
     }
     // A share of the seeds run long, with faults all along: thousands of slots, clients
     // whose floors cross several words of the exactly-once table, snapshots of long logs.
-    if rng.chance(1, 32) {
+    if rng.chance(1, 20) {
         config.operations_per_client = 300 + rng.below(300) as usize;
         config.pipeline = 4 + rng.below(5) as usize;
         config.fault_ticks = 2_000 + rng.below(2_000);
-        // Batches big enough that the retries of 2 to 4 clients' deep pipelines, resubmitted
-        // at every change of leader, do not outrun the commits after a long fault period.
+        // Batches big enough that 2 to 4 clients' deep pipelines, collected again by every
+        // new leader, do not outrun the commits after a long fault period.
         config.protocol.batch_max = 16;
         config.liveness_ticks = 6_000;
     }

@@ -183,7 +183,7 @@ where
         let installed = driver.snapshots_installed();
         driver.restart(&mut SimEnv { sim: self, i, input: None, promised: false });
         let own_copy = driver.snapshots_installed() == installed;
-        let slot = driver.state().slot_applied;
+        let slot = driver.state().state.slot_applied;
         let node = &mut self.nodes[i];
         node.driver = Some(driver);
         node.crashed = false;

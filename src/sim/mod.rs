@@ -25,9 +25,10 @@
 //! in flight, crashes right after a promise; pauses, and campaigns right after them;
 //! partitions of a running leader; lost commit notices; simultaneous campaigns; replayed old
 //! messages; misleading leader hints. The clients are the runtime's own client machine
-//! (`crate::client`): they number their writes, submit them where the leader hint says,
-//! resubmit them on a routing change or after a timeout, give up on some (or drop their
-//! tickets), and read through the runtime's read path. A share of the seeds run long
+//! (`crate::client`) over the runtime's write board: they number their writes, post each
+//! once to a lane of their own (whichever replica leads collects it, every unfinished one
+//! again in a new ballot), give up on some at their deadline (retracting them) or drop
+//! their tickets, and read through the runtime's read path. A share of the seeds run long
 //! (thousands of slots, clients past several words of the exactly-once table, snapshots of
 //! long logs) or let logs take their sparse form. Each run reports how often it took the
 //! delicate paths ([`Coverage`]).

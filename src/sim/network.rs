@@ -17,6 +17,11 @@ use crate::{Dispatch, Error};
 /// sweep compares many checkpoints per seed.
 pub(super) const DIGEST_EVERY: u64 = 4;
 
+/// The most writes a leader collects from the board in one round in the simulator: few, so
+/// that collections that stop part way through the lanes are common (the runtime's budget
+/// is 256).
+const COLLECT_BUDGET: usize = 3;
+
 impl<D, W> Sim<'_, D, W>
 where
     D: Specification,
@@ -115,9 +120,15 @@ where
     /// [`SimEnv`]); then, now and then, a crash right after it sent a promise.
     pub(super) fn round(&mut self, i: usize, input: Input<D>) -> Result<(), Failure> {
         let mut driver = self.nodes[i].driver.take().expect("one round at a time");
+        let busy_permille = if self.tick < self.config.fault_ticks { self.config.faults.copy_busy_permille } else { 0 };
+        driver.state_mut().busy = self.rng.chance(busy_permille, 1000);
+        let deferred = driver.applies_deferred();
         let mut env = SimEnv { sim: self, i, input: Some(input), promised: false };
         driver.round(&mut env);
         let promised = env.promised;
+        if driver.applies_deferred() > deferred {
+            self.report.coverage.applies_deferred += 1;
+        }
         self.nodes[i].driver = Some(driver);
         if let Some(failure) = self.failure.take() {
             return Err(failure);
@@ -147,6 +158,31 @@ pub(super) struct SimEnv<'s, 'a, D: Dispatch, W> {
     pub(super) input: Option<Input<D>>,
     /// Whether the round sent a promise (a crash may follow it).
     pub(super) promised: bool,
+}
+
+impl<D, W> SimEnv<'_, '_, D, W>
+where
+    D: Specification,
+    W: FnMut(&mut SimRng, usize) -> ClientOp<D>,
+{
+    /// While this replica leads, collects client writes from the board, as the runtime's
+    /// `Io::intake` does (every unfinished one again in a new ballot), [`COLLECT_BUDGET`] at
+    /// most per round.
+    fn intake(&mut self, core: &mut Replica<Request<D>>) -> bool {
+        if !core.is_leader() {
+            return false;
+        }
+        let ballot = core.ballot_promised();
+        let Sim { nodes, board, collected, report, .. } = &mut *self.sim;
+        let taken = nodes[self.i].collector.collect(board, ballot.as_u64(), COLLECT_BUDGET, |_, request| {
+            let earlier = collected[request.write].replace(ballot);
+            if earlier.is_some_and(|earlier| earlier != ballot) {
+                report.coverage.writes_collected_again += 1;
+            }
+            core.propose(request);
+        });
+        taken > 0
+    }
 }
 
 impl<D, W> Environment<D, Request<D>> for SimEnv<'_, '_, D, W>
@@ -189,11 +225,7 @@ where
             }
             None => false,
         };
-        let queue = std::mem::take(&mut self.sim.nodes[self.i].queue);
-        let taken = !queue.is_empty();
-        for request in queue {
-            core.propose(request);
-        }
+        let taken = self.intake(core);
         fed || taken
     }
 
@@ -315,10 +347,22 @@ where
     /// next operation at once, in the middle of this round, as a woken caller would: a read
     /// that begins now must see the write. A write whose ticket was dropped is only marked
     /// done, for its session to let go of it.
+    /// Answers the write on the board, as the runtime's `Io::complete` does; the client
+    /// takes an answer that landed at once (a ticket woken by it), or lets it wait for the
+    /// session's next write if nobody waits for the write.
     fn complete(&mut self, request: &Request<D>, result: Result<D::Response, Error>) {
         let sim = &mut *self.sim;
+        if !sim.board.answer(request.address, result) {
+            // Answered already by a replica that applied it first, or retracted.
+            return;
+        }
         let client = request.client as usize;
         let state = &mut sim.clients[client];
+        let (key, _) = state.lane.as_mut().expect("a client with a write on the board holds a lane");
+        let Some(result) = sim.board.take(key, request.address.number) else {
+            sim.broke(format!("client {client}'s answer to write {} landed and cannot be taken", request.sequence));
+            return;
+        };
         let Some(ticket) = state.tickets.remove(&request.sequence) else {
             if let Some(held) = state.session.get_mut(request.sequence) {
                 held.reported = true;

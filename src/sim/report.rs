@@ -84,6 +84,13 @@ pub struct Coverage {
     /// Client writes a replica that does not lead forwarded to the one it takes for the
     /// leader.
     pub writes_forwarded: u64,
+    /// A leader collected from the write board a write that a leader of an earlier ballot
+    /// had collected (a change of leader with no resubmission).
+    pub writes_collected_again: u64,
+    /// A client retracted a write a leader had collected (given up on at its deadline).
+    pub writes_retracted_after_collection: u64,
+    /// A replica put off applying committed slots because a reader was in its copy.
+    pub applies_deferred: u64,
 }
 
 /// The slot from which a snapshot counts as one of a long log ([`Coverage::snapshots_of_long_logs`]).
@@ -91,7 +98,7 @@ pub const LONG_LOG: u64 = 500;
 
 impl Coverage {
     /// Every path with its name and count, in a fixed order.
-    pub fn paths(&self) -> [(&'static str, u64); 13] {
+    pub fn paths(&self) -> [(&'static str, u64); 16] {
         [
             ("phase 1 chose among different values", self.recoveries_contested),
             ("candidate preempted by a higher ballot", self.candidacies_preempted),
@@ -106,6 +113,9 @@ impl Coverage {
             ("log moved back to its ring", self.logs_made_dense),
             ("snapshot of a long log installed", self.snapshots_of_long_logs),
             ("writes forwarded by a replica that does not lead", self.writes_forwarded),
+            ("write collected again by a leader of a later ballot", self.writes_collected_again),
+            ("write retracted after a leader collected it", self.writes_retracted_after_collection),
+            ("apply put off while a reader held the copy", self.applies_deferred),
         ]
     }
 

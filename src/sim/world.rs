@@ -2,7 +2,7 @@
 //! runtime's state type), the network, the clients, the history, and the run loop. Faults,
 //! clients, the network and the checks add their methods to [`Sim`] from files of their own.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::hash::Hash;
 
@@ -11,15 +11,18 @@ use super::config::{ClientOp, SimConfig};
 use super::linearizability::{Operation, Specification};
 use super::report::{Failure, Report};
 use super::rng::SimRng;
-use crate::driver::Driver;
+use crate::driver::{Driver, StateCell};
 use crate::exactly_once::ClientId;
 use crate::protocol::{Ballot, Message, Replica, ReplicaId, Slot};
 use crate::state::{ReplicaState, Write};
-use crate::Dispatch;
+use crate::transport::board::{Address, Board, Collector};
+use crate::{Dispatch, Error};
 
-/// A client's write request as the simulated protocol orders it: who, the numbers it
-/// carries, which write, and the operation (the runtime's `Request`, as a value).
+/// A client's write as the simulated protocol orders it: who, the numbers it carries,
+/// which write, the operation, and where it is posted on the write board (the runtime's
+/// `Posted`, with the index into the run's table of writes for the checks).
 pub(super) struct Request<D: Dispatch> {
+    pub(super) address: Address,
     pub(super) client: u32,
     pub(super) sequence: u64,
     pub(super) floor: u64,
@@ -33,7 +36,14 @@ where
     D::WriteOp: Clone,
 {
     fn clone(&self) -> Self {
-        Self { client: self.client, sequence: self.sequence, floor: self.floor, write: self.write, op: self.op.clone() }
+        Self {
+            address: self.address,
+            client: self.client,
+            sequence: self.sequence,
+            floor: self.floor,
+            write: self.write,
+            op: self.op.clone(),
+        }
     }
 }
 
@@ -63,7 +73,28 @@ impl<D: Dispatch> Write<D> for Request<D> {
 
 /// A simulated replica: the runtime's driver over a protocol core and the runtime's state
 /// type, owned here instead of behind a lock.
-pub(super) type SimDriver<D> = Driver<D, Request<D>, ReplicaState<D>>;
+pub(super) type SimDriver<D> = Driver<D, Request<D>, SimCopy<D>>;
+
+/// A simulated replica's copy of the object: its state, owned here, and whether a reader
+/// is in it for the coming round (see [`FaultConfig::copy_busy_permille`]), in which case
+/// the driver puts off applying, as the runtime's does when `CopyLock::try_write` finds a
+/// reader in the copy.
+///
+/// [`FaultConfig::copy_busy_permille`]: super::FaultConfig::copy_busy_permille
+pub(super) struct SimCopy<D> {
+    pub(super) state: ReplicaState<D>,
+    pub(super) busy: bool,
+}
+
+impl<D> StateCell<D> for SimCopy<D> {
+    fn with<R>(&mut self, f: impl FnOnce(&mut ReplicaState<D>) -> R) -> R {
+        f(&mut self.state)
+    }
+
+    fn try_with<R>(&mut self, f: impl FnOnce(&mut ReplicaState<D>) -> R) -> Option<R> {
+        (!self.busy).then(|| f(&mut self.state))
+    }
+}
 
 pub(super) struct Node<D: Dispatch> {
     /// The replica: its core, and its state (object, exactly-once table, applied slot).
@@ -76,9 +107,9 @@ pub(super) struct Node<D: Dispatch> {
     pub(super) restart_at: Option<u64>,
     /// The promise this replica had made when it last crashed, once it restarted.
     pub(super) promise_before_crash: Ballot,
-    /// Client writes submitted to it, taken at its next round (the runtime's submission
-    /// queue, which outlives a crash too).
-    pub(super) queue: VecDeque<Request<D>>,
+    /// What it collected from the write board, per lane, in its current ballot (the
+    /// runtime's `Io::collector`).
+    pub(super) collector: Collector,
     /// Every slot below this has been applied to its state, as it last published it (the
     /// runtime's `ReplicaShared::slot_applied`): what clients see of it, also while its
     /// round runs.
@@ -105,7 +136,7 @@ impl<D: Dispatch> Node<D> {
     }
 
     pub(super) fn state(&self) -> &ReplicaState<D> {
-        self.driver().state()
+        &self.driver().state().state
     }
 }
 
@@ -142,6 +173,10 @@ pub(super) struct Hint {
     pub(super) down: bool,
 }
 
+/// Berths of a client's lane beyond its pipeline: room for the one write per client that
+/// is dropped (never waited for) while it is still unanswered, and one more.
+const BERTHS_BEYOND_PIPELINE: usize = 2;
+
 pub(super) struct Sim<'a, D: Dispatch, W> {
     pub(super) seed: u64,
     pub(super) rng: SimRng,
@@ -153,7 +188,13 @@ pub(super) struct Sim<'a, D: Dispatch, W> {
     pub(super) nodes: Vec<Node<D>>,
     pub(super) network: Vec<InFlight<D>>,
     pub(super) clients: Vec<Client<D>>,
+    /// The cluster's write board, a lane per client: clients post their writes there once,
+    /// the leader collects them, the first replica to apply a write answers it (the
+    /// runtime's own board, driven from one thread).
+    pub(super) board: Board<Request<D>, Result<D::Response, Error>>,
     pub(super) writes: Vec<(u32, u64, D::WriteOp)>,
+    /// Per write (as `writes`), the ballot in which a leader last collected it.
+    pub(super) collected: Vec<Option<Ballot>>,
     pub(super) history: Vec<Operation<D>>,
     /// The highest commit index any replica reached: what the runtime's read watermark holds.
     pub(super) watermark: Slot,
@@ -199,13 +240,13 @@ where
             .map(|i| Node {
                 driver: Some(Driver::new(
                     Replica::new(ReplicaId::new(i), protocol.clone()),
-                    ReplicaState::new(initial.clone()),
+                    SimCopy { state: ReplicaState::new(initial.clone()), busy: false },
                 )),
                 crashed: false,
                 paused: false,
                 restart_at: None,
                 promise_before_crash: Ballot::ZERO,
-                queue: VecDeque::new(),
+                collector: Collector::default(),
                 applied_published: Slot::ZERO,
             })
             .collect();
@@ -221,7 +262,9 @@ where
             nodes,
             network: Vec::new(),
             clients,
+            board: Board::new(config.clients, config.pipeline + BERTHS_BEYOND_PIPELINE),
             writes: Vec::new(),
+            collected: Vec::new(),
             history: Vec::new(),
             watermark: Slot::ZERO,
             leader_hint: 0,

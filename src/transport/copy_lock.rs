@@ -55,6 +55,11 @@ use crate::transport::event::EventCount;
 /// Spins before a waiting thread parks or starts yielding its core.
 const SPINS: u32 = if cfg!(corum_loom) { 0 } else { 64 };
 
+/// Spins [`CopyLock::try_write`] waits for readers to leave before it gives up: a few
+/// microseconds, far longer than a read of a small object, far shorter than a reader
+/// descheduled inside its read.
+const TRY_SPINS: u32 = if cfg!(corum_loom) { 0 } else { 1024 };
+
 /// Whether each side's raise and look are ordered by a `SeqCst` fence between them (under
 /// loom) or by being `SeqCst` accesses themselves (see the module docs, "Ordering").
 const FENCES: bool = cfg!(corum_loom);
@@ -185,6 +190,36 @@ impl<T> CopyLock<T> {
         }
         // Clears the flag and wakes waiters even if `f` unwinds or a wait below does.
         let _release = Release(self);
+        self.drain(None);
+        // SAFETY: we hold the flag (no other writer), and every reader either left before
+        // our load of its indicator saw zero or will see the flag and step back before it
+        // reads (see `read`), so nothing else reaches the value until we clear the flag.
+        self.value.with_mut(|value| f(unsafe { &mut *value }))
+    }
+
+    /// [`CopyLock::write`] for a writer with other work to do: `None`, without running `f`,
+    /// if another writer has the flag or a reader is still in the value after a short
+    /// spin (one descheduled inside its read, say). Readers arriving while it spins step
+    /// back (the flag is raised), so steady short reads cannot keep it out; a reader that
+    /// stays in does, and the caller tries again later instead of waiting for it.
+    pub fn try_write<R>(&self, f: impl FnOnce(&mut T) -> R) -> Option<R> {
+        // Acquire (at least) pairs with the previous writer's Release clear.
+        if self.writer.compare_exchange(false, true, SIDE, Ordering::Relaxed).is_err() {
+            return None;
+        }
+        // Clears the flag and wakes waiters, whether it wrote or gave up.
+        let _release = Release(self);
+        if !self.drain(Some(TRY_SPINS)) && !planted!("copy-try-write-ignores-readers") {
+            return None;
+        }
+        // SAFETY: as in `write`: we hold the flag and saw every indicator at zero.
+        Some(self.value.with_mut(|value| f(unsafe { &mut *value })))
+    }
+
+    /// For a writer holding the flag: waits until every reader indicator is zero, spinning
+    /// then yielding, or, with `patience`, for at most that many spins. Returns whether
+    /// they all were.
+    fn drain(&self, patience: Option<u32>) -> bool {
         if FENCES {
             fence(Ordering::SeqCst);
         }
@@ -193,7 +228,10 @@ impl<T> CopyLock<T> {
             // Acquire (at least) pairs with each reader's Release decrement: what it read
             // happens before what we write.
             while indicator.load(SIDE) != 0 {
-                if waited < SPINS {
+                if patience.is_some_and(|patience| waited >= patience) {
+                    return false;
+                }
+                if waited < SPINS.max(patience.unwrap_or(0)) {
                     waited += 1;
                     spin_loop();
                 } else {
@@ -201,10 +239,7 @@ impl<T> CopyLock<T> {
                 }
             }
         }
-        // SAFETY: we hold the flag (no other writer), and every reader either left before
-        // our load of its indicator saw zero or will see the flag and step back before it
-        // reads (see `read`), so nothing else reaches the value until we clear the flag.
-        self.value.with_mut(|value| f(unsafe { &mut *value }))
+        true
     }
 
     /// Returns once the writer flag was seen clear: spins, then parks until a writer
