@@ -95,6 +95,10 @@ pub(crate) trait Environment<D: Dispatch, C> {
     /// Step 3, last: `command` took effect here with `result`; complete its caller.
     fn complete(&mut self, command: &C, result: Result<D::Response, Error>);
 
+    /// Step 3, after the last `complete` of a round: for an environment that wakes callers
+    /// once per batch rather than once per write. Nothing by default.
+    fn completed(&mut self) {}
+
     /// Step 4: the running peers that could hand over a snapshot (none whose copy is known
     /// diverged), with how far each applied.
     fn donors(&self) -> Vec<(usize, Slot)>;
@@ -277,6 +281,7 @@ where
         for outcome in self.outcomes.drain(..) {
             env.complete(&committed[outcome.batch].1.commands()[outcome.index], outcome.result);
         }
+        env.completed();
         true
     }
 

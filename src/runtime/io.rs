@@ -43,6 +43,8 @@ pub(crate) struct Io<D: Dispatch> {
     pub(super) next_tick: Instant,
     /// Rounds with input since the clock was last read for a tick ([`BUSY_ROUNDS_PER_LOOK`]).
     pub(super) busy_rounds: u32,
+    /// The lanes `complete` answered writes in and `completed` has not woken yet.
+    answered_lanes: Vec<u32>,
     pub(super) watermark_published: u64,
     pub(super) messages_dropped: u64,
     /// Whether `send` wakes the peers it sends to: the pinned thread's rounds do; a client
@@ -79,6 +81,7 @@ impl<D: Dispatch> Io<D> {
             collector: Collector::default(),
             next_tick: now(),
             busy_rounds: 0,
+            answered_lanes: Vec::new(),
             watermark_published: 0,
             messages_dropped: 0,
             notify_peers: true,
@@ -286,8 +289,19 @@ impl<D: Dispatch> Environment<D, Posted<D>> for Io<D> {
     /// replica answers.
     fn complete(&mut self, write: &Posted<D>, result: Result<D::Response, Error>) {
         // Acquire pairs with the Release swap in `checkpoint`.
-        if !self.me().diverged.load(Ordering::Acquire) {
-            self.shared.board.answer(write.address, result);
+        if !self.me().diverged.load(Ordering::Acquire)
+            && self.shared.board.answer_quietly(write.address, result)
+            && self.answered_lanes.last() != Some(&write.address.lane)
+        {
+            self.answered_lanes.push(write.address.lane);
+        }
+    }
+
+    /// Wakes each lane answered since the last call once (a batch's writes from one lane
+    /// sit together, in the order the leader collected them).
+    fn completed(&mut self) {
+        for lane in self.answered_lanes.drain(..) {
+            self.shared.board.wake(lane);
         }
     }
 
