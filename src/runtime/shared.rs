@@ -96,6 +96,10 @@ pub(crate) const NOT_FORKED: u64 = u64::MAX;
 pub(crate) struct Options {
     /// When the cluster was built: the clients' clock counts from it ([`Shared::time`]).
     pub(crate) epoch: Instant,
+    /// The coarse clock's reading at `epoch` (`CLOCK_MONOTONIC` read then) and its
+    /// resolution, if a write's start may be read from the coarse clock
+    /// ([`Shared::recent_time`]).
+    pub(crate) coarse: Option<(u64, u64)>,
     /// The clients' deadline, retry interval and read switch interval, in nanoseconds.
     pub(crate) timing: Timing,
     pub(crate) tick: Duration,
@@ -304,6 +308,20 @@ impl<D: Dispatch> Shared<D> {
     #[inline]
     pub(crate) fn time(&self) -> Time {
         Time(nanos(now().saturating_duration_since(self.options.epoch)))
+    }
+
+    /// [`Shared::time`] from the coarse clock, where it exists and the deadline is long
+    /// enough that its resolution does not matter (see `Builder::build`): the kernel's
+    /// last timer tick plus one resolution, so never early and at most a tick (1 to 10 ms)
+    /// late, at an eighth of the precise read's cost. For a write's start, from which its
+    /// deadline counts: the precise read was the largest single cost of a pipelined write
+    /// (docs/BENCHMARKS.md).
+    #[inline]
+    pub(crate) fn recent_time(&self) -> Time {
+        match self.options.coarse {
+            Some((epoch, resolution)) => Time((crate::sync::coarse_now() + resolution).saturating_sub(epoch)),
+            None => self.time(),
+        }
     }
 
     /// The moment `time` stands for.

@@ -137,7 +137,7 @@ impl<D: Dispatch> Ticket<D> {
         waits_at_once: bool,
     ) -> Result<Self, Error> {
         let shared = &*session.shared;
-        let started = shared.time();
+        let started = shared.recent_time();
         let mut now = started;
         let deadline = started.after(shared.options.timing.deadline);
         let mut idler = Idler::new(shared.options.idle, shared.options.spin, true);
