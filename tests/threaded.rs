@@ -768,6 +768,7 @@ fn a_reader_stuck_inside_dispatch_holds_back_its_copy_never_the_votes() {
     for (replica, before) in applied.iter().enumerate() {
         assert_eq!(stats[replica].slot_applied, *before, "replica {replica} applied with a reader inside");
     }
+    assert!(stats[leader].applies_put_off > 0, "the leader's stats show no apply put off");
     assert!(tickets.iter().all(|ticket| !ticket.is_done()), "a write was answered with no copy applying");
     *gate.0.lock().expect("gate") = true;
     gate.1.notify_all();

@@ -99,6 +99,9 @@ pub struct ReplicaStats {
     /// Snapshots it installed to catch up (after a restart, or after falling behind the
     /// log window).
     pub snapshots_installed: u64,
+    /// Rounds in which it put off applying committed slots because a reader was in its
+    /// copy (it applies them in a later round; docs/ARCHITECTURE.md, "Reads").
+    pub applies_put_off: u64,
     /// The core it is pinned to (the operating system's core id), if any.
     pub core: Option<usize>,
     /// Its measured speed: the average time its thread takes per round of work (an
@@ -178,6 +181,7 @@ impl<D: Dispatch> Cluster<D> {
                     commands_waiting: load(&stats.commands_waiting),
                     log_len: load(&stats.log_len),
                     snapshots_installed: load(&stats.snapshots_installed),
+                    applies_put_off: load(&stats.applies_put_off),
                     core: self.cores[replica].map(|core| core.id),
                     round_time: std::time::Duration::from_nanos(load(&stats.round_nanos)),
                     stalled: std::time::Duration::from_nanos(load(&stats.stalled_nanos)),

@@ -139,6 +139,7 @@ pub(crate) struct StatsCell {
     pub(crate) commands_waiting: AtomicU64,
     pub(crate) log_len: AtomicU64,
     pub(crate) snapshots_installed: AtomicU64,
+    pub(crate) applies_put_off: AtomicU64,
     /// The replica thread's average time per round of work, in nanoseconds (0 until it
     /// measured one): see `LeaderPolicy::Fastest`.
     pub(crate) round_nanos: AtomicU64,

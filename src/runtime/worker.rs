@@ -143,6 +143,7 @@ impl<D: Dispatch> Worker<D> {
         stats.commands_waiting.store(waiting as u64, Ordering::Relaxed);
         stats.log_len.store(core.log_len() as u64, Ordering::Relaxed);
         stats.snapshots_installed.store(self.driver.snapshots_installed(), Ordering::Relaxed);
+        stats.applies_put_off.store(self.driver.applies_deferred(), Ordering::Relaxed);
     }
 }
 
