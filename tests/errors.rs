@@ -130,6 +130,31 @@ fn without_a_majority_writes_fail_with_no_quorum_within_the_deadline() {
     assert_eq!(copies[0].map.get(&1), Some(&1), "the write that timed out never committed");
 }
 
+/// A deadline long enough that a write's start is read from the coarse clock (on Linux,
+/// at least 256 of its ticks): the write still fails with `NoQuorum` at about its deadline,
+/// neither at once nor early by more than the coarse clock's slack (a timer tick that the
+/// kernel may run late; 50 ms is far more than either).
+#[test]
+fn a_long_deadline_read_from_the_coarse_clock_still_holds() {
+    let deadline = Duration::from_millis(1_200);
+    let cluster = Builder::new(Kv::default()).replicas(3).deadline(deadline).build().expect("build");
+    let handle = cluster.handle();
+    until_ok("a write with a majority", || handle.execute_mut(KvWrite::Put { id: id(0), key: 1, value: 1 }));
+    for replica in 0..3 {
+        cluster.faults().pause(replica).expect("pause");
+    }
+    let started = Instant::now();
+    let outcome = handle.execute_mut(KvWrite::Put { id: id(1), key: 1, value: 2 });
+    let waited = started.elapsed();
+    assert!(matches!(outcome, Err(Error::NoQuorum { .. })), "{outcome:?}");
+    assert!(waited + Duration::from_millis(50) >= deadline, "failed {waited:?} into a deadline of {deadline:?}");
+    for replica in 0..3 {
+        cluster.faults().resume(replica).expect("resume");
+    }
+    drop(handle);
+    cluster.shutdown().expect("shutdown");
+}
+
 #[test]
 fn a_panicking_write_fails_alone_and_the_replicas_stay_equal() {
     let cluster = Builder::new(Kv::default()).replicas(3).deadline(PATIENCE).build().expect("build");

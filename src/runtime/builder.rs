@@ -168,8 +168,10 @@ impl<D: Dispatch> Builder<D> {
     ///
     /// A write's deadline counts from its submission, read on Linux from the coarse clock
     /// (`CLOCK_MONOTONIC_COARSE`, a timer tick's resolution, at an eighth of the cost of a
-    /// precise read) when the deadline is at least 64 of those ticks: it may then end up to
-    /// a tick (1 to 10 ms) late, never early. Shorter deadlines read the precise clock.
+    /// precise read) when the deadline is at least 256 of those ticks (a second where the
+    /// kernel ticks every 4 ms): it may then end up to a tick (1 to 10 ms) late, or, where
+    /// the kernel runs its tick late (a loaded virtual machine), early by that lateness,
+    /// typically under a millisecond. Shorter deadlines read the precise clock.
     pub fn deadline(mut self, deadline: Duration) -> Self {
         self.deadline = deadline;
         self
@@ -360,10 +362,9 @@ impl<D: Dispatch> Builder<D> {
         let election = self.tick * self.election_ticks;
         let epoch = crate::sync::now();
         // A write's start may be read from the coarse clock if its resolution is at most
-        // 1/64 of the deadline: a start up to a tick late then lengthens a deadline by
-        // under 2 %.
+        // 1/256 of the deadline: a start a tick off then moves a deadline by under 0.4 %.
         let coarse = crate::sync::coarse_clock()
-            .filter(|&(_, resolution)| resolution > 0 && u128::from(resolution) * 64 <= self.deadline.as_nanos())
+            .filter(|&(_, resolution)| resolution > 0 && u128::from(resolution) * 256 <= self.deadline.as_nanos())
             .map(|(_, resolution)| (crate::sync::monotonic_now(), resolution));
         let options = Options {
             epoch,

@@ -313,8 +313,8 @@ impl<D: Dispatch> Shared<D> {
 
     /// [`Shared::time`] from the coarse clock, where it exists and the deadline is long
     /// enough that its resolution does not matter (see `Builder::build`): the kernel's
-    /// last timer tick plus one resolution, so never early and at most a tick (1 to 10 ms)
-    /// late, at an eighth of the precise read's cost. For a write's start, from which its
+    /// last timer tick plus one resolution, so at most a tick (1 to 10 ms) late, and early
+    /// only where the kernel ran its tick late, at an eighth of the precise read's cost. For a write's start, from which its
     /// deadline counts: the precise read was the largest single cost of a pipelined write
     /// (docs/BENCHMARKS.md).
     #[inline]
