@@ -133,27 +133,27 @@ mod imp {
 
 pub(crate) use imp::*;
 
-/// A coarse monotonic clock: the nanoseconds of the same clock `std::time::Instant` reads
-/// on Linux (`CLOCK_MONOTONIC`) as of the kernel's last timer tick, and the clock's
-/// resolution (a tick, 1 to 10 ms). Reading it costs about 3 ns against about 24 ns for
-/// `Instant::now` here (docs/BENCHMARKS.md). `None` elsewhere and under loom.
+/// The coarse monotonic clock's resolution (a kernel timer tick, 1 to 10 ms): the clock
+/// [`coarse_now`] reads, which on Linux counts the nanoseconds of the clock
+/// `std::time::Instant` reads (`CLOCK_MONOTONIC`) as of the last tick. Reading it costs
+/// about 3 ns against about 24 ns for `Instant::now` here (docs/BENCHMARKS.md). `None`
+/// elsewhere and under loom.
 #[cfg(all(target_os = "linux", not(corum_loom)))]
-pub(crate) fn coarse_clock() -> Option<(u64, u64)> {
-    let (now, resolution) = (read_clock(libc::clock_gettime)?, read_clock(libc::clock_getres)?);
-    Some((now, resolution))
+pub(crate) fn coarse_resolution() -> Option<u64> {
+    read_clock(libc::clock_getres, libc::CLOCK_MONOTONIC_COARSE)
 }
 
 #[cfg(not(all(target_os = "linux", not(corum_loom))))]
-pub(crate) fn coarse_clock() -> Option<(u64, u64)> {
+pub(crate) fn coarse_resolution() -> Option<u64> {
     None
 }
 
-/// The coarse clock's nanoseconds now (see [`coarse_clock`]), for a caller that checked
-/// it exists.
+/// The coarse clock's nanoseconds now (see [`coarse_resolution`]), for a caller that
+/// checked it exists.
 #[cfg(all(target_os = "linux", not(corum_loom)))]
 #[inline]
 pub(crate) fn coarse_now() -> u64 {
-    read_clock(libc::clock_gettime).unwrap_or(0)
+    read_clock(libc::clock_gettime, libc::CLOCK_MONOTONIC_COARSE).unwrap_or(0)
 }
 
 #[cfg(not(all(target_os = "linux", not(corum_loom))))]
@@ -164,14 +164,7 @@ pub(crate) fn coarse_now() -> u64 {
 /// `CLOCK_MONOTONIC`'s nanoseconds now, precisely: where the coarse clock counts from.
 #[cfg(all(target_os = "linux", not(corum_loom)))]
 pub(crate) fn monotonic_now() -> u64 {
-    let mut time = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `time` is a valid, writable `timespec` for the call's duration.
-    let status = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut time) };
-    if status == 0 {
-        (time.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(time.tv_nsec as u64)
-    } else {
-        0
-    }
+    read_clock(libc::clock_gettime, libc::CLOCK_MONOTONIC).unwrap_or(0)
 }
 
 #[cfg(not(all(target_os = "linux", not(corum_loom))))]
@@ -179,14 +172,17 @@ pub(crate) fn monotonic_now() -> u64 {
     0
 }
 
-/// Calls `read` (`clock_gettime` or `clock_getres`) on `CLOCK_MONOTONIC_COARSE`.
+/// Calls `read` (`clock_gettime` or `clock_getres`) on `clock`, in nanoseconds.
 #[cfg(all(target_os = "linux", not(corum_loom)))]
 #[inline]
-fn read_clock(read: unsafe extern "C" fn(libc::clockid_t, *mut libc::timespec) -> libc::c_int) -> Option<u64> {
+fn read_clock(
+    read: unsafe extern "C" fn(libc::clockid_t, *mut libc::timespec) -> libc::c_int,
+    clock: libc::clockid_t,
+) -> Option<u64> {
     let mut time = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: both functions take a clock id and a valid, writable `timespec`, which
     // `time` is for the call's duration.
-    let status = unsafe { read(libc::CLOCK_MONOTONIC_COARSE, &mut time) };
+    let status = unsafe { read(clock, &mut time) };
     (status == 0).then(|| (time.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(time.tv_nsec as u64))
 }
 

@@ -216,12 +216,6 @@ impl<C> fmt::Debug for BatchBuffers<C> {
     }
 }
 
-impl<C> Default for BatchBuffers<C> {
-    fn default() -> Self {
-        Self::new(0)
-    }
-}
-
 impl<C: PartialEq> PartialEq for Batch<C> {
     /// Batches are equal when they hold equal commands in the same order.
     fn eq(&self, other: &Self) -> bool {

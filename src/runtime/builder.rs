@@ -363,9 +363,9 @@ impl<D: Dispatch> Builder<D> {
         let epoch = crate::sync::now();
         // A write's start may be read from the coarse clock if its resolution is at most
         // 1/256 of the deadline: a start a tick off then moves a deadline by under 0.4 %.
-        let coarse = crate::sync::coarse_clock()
-            .filter(|&(_, resolution)| resolution > 0 && u128::from(resolution) * 256 <= self.deadline.as_nanos())
-            .map(|(_, resolution)| (crate::sync::monotonic_now(), resolution));
+        let coarse = crate::sync::coarse_resolution()
+            .filter(|&resolution| resolution > 0 && u128::from(resolution) * 256 <= self.deadline.as_nanos())
+            .map(|resolution| (crate::sync::monotonic_now(), resolution));
         let options = Options {
             epoch,
             coarse,

@@ -1,6 +1,6 @@
 //! The runtime's environment for the replica driver ([`Io`]): a replica's rings, the write
-//! board (collected while it leads) and its clock for input; the shared commit watermark and leader hint, the
-//! rings again for output; the lock-protected copy that readers and snapshot donors share.
+//! board (collected while it leads) and its clock for input; the shared commit watermark,
+//! leader hint and rings for output; the copy that readers and snapshot donors share.
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -184,11 +184,7 @@ impl<D: Dispatch> Io<D> {
 /// that crashed (its rounds no longer run, so the ring ends empty) or whose pre-crash
 /// messages must go.
 fn drain<D: Dispatch>(consumer: &mut Consumer<Wire<D>>) -> u64 {
-    let mut dropped = 0;
-    while consumer.pop().is_some() {
-        dropped += 1;
-    }
-    dropped
+    std::iter::from_fn(|| consumer.pop()).count() as u64
 }
 
 impl<D: Dispatch> Environment<D, Posted<D>> for Io<D> {
@@ -285,8 +281,8 @@ impl<D: Dispatch> Environment<D, Posted<D>> for Io<D> {
         me.applied.notify();
     }
 
-    /// Answers the write on the board, unless this copy is known diverged: a healthy
-    /// replica answers.
+    /// Answers the write on the board (quietly: see `completed`) unless this copy is known
+    /// diverged.
     fn complete(&mut self, write: &Posted<D>, result: Result<D::Response, Error>) {
         // Acquire pairs with the Release swap in `checkpoint`.
         if !self.me().diverged.load(Ordering::Acquire)

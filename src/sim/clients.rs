@@ -249,7 +249,8 @@ where
         let state = &mut self.clients[client];
         if state.lane.is_none() {
             let key = self.board.claim().expect("the board has a lane per client");
-            state.lane = Some((key.next(), key)).map(|(next, key)| (key, next - state.session.next_sequence()));
+            let base = key.next() - state.session.next_sequence();
+            state.lane = Some((key, base));
         }
         let (key, _) = state.lane.as_ref().expect("claimed");
         if !self.board.can_post(key) {

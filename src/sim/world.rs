@@ -31,10 +31,7 @@ pub(super) struct Request<D: Dispatch> {
     pub(super) op: D::WriteOp,
 }
 
-impl<D: Dispatch> Clone for Request<D>
-where
-    D::WriteOp: Clone,
-{
+impl<D: Dispatch> Clone for Request<D> {
     fn clone(&self) -> Self {
         Self {
             address: self.address,
