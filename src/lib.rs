@@ -126,6 +126,8 @@ pub mod internals {
     pub use crate::transport::copy_lock::CopyLock;
     #[cfg(corum_loom)]
     pub use crate::transport::event::{EventCount, WaitKey};
+    #[cfg(corum_loom)]
+    pub use crate::transport::reader::Reader;
     pub use crate::transport::ring::{ring, Consumer, Producer};
     #[cfg(corum_loom)]
     pub use crate::transport::token::{RunToken, TokenGuard};

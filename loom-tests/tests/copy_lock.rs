@@ -1,11 +1,12 @@
 //! A replica's copy behind reader indicators (`transport/copy_lock.rs`), in the shape the
-//! runtime uses it: clients read the copy concurrently, each on its own indicator, while
+//! runtime uses it: clients read the copy concurrently, each on its own indicator (a
+//! thread's own, raised and lowered by stores, or a shared one, by read-modify-writes), while
 //! the replica's round applies writes to it. loom reports any read that overlaps a write
 //! (the copy is a loom `UnsafeCell`), so these check that a reader never sees a
 //! half-applied batch and that the writer never waits for a reader forever.
 #![cfg(corum_loom)]
 
-use corum::internals::CopyLock;
+use corum::internals::{CopyLock, Reader};
 use corum_loom_tests::check;
 use loom::sync::Arc;
 use loom::thread;
@@ -24,14 +25,62 @@ fn a_read_overlapping_applies_sees_whole_batches() {
         let lock = Arc::new(CopyLock::new((0u32, 0u32), 2));
         let reader = {
             let lock = Arc::clone(&lock);
-            thread::spawn(move || lock.read(1, |&pair| pair))
+            thread::spawn(move || lock.read(Reader::shared(1), |&pair| pair))
         };
         lock.write(apply);
         lock.write(apply);
         let (a, b) = reader.join().unwrap();
         assert_eq!(a, b, "the reader saw half a batch");
         assert!(a <= 2);
-        assert_eq!(lock.read(0, |&pair| pair), (2, 2));
+        assert_eq!(lock.read(Reader::shared(0), |&pair| pair), (2, 2));
+    });
+}
+
+/// The same on the reader thread's own indicator, which it raises and lowers with stores:
+/// its lowering must publish its read to the writer as a decrement does.
+#[test]
+fn a_read_on_an_own_indicator_overlapping_applies_sees_whole_batches() {
+    check("a_read_on_an_own_indicator_overlapping_applies_sees_whole_batches", Some(5), || {
+        let lock = Arc::new(CopyLock::new((0u32, 0u32), 2));
+        let reader = {
+            let lock = Arc::clone(&lock);
+            // SAFETY: only this thread reads through own indicator 1.
+            thread::spawn(move || lock.read(unsafe { Reader::own(1) }, |&pair| pair))
+        };
+        lock.write(apply);
+        lock.write(apply);
+        let (a, b) = reader.join().unwrap();
+        assert_eq!(a, b, "the reader saw half a batch");
+        assert!(a <= 2);
+        // SAFETY: the reader thread has ended.
+        assert_eq!(lock.read(unsafe { Reader::own(1) }, |&pair| pair), (2, 2));
+    });
+}
+
+/// A reader on its own indicator and one on a shared indicator, against a writer that does
+/// not wait: the writer writes only once both are out, and each read sees whole batches.
+#[test]
+fn own_and_shared_readers_against_a_try_write() {
+    check("own_and_shared_readers_against_a_try_write", Some(3), || {
+        let lock = Arc::new(CopyLock::new((0u32, 0u32), 1));
+        let readers: Vec<_> = [
+            // SAFETY: only this thread reads through own indicator 0.
+            unsafe { Reader::own(0) },
+            Reader::shared(0),
+        ]
+        .into_iter()
+        .map(|reader| {
+            let lock = Arc::clone(&lock);
+            thread::spawn(move || lock.read(reader, |&pair| pair))
+        })
+        .collect();
+        let wrote = lock.try_write(apply).is_some();
+        for reader in readers {
+            let (a, b) = reader.join().unwrap();
+            assert_eq!(a, b, "a reader saw half a batch");
+        }
+        let applied = u32::from(wrote);
+        assert_eq!(lock.read(Reader::shared(0), |&pair| pair), (applied, applied));
     });
 }
 
@@ -45,7 +94,7 @@ fn readers_sharing_an_indicator_against_a_writer() {
             .into_iter()
             .map(|indicator| {
                 let lock = Arc::clone(&lock);
-                thread::spawn(move || lock.read(indicator, |&pair| pair))
+                thread::spawn(move || lock.read(Reader::shared(indicator), |&pair| pair))
             })
             .collect();
         lock.write(apply);
@@ -53,7 +102,7 @@ fn readers_sharing_an_indicator_against_a_writer() {
             let (a, b) = reader.join().unwrap();
             assert_eq!(a, b, "a reader saw half a batch");
         }
-        assert_eq!(lock.read(0, |&pair| pair), (1, 1));
+        assert_eq!(lock.read(Reader::shared(0), |&pair| pair), (1, 1));
     });
 }
 
@@ -68,13 +117,13 @@ fn two_writers_and_a_reader() {
         };
         let reader = {
             let lock = Arc::clone(&lock);
-            thread::spawn(move || lock.read(0, |&pair| pair))
+            thread::spawn(move || lock.read(Reader::shared(0), |&pair| pair))
         };
         lock.write(apply);
         writer.join().unwrap();
         let (a, b) = reader.join().unwrap();
         assert_eq!(a, b, "the reader saw half a batch");
-        assert_eq!(lock.read(0, |&pair| pair), (2, 2));
+        assert_eq!(lock.read(Reader::shared(0), |&pair| pair), (2, 2));
     });
 }
 
@@ -87,13 +136,13 @@ fn a_try_read_overlapping_an_apply_reads_a_whole_batch_or_steps_back() {
         let lock = Arc::new(CopyLock::new((0u32, 0u32), 2));
         let reader = {
             let lock = Arc::clone(&lock);
-            thread::spawn(move || lock.try_read(1, |&pair| pair))
+            thread::spawn(move || lock.try_read(Reader::shared(1), |&pair| pair))
         };
         lock.write(apply);
         if let Some((a, b)) = reader.join().unwrap() {
             assert_eq!(a, b, "the reader saw half a batch");
         }
-        assert_eq!(lock.try_read(0, |&pair| pair), Some((1, 1)));
+        assert_eq!(lock.try_read(Reader::shared(0), |&pair| pair), Some((1, 1)));
     });
 }
 
@@ -107,7 +156,7 @@ fn a_try_write_against_a_reader_writes_whole_or_not_at_all() {
         let lock = Arc::new(CopyLock::new((0u32, 0u32), 2));
         let reader = {
             let lock = Arc::clone(&lock);
-            thread::spawn(move || lock.read(1, |&pair| pair))
+            thread::spawn(move || lock.read(Reader::shared(1), |&pair| pair))
         };
         let first = lock.try_write(apply).is_some();
         let (a, b) = reader.join().unwrap();
@@ -115,6 +164,6 @@ fn a_try_write_against_a_reader_writes_whole_or_not_at_all() {
         // The reader is out: a second try writes.
         assert!(lock.try_write(apply).is_some(), "a try with no reader in gave up");
         let applied = u32::from(first) + 1;
-        assert_eq!(lock.read(0, |&pair| pair), (applied, applied));
+        assert_eq!(lock.read(Reader::shared(0), |&pair| pair), (applied, applied));
     });
 }

@@ -13,6 +13,7 @@ use crate::sync::atomic::{fence, Ordering};
 use crate::sync::now;
 use crate::sync::thread::JoinHandle;
 use crate::sync::{Arc, Mutex};
+use crate::transport::reader::Reader;
 use crate::{Dispatch, Error};
 
 /// A running set of replicas of one object. Created by [`Builder::build`](crate::Builder::build).
@@ -240,7 +241,7 @@ impl<D: Dispatch> Cluster<D> {
             .replicas
             .iter()
             .filter(|replica| replica.status() != CRASHED && replica.slot_applied() >= watermark)
-            .map(|replica| replica.state.read(0, ReplicaState::clone))
+            .map(|replica| replica.state.read(Reader::shared(0), ReplicaState::clone))
             .collect();
         if copies.is_empty() {
             return Err(Error::NoQuorum { waited: now().saturating_duration_since(started) });

@@ -16,6 +16,7 @@ use crate::client::{admit, route};
 use crate::protocol::Slot;
 use crate::state::ReplicaState;
 use crate::sync::Arc;
+use crate::transport::reader::Reader;
 use crate::{Dispatch, Error};
 
 /// A client's handle on a cluster: one session with its own client id.
@@ -244,7 +245,7 @@ pub(super) fn serve<D: Dispatch>(
     op: &D::ReadOp,
 ) -> Result<D::Response, Error> {
     session.shared.replicas[index].state.read_or_else(
-        session.client as usize,
+        Reader::this_thread(session.client as usize),
         |state| dispatch(state, op),
         || serve_elsewhere(session, index, watermark, op),
     )
@@ -268,7 +269,7 @@ fn serve_elsewhere<D: Dispatch>(
     op: &D::ReadOp,
 ) -> Option<Result<D::Response, Error>> {
     let shared = &*session.shared;
-    let reader = session.client as usize;
+    let reader = Reader::this_thread(session.client as usize);
     let dispatch = |state: &ReplicaState<D>| dispatch(state, op);
     let watermark = watermark?;
     let replicas = shared.replicas.len();
@@ -428,7 +429,9 @@ mod tests {
         assert!(held <= 1, "the session still holds {held} writes");
         let shared = &handle.session.shared;
         for replica in 0..3 {
-            let remembered = shared.replicas[replica].state.read(0, |state| state.exactly_once.remembered());
+            let remembered = shared.replicas[replica]
+                .state
+                .read(crate::transport::reader::Reader::shared(0), |state| state.exactly_once.remembered());
             assert!(remembered <= 2, "replica {replica} remembers {remembered} sequence numbers");
         }
         drop(handle);

@@ -14,6 +14,7 @@ use crate::sync::atomic::Ordering;
 use crate::sync::now;
 use crate::sync::Arc;
 use crate::transport::board::Collector;
+use crate::transport::reader::Reader;
 use crate::transport::ring::{Consumer, Producer};
 use crate::{Dispatch, Error};
 
@@ -366,7 +367,7 @@ impl<D: Dispatch> Environment<D, Posted<D>> for Io<D> {
 
     fn copy_state(&self, peer: usize) -> ReplicaState<D> {
         // Read as a reader gives a consistent copy: object, table and slot together.
-        self.shared.replicas[peer].state.read(self.index, ReplicaState::snapshot)
+        self.shared.replicas[peer].state.read(Reader::shared(self.index), ReplicaState::snapshot)
     }
 }
 

@@ -4,28 +4,34 @@
 //!
 //! A reader-writer lock whose readers share one lock word bounces that word between the
 //! readers' cores on every read, which halves what two readers of one copy get. Here each
-//! reader increments and decrements an indicator of its own (chosen by the caller, say by
-//! its client id; readers that pick the same indicator share it correctly, only less
-//! cheaply), and reads a writer flag that changes only when a writer comes.
+//! reader raises and lowers an indicator of its own, and reads a writer flag that changes
+//! only when a writer comes. Which indicator is the caller's [`Reader`] (`reader.rs`): a
+//! thread's *own* indicator, which no other thread writes, is raised with a store and
+//! lowered with a plain store; a *shared* one (picked by an index, say a client id; readers
+//! that pick the same one share it correctly, only less cheaply) is incremented and
+//! decremented. The writer drains both kinds.
 //!
 //! # Ordering
 //! A reader raises its indicator, then looks at the flag; a writer raises the flag, then
 //! looks at every indicator. Each side's store followed by its load of the other side's
 //! word is the store-buffering pattern, which Acquire and Release do not order. Making the
-//! four accesses `SeqCst` does: they fall into one total order consistent with each
-//! thread's program order, so whichever look comes later in it sees the other side's raise.
-//! That is what normal builds do; on x86 the raise is a locked instruction and the look a
-//! plain load, so a read pays no fence. loom models `SeqCst` fences but treats `SeqCst`
-//! accesses as Acquire/Release, so under loom both sides put a `SeqCst` fence between an
-//! Acquire raise and an Acquire look instead, the same guarantee by the fences' total order
-//! (`FENCES`); the loom suite checks that form. Either way the reader sees the flag (and
-//! steps back, decrementing, until the writer is done) or the writer sees the indicator
-//! (and waits for it to drop to zero), or both. The reader's
-//! decrement is a Release and the writer's load of the indicator an Acquire, so what a
-//! reader read happens before what the writer writes; the writer clears the flag with a
-//! Release and the reader loads it with an Acquire, so what a writer wrote happens before
-//! what a later reader reads. The planted bug `copy-reader-no-fence` drops the reader's
-//! fence (in the loom form); the loom suite catches the data race it opens.
+//! four accesses `SeqCst` does (an own indicator's raise is a `SeqCst` store): they fall
+//! into one total order consistent with each thread's program order, so whichever look
+//! comes later in it sees the other side's raise. That is what normal builds do; on x86 the
+//! raise is a locked instruction and the look a plain load, so a read pays no fence. loom
+//! models `SeqCst` fences but treats `SeqCst` accesses as Acquire/Release, so under loom
+//! both sides put a `SeqCst` fence between the raise (Acquire, or Relaxed for a store) and
+//! an Acquire look instead, the same guarantee by the fences' total order (`FENCES`); the
+//! loom suite checks that form. Either way the reader sees the flag (and steps back,
+//! lowering its indicator, until the writer is done) or the writer sees the indicator (and
+//! waits for it to drop to zero), or both. The reader's lowering (a decrement, or a store
+//! of an own indicator's previous depth) is a Release and the writer's load of the
+//! indicator an Acquire, so what a reader read happens before what the writer writes; the
+//! writer clears the flag with a Release and the reader loads it with an Acquire, so what a
+//! writer wrote happens before what a later reader reads. The planted bug
+//! `copy-reader-no-fence` drops the reader's fence (in the loom form), and
+//! `copy-own-lowered-relaxed` lowers an own indicator with a Relaxed store; the loom suite
+//! catches the data race each opens.
 //!
 //! Writers take the flag with a compare-exchange, so two writers exclude each other too
 //! (in the runtime only the holder of a replica's run token writes its copy). A reader that
@@ -47,6 +53,7 @@ use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
 
+use super::reader::{Kind, Reader};
 use crate::plant::planted;
 use crate::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 use crate::sync::{spin_loop, yield_now, UnsafeCell};
@@ -66,6 +73,11 @@ const FENCES: bool = cfg!(corum_loom);
 /// The ordering of each side's raise (the reader's increment, the writer's flag) and of its
 /// look at the other side's word.
 const SIDE: Ordering = if FENCES { Ordering::Acquire } else { Ordering::SeqCst };
+/// The ordering of an own indicator's raise, a store (which cannot be Acquire).
+const OWN_RAISE: Ordering = if FENCES { Ordering::Relaxed } else { Ordering::SeqCst };
+/// The ordering of an own indicator's lowering; `Relaxed` only in the loom suite's planted
+/// bug.
+const OWN_LOWER: Ordering = if planted!("copy-own-lowered-relaxed") { Ordering::Relaxed } else { Ordering::Release };
 
 /// How long one park lasts at most; only a notification ends a park under loom.
 const PARK: Duration = Duration::from_secs(1);
@@ -74,8 +86,11 @@ const PARK: Duration = Duration::from_secs(1);
 pub struct CopyLock<T> {
     /// Set while a writer writes (or waits for the readers to drain).
     writer: CachePadded<AtomicBool>,
-    /// Readers in the value now, per indicator; a power of two of them.
+    /// Readers in the value now, per shared indicator; a power of two of them.
     readers: Box<[CachePadded<AtomicUsize>]>,
+    /// Own indicators, by thread number: how deep its one thread is in the value (reads
+    /// nest when a read reads again).
+    own: Box<[CachePadded<AtomicUsize>]>,
     /// Threads waiting for the writer flag to clear park here.
     cleared: EventCount,
     value: UnsafeCell<T>,
@@ -94,33 +109,35 @@ impl<T> fmt::Debug for CopyLock<T> {
         f.debug_struct("CopyLock")
             .field("writer", &self.writer.load(Ordering::Relaxed))
             .field("indicators", &self.readers.len())
+            .field("own", &self.own.len())
             .finish_non_exhaustive()
     }
 }
 
 impl<T> CopyLock<T> {
-    /// `value` behind `indicators` reader indicators (rounded up to a power of two, at
-    /// least 1): about as many as threads that read it at once.
+    /// `value` behind `indicators` shared reader indicators (rounded up to a power of two,
+    /// at least 1) and as many own ones: about as many as threads that read it at once.
     pub fn new(value: T, indicators: usize) -> Self {
-        let readers =
-            (0..indicators.max(1).next_power_of_two()).map(|_| CachePadded::new(AtomicUsize::new(0))).collect();
+        let indicators = indicators.max(1).next_power_of_two();
+        let zeros = || (0..indicators).map(|_| CachePadded::new(AtomicUsize::new(0))).collect();
         Self {
             writer: CachePadded::new(AtomicBool::new(false)),
-            readers,
+            readers: zeros(),
+            own: zeros(),
             cleared: EventCount::new(),
             value: UnsafeCell::new(value),
         }
     }
 
-    /// Runs `f` on the value as a reader on indicator `reader` (taken modulo their number),
-    /// concurrently with other readers, never with a writer.
-    pub fn read<R>(&self, reader: usize, f: impl FnOnce(&T) -> R) -> R {
+    /// Runs `f` on the value as `reader`, concurrently with other readers, never with a
+    /// writer.
+    pub fn read<R>(&self, reader: Reader, f: impl FnOnce(&T) -> R) -> R {
         self.read_or_else(reader, f, || None)
     }
 
     /// [`CopyLock::read`] without waiting: `None` if a writer is in or coming (the caller
     /// may read elsewhere rather than wait for it).
-    pub fn try_read<R>(&self, reader: usize, f: impl FnOnce(&T) -> R) -> Option<R> {
+    pub fn try_read<R>(&self, reader: Reader, f: impl FnOnce(&T) -> R) -> Option<R> {
         let indicator = self.indicator(reader);
         self.enter(indicator).then(|| self.read_entered(indicator, f))
     }
@@ -131,7 +148,7 @@ impl<T> CopyLock<T> {
     /// directly rather than through an `Option`, which cost a read of a small object a
     /// tenth of its time.)
     #[inline]
-    pub fn read_or_else<R>(&self, reader: usize, f: impl FnOnce(&T) -> R, busy: impl FnOnce() -> Option<R>) -> R {
+    pub fn read_or_else<R>(&self, reader: Reader, f: impl FnOnce(&T) -> R, busy: impl FnOnce() -> Option<R>) -> R {
         let indicator = self.indicator(reader);
         if !self.enter(indicator) {
             if let Some(elsewhere) = busy() {
@@ -144,18 +161,34 @@ impl<T> CopyLock<T> {
         self.read_entered(indicator, f)
     }
 
-    fn indicator(&self, reader: usize) -> &AtomicUsize {
-        &self.readers[reader & (self.readers.len() - 1)]
+    /// The indicator `reader` raises: its own if the copy has one that high, else a shared
+    /// one.
+    #[inline]
+    fn indicator(&self, reader: Reader) -> Indicator<'_> {
+        match reader.0 {
+            Kind::Own(number) if number < self.own.len() => Indicator::Own(&self.own[number]),
+            Kind::Own(number) | Kind::Shared(number) => {
+                Indicator::Shared(&self.readers[number & (self.readers.len() - 1)])
+            }
+        }
     }
 
     /// Raises `indicator` and looks at the writer flag: true if no writer had it (the
     /// reader is in), false if one had (the indicator is lowered again: step back so that
     /// the writer can go on).
     #[inline]
-    fn enter(&self, indicator: &AtomicUsize) -> bool {
+    fn enter(&self, indicator: Indicator<'_>) -> bool {
         // `SeqCst` with the look below (or the fence between them, under loom) orders it
-        // before the look; the decrement (Release) publishes what this reader did.
-        indicator.fetch_add(1, SIDE);
+        // before the look; the lowering (Release) publishes what this reader did.
+        match indicator {
+            Indicator::Shared(count) => {
+                count.fetch_add(1, SIDE);
+            }
+            Indicator::Own(depth) => {
+                // Relaxed: only this thread writes it (`reader.rs`).
+                depth.store(depth.load(Ordering::Relaxed) + 1, OWN_RAISE);
+            }
+        }
         if FENCES && !planted!("copy-reader-no-fence") {
             fence(Ordering::SeqCst);
         }
@@ -163,14 +196,14 @@ impl<T> CopyLock<T> {
         if !self.writer.load(SIDE) {
             return true;
         }
-        indicator.fetch_sub(1, Ordering::Release);
+        indicator.lower();
         false
     }
 
     /// Runs `f` on the value for a reader that [`CopyLock::enter`]ed on `indicator`, and
     /// lowers it.
-    #[inline]
-    fn read_entered<R>(&self, indicator: &AtomicUsize, f: impl FnOnce(&T) -> R) -> R {
+    #[inline(always)]
+    fn read_entered<R>(&self, indicator: Indicator<'_>, f: impl FnOnce(&T) -> R) -> R {
         // Leaves the indicator even if `f` unwinds.
         let _leave = Leave(indicator);
         // SAFETY: our indicator is raised (`enter`) and no writer had the flag when we
@@ -224,7 +257,7 @@ impl<T> CopyLock<T> {
             fence(Ordering::SeqCst);
         }
         let mut waited = 0;
-        for indicator in self.readers.iter() {
+        for indicator in self.readers.iter().chain(self.own.iter()) {
             // Acquire (at least) pairs with each reader's Release decrement: what it read
             // happens before what we write.
             while indicator.load(SIDE) != 0 {
@@ -264,13 +297,38 @@ impl<T> CopyLock<T> {
     }
 }
 
+/// The indicator a reader raised (see [`Reader`]).
+#[derive(Clone, Copy)]
+enum Indicator<'a> {
+    /// The calling thread's own: its depth, which only this thread writes.
+    Own(&'a AtomicUsize),
+    /// A count shared with other readers.
+    Shared(&'a AtomicUsize),
+}
+
+impl Indicator<'_> {
+    /// Lowers the indicator this reader raised.
+    #[inline(always)]
+    fn lower(self) {
+        // Release: what the reader read happens before what the next writer writes.
+        match self {
+            Indicator::Shared(count) => {
+                count.fetch_sub(1, Ordering::Release);
+            }
+            // Relaxed load: only this thread writes it. A store, not a read-modify-write:
+            // the point of an own indicator.
+            Indicator::Own(depth) => depth.store(depth.load(Ordering::Relaxed) - 1, OWN_LOWER),
+        }
+    }
+}
+
 /// Lowers a reader's indicator when dropped.
-struct Leave<'a>(&'a AtomicUsize);
+struct Leave<'a>(Indicator<'a>);
 
 impl Drop for Leave<'_> {
+    #[inline(always)]
     fn drop(&mut self) {
-        // Release: what the reader read happens before what the next writer writes.
-        self.0.fetch_sub(1, Ordering::Release);
+        self.0.lower();
     }
 }
 
@@ -290,17 +348,20 @@ mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
 
-    use super::CopyLock;
+    use super::{CopyLock, Reader};
 
-    /// Readers never see a half-written pair, and every write lands.
+    /// Readers never see a half-written pair, and every write lands: two readers on their
+    /// threads' own indicators (or shared ones, where their numbers are past the copy's),
+    /// two sharing one shared indicator.
     #[test]
     fn readers_see_whole_writes_and_writes_all_land() {
         let lock = Arc::new(CopyLock::new((0u64, 0u64), 2));
         let done = Arc::new(AtomicBool::new(false));
-        let readers: Vec<_> = (0..3)
+        let readers: Vec<_> = (0..4)
             .map(|reader| {
                 let (lock, done) = (Arc::clone(&lock), Arc::clone(&done));
                 std::thread::spawn(move || {
+                    let reader = if reader < 2 { Reader::this_thread(reader) } else { Reader::shared(1) };
                     let mut reads = 0u64;
                     while !done.load(Ordering::Relaxed) || reads == 0 {
                         let (a, b) = lock.read(reader, |&pair| pair);
@@ -321,18 +382,33 @@ mod tests {
         for reader in readers {
             reader.join().expect("reader");
         }
-        assert_eq!(lock.read(0, |&pair| pair), (20_000, 20_000));
+        assert_eq!(lock.read(Reader::shared(0), |&pair| pair), (20_000, 20_000));
     }
 
     /// A reader or writer that panics leaves the lock usable.
     #[test]
     fn a_panic_inside_leaves_the_lock_free() {
         let lock = CopyLock::new(1u64, 1);
-        let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| lock.read(0, |_| panic!("in a read"))));
-        assert!(read.is_err());
+        for reader in [Reader::shared(0), Reader::this_thread(0)] {
+            let read =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| lock.read(reader, |_| panic!("in a read"))));
+            assert!(read.is_err());
+        }
         let write = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| lock.write(|_| panic!("in a write"))));
         assert!(write.is_err());
         lock.write(|value| *value += 1);
-        assert_eq!(lock.read(7, |&value| value), 2);
+        assert_eq!(lock.read(Reader::shared(7), |&value| value), 2);
+    }
+
+    /// A read on a thread's own indicator that reads the copy again inside: the indicator
+    /// counts both, and a writer gets in once both left.
+    #[test]
+    fn nested_reads_on_an_own_indicator_leave_it_clear() {
+        let lock = CopyLock::new(1u64, 4);
+        let reader = Reader::this_thread(0);
+        let inner = lock.read(reader, |&outer| outer + lock.read(reader, |&inner| inner));
+        assert_eq!(inner, 2);
+        assert!(lock.try_write(|value| *value += 1).is_some(), "a nested read left its indicator raised");
+        assert_eq!(lock.read(reader, |&value| value), 2);
     }
 }
