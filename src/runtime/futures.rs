@@ -190,7 +190,8 @@ impl<D: Dispatch> Future for WriteFuture<D> {
                         unreachable!("matched above")
                     };
                     let wake = session.shared.options.wake_peers;
-                    future.stage = match Ticket::try_open(&session, op, now, wake) {
+                    // SAFETY: a counted ticket keeps its session alive itself.
+                    future.stage = match unsafe { Ticket::try_open(&session, op, now, wake, true) } {
                         Ok(ticket) => WriteStage::Posted(ticket),
                         Err(Refusal::NoLane(error)) => WriteStage::Ended(Some(error)),
                         Err(Refusal::Full(op)) => {

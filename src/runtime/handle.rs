@@ -75,6 +75,12 @@ impl<D: Dispatch> Handle<D> {
         &self.session.shared
     }
 
+    /// The handle's session, for tests.
+    #[cfg(test)]
+    pub(crate) fn session(&self) -> &Arc<Session<D>> {
+        &self.session
+    }
+
     /// This session's client id.
     pub fn client_id(&self) -> u64 {
         self.session.client
@@ -89,9 +95,14 @@ impl<D: Dispatch> Handle<D> {
     /// within the deadline (it may still take effect); [`Error::OperationPanicked`] if the
     /// object's `dispatch_mut` panicked on it.
     pub fn execute_mut(&self, op: D::WriteOp) -> Result<D::Response, Error> {
+        admit(self.shared())?;
         // No need to wake the replica's thread when this thread runs its round next (see
-        // `Ticket::wait`).
-        self.submit_and(op, !self.shared().options.helping, true)?.wait()
+        // `Ticket::wait`). The ticket is not counted by the session (no reference count
+        // written per write): it lives only in this call, which borrows the handle, whose
+        // `Arc` keeps the session alive until the ticket is gone, unwinding included.
+        let wake = !self.shared().options.helping;
+        // SAFETY: as just said, the session outlives the uncounted ticket.
+        unsafe { Ticket::submit(&self.session, op, wake, true, false) }?.wait()
     }
 
     /// Submits `op` and returns at once with a [`Ticket`] for its response, so one thread
@@ -114,14 +125,9 @@ impl<D: Dispatch> Handle<D> {
         // take a core from a client thread, and the write is proposed when a client waits
         // for a ticket (`Ticket::wait` runs the replicas' rounds), or at the replica's next
         // tick at the latest.
-        self.submit_and(op, self.shared().options.wake_peers, false)
-    }
-
-    /// [`Handle::submit`]; `wake`: whether to wake the replica's thread to take the write;
-    /// `waits_at_once`: whether the caller waits for the ticket right away.
-    fn submit_and(&self, op: D::WriteOp, wake: bool, waits_at_once: bool) -> Result<Ticket<D>, Error> {
         admit(self.shared())?;
-        Ticket::submit(&self.session, op, wake, waits_at_once)
+        // SAFETY: a counted ticket keeps its session alive itself.
+        unsafe { Ticket::submit(&self.session, op, self.shared().options.wake_peers, false, true) }
     }
 
     /// Serves `op` from a replica's copy, linearizably: the copy has applied every write

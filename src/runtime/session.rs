@@ -35,7 +35,7 @@ pub(crate) struct Session<D: Dispatch> {
     /// The replica whose copy serves this session's reads while it runs, and which takes
     /// its writes while no leader runs.
     pub(crate) home: usize,
-    state: Mutex<SessionState<D::Response>>,
+    state: Mutex<SessionState<D>>,
     /// The session's lane, once claimed (`u32::MAX` before): its index, for looks at the
     /// board that need no lock (whether an answer is there, waiting for one).
     lane: AtomicU64,
@@ -51,7 +51,7 @@ pub(crate) struct Session<D: Dispatch> {
 const NO_LANE: u64 = u32::MAX as u64;
 
 /// A session's writes and its lane, guarded by its lock.
-struct SessionState<R> {
+struct SessionState<D: Dispatch> {
     /// The writes still in the session, by the client machine's rules.
     writes: Writes<Waiting>,
     /// The session's lane on the board, claimed at its first write.
@@ -59,13 +59,44 @@ struct SessionState<R> {
     /// The lane's number for the session's write numbered 0.
     base: u64,
     /// Answers moved out of the lane before their tickets took them, by sequence.
-    stash: Vec<(u64, Result<R, Error>)>,
+    stash: Vec<(u64, Result<D::Response, Error>)>,
+    /// The counted tickets not finished yet (see [`Keep`]).
+    tickets: usize,
+    /// The session itself, held while it has counted tickets (see [`Keep`]).
+    keep: Keep<D>,
 }
 
-impl<R> SessionState<R> {
+/// A ticket that can outlive every handle of its session does not own an `Arc` of the
+/// session (cloning and dropping one per write was two of a pipelined write's locked
+/// instructions): the session counts such *counted* tickets, under the lock every write
+/// takes anyway, and holds one `Arc` of itself while it has any. The ticket whose end
+/// brings the count to zero gets that `Arc` back from the call that ended it, and drops it
+/// once it no longer touches the session (after the call, not inside it, since the drop may
+/// free the session). A ticket inside a call that borrows the session's handle for its
+/// whole life (`Handle::execute_mut`) is not counted.
+pub(crate) type Keep<D> = Option<Arc<Session<D>>>;
+
+/// A write's outcome.
+pub(crate) type Outcome<D> = Result<<D as Dispatch>::Response, Error>;
+
+impl<D: Dispatch> SessionState<D> {
+    /// Ends a ticket's hold on the session if it is `counted`: the session's `Arc` of
+    /// itself if it was the last (see [`Keep`]).
+    fn end_ticket(&mut self, counted: bool) -> Keep<D> {
+        if !counted {
+            return None;
+        }
+        self.tickets -= 1;
+        if self.tickets == 0 {
+            self.keep.take()
+        } else {
+            None
+        }
+    }
+
     /// Takes write `sequence`'s answer out of the stash, if it is there; `stashed` is the
     /// session's count of stashed answers, kept equal to the stash's length.
-    fn unstash(&mut self, sequence: u64, stashed: &AtomicUsize) -> Option<Result<R, Error>> {
+    fn unstash(&mut self, sequence: u64, stashed: &AtomicUsize) -> Option<Result<D::Response, Error>> {
         let index = self.stash.iter().position(|(held, _)| *held == sequence)?;
         let (_, answer) = self.stash.swap_remove(index);
         // Relaxed: a hint (see `Session::stashed`).
@@ -75,7 +106,7 @@ impl<R> SessionState<R> {
 
     /// Closes write `sequence` (its outcome is reported, or given up on) and tells the
     /// board that every write below the session's new floor is finished.
-    fn close<W: Clone>(&mut self, board: &Board<W, Result<R, Error>>, sequence: u64) {
+    fn close<W: Clone>(&mut self, board: &Board<W, Result<D::Response, Error>>, sequence: u64) {
         self.writes.close(sequence);
         if let Some(key) = self.lane.as_mut() {
             board.finished_below(key, self.base + self.writes.floor());
@@ -124,7 +155,14 @@ impl<D: Dispatch> Session<D> {
             shared,
             client,
             home,
-            state: Mutex::new(SessionState { writes: Writes::default(), lane: None, base: 0, stash: Vec::new() }),
+            state: Mutex::new(SessionState {
+                writes: Writes::default(),
+                lane: None,
+                base: 0,
+                stash: Vec::new(),
+                tickets: 0,
+                keep: None,
+            }),
             stashed: AtomicUsize::new(0),
             lane: AtomicU64::new(NO_LANE),
             watched: AtomicBool::new(false),
@@ -136,13 +174,19 @@ impl<D: Dispatch> Session<D> {
     /// the session's first write): writes whose tickets were dropped leave first, once
     /// answered or past their deadline (see [`Writes::open`]); then, if the lane has room,
     /// the new one is numbered and posted. Returns where its answer will be and the numbers
-    /// it carries.
+    /// it carries. `counted`: this session's own `Arc`, if the write's ticket is counted
+    /// (see [`Keep`]).
     #[inline]
-    pub(crate) fn open(&self, op: D::WriteOp, now: Time) -> Result<(Address, Numbers), Refusal<D::WriteOp>> {
+    pub(crate) fn open(
+        &self,
+        op: D::WriteOp,
+        now: Time,
+        counted: Option<&Arc<Session<D>>>,
+    ) -> Result<(Address, Numbers), Refusal<D::WriteOp>> {
         let board = &self.shared.board;
         let timing = &self.shared.options.timing;
         let mut state = self.state.lock();
-        let SessionState { writes, lane, base, stash } = &mut *state;
+        let SessionState { writes, lane, base, stash, tickets, keep } = &mut *state;
         let key = match lane {
             Some(key) => key,
             None => {
@@ -203,6 +247,13 @@ impl<D: Dispatch> Session<D> {
         let posted = Posted { address, client: self.client, sequence, floor: numbers.floor, op };
         let number = board.post(key, posted).unwrap_or_else(|_| unreachable!("can_post said the berth is free"));
         debug_assert_eq!(number, address.number);
+        if let Some(me) = counted {
+            debug_assert!(std::ptr::eq(Arc::as_ptr(me), self), "a ticket counted with another session's Arc");
+            *tickets += 1;
+            if keep.is_none() {
+                *keep = Some(Arc::clone(me));
+            }
+        }
         drop(state);
         // Relaxed: a hint for waiters of this session's writes (`Ticket::step`).
         self.opened.store(sequence + 1, Ordering::Relaxed);
@@ -227,9 +278,11 @@ impl<D: Dispatch> Session<D> {
     }
 
     /// Takes write `sequence`'s answer, if it is there (on the board or in the stash), and
-    /// closes the write: its outcome is reported, so the session's floor may pass it.
+    /// closes the write: its outcome is reported, so the session's floor may pass it, and
+    /// its ticket (`counted` or not) ends: drop what comes back with the answer after this
+    /// call (see [`Keep`]).
     #[inline]
-    pub(crate) fn take(&self, sequence: u64) -> Option<Result<D::Response, Error>> {
+    pub(crate) fn take(&self, sequence: u64, counted: bool) -> Option<(Outcome<D>, Keep<D>)> {
         let board = &self.shared.board;
         let state = &mut *self.state.lock();
         let number = state.base + sequence;
@@ -238,32 +291,34 @@ impl<D: Dispatch> Session<D> {
             None => state.unstash(sequence, &self.stashed)?,
         };
         state.close(board, sequence);
-        Some(answer)
+        Some((answer, state.end_ticket(counted)))
     }
 
     /// Gives up on write `sequence` (its deadline passed, or the cluster stopped): retracts
-    /// it from the board and closes it, unless its answer came first.
-    pub(crate) fn give_up(&self, sequence: u64) -> GaveUp<D::Response> {
+    /// it from the board and closes it, unless its answer came first. Unless its answer is
+    /// being written, its ticket (`counted` or not) ends: drop the [`Keep`] after this call.
+    pub(crate) fn give_up(&self, sequence: u64, counted: bool) -> (GaveUp<D::Response>, Keep<D>) {
         let board = &self.shared.board;
         let state = &mut *self.state.lock();
         let number = state.base + sequence;
         let outcome = if let Some(answer) = state.unstash(sequence, &self.stashed) {
             GaveUp::Answered(answer)
         } else {
-            let Some(key) = state.lane.as_mut() else { return GaveUp::Retracted };
+            let Some(key) = state.lane.as_mut() else { return (GaveUp::Retracted, state.end_ticket(counted)) };
             match board.retract(key, number) {
                 Retracted::Retracted => GaveUp::Retracted,
-                Retracted::Answering => return GaveUp::Answering,
+                Retracted::Answering => return (GaveUp::Answering, None),
                 Retracted::Answered => board.take(key, number).map_or(GaveUp::Retracted, GaveUp::Answered),
             }
         };
         state.close(board, sequence);
-        outcome
+        (outcome, state.end_ticket(counted))
     }
 
-    /// Write `sequence`'s ticket was dropped before it took the outcome: the session lets
-    /// go of it once it is answered or past its deadline.
-    pub(crate) fn abandon(&self, sequence: u64) {
+    /// Write `sequence`'s ticket (`counted` or not) was dropped before it took the outcome:
+    /// the session lets go of the write once it is answered or past its deadline. Drop the
+    /// [`Keep`] after this call.
+    pub(crate) fn abandon(&self, sequence: u64, counted: bool) -> Keep<D> {
         let state = &mut *self.state.lock();
         if let Some(waiting) = state.writes.get_mut(sequence) {
             waiting.dropped = true;
@@ -272,6 +327,13 @@ impl<D: Dispatch> Session<D> {
         if state.unstash(sequence, &self.stashed).is_some() {
             state.close(&self.shared.board, sequence);
         }
+        state.end_ticket(counted)
+    }
+
+    /// An `Arc` of this session while it has counted tickets (see [`Keep`]): for a ticket
+    /// that registers its session with the reminder thread.
+    pub(crate) fn keeper(&self) -> Keep<D> {
+        self.state.lock().keep.clone()
     }
 
     /// Write `sequence` was submitted (again): a task awaiting it is woken at `look_at`

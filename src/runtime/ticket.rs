@@ -8,14 +8,16 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::ptr::NonNull;
 use std::task::{Context, Poll};
 
 use super::help::{help_all, help_write, Deferral, Helped, DEFER_BEHIND};
 use super::idle::{park_slice, Idler};
-use super::session::{GaveUp, Refusal, Session};
+use super::session::{GaveUp, Keep, Refusal, Session};
 use crate::client::route::write_target;
 use crate::client::write::{Step as WriteStep, Write};
 use crate::client::{ended, no_quorum, Time};
+use crate::exactly_once::ClientId;
 use crate::sync::atomic::{fence, Ordering};
 use crate::sync::Arc;
 use crate::transport::board::Address;
@@ -83,7 +85,14 @@ use crate::{Dispatch, Error};
 /// ```
 #[must_use = "a write's outcome is only known by waiting for its ticket"]
 pub struct Ticket<D: Dispatch> {
-    session: Arc<Session<D>>,
+    /// Its session, which it touches only until it is `finished` ([`Ticket::session`]).
+    /// Not an `Arc`: a counted ticket is kept alive by its session's count of tickets, an
+    /// uncounted one by the call it lives in (see [`Keep`]).
+    session: NonNull<Session<D>>,
+    /// Whether its session counts it (see [`Keep`]).
+    counted: bool,
+    /// Its session's client id, for `Debug` at any time.
+    client: ClientId,
     /// Where the write sits on the board, and where its answer lands.
     address: Address,
     /// The client machine's write: its numbers, where and when to announce it, when to
@@ -104,7 +113,7 @@ pub struct Ticket<D: Dispatch> {
 impl<D: Dispatch> fmt::Debug for Ticket<D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Ticket")
-            .field("client", &self.session.client)
+            .field("client", &self.client)
             .field("sequence", &self.write.numbers().sequence)
             .field("done", &self.is_done())
             .finish()
@@ -124,17 +133,36 @@ enum Step<R> {
     Idle,
 }
 
+// SAFETY: a ticket is its session's `Arc` in all but the reference count (see `Keep`), and
+// `Arc<Session<D>>` is `Send` and `Sync` (`Session<D>` is both, checked below); its other
+// fields are plain data.
+unsafe impl<D: Dispatch> Send for Ticket<D> {}
+// SAFETY: as above; `&Ticket` only reads the session (`is_done`).
+unsafe impl<D: Dispatch> Sync for Ticket<D> {}
+
+/// `Session<D>` is `Send` and `Sync` for every `D`, which the impls above rely on.
+#[allow(dead_code)]
+fn session_is_send_and_sync<D: Dispatch>() {
+    fn both<T: Send + Sync>() {}
+    both::<Session<D>>();
+}
+
 impl<D: Dispatch> Ticket<D> {
     /// Opens a write of `op` in `session` and posts it to the board (see
     /// [`Handle::submit`](crate::Handle::submit)); `wake`: whether to wake the replica's
     /// thread to take it. Waits while the session has as many writes in flight as its lane
     /// has berths. `waits_at_once`: whether the caller waits for the ticket right away (see
     /// `Ticket::submitted_at`).
-    pub(crate) fn submit(
+    ///
+    /// # Safety
+    /// Unless `counted`, the caller keeps `session` alive until the ticket is dropped or has
+    /// returned its outcome (see [`Keep`]).
+    pub(crate) unsafe fn submit(
         session: &Arc<Session<D>>,
         mut op: D::WriteOp,
         wake: bool,
         waits_at_once: bool,
+        counted: bool,
     ) -> Result<Self, Error> {
         let shared = &*session.shared;
         let started = shared.recent_time();
@@ -142,7 +170,8 @@ impl<D: Dispatch> Ticket<D> {
         let deadline = started.after(shared.options.timing.deadline);
         let mut idler = Idler::new(shared.options.idle, shared.options.spin, true);
         loop {
-            match Ticket::try_open(session, op, now, wake) {
+            // SAFETY: our caller's promise.
+            match unsafe { Ticket::try_open(session, op, now, wake, counted) } {
                 Ok(mut ticket) => {
                     ticket.submitted_at = waits_at_once.then_some(now);
                     return Ok(ticket);
@@ -171,14 +200,18 @@ impl<D: Dispatch> Ticket<D> {
     /// Opens a write of `op` in `session` at `now` and posts it, unless the session's lane
     /// is full (the operation comes back) or it has none; `wake`: whether to wake the
     /// replica the client machine announces it to.
-    pub(crate) fn try_open(
+    ///
+    /// # Safety
+    /// As for [`Ticket::submit`].
+    pub(crate) unsafe fn try_open(
         session: &Arc<Session<D>>,
         op: D::WriteOp,
         now: Time,
         wake: bool,
+        counted: bool,
     ) -> Result<Self, Refusal<D::WriteOp>> {
         let shared = &*session.shared;
-        let (address, numbers) = session.open(op, now)?;
+        let (address, numbers) = session.open(op, now, counted.then_some(session))?;
         // SeqCst fence pairs with the one in `Cluster::stop_threads` (store buffering):
         // either shutdown's sweep of the board sees this write and fails it, which wakes
         // its waiter, or this thread's next look at `stop` (in `Ticket::step`) sees the
@@ -186,7 +219,9 @@ impl<D: Dispatch> Ticket<D> {
         // missed by both, and its waiter would wait out its deadline.
         fence(Ordering::SeqCst);
         let mut ticket = Ticket {
-            session: Arc::clone(session),
+            session: NonNull::from(&**session),
+            counted,
+            client: session.client,
             address,
             write: Write::new(numbers, session.home, now, &shared.options.timing),
             finished: false,
@@ -201,7 +236,23 @@ impl<D: Dispatch> Ticket<D> {
 
     /// Whether the write has been applied (so `wait` will not block).
     pub fn is_done(&self) -> bool {
-        self.session.has_answer(self.address, self.write.numbers().sequence)
+        // SAFETY: not finished (checked first).
+        self.finished || unsafe { self.session() }.has_answer(self.address, self.write.numbers().sequence)
+    }
+
+    /// The ticket's session.
+    ///
+    /// # Safety
+    /// The ticket is not finished, and the reference is not used once it is: until then a
+    /// counted ticket is counted by its session, which holds an `Arc` of itself while it
+    /// counts any, and an uncounted one lives in a call that keeps the session alive
+    /// (`submit`'s contract; see [`Keep`]). The reference's lifetime is not tied to the
+    /// ticket's borrow, so that the ticket's other fields stay usable beside it.
+    #[inline]
+    unsafe fn session<'s>(&self) -> &'s Session<D> {
+        debug_assert!(!self.finished, "a finished ticket touched its session");
+        // SAFETY: the caller's promise.
+        unsafe { self.session.as_ref() }
     }
 
     /// Waits for the write's response. While waiting, runs the replicas' rounds where
@@ -217,7 +268,9 @@ impl<D: Dispatch> Ticket<D> {
         // Copied out rather than borrowed through a clone of the session's `Arc<Shared>`:
         // the clone would write the reference count, which shares its cache line with
         // what every call reads, on every write.
-        let shared = &*self.session.shared;
+        // SAFETY: not finished (a ticket is finished only by the look that returns its
+        // outcome, below).
+        let shared = &*unsafe { self.session() }.shared;
         let (tick, deadline) = (shared.options.tick, shared.instant(self.write.deadline()));
         let mut idler = Idler::new(shared.options.idle, shared.options.spin, true);
         loop {
@@ -225,7 +278,8 @@ impl<D: Dispatch> Ticket<D> {
                 Step::Done(outcome) => return outcome,
                 Step::Progressed | Step::Deferred => idler.reset(),
                 Step::Idle => {
-                    let session = &self.session;
+                    // SAFETY: not finished (`step` returned no outcome).
+                    let session = unsafe { self.session() };
                     let address = self.address;
                     idler.idle(|| {
                         let Some(answers) = session.answers() else { return };
@@ -245,38 +299,41 @@ impl<D: Dispatch> Ticket<D> {
     /// what the client machine says (end it, or announce it to a new leader), and a pass
     /// of replica rounds run for it (`help.rs`).
     fn step(&mut self) -> Step<D::Response> {
+        // SAFETY: not finished (a finished ticket is not looked at again: `wait` returns,
+        // `poll` asserts, `drop` skips it), and not used below once `finish` ends it.
+        let session = unsafe { self.session() };
         let sequence = self.write.numbers().sequence;
-        if self.session.is_answered(self.address) {
-            if let Some(outcome) = self.session.take(sequence) {
-                return self.finish(outcome);
+        if session.is_answered(self.address) {
+            if let Some((outcome, keep)) = session.take(sequence, self.counted) {
+                return self.finish(outcome, keep);
             }
         }
-        let now = self.submitted_at.take().unwrap_or_else(|| self.session.shared.time());
-        match self.write.next(now, &*self.session.shared) {
+        let now = self.submitted_at.take().unwrap_or_else(|| session.shared.time());
+        match self.write.next(now, &*session.shared) {
             WriteStep::End(error) => {
-                return match self.session.give_up(sequence) {
-                    GaveUp::Retracted => self.finish(Err(error)),
-                    GaveUp::Answered(outcome) => self.finish(outcome),
+                return match session.give_up(sequence, self.counted) {
+                    (GaveUp::Retracted, keep) => self.finish(Err(error), keep),
+                    (GaveUp::Answered(outcome), keep) => self.finish(outcome, keep),
                     // Its answer is being written: it lands in a moment.
-                    GaveUp::Answering => Step::Progressed,
+                    (GaveUp::Answering, _) => Step::Progressed,
                 };
             }
             WriteStep::Submit(to) => {
                 // A new leader, or a long silence: make sure the replica it goes to runs.
                 self.announce(to, true, now);
                 let look_at = self.write.retry_at().min(self.write.deadline());
-                self.session.look_at(sequence, look_at);
+                session.look_at(sequence, look_at);
                 return Step::Progressed;
             }
             WriteStep::Wait => {}
         }
-        let shared = &self.session.shared;
-        let (session, address) = (&self.session, self.address);
-        let first = self.write.submitted_to().unwrap_or(self.session.home);
+        let shared = &session.shared;
+        let address = self.address;
+        let first = self.write.submitted_to().unwrap_or(session.home);
         // Run the replicas' rounds here rather than wait for their threads (`help.rs`):
         // the one the write was announced to first, which leads and proposes it.
         // Relaxed: a hint; a stale value only changes who runs the next rounds.
-        if self.session.opened.load(Ordering::Relaxed) > sequence + DEFER_BEHIND {
+        if session.opened.load(Ordering::Relaxed) > sequence + DEFER_BEHIND {
             // Many more of this session's writes are behind this one: it pipelines deep.
             match help_write(shared, first, &mut self.deferral, || session.is_answered(address)) {
                 Helped::Progressed => return Step::Progressed,
@@ -289,9 +346,11 @@ impl<D: Dispatch> Ticket<D> {
         Step::Idle
     }
 
-    /// Reports `outcome` (the session has closed the write).
-    fn finish(&mut self, outcome: Result<D::Response, Error>) -> Step<D::Response> {
+    /// Reports `outcome` (the session has closed the write and ended the ticket, and handed
+    /// back `keep`, dropped here: the ticket no longer touches its session).
+    fn finish(&mut self, outcome: Result<D::Response, Error>, keep: Keep<D>) -> Step<D::Response> {
         self.finished = true;
+        drop(keep);
         Step::Done(outcome)
     }
 
@@ -299,7 +358,8 @@ impl<D: Dispatch> Ticket<D> {
     /// collects it from the board, so this only wakes that replica's thread (if `wake`) so
     /// that it runs.
     fn announce(&mut self, to: usize, wake: bool, now: Time) {
-        let shared = &*self.session.shared;
+        // SAFETY: not finished (called while the write is open).
+        let shared = &*unsafe { self.session() }.shared;
         if wake {
             shared.replicas[to].wake.notify();
         }
@@ -312,7 +372,10 @@ impl<D: Dispatch> Drop for Ticket<D> {
     /// session lets go of it once it is answered or past its deadline (see [`Ticket`]).
     fn drop(&mut self) {
         if !self.finished {
-            self.session.abandon(self.write.numbers().sequence);
+            // SAFETY: not finished; the reference is gone before `keep` is dropped.
+            let keep = unsafe { self.session() }.abandon(self.write.numbers().sequence, self.counted);
+            self.finished = true;
+            drop(keep);
         }
     }
 }
@@ -339,7 +402,8 @@ impl<D: Dispatch> Future for Ticket<D> {
                 // answer wakes it.
                 Step::Idle | Step::Deferred => {}
             }
-            let session = &ticket.session;
+            // SAFETY: not finished (`step` returned no outcome).
+            let session = unsafe { ticket.session() };
             let Some(answers) = session.answers() else { unreachable!("a posted write's session has a lane") };
             let key = answers.prepare_wait();
             if session.is_answered(ticket.address) {
@@ -352,7 +416,10 @@ impl<D: Dispatch> Future for Ticket<D> {
             if !session.watched.load(Ordering::Relaxed) {
                 // Relaxed: the flag only saves taking the reminder's lock again; it is
                 // set after the session is watched.
-                if session.shared.reminders.watch(session) {
+                // The session's `Arc` of itself for its counted tickets (a polled ticket is
+                // counted: only `Handle::execute_mut` makes uncounted ones, and waits).
+                let watched = session.keeper().is_some_and(|me| session.shared.reminders.watch(&me));
+                if watched {
                     session.watched.store(true, Ordering::Relaxed);
                 } else {
                     // Unwatched (no thread could be started): ask to be polled again
@@ -368,5 +435,51 @@ impl<D: Dispatch> Future for Ticket<D> {
             }
             return Poll::Pending;
         }
+    }
+}
+
+#[cfg(all(test, not(corum_loom)))]
+mod tests {
+    use crate::sync::Arc;
+    use crate::{Builder, Dispatch};
+
+    #[derive(Clone, Default)]
+    struct Counter(u64);
+
+    impl Dispatch for Counter {
+        type ReadOp = ();
+        type WriteOp = u64;
+        type Response = u64;
+        fn dispatch(&self, _: &()) -> u64 {
+            self.0
+        }
+        fn dispatch_mut(&mut self, add: &u64) -> u64 {
+            self.0 += add;
+            self.0
+        }
+    }
+
+    /// A session holds an `Arc` of itself exactly while it has counted tickets: they
+    /// outlive the handle they came from, and the session goes with the last of them,
+    /// whether it was waited for or dropped. A synchronous write's ticket is not counted.
+    #[test]
+    fn a_session_lives_as_long_as_its_counted_tickets_and_no_longer() {
+        let cluster = Builder::new(Counter::default()).replicas(3).pin(false).build().expect("build");
+        let handle = cluster.handle();
+        let session = Arc::downgrade(handle.session());
+        assert_eq!(handle.execute_mut(1).expect("write"), 1);
+        assert_eq!(Arc::strong_count(handle.session()), 1, "a synchronous write left a reference");
+        let tickets: Vec<_> = (0..3).map(|_| handle.submit(1).expect("submit")).collect();
+        assert_eq!(Arc::strong_count(handle.session()), 2, "three tickets: the handle's and the session's own");
+        drop(handle);
+        let [first, second, third] = <[_; 3]>::try_from(tickets).ok().expect("three tickets");
+        assert!(first.wait().expect("first") >= 2);
+        drop(second);
+        assert!(session.upgrade().is_some(), "the session went before its last ticket");
+        assert!(third.wait().expect("third") >= 2);
+        assert!(session.upgrade().is_none(), "the session outlived its last ticket");
+        // Its lane went back with it: a new handle writes.
+        assert_eq!(cluster.handle().execute_mut(1).expect("write"), 5);
+        cluster.shutdown().expect("shutdown");
     }
 }
