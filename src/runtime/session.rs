@@ -14,6 +14,8 @@
 //! answer to its *stash* and posts: a submission then never waits for a ticket to be
 //! looked at, only for a write to be answered, which the replicas do on their own.
 
+use std::ptr::NonNull;
+
 use super::shared::{Posted, Shared};
 use crate::client::session::{Numbers, Session as Writes};
 use crate::client::Time;
@@ -281,14 +283,23 @@ impl<D: Dispatch> Session<D> {
     /// closes the write: its outcome is reported, so the session's floor may pass it, and
     /// its ticket (`counted` or not) ends: drop what comes back with the answer after this
     /// call (see [`Keep`]).
+    ///
+    /// # Safety
+    /// `this` is a live session (the ticket has not ended). The three calls that end a
+    /// ticket take a pointer rather than `&self`: once one ends the last counted ticket
+    /// and releases the lock, another thread's last `Arc` may free the session before the
+    /// call returns, which a `&self` argument must outlive.
     #[inline]
-    pub(crate) fn take(&self, sequence: u64, counted: bool) -> Option<(Outcome<D>, Keep<D>)> {
-        let board = &self.shared.board;
-        let state = &mut *self.state.lock();
+    pub(crate) unsafe fn take(this: NonNull<Self>, sequence: u64, counted: bool) -> Option<(Outcome<D>, Keep<D>)> {
+        // SAFETY: the caller's promise; a local reference, not `&self`, because another
+        // thread may free the session as soon as the lock is released below.
+        let this = unsafe { this.as_ref() };
+        let board = &this.shared.board;
+        let state = &mut *this.state.lock();
         let number = state.base + sequence;
         let answer = match state.lane.as_mut().and_then(|key| board.take(key, number)) {
             Some(answer) => answer,
-            None => state.unstash(sequence, &self.stashed)?,
+            None => state.unstash(sequence, &this.stashed)?,
         };
         state.close(board, sequence);
         Some((answer, state.end_ticket(counted)))
@@ -297,11 +308,17 @@ impl<D: Dispatch> Session<D> {
     /// Gives up on write `sequence` (its deadline passed, or the cluster stopped): retracts
     /// it from the board and closes it, unless its answer came first. Unless its answer is
     /// being written, its ticket (`counted` or not) ends: drop the [`Keep`] after this call.
-    pub(crate) fn give_up(&self, sequence: u64, counted: bool) -> (GaveUp<D::Response>, Keep<D>) {
-        let board = &self.shared.board;
-        let state = &mut *self.state.lock();
+    ///
+    /// # Safety
+    /// As for [`Session::take`].
+    pub(crate) unsafe fn give_up(this: NonNull<Self>, sequence: u64, counted: bool) -> (GaveUp<D::Response>, Keep<D>) {
+        // SAFETY: the caller's promise; a local reference, not `&self`, because another
+        // thread may free the session as soon as the lock is released below.
+        let this = unsafe { this.as_ref() };
+        let board = &this.shared.board;
+        let state = &mut *this.state.lock();
         let number = state.base + sequence;
-        let outcome = if let Some(answer) = state.unstash(sequence, &self.stashed) {
+        let outcome = if let Some(answer) = state.unstash(sequence, &this.stashed) {
             GaveUp::Answered(answer)
         } else {
             let Some(key) = state.lane.as_mut() else { return (GaveUp::Retracted, state.end_ticket(counted)) };
@@ -318,14 +335,20 @@ impl<D: Dispatch> Session<D> {
     /// Write `sequence`'s ticket (`counted` or not) was dropped before it took the outcome:
     /// the session lets go of the write once it is answered or past its deadline. Drop the
     /// [`Keep`] after this call.
-    pub(crate) fn abandon(&self, sequence: u64, counted: bool) -> Keep<D> {
-        let state = &mut *self.state.lock();
+    ///
+    /// # Safety
+    /// As for [`Session::take`].
+    pub(crate) unsafe fn abandon(this: NonNull<Self>, sequence: u64, counted: bool) -> Keep<D> {
+        // SAFETY: the caller's promise; a local reference, not `&self`, because another
+        // thread may free the session as soon as the lock is released below.
+        let this = unsafe { this.as_ref() };
+        let state = &mut *this.state.lock();
         if let Some(waiting) = state.writes.get_mut(sequence) {
             waiting.dropped = true;
         }
         // An answer stashed for it has nobody to take it.
-        if state.unstash(sequence, &self.stashed).is_some() {
-            state.close(&self.shared.board, sequence);
+        if state.unstash(sequence, &this.stashed).is_some() {
+            state.close(&this.shared.board, sequence);
         }
         state.end_ticket(counted)
     }
