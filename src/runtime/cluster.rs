@@ -285,9 +285,12 @@ impl<D: Dispatch> Cluster<D> {
         let workers: Vec<_> = guards.iter_mut().filter_map(|guard| guard.with(Option::take)).collect();
         drop(guards);
         drop(workers);
-        // SeqCst fence pairs with the one after a client's post in `Ticket::try_open`:
-        // either the sweep below sees a write posted concurrently, or that client sees
-        // `stop` (stored above) and returns `Error::Shutdown` itself.
+        // SeqCst fence pairs with the one in `EventCount::prepare_wait`, which a client
+        // waiting for a write passes after posting it and before it looks at `stop` and
+        // parks (`Ticket::wait`, `Ticket::poll`): either the sweep below sees a write posted
+        // concurrently (and fails it, which wakes its waiter), or that client sees `stop`
+        // (stored above) and returns `Error::Shutdown` without parking. A client that does
+        // not park yet looks at `stop` at each of its looks.
         fence(Ordering::SeqCst);
         self.shared.board.answer_every_posted(|| Err(Error::Shutdown));
         // Wake every task still awaiting a ticket: it sees `stop`.

@@ -18,7 +18,8 @@ use crate::client::route::write_target;
 use crate::client::write::{Step as WriteStep, Write};
 use crate::client::{ended, no_quorum, Time};
 use crate::exactly_once::ClientId;
-use crate::sync::atomic::{fence, Ordering};
+use crate::sync::atomic::Ordering;
+use crate::sync::spin_loop;
 use crate::sync::Arc;
 use crate::transport::board::Address;
 use crate::{Dispatch, Error};
@@ -214,12 +215,9 @@ impl<D: Dispatch> Ticket<D> {
     ) -> Result<Self, Refusal<D::WriteOp>> {
         let shared = &*session.shared;
         let (address, numbers) = session.open(op, now, counted.then_some(session))?;
-        // SeqCst fence pairs with the one in `Cluster::stop_threads` (store buffering):
-        // either shutdown's sweep of the board sees this write and fails it, which wakes
-        // its waiter, or this thread's next look at `stop` (in `Ticket::step`) sees the
-        // shutdown. Without it, a write posted while shutdown swept the board could be
-        // missed by both, and its waiter would wait out its deadline.
-        fence(Ordering::SeqCst);
+        // No fence here for shutdown: a waiter looks at `stop` after the `SeqCst` fence of
+        // `EventCount::prepare_wait` before it parks, which pairs with shutdown's fence
+        // before its sweep of the board (`Cluster::stop_threads`).
         let mut ticket = Ticket {
             session: NonNull::from(&**session),
             counted,
@@ -318,8 +316,12 @@ impl<D: Dispatch> Ticket<D> {
                 return match unsafe { Session::give_up(self.session, sequence, self.counted) } {
                     (GaveUp::Retracted, keep) => self.finish(Err(error), keep),
                     (GaveUp::Answered(outcome), keep) => self.finish(outcome, keep),
-                    // Its answer is being written: it lands in a moment.
-                    (GaveUp::Answering, _) => Step::Progressed,
+                    // Its answer is being written: it lands in a moment. (A spin hint: under
+                    // loom a yield, so that the model lets the answerer finish.)
+                    (GaveUp::Answering, _) => {
+                        spin_loop();
+                        Step::Progressed
+                    }
                 };
             }
             WriteStep::Submit(to) => {
