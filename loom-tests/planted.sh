@@ -22,6 +22,7 @@ plants=(
     "copy-reader-no-fence:copy_lock:a_try_read_overlapping_an_apply_reads_a_whole_batch_or_steps_back"
     "copy-reader-no-fence:copy_lock:a_read_on_an_own_indicator_overlapping_applies_sees_whole_batches"
     "copy-own-lowered-relaxed:copy_lock:a_read_on_an_own_indicator_overlapping_applies_sees_whole_batches"
+    "spin-lock-release-relaxed:spin_lock:two_threads_add_under_the_lock"
     "copy-try-write-ignores-readers:copy_lock:a_try_write_against_a_reader_writes_whole_or_not_at_all"
     "applied-before-apply:cluster:two_replicas_write_then_read_without_helping"
     "watermark-after-apply:cluster:two_replicas_write_then_read_without_helping"

@@ -130,6 +130,8 @@ pub mod internals {
     pub use crate::transport::reader::Reader;
     pub use crate::transport::ring::{ring, Consumer, Producer};
     #[cfg(corum_loom)]
+    pub use crate::transport::spin_lock::SpinLock;
+    #[cfg(corum_loom)]
     pub use crate::transport::token::{RunToken, TokenGuard};
 
     /// [`Cluster::shutdown`](crate::Cluster::shutdown), returning with each copy a digest of

@@ -50,6 +50,7 @@ pub(crate) const PLANTS: &[(&str, &str)] = &[
     ("board-answer-no-notify", "an answer lands on the board without waking the owner's waiters"),
     ("copy-reader-no-fence", "a reader of a copy loads the writer flag without a fence after raising its indicator"),
     ("copy-own-lowered-relaxed", "a reader lowers its thread's own indicator of a copy with a relaxed store"),
+    ("spin-lock-release-relaxed", "a spin lock is released with a relaxed store"),
     ("copy-try-write-ignores-readers", "a writer that does not wait writes while readers are still in the copy"),
 ];
 

@@ -65,12 +65,32 @@ mod imp {
         pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
             f(self.0.get())
         }
+
+        /// A pointer for mutable access as long as it lives (loom tracks the access for
+        /// that long).
+        pub(crate) fn get_mut(&self) -> MutPtr<T> {
+            MutPtr(self.0.get())
+        }
+    }
+
+    /// [`UnsafeCell::get_mut`]'s pointer, as loom's `MutPtr`.
+    #[derive(Debug)]
+    pub(crate) struct MutPtr<T>(*mut T);
+
+    impl<T> MutPtr<T> {
+        /// # Safety
+        /// As dereferencing the raw pointer: nothing else accesses the value meanwhile.
+        #[allow(clippy::mut_from_ref)]
+        pub(crate) unsafe fn deref(&self) -> &mut T {
+            // SAFETY: the caller's promise.
+            unsafe { &mut *self.0 }
+        }
     }
 }
 
 #[cfg(corum_loom)]
 mod imp {
-    pub(crate) use loom::cell::UnsafeCell;
+    pub(crate) use loom::cell::{MutPtr, UnsafeCell};
     pub(crate) use loom::sync::atomic;
     pub(crate) use loom::sync::Arc;
     pub(crate) use loom::thread;
