@@ -236,11 +236,24 @@ impl<D: Dispatch> Environment<D, Posted<D>> for Io<D> {
     /// bounded: beyond `pending_max` the oldest messages to that peer are dropped and
     /// counted (the protocol tolerates loss; the peer catches up by learning).
     fn send(&mut self, messages: &mut Vec<(ReplicaId, Wire<D>)>) -> bool {
+        // Peers sent to, by bit (`MAX_REPLICAS` fits a word).
+        let mut sent_to = 0u64;
         for (to, message) in messages.drain(..) {
-            self.pending[to.index()].push_back(message);
+            let peer = to.index();
+            let queue = &mut self.pending[peer];
+            // Straight into the ring when nothing waits before it (a move saved: messages
+            // are large); else behind the waiting ones, in order.
+            if queue.is_empty() && !matches!(self.shared.replicas[peer].status(), CRASHED | STOPPED) {
+                let producer = self.outgoing[peer].as_mut().expect("a ring leads to every peer");
+                match producer.push(message) {
+                    Ok(()) => sent_to |= 1 << peer,
+                    Err(message) => queue.push_back(message),
+                }
+            } else {
+                queue.push_back(message);
+            }
         }
         let pending_max = self.shared.options.pending_max;
-        let mut any = false;
         for (peer, queue) in self.pending.iter_mut().enumerate() {
             if queue.is_empty() {
                 continue;
@@ -266,13 +279,17 @@ impl<D: Dispatch> Environment<D, Posted<D>> for Io<D> {
                 self.messages_dropped += excess as u64;
             }
             if sent {
-                if self.notify_peers {
-                    target.wake.notify();
-                }
-                any = true;
+                sent_to |= 1 << peer;
             }
         }
-        any
+        if self.notify_peers {
+            for (peer, target) in self.shared.replicas.iter().enumerate() {
+                if sent_to & 1 << peer != 0 {
+                    target.wake.notify();
+                }
+            }
+        }
+        sent_to != 0
     }
 
     fn publish_applied(&mut self, slot: Slot) {
