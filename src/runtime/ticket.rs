@@ -446,24 +446,9 @@ impl<D: Dispatch> Future for Ticket<D> {
 
 #[cfg(all(test, not(corum_loom)))]
 mod tests {
+    use crate::runtime::test_support::Counter;
     use crate::sync::Arc;
-    use crate::{Builder, Dispatch};
-
-    #[derive(Clone, Default)]
-    struct Counter(u64);
-
-    impl Dispatch for Counter {
-        type ReadOp = ();
-        type WriteOp = u64;
-        type Response = u64;
-        fn dispatch(&self, _: &()) -> u64 {
-            self.0
-        }
-        fn dispatch_mut(&mut self, add: &u64) -> u64 {
-            self.0 += add;
-            self.0
-        }
-    }
+    use crate::Builder;
 
     /// A session holds an `Arc` of itself exactly while it has counted tickets: they
     /// outlive the handle they came from, and the session goes with the last of them,
