@@ -17,44 +17,39 @@ fn apply(pair: &mut (u32, u32)) {
     pair.1 += 1;
 }
 
-/// One reader against a writer applying two batches: the reader sees 0, 1 or 2 whole
-/// batches, and the writer's second batch waits for a reader that came in between.
-#[test]
-fn a_read_overlapping_applies_sees_whole_batches() {
-    check("a_read_overlapping_applies_sees_whole_batches", Some(5), || {
+/// One reader (on `reader`) against a writer applying two batches: the reader sees 0, 1 or
+/// 2 whole batches, and the writer's second batch waits for a reader that came in between.
+fn a_read_overlapping_two_applies(name: &'static str, reader: Reader) {
+    check(name, Some(5), move || {
         let lock = Arc::new(CopyLock::new((0u32, 0u32), 2));
-        let reader = {
+        let reading = {
             let lock = Arc::clone(&lock);
-            thread::spawn(move || lock.read(Reader::shared(1), |&pair| pair))
+            thread::spawn(move || lock.read(reader, |&pair| pair))
         };
         lock.write(apply);
         lock.write(apply);
-        let (a, b) = reader.join().unwrap();
+        let (a, b) = reading.join().unwrap();
         assert_eq!(a, b, "the reader saw half a batch");
         assert!(a <= 2);
-        assert_eq!(lock.read(Reader::shared(0), |&pair| pair), (2, 2));
+        // The reader thread has ended: this thread may read as it did.
+        assert_eq!(lock.read(reader, |&pair| pair), (2, 2));
     });
 }
 
-/// The same on the reader thread's own indicator, which it raises and lowers with stores:
-/// its lowering must publish its read to the writer as a decrement does.
+/// On a shared indicator, raised and lowered by read-modify-writes.
+#[test]
+fn a_read_overlapping_applies_sees_whole_batches() {
+    a_read_overlapping_two_applies("a_read_overlapping_applies_sees_whole_batches", Reader::shared(1));
+}
+
+/// On the reader thread's own indicator, which it raises and lowers with stores: its
+/// lowering must publish its read to the writer as a decrement does.
 #[test]
 fn a_read_on_an_own_indicator_overlapping_applies_sees_whole_batches() {
-    check("a_read_on_an_own_indicator_overlapping_applies_sees_whole_batches", Some(5), || {
-        let lock = Arc::new(CopyLock::new((0u32, 0u32), 2));
-        let reader = {
-            let lock = Arc::clone(&lock);
-            // SAFETY: only this thread reads through own indicator 1.
-            thread::spawn(move || lock.read(unsafe { Reader::own(1) }, |&pair| pair))
-        };
-        lock.write(apply);
-        lock.write(apply);
-        let (a, b) = reader.join().unwrap();
-        assert_eq!(a, b, "the reader saw half a batch");
-        assert!(a <= 2);
-        // SAFETY: the reader thread has ended.
-        assert_eq!(lock.read(unsafe { Reader::own(1) }, |&pair| pair), (2, 2));
-    });
+    // SAFETY: one thread at a time reads through own indicator 1 (the reader, then, once it
+    // has ended, the main thread).
+    let reader = unsafe { Reader::own(1) };
+    a_read_overlapping_two_applies("a_read_on_an_own_indicator_overlapping_applies_sees_whole_batches", reader);
 }
 
 /// A reader on its own indicator and one on a shared indicator, against a writer that does

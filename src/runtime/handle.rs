@@ -317,6 +317,7 @@ mod tests {
     use std::time::Duration;
 
     use crate::runtime::test_support::Counter;
+    use crate::transport::reader::Reader;
     use crate::Builder;
 
     /// A read whose copy is being applied to (its writer flag held) is served by another
@@ -435,9 +436,8 @@ mod tests {
         assert!(held <= 1, "the session still holds {held} writes");
         let shared = &handle.session.shared;
         for replica in 0..3 {
-            let remembered = shared.replicas[replica]
-                .state
-                .read(crate::transport::reader::Reader::shared(0), |state| state.exactly_once.remembered());
+            let remembered =
+                shared.replicas[replica].state.read(Reader::shared(0), |state| state.exactly_once.remembered());
             assert!(remembered <= 2, "replica {replica} remembers {remembered} sequence numbers");
         }
         drop(handle);
