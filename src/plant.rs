@@ -48,6 +48,13 @@ pub(crate) const PLANTS: &[(&str, &str)] = &[
     ("board-unpin-relaxed", "a collector unpins a write it cloned with a relaxed decrement"),
     ("board-answer-any-number", "a berth takes pins and answers for any write's number, not only its own"),
     ("board-answer-no-notify", "an answer lands on the board without waking the owner's waiters"),
+    ("board-listed-before-posted", "an owner puts its idle lane on the list before it stores the post"),
+    ("board-unlist-no-recheck", "a collector takes an idle lane off the list without looking for a post meanwhile"),
+    (
+        "board-idle-post-unlisted",
+        "an owner posting to its idle lane leaves it off the list (only its first post lists it)",
+    ),
+    ("board-oldest-relaxed", "an owner stores its lane's oldest unfinished write with a relaxed store"),
     ("copy-reader-no-fence", "a reader of a copy loads the writer flag without a fence after raising its indicator"),
     ("copy-own-lowered-relaxed", "a reader lowers its thread's own indicator of a copy with a relaxed store"),
     ("spin-lock-release-relaxed", "a spin lock is released with a relaxed store"),

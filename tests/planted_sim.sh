@@ -28,6 +28,7 @@ plants=(
     read-one-short
     read-moves-without-watermark
     read-watermark-applied
+    board-idle-post-unlisted
 )
 
 survived=0

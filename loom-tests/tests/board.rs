@@ -136,6 +136,58 @@ fn a_leader_change_mid_collection() {
     });
 }
 
+/// A collector on a thread of its own that takes a lane off the list after one idle pass;
+/// joined, the collector (to collect again in the same ballot) and the writes it took.
+fn unlisting_collector_on_a_thread(board: &Arc<Board<u32, u32>>) -> thread::JoinHandle<(Collector, Vec<u32>)> {
+    let board = Arc::clone(board);
+    thread::spawn(move || {
+        let mut collector = Collector::unlisting_after(1);
+        let mut writes = Vec::new();
+        collector.collect(&board, 1, 8, |_, write| writes.push(write));
+        (collector, writes)
+    })
+}
+
+/// A collector takes an idle lane off the list (its only write given up on) while the
+/// owner posts to it again: the post is never hidden, so the same collector's next pass in
+/// the same ballot takes it if the first did not, and nobody takes it twice. The planted
+/// bugs `board-unlist-no-recheck` and `board-listed-before-posted` hide it.
+#[test]
+fn a_lane_taken_off_the_list_while_its_owner_posts_keeps_the_post() {
+    check("a_lane_taken_off_the_list_while_its_owner_posts_keeps_the_post", None, || {
+        let board = Arc::new(Board::<u32, u32>::new(1, 2));
+        let mut key = board.claim().unwrap();
+        let first = board.post(&mut key, 1).unwrap();
+        assert_eq!(board.retract(&mut key, first), Retracted::Retracted);
+        board.finished_below(&mut key, first + 1);
+        let collector = unlisting_collector_on_a_thread(&board);
+        board.post(&mut key, 2).unwrap();
+        let (mut collector, mut writes) = collector.join().unwrap();
+        collector.collect(&board, 1, 8, |_, write| writes.push(write));
+        assert_eq!(writes, [2], "the post after the idle lane was hidden or taken twice");
+    });
+}
+
+/// The owner posts two writes and finishes the first while a collector that takes idle
+/// lanes off the list looks: it must not take the first finished for "every write
+/// finished" while the second is posted (it loads `oldest`, stored with Release, before
+/// `posted`). The planted bug `board-oldest-relaxed` lets it, and the second is hidden.
+#[test]
+fn a_lane_with_a_write_in_flight_stays_on_the_list() {
+    check("a_lane_with_a_write_in_flight_stays_on_the_list", None, || {
+        let board = Arc::new(Board::<u32, u32>::new(1, 2));
+        let mut key = board.claim().unwrap();
+        let collector = unlisting_collector_on_a_thread(&board);
+        let first = board.post(&mut key, 1).unwrap();
+        board.post(&mut key, 2).unwrap();
+        assert_eq!(board.retract(&mut key, first), Retracted::Retracted);
+        board.finished_below(&mut key, first + 1);
+        let (mut collector, mut writes) = collector.join().unwrap();
+        collector.collect(&board, 1, 8, |_, write| writes.push(write));
+        assert!(writes == [2] || writes == [1, 2], "collected {writes:?}");
+    });
+}
+
 /// The owner parks on its lane's event count until its answer lands; the answerer is a
 /// collector on another thread. A lost wake-up is a deadlock (timed waits are untimed
 /// under loom). The planted bug `board-answer-no-notify` loses it.

@@ -174,13 +174,16 @@ where
         }
         let ballot = core.ballot_promised();
         let Sim { nodes, board, collected, report, .. } = &mut *self.sim;
-        let taken = nodes[self.i].collector.collect(board, ballot.as_u64(), COLLECT_BUDGET, |_, request| {
+        let collector = &mut nodes[self.i].collector;
+        let unlisted = collector.lanes_unlisted();
+        let taken = collector.collect(board, ballot.as_u64(), COLLECT_BUDGET, |_, request| {
             let earlier = collected[request.write].replace(ballot);
             if earlier.is_some_and(|earlier| earlier != ballot) {
                 report.coverage.writes_collected_again += 1;
             }
             core.propose(request);
         });
+        report.coverage.lanes_unlisted += collector.lanes_unlisted() - unlisted;
         taken > 0
     }
 }
@@ -380,6 +383,10 @@ where
             && state.session.floor() > request.sequence
         {
             sim.report.coverage.floors_past_retried_writes += 1;
+        }
+        // As the runtime's session closes a write: the board learns its new floor.
+        if let Some((key, base)) = state.lane.as_mut() {
+            sim.board.finished_below(key, *base + state.session.floor());
         }
         if sim.trace {
             println!(

@@ -91,6 +91,9 @@ pub struct Coverage {
     pub writes_retracted_after_collection: u64,
     /// A replica put off applying committed slots because a reader was in its copy.
     pub applies_deferred: u64,
+    /// A leader's collector took an idle lane off the write board's list (its owner's next
+    /// post puts it back).
+    pub lanes_unlisted: u64,
 }
 
 /// The slot from which a snapshot counts as one of a long log ([`Coverage::snapshots_of_long_logs`]).
@@ -98,7 +101,7 @@ pub const LONG_LOG: u64 = 500;
 
 impl Coverage {
     /// Every path with its name and count, in a fixed order.
-    pub fn paths(&self) -> [(&'static str, u64); 16] {
+    pub fn paths(&self) -> [(&'static str, u64); 17] {
         [
             ("phase 1 chose among different values", self.recoveries_contested),
             ("candidate preempted by a higher ballot", self.candidacies_preempted),
@@ -116,6 +119,7 @@ impl Coverage {
             ("write collected again by a leader of a later ballot", self.writes_collected_again),
             ("write retracted after a leader collected it", self.writes_retracted_after_collection),
             ("apply put off while a reader held the copy", self.applies_deferred),
+            ("idle lane taken off the write board's list", self.lanes_unlisted),
         ]
     }
 

@@ -174,6 +174,11 @@ pub(super) struct Hint {
 /// is dropped (never waited for) while it is still unanswered, and one more.
 const BERTHS_BEYOND_PIPELINE: usize = 2;
 
+/// A leader's collector takes a lane off the write board's list after finding it idle on
+/// this many passes in a row (the runtime: 64), so that the sweep takes lanes off and
+/// puts them back often, also while faults run.
+const UNLIST_AFTER_PASSES: u32 = 1;
+
 pub(super) struct Sim<'a, D: Dispatch, W> {
     pub(super) seed: u64,
     pub(super) rng: SimRng,
@@ -243,7 +248,7 @@ where
                 paused: false,
                 restart_at: None,
                 promise_before_crash: Ballot::ZERO,
-                collector: Collector::default(),
+                collector: Collector::unlisting_after(UNLIST_AFTER_PASSES),
                 applied_published: Slot::ZERO,
             })
             .collect();

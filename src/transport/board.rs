@@ -40,14 +40,14 @@
 //! Collecting never waits: a write not yet posted is simply not collected yet.
 //!
 //! # Costs
-//! Per write: the owner's stores (no read-modify-write to post or take), one pin and one
-//! unpin by each collector, one compare-exchange and one add by the first answerer (the
-//! others, one load), and one event count notification (a fence and a load when nobody
-//! waits) per answer, or per lane and batch for an applier that answers quietly and wakes
-//! each lane once. A collector's pass looks
-//! at the `posted` counter of every lane claimed so far (claims take the lowest free lane):
-//! one load per lane, a cache hit for an idle one; a board of many writing sessions would
-//! want hints of which lanes have new writes.
+//! Per write: the owner's stores (no read-modify-write to post or take; one swap of its
+//! lane's own flag when it posts to an idle lane), one pin and one unpin by each
+//! collector, one compare-exchange and one add by the first answerer (the others, one
+//! load), and one event count notification (a fence and a load when nobody waits) per
+//! answer, or per lane and batch for an applier that answers quietly and wakes each lane
+//! once. A collector's pass looks only at the lanes on the board's list (one bit per
+//! lane, `listing`): a lane found idle on 64 passes in a row leaves it, and its owner's next
+//! post puts it back, so a round does not look at every idle session that ever wrote.
 
 use std::fmt;
 
@@ -72,6 +72,10 @@ const NUMBER_SHIFT: u32 = 16;
 
 /// The ordering of a collector's unpin; `Relaxed` only in the loom suite's planted bug.
 const UNPIN: Ordering = if planted!("board-unpin-relaxed") { Ordering::Relaxed } else { Ordering::Release };
+
+/// The ordering of the owner's stores of `oldest`; `Relaxed` only in the loom suite's
+/// planted bug.
+const OLDEST: Ordering = if planted!("board-oldest-relaxed") { Ordering::Relaxed } else { Ordering::Release };
 
 fn word(number: u64, phase: u64) -> u64 {
     number << NUMBER_SHIFT | phase
@@ -105,6 +109,10 @@ struct Berth<W, R> {
 
 /// One session's ring of berths. The counters are written by the owner only.
 struct Lane<W, R> {
+    /// Whether the lane is on the board's list of lanes collectors look at, or about to be
+    /// (see the `listing` module): set by the owner's swap when it posts to an idle lane,
+    /// cleared by a collector's compare-exchange when it takes an idle lane off the list.
+    listed: AtomicBool,
     /// The number of the next write to post: every write numbered below it was posted.
     posted: AtomicU64,
     /// Every write numbered below it is finished (taken, retracted or let go of):
@@ -124,6 +132,8 @@ pub struct Board<W, R> {
     /// only. Claims take the lowest free lane, so it stays near the number of sessions
     /// that write at once. Raised (Release) by `claim`, never lowered.
     in_use: AtomicUsize,
+    /// One bit per lane: the lanes collectors look at (see the `listing` module).
+    list: CachePadded<Box<[AtomicU64]>>,
     mask: u64,
     /// Tells one board's keys from another's (see [`LaneKey`]).
     id: usize,
@@ -192,9 +202,10 @@ impl<W: Clone, R> Board<W, R> {
     pub fn new(lanes: usize, berths: usize) -> Self {
         static BOARDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let berths = berths.max(1).next_power_of_two();
-        let lanes = (0..lanes)
+        let lanes: Box<[CachePadded<Lane<W, R>>]> = (0..lanes)
             .map(|_| {
                 CachePadded::new(Lane {
+                    listed: AtomicBool::new(false),
                     posted: AtomicU64::new(0),
                     oldest: AtomicU64::new(0),
                     claimed: AtomicBool::new(false),
@@ -211,7 +222,8 @@ impl<W: Clone, R> Board<W, R> {
             .collect();
         // Relaxed: only needs to be unique.
         let id = BOARDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Self { lanes, in_use: AtomicUsize::new(0), mask: berths as u64 - 1, id }
+        let list = CachePadded::new((0..lanes.len().div_ceil(64)).map(|_| AtomicU64::new(0)).collect());
+        Self { lanes, in_use: AtomicUsize::new(0), list, mask: berths as u64 - 1, id }
     }
 
     /// How many lanes the board has.
@@ -251,9 +263,8 @@ impl<W: Clone, R> Board<W, R> {
             let _ = self.retract(&mut key, number);
         }
         let lane = self.lane(&key);
-        // Relaxed: collectors read these after an Acquire load of `posted`, which only
-        // the owner writes and which does not change here.
-        lane.oldest.store(key.next, Ordering::Relaxed);
+        // Release as in `finished_below`.
+        lane.oldest.store(key.next, OLDEST);
         // Release pairs with the Acquire in `claim`.
         lane.claimed.store(false, Ordering::Release);
     }
@@ -286,7 +297,19 @@ impl<W: Clone, R> Board<W, R> {
         berth.word.store(word(number, POSTED), Ordering::Release);
         key.next = number + 1;
         // Release pairs with a collector's Acquire load: every berth below it is posted.
+        // (The planted bug `board-listed-before-posted` lists the lane first.)
+        if planted!("board-listed-before-posted") && key.oldest == number {
+            self.list_lane(lane, key.lane);
+        }
         lane.posted.store(key.next, Ordering::Release);
+        // (The planted bug `board-idle-post-unlisted` lists the lane at its first post only.)
+        let relist = !planted!("board-idle-post-unlisted") || number == 0;
+        if key.oldest == number && !planted!("board-listed-before-posted") && relist {
+            // Every earlier write is finished: a collector may have taken the lane off
+            // the list. Put it back (after `posted`, which a collector that sees the lane
+            // listed must see).
+            self.list_lane(lane, key.lane);
+        }
         Ok(number)
     }
 
@@ -307,32 +330,6 @@ impl<W: Clone, R> Board<W, R> {
             _ => false,
         };
         free && current & PINS == 0
-    }
-
-    /// Whether the answer of the write at `address` is there; anyone may look.
-    pub fn is_answered_at(&self, address: Address) -> bool {
-        let Some(lane) = self.lanes.get(address.lane as usize) else { return false };
-        // Acquire pairs with the answerer's Release.
-        is(self.berth(lane, address.number).word.load(Ordering::Acquire), address.number, ANSWERED)
-    }
-
-    /// Answers every write posted and not yet answered with what `answer` gives, and wakes
-    /// their owners (shutdown fails every write still waiting this way).
-    pub fn answer_every_posted(&self, mut answer: impl FnMut() -> R) {
-        for (index, lane) in self.lanes_in_use().iter().enumerate() {
-            let mut any = false;
-            for berth in lane.berths.iter() {
-                // Acquire as in `answer_quietly`.
-                let current = berth.word.load(Ordering::Acquire);
-                if current & PHASE == POSTED {
-                    let address = Address { lane: index as u32, number: number_of(current) };
-                    any |= self.answer_quietly(address, answer());
-                }
-            }
-            if any {
-                self.wake(index as u32);
-            }
-        }
     }
 
     /// Whether any write is posted and not yet answered or retracted.
@@ -390,77 +387,11 @@ impl<W: Clone, R> Board<W, R> {
         debug_assert!(number <= key.next, "finished writes that were never posted");
         if number > key.oldest {
             key.oldest = number;
-            // Relaxed: a hint that saves collectors looking at finished writes; one that
-            // looks anyway finds them answered or empty.
-            self.lane(key).oldest.store(number, Ordering::Relaxed);
-        }
-    }
-
-    /// Wakes every waiter of lane `lane`'s owner under the event count's lock
-    /// ([`EventCount::wake_all`]): for a thread that saw a change others made, which the
-    /// waiters must look at.
-    pub fn remind(&self, lane: u32) {
-        if let Some(lane) = self.lanes.get(lane as usize) {
-            lane.answered.wake_all();
-        }
-    }
-
-    /// The event count lane `lane`'s owner waits on for answers (its threads need not hold
-    /// the key).
-    pub fn answers_of(&self, lane: u32) -> &EventCount {
-        &self.lanes[lane as usize].answered
-    }
-
-    /// Answers the write at `address` with `answer` unless it was answered already, was
-    /// retracted, or its berth holds another write by now; returns whether this call
-    /// answered it. Wakes the owner's waiters.
-    pub fn answer(&self, address: Address, answer: R) -> bool {
-        let answered = self.answer_quietly(address, answer);
-        if answered {
-            self.wake(address.lane);
-        }
-        answered
-    }
-
-    /// [`Board::answer`] without waking the owner's waiters: for an applier that answers a
-    /// batch, and then wakes each lane it answered once ([`Board::wake`]).
-    pub fn answer_quietly(&self, address: Address, answer: R) -> bool {
-        let Some(lane) = self.lanes.get(address.lane as usize) else { return false };
-        let berth = self.berth(lane, address.number);
-        // Acquire pairs with the owner's Release post: the take of the berth's previous
-        // answer happened before we write this one.
-        let mut current = berth.word.load(Ordering::Acquire);
-        loop {
-            if !is(current, address.number, POSTED) {
-                return false;
-            }
-            match berth.word.compare_exchange_weak(
-                current,
-                current - POSTED + ANSWERING,
-                Ordering::Acquire,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => break,
-                Err(now) => current = now,
-            }
-        }
-        // SAFETY: the compare-exchange to ANSWERING made us the berth's one answerer; the
-        // owner reads the answer only once it sees ANSWERED.
-        berth.answer.with_mut(|slot| unsafe { *slot = Some(answer) });
-        // Release pairs with the owner's Acquire load in `take`. An add, not a store: pins
-        // may change meanwhile.
-        berth.word.fetch_add(ANSWERED - ANSWERING, Ordering::Release);
-        true
-    }
-
-    /// Wakes the waiters of lane `lane`'s owner: call it after answering there.
-    pub fn wake(&self, lane: u32) {
-        // (The planted bug `board-answer-no-notify` leaves them asleep.)
-        if planted!("board-answer-no-notify") {
-            return;
-        }
-        if let Some(lane) = self.lanes.get(lane as usize) {
-            lane.answered.notify();
+            // Release pairs with a collector's Acquire load, before it loads `posted`: a
+            // collector that sees every write finished sees every post before (see the
+            // `listing` module). Otherwise a hint that saves collectors looking at finished
+            // writes; one that looks anyway finds them answered or empty.
+            self.lane(key).oldest.store(number, OLDEST);
         }
     }
 
@@ -480,7 +411,9 @@ impl<W: Clone, R> Board<W, R> {
     }
 }
 
+mod answers;
 mod collector;
+mod listing;
 
 pub use collector::Collector;
 

@@ -165,3 +165,40 @@ fn owners_and_collectors_on_threads_pair_every_answer_with_its_write() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     collectors.into_iter().for_each(|collector| collector.join().expect("collector"));
 }
+
+/// A lane found idle on enough passes in a row leaves the list, and a collector no longer
+/// looks at it (a lane cleared of writes by hand is not visited); its owner's next post puts
+/// it back, and a busy lane is never taken off.
+#[test]
+fn an_idle_lane_leaves_the_list_and_its_next_post_puts_it_back() {
+    let board = Board::<u64, u64>::new(3, 4);
+    let mut idle = board.claim().expect("a lane");
+    let mut busy = board.claim().expect("a lane");
+    assert!(!board.is_listed(0) && !board.is_listed(1), "listed before any post");
+    let first = board.post(&mut idle, 1).expect("room");
+    board.post(&mut busy, 2).expect("room");
+    assert!(board.is_listed(0) && board.is_listed(1));
+    let mut collector = Collector::unlisting_after(3);
+    assert_eq!(collected(&mut collector, &board, 1).len(), 2);
+    assert!(board.answer(Address { lane: idle.lane(), number: first }, 10));
+    assert_eq!(board.take(&mut idle, first), Some(10));
+    board.finished_below(&mut idle, first + 1);
+    for pass in 0..2 {
+        assert!(collected(&mut collector, &board, 1).is_empty());
+        assert!(board.is_listed(0), "taken off after {} idle passes", pass + 1);
+    }
+    assert!(collected(&mut collector, &board, 1).is_empty());
+    assert!(!board.is_listed(0), "an idle lane stays listed");
+    assert!(board.is_listed(1), "a lane with a write in flight was taken off");
+    // Unlisted, the lane is not looked at: a write stored behind the owner's back (a post
+    // without its listing) stays uncollected.
+    let second = idle.next();
+    board.lanes[0].posted.store(second + 1, std::sync::atomic::Ordering::Release);
+    assert!(!collector.has_uncollected(&board, 1));
+    board.lanes[0].posted.store(second, std::sync::atomic::Ordering::Release);
+    // The owner's next post puts it back, and it is collected.
+    board.post(&mut idle, 3).expect("room");
+    assert!(board.is_listed(0));
+    assert!(collector.has_uncollected(&board, 1));
+    assert_eq!(collected(&mut collector, &board, 1).iter().map(|(_, w)| *w).collect::<Vec<_>>(), [3]);
+}
