@@ -89,6 +89,15 @@ pub(crate) trait Environment<D: Dispatch, C> {
         false
     }
 
+    /// Step 3: whether this round may wait for a reader to leave its copy once a whole log
+    /// window of slots is put off. The runtime's rounds run by a client helping this
+    /// replica may not (the client would be stuck behind a reader for as long as it reads,
+    /// perhaps for good if the reader waits for that client): they put off further, and
+    /// the replica's own thread runs the round that waits ([`Driver::owes_a_window`]).
+    fn may_wait_for_readers(&self) -> bool {
+        true
+    }
+
     /// Step 4: the diverged copy was replaced by a healthy peer's.
     fn repaired(&mut self) {}
 
@@ -214,6 +223,12 @@ where
         repaired
     }
 
+    /// Whether a whole log window of committed slots is put off (a reader stays in the
+    /// copy): the next round's apply waits for the reader, if its environment may wait.
+    pub(crate) fn owes_a_window(&self) -> bool {
+        self.deferred.len() as u64 >= self.core.config().log_window
+    }
+
     /// Applies the round's `committed` slots, after any put off before, if the copy is free
     /// of readers; otherwise puts them off to a later round (and says the round did no
     /// work, so that a replica thread waits for its next input or tick rather than spin on
@@ -235,7 +250,7 @@ where
         }
         self.deferred.extend_from_slice(committed);
         let mut deferred = std::mem::take(&mut self.deferred);
-        let wait = deferred.len() as u64 >= self.core.config().log_window;
+        let wait = deferred.len() as u64 >= self.core.config().log_window && env.may_wait_for_readers();
         let applied = self.apply_now(env, &deferred, wait);
         if applied {
             deferred.clear();

@@ -784,3 +784,58 @@ fn a_reader_stuck_inside_dispatch_holds_back_its_copy_never_the_votes() {
     let copies = cluster.shutdown().expect("shutdown");
     assert!(copies.iter().all(|copy| copy.value == 21));
 }
+
+/// A reader that stays in the leader's copy for longer than a whole log window of writes:
+/// the leader puts off applying until `log_window` slots wait, then its own thread's round
+/// waits for the reader, so it stops voting; its followers elect another leader, which
+/// goes on committing and answering every write. The writer, which runs rounds for parked
+/// replicas, never runs that waiting round (it would be stuck behind the reader: this test
+/// hung so before). Once the reader leaves, the old leader applies what it owes and
+/// catches up, and every copy ends equal.
+#[test]
+fn a_reader_in_the_leaders_copy_for_a_whole_window_moves_leadership() {
+    const WINDOW: u64 = 8;
+    let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    let inside = Arc::new(AtomicUsize::new(0));
+    let object = Gated { value: 0, gate: Arc::clone(&gate), inside: Arc::clone(&inside) };
+    let cluster = Builder::new(object)
+        .replicas(3)
+        .pin(false)
+        .log_window(WINDOW)
+        .election_ticks(20)
+        .deadline(PATIENCE)
+        .build()
+        .expect("build");
+    let writer = cluster.handle();
+    assert_eq!(writer.execute_mut(1), Ok(1));
+    let leader = eventually("a leader", || cluster.leader());
+    // A session homed on the leader's copy (homes go round the replicas by client id).
+    let reader = std::iter::repeat_with(|| cluster.handle())
+        .find(|handle| handle.client_id() % 3 == leader as u64)
+        .expect("a handle homed on the leader");
+    let reader = std::thread::spawn(move || reader.execute_stale(true));
+    eventually("a reader inside the leader's copy", || (inside.load(Ordering::SeqCst) == 1).then_some(()));
+    let applied_before = cluster.stats()[leader].slot_applied;
+    // One write at a time, each in a slot of its own: far more than a window.
+    for expected in 2..(2 + 4 * WINDOW) {
+        assert_eq!(writer.execute_mut(1), Ok(expected));
+    }
+    let new_leader = eventually("another leader", || cluster.leader().filter(|&now| now != leader));
+    let stats = cluster.stats();
+    assert!(
+        stats[leader].slot_applied.get() <= applied_before.get() + WINDOW,
+        "replica {leader} applied {:?} with a reader inside (from {applied_before:?})",
+        stats[leader].slot_applied
+    );
+    assert!(stats[new_leader].slot_applied > stats[leader].slot_applied);
+    assert!(stats[leader].applies_put_off > 0, "the old leader's stats show no apply put off");
+    *gate.0.lock().expect("gate") = true;
+    gate.1.notify_all();
+    assert!(matches!(reader.join().expect("reader"), Ok(1)), "the stale read saw the first write");
+    let target = cluster.stats()[new_leader].slot_applied;
+    eventually("the old leader catches up", || (cluster.stats()[leader].slot_applied >= target).then_some(()));
+    assert_eq!(writer.execute(false), Ok(1 + 4 * WINDOW));
+    drop(writer);
+    let copies = cluster.shutdown().expect("shutdown");
+    assert!(copies.iter().all(|copy| copy.value == 1 + 4 * WINDOW));
+}

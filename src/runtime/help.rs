@@ -90,7 +90,7 @@ fn help<D: Dispatch>(shared: &Shared<D>, index: usize) -> Round {
         // does, so that the loom suite explores replica threads racing with helpers (for
         // example a replica thread applying while a reader looks at its copy); the ticks
         // that wake them in production never come under loom's frozen clock.
-        Some(mut guard) => run_round(shared, index, &mut guard, cfg!(corum_loom)),
+        Some(mut guard) => run_round(shared, index, &mut guard, cfg!(corum_loom), false),
         None => Round::Skipped,
     }
 }

@@ -52,6 +52,9 @@ pub(crate) struct Io<D: Dispatch> {
     /// thread's rounds do not, because that thread runs those peers' rounds next itself
     /// (a peer left with input wakes by its own tick at the latest).
     pub(super) notify_peers: bool,
+    /// Whether the round runs on the replica's own thread, not a helping client's: only
+    /// then may it wait for a reader to leave the copy (`Environment::may_wait_for_readers`).
+    pub(super) own_thread: bool,
     /// The value of `Shared::lifecycle` this replica last acted on; `None` before its
     /// first round (and after a restart).
     pub(super) lifecycle_seen: Option<u64>,
@@ -86,6 +89,7 @@ impl<D: Dispatch> Io<D> {
             watermark_published: 0,
             messages_dropped: 0,
             notify_peers: true,
+            own_thread: true,
             lifecycle_seen: None,
             restarts_seen: vec![0; peers],
             peers_crashed: 0,
@@ -363,6 +367,10 @@ impl<D: Dispatch> Environment<D, Posted<D>> for Io<D> {
             }
             Verdict::Agreed | Verdict::Undecided => {}
         }
+    }
+
+    fn may_wait_for_readers(&self) -> bool {
+        self.own_thread
     }
 
     fn diverged(&self) -> bool {

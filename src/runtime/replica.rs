@@ -132,7 +132,7 @@ impl<D: Dispatch> ReplicaThread<D> {
             // next tick (1 ms by default) at the latest, and clients waiting for a write
             // run the rounds it needs themselves.
             let started = now();
-            let round = run_round(&self.shared, self.index, &mut guard, self.shared.options.wake_peers);
+            let round = run_round(&self.shared, self.index, &mut guard, self.shared.options.wake_peers, true);
             let ended = now();
             self.lateness.step_down_if_late(self.shared.options.election / 2, ended, &mut guard);
             self.pace.follow_policy(&self.shared, self.index, ended, &mut guard);

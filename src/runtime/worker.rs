@@ -74,10 +74,19 @@ impl<D: Dispatch> Worker<D> {
 
     /// One round of the driver. `notify_peers`: whether to wake the peers it sends to (the
     /// pinned thread does; a helper, which runs those peers' rounds next, does not).
-    fn round(&mut self, notify_peers: bool) -> bool {
+    /// `own_thread`: whether the replica's own thread runs it. A helping client runs no
+    /// round of a replica that owes its copy a whole log window of slots (a reader stays
+    /// in the copy): that round waits for the reader, which only the replica's own thread
+    /// does, so the client wakes it instead and runs nothing.
+    fn round(&mut self, notify_peers: bool, own_thread: bool) -> bool {
         #[cfg(all(test, not(corum_loom)))]
         tests::panic_if_armed(&self.io.shared, self.io.index);
+        if !own_thread && self.driver.owes_a_window() {
+            self.me().wake.notify();
+            return false;
+        }
         self.io.notify_peers = notify_peers;
+        self.io.own_thread = own_thread;
         let progressed = self.driver.round(&mut self.io);
         if progressed {
             self.publish_stats();
@@ -160,6 +169,7 @@ pub(crate) fn run_round<D: Dispatch>(
     index: usize,
     guard: &mut TokenGuard<'_, WorkerPlace<D>>,
     notify_peers: bool,
+    own_thread: bool,
 ) -> Round {
     let me = &shared.replicas[index];
     if me.status() != RUNNING || shared.is_stopped() {
@@ -167,7 +177,7 @@ pub(crate) fn run_round<D: Dispatch>(
     }
     guard.with(|place| {
         let Some(worker) = place.as_mut() else { return Round::Skipped };
-        match catch_unwind(AssertUnwindSafe(|| worker.round(notify_peers))) {
+        match catch_unwind(AssertUnwindSafe(|| worker.round(notify_peers, own_thread))) {
             Ok(true) => Round::Progressed,
             Ok(false) => Round::Idle,
             Err(_) => {
