@@ -18,6 +18,7 @@ plants=(
     "board-answer-any-number:board:a_late_answer_for_a_reused_berth_is_dropped"
     "board-answer-no-notify:board:an_owner_waiting_for_its_answer_wakes"
     "board-answer-no-notify:board:a_waker_left_while_the_answer_lands"
+    "board-publish-store-with-pins:board:a_berth_is_reused_only_after_its_collector_let_go"
     "board-unlist-no-recheck:board:a_lane_taken_off_the_list_while_its_owner_posts_keeps_the_post"
     "board-listed-before-posted:board:a_lane_taken_off_the_list_while_its_owner_posts_keeps_the_post"
     "board-oldest-relaxed:board:a_lane_with_a_write_in_flight_stays_on_the_list"

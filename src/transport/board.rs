@@ -42,8 +42,8 @@
 //! # Costs
 //! Per write: the owner's stores (no read-modify-write to post or take; one swap of its
 //! lane's own flag when it posts to an idle lane), one pin and one unpin by each
-//! collector, one compare-exchange and one add by the first answerer (the others, one
-//! load), and one event count notification (a fence and a load when nobody waits) per
+//! collector, one compare-exchange and one store by the first answerer (an add instead of
+//! the store if a collector held a pin when it claimed the berth; the others, one load), and one event count notification (a fence and a load when nobody waits) per
 //! answer, or per lane and batch for an applier that answers quietly and wakes each lane
 //! once. A collector's pass looks only at the lanes on the board's list (one bit per
 //! lane, `listing`): a lane found idle on 64 passes in a row leaves it, and its owner's next

@@ -1,7 +1,7 @@
 //! Answers on the write board: the first replica to apply a write answers it in its berth
 //! and wakes the owner's waiters (see the parent module, "A berth's word").
 
-use super::{is, number_of, Address, Board, ANSWERED, ANSWERING, PHASE, POSTED};
+use super::{is, number_of, Address, Board, ANSWERED, ANSWERING, PHASE, PINS, POSTED};
 use crate::plant::planted;
 use crate::sync::atomic::Ordering;
 use crate::transport::event::EventCount;
@@ -84,9 +84,17 @@ impl<W: Clone, R> Board<W, R> {
         // SAFETY: the compare-exchange to ANSWERING made us the berth's one answerer; the
         // owner reads the answer only once it sees ANSWERED.
         berth.answer.with_mut(|slot| unsafe { *slot = Some(answer) });
-        // Release pairs with the owner's Acquire load in `take`. An add, not a store: pins
-        // may change meanwhile.
-        berth.word.fetch_add(ANSWERED - ANSWERING, Ordering::Release);
+        // Release pairs with the owner's Acquire load in `take`. With no pins when we
+        // claimed it, nobody else changes the word until we publish: pins, retractions and
+        // other answers all need POSTED, and the owner posts only to a berth answered and
+        // taken. So a plain store publishes (one locked instruction per answer, not two).
+        // With pins, their collectors unpin meanwhile: an add. (The planted bug
+        // `board-publish-store-with-pins` stores anyway.)
+        if current & PINS == 0 || planted!("board-publish-store-with-pins") {
+            berth.word.store(current - POSTED + ANSWERED, Ordering::Release);
+        } else {
+            berth.word.fetch_add(ANSWERED - ANSWERING, Ordering::Release);
+        }
         true
     }
 
