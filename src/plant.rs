@@ -54,7 +54,10 @@ pub(crate) const PLANTS: &[(&str, &str)] = &[
         "board-idle-post-unlisted",
         "an owner posting to its idle lane leaves it off the list (only its first post lists it)",
     ),
-    ("board-publish-store-with-pins", "an answerer publishes with a plain store while collectors hold pins on the berth"),
+    (
+        "board-publish-store-with-pins",
+        "an answerer publishes with a plain store while collectors hold pins on the berth",
+    ),
     ("board-oldest-relaxed", "an owner stores its lane's oldest unfinished write with a relaxed store"),
     ("copy-reader-no-fence", "a reader of a copy loads the writer flag without a fence after raising its indicator"),
     ("copy-own-lowered-relaxed", "a reader lowers its thread's own indicator of a copy with a relaxed store"),

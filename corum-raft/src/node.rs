@@ -14,12 +14,17 @@ use tokio::net::TcpListener;
 
 use crate::client::Client;
 use crate::error::Error;
-use crate::net::Net;
+use crate::net::{Limits, Net};
 use crate::peer::Factory;
 use crate::server::Server;
 use crate::state_machine::StateMachine;
 use crate::storage::{Disk, LogStore};
 use crate::types::{NodeId, Replicated, Types};
+
+/// The smallest frame limit a node takes ([`Builder::frame_limit`]).
+const MIN_FRAME_LIMIT: usize = 64 << 10;
+/// The largest snapshot chunk a node sends (openraft's default).
+const SNAPSHOT_CHUNK: usize = 3 << 20;
 
 /// Settings of a node; [`Builder::start`] checks them and starts it.
 ///
@@ -56,6 +61,7 @@ pub struct Builder<D: Replicated> {
     snapshot_every: u64,
     session_expiry: Duration,
     initialize: Option<bool>,
+    limits: Limits,
 }
 
 impl<D: Replicated> Builder<D> {
@@ -75,6 +81,7 @@ impl<D: Replicated> Builder<D> {
             snapshot_every: 10_000,
             session_expiry: Duration::from_secs(3600),
             initialize: None,
+            limits: Limits::default(),
         }
     }
 
@@ -142,6 +149,35 @@ impl<D: Replicated> Builder<D> {
         self
     }
 
+    /// The longest frame body this node accepts from a peer or client, and sends (default
+    /// 16 MiB; between 64 KiB and 4 GiB). A longer frame closes its connection before
+    /// its body is read; an append request that would be longer is split by openraft, and
+    /// snapshots travel in chunks of at most 3 MiB or half this, whichever is less. Every
+    /// node of a cluster should have the same limit.
+    pub fn frame_limit(mut self, bytes: usize) -> Self {
+        self.limits.max_frame = bytes;
+        self
+    }
+
+    /// The most incoming connections this node holds at once, in all (default 1,024) and
+    /// from one IP address (default 128). A connection past either is closed at once,
+    /// before any byte is read, and counted in [`NodeMetrics::refused_connections`].
+    pub fn connection_limits(mut self, total: usize, per_ip: usize) -> Self {
+        self.limits.max_connections = total;
+        self.limits.max_connections_per_ip = per_ip;
+        self
+    }
+
+    /// How long a frame may take from its first byte to its last (default 10 s), and how
+    /// long a connection may stay without beginning one (default 5 minutes), before the
+    /// node closes it: a sender too slow or silent for either holds no connection. Clients
+    /// and peers open a new connection when they next call.
+    pub fn frame_timeouts(mut self, frame: Duration, idle: Duration) -> Self {
+        self.limits.frame_timeout = frame;
+        self.limits.idle_timeout = idle;
+        self
+    }
+
     /// Whether this node initialises the cluster on its first start (default: the member
     /// with the smallest id does). Initialising an already initialised cluster does nothing.
     pub fn initialize(mut self, yes: bool) -> Self {
@@ -179,6 +215,20 @@ impl<D: Replicated> Builder<D> {
         if self.snapshot_every == 0 {
             return bad("snapshot_every must be at least 1".into());
         }
+        let limits = &self.limits;
+        if !(MIN_FRAME_LIMIT..=u32::MAX as usize).contains(&limits.max_frame) {
+            return bad(format!(
+                "the frame limit ({} bytes) must be between {MIN_FRAME_LIMIT} and {} bytes",
+                limits.max_frame,
+                u32::MAX
+            ));
+        }
+        if limits.max_connections == 0 || limits.max_connections_per_ip == 0 {
+            return bad("connection limits must be at least 1".into());
+        }
+        if limits.frame_timeout.is_zero() || limits.idle_timeout.is_zero() {
+            return bad("frame timeouts must be more than zero".into());
+        }
         Ok((members, dir))
     }
 
@@ -201,6 +251,7 @@ impl<D: Replicated> Builder<D> {
             election_timeout_max: self.election.1.as_millis() as u64,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_every),
             max_in_snapshot_log_to_keep: 0,
+            snapshot_max_chunk_size: (SNAPSHOT_CHUNK.min(self.limits.max_frame / 2)) as u64,
             ..Default::default()
         }
         .validate()
@@ -213,7 +264,7 @@ impl<D: Replicated> Builder<D> {
         let log = LogStore::<D>::new(disk.clone(), &recovered).map_err(Error::Storage)?;
         let machine = StateMachine::new(self.object, disk.clone(), &recovered).map_err(Error::Storage)?;
         let image = machine.image.clone();
-        let net = Arc::new(Net::default());
+        let net = Arc::new(Net::new(self.limits));
         let factory = Factory { net: net.clone() };
         let raft = Raft::new(self.id, Arc::new(config), factory, log, machine)
             .await
@@ -263,6 +314,9 @@ pub struct NodeMetrics {
     pub reads: u64,
     /// Frames from peers or clients it could not decode.
     pub rejected_frames: u64,
+    /// Incoming connections it closed at once, past a limit
+    /// ([`Builder::connection_limits`]).
+    pub refused_connections: u64,
 }
 
 /// A running node. Writes and reads through it go to the leader wherever it is.
@@ -326,6 +380,7 @@ impl<D: Replicated> Node<D> {
             write_entries: self.core.entries.load(Ordering::Relaxed),
             reads: self.core.reads.load(Ordering::Relaxed),
             rejected_frames: self.core.rejected.load(Ordering::Relaxed),
+            refused_connections: self.core.net.refused_connections.load(Ordering::Relaxed),
         }
     }
 

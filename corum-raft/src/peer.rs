@@ -15,7 +15,7 @@ use openraft::raft::{
 };
 use openraft::BasicNode;
 
-use crate::net::{self, Frame, Net, Request, Response};
+use crate::net::{Frame, Net, Request, Response};
 use crate::types::{decode, NodeId, Replicated, Types};
 
 /// Opens connections to peers for openraft.
@@ -51,7 +51,7 @@ impl Peer {
             return Err(RPCError::Unreachable(Unreachable::new(&e)));
         };
         let frame = Frame::encode(&request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        if frame.body_len() > net::MAX_FRAME {
+        if frame.body_len() > self.net.limits.max_frame {
             // openraft splits the entries and sends again; other requests cannot be split.
             if let Request::Append(rpc) = &request {
                 let hint = (rpc.entries.len() as u64 / 2).max(1);

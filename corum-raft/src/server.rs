@@ -204,13 +204,19 @@ async fn accept<D: Replicated>(listener: TcpListener, core: Arc<Server<D>>, mut 
             _ = stop.changed() => return,
         };
         match accepted {
-            Ok((stream, _)) => {
+            Ok((stream, from)) => {
                 if core.net.is_cut() {
                     drop(stream);
                     continue;
                 }
+                // Over a limit: closed at once, before any byte is read.
+                let Some(admitted) = core.net.admit(from.ip()) else {
+                    tracing::debug!("corum-raft: node {} refused a connection from {from}: too many", core.id);
+                    drop(stream);
+                    continue;
+                };
                 let served = core.clone();
-                tokio::spawn(net::serve_connection(stream, core.net.clone(), stop.clone(), move |body| {
+                tokio::spawn(net::serve_connection(stream, admitted, stop.clone(), move |body| {
                     served.clone().serve(body)
                 }));
             }
