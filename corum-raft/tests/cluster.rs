@@ -294,6 +294,18 @@ async fn bad_settings_are_typed_errors() {
     assert!(matches!(short_sessions, Err(Error::Config(_))));
     let no_listen = Builder::new(1, Counters::default()).data_dir(tmp.path()).start().await;
     assert!(matches!(no_listen, Err(Error::Config(_))));
+    let base = || Builder::new(1, Counters::default()).listen(addr).data_dir(tmp.path());
+    for (what, limited) in [
+        ("a frame limit below 64 KiB", base().frame_limit(1000)),
+        ("a frame limit past 4 GiB", base().frame_limit(usize::MAX)),
+        ("no connection at all", base().connection_limits(0, 1)),
+        ("no connection per address", base().connection_limits(8, 0)),
+        ("a zero frame timeout", base().frame_timeouts(Duration::ZERO, Duration::from_secs(1))),
+        ("a zero idle timeout", base().frame_timeouts(Duration::from_secs(1), Duration::ZERO)),
+    ] {
+        let started = limited.start().await;
+        assert!(matches!(started, Err(Error::Config(_))), "{what}: {:?}", started.err());
+    }
     assert!(matches!(Client::<Counters>::builder().build(), Err(Error::Config(_))));
 }
 
