@@ -314,6 +314,9 @@ pub struct NodeMetrics {
     pub reads: u64,
     /// Frames from peers or clients it could not decode.
     pub rejected_frames: u64,
+    /// Snapshots it refused because they did not decode (or could not be checked), each
+    /// answered with a rejection before openraft saw its last chunk.
+    pub rejected_snapshots: u64,
     /// Incoming connections it closed at once, past a limit
     /// ([`Builder::connection_limits`]).
     pub refused_connections: u64,
@@ -381,6 +384,7 @@ impl<D: Replicated> Node<D> {
             reads: self.core.reads.load(Ordering::Relaxed),
             rejected_frames: self.core.rejected.load(Ordering::Relaxed),
             refused_connections: self.core.net.refused_connections.load(Ordering::Relaxed),
+            rejected_snapshots: self.core.rejected_snapshots.load(Ordering::Relaxed),
         }
     }
 

@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::raft::InstallSnapshotRequest;
 use openraft::{BasicNode, Raft};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -33,6 +34,11 @@ pub(crate) struct Server<D: Replicated> {
     pub(crate) entries: AtomicU64,
     pub(crate) reads: AtomicU64,
     pub(crate) rejected: AtomicU64,
+    pub(crate) rejected_snapshots: AtomicU64,
+    /// The snapshot being received, as openraft's own stream of it holds it (its id and
+    /// the bytes so far), so that it is checked whole before its last chunk reaches
+    /// openraft (see [`Server::check_snapshot_chunk`]).
+    receiving: tokio::sync::Mutex<Option<(String, Vec<u8>)>>,
 }
 
 /// A client write waiting for a log entry, and where its answer goes.
@@ -133,6 +139,8 @@ impl<D: Replicated> Server<D> {
             entries: AtomicU64::new(0),
             reads: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
+            rejected_snapshots: AtomicU64::new(0),
+            receiving: tokio::sync::Mutex::new(None),
         });
         tokio::spawn(accept(listener, server.clone(), stopped_rx));
         tokio::spawn(batch_writes(Arc::downgrade(&server), raft, queue, timeout, session_expiry));
@@ -178,11 +186,48 @@ impl<D: Replicated> Server<D> {
         }
     }
 
+    /// Follows a snapshot's chunks as openraft receives them and, at its last, checks that
+    /// the whole decodes as an image of the object before openraft sees that chunk: openraft
+    /// takes a snapshot its state machine cannot install for a storage error, fatal to the
+    /// node. An error here answers the chunk with a rejection instead, which the sender's
+    /// network layer takes for a transient failure (openraft's leader backs off and sends
+    /// a snapshot again); the node goes on serving from what it has. A last chunk that
+    /// does not follow the chunks seen before it (another stream, a gap) is refused too,
+    /// since it cannot be checked.
+    async fn check_snapshot_chunk(&self, rpc: &InstallSnapshotRequest<Types<D>>) -> Result<(), String> {
+        let mut receiving = self.receiving.lock().await;
+        if rpc.offset == 0 {
+            *receiving = Some((rpc.meta.snapshot_id.clone(), Vec::new()));
+        }
+        let follows = receiving
+            .as_ref()
+            .is_some_and(|(id, bytes)| *id == rpc.meta.snapshot_id && bytes.len() as u64 == rpc.offset);
+        if !follows {
+            // openraft answers such a chunk with a mismatch, and its sender starts over.
+            *receiving = None;
+            return if rpc.done { Err("a snapshot's last chunk without the chunks before it".into()) } else { Ok(()) };
+        }
+        let (_, bytes) = receiving.as_mut().expect("follows");
+        bytes.extend_from_slice(&rpc.data);
+        if rpc.done {
+            let (_, whole) = receiving.take().expect("follows");
+            decode::<Image<D>>(&whole).map_err(|e| format!("a snapshot that does not decode: {e}"))?;
+        }
+        Ok(())
+    }
+
     async fn serve(self: Arc<Self>, body: Vec<u8>) -> Frame {
         let response = match decode::<Request<D>>(&body) {
             Ok(Request::Append(rpc)) => Response::Append(self.raft.append_entries(rpc).await),
             Ok(Request::Vote(rpc)) => Response::Vote(self.raft.vote(rpc).await),
-            Ok(Request::Snapshot(rpc)) => Response::Snapshot(self.raft.install_snapshot(rpc).await),
+            Ok(Request::Snapshot(rpc)) => match self.check_snapshot_chunk(&rpc).await {
+                Ok(()) => Response::Snapshot(self.raft.install_snapshot(rpc).await),
+                Err(why) => {
+                    self.rejected_snapshots.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!("corum-raft: node {} refused a snapshot: {why}", self.id);
+                    Response::Rejected(why)
+                }
+            },
             Ok(Request::Write(command)) => Response::Client(self.write_here(command).await),
             Ok(Request::Read(op)) => Response::Client(self.read_here(&op).await),
             Err(e) => {

@@ -132,3 +132,58 @@ async fn arbitrary_bytes_never_stop_the_node() {
     assert_eq!(node.execute(49).await.unwrap(), 1);
     node.shutdown().await;
 }
+
+/// A snapshot whose bytes do not decode as the object, sent to a follower in its
+/// leader's term (as a buggy leader, or a stranger who copied its vote, would): refused
+/// before openraft sees its last chunk, so the follower installs nothing and the cluster
+/// serves on with it. (openraft takes a snapshot its state machine cannot install for a
+/// storage error, fatal to the node: without the check, the follower stops.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_snapshot_that_does_not_decode_is_refused_and_the_node_serves_on() {
+    use openraft::raft::InstallSnapshotRequest;
+    use openraft::{LogId, SnapshotMeta};
+    let cluster = common::Cluster::start(3, 10_000).await;
+    let leader = cluster.leader().await;
+    let follower = (leader + 1) % 3;
+    assert_eq!(cluster.node(follower).execute_mut((1, 1)).await.unwrap(), 1);
+    let metrics = cluster.node(follower).raft().metrics().borrow().clone();
+    let leader_id = *metrics.vote.leader_id();
+    let chunks: [&[u8]; 2] = [&[0xff; 64], &[0x80; 32]];
+    let mut stream = TcpStream::connect(cluster.addrs[follower]).await.unwrap();
+    let mut offset = 0;
+    for (index, data) in chunks.iter().enumerate() {
+        let rpc = InstallSnapshotRequest::<corum_raft::Types<Counters>> {
+            vote: metrics.vote,
+            meta: SnapshotMeta {
+                last_log_id: Some(LogId::new(leader_id, 1_000_000)),
+                last_membership: metrics.membership_config.as_ref().clone(),
+                snapshot_id: "forged".into(),
+            },
+            offset,
+            data: data.to_vec(),
+            done: index == chunks.len() - 1,
+        };
+        offset += data.len() as u64;
+        // `Request::Snapshot` is the wire enum's third variant.
+        let mut body = vec![2u8];
+        body.extend(postcard::to_stdvec(&rpc).unwrap());
+        let mut frame = header(body.len() as u32, index as u64);
+        frame.extend_from_slice(&body);
+        stream.write_all(&frame).await.unwrap();
+        let mut answer = [0u8; 12];
+        stream.read_exact(&mut answer).await.unwrap();
+        let mut rest = vec![0u8; u32::from_le_bytes(answer[..4].try_into().unwrap()) as usize];
+        stream.read_exact(&mut rest).await.unwrap();
+    }
+    let metrics = cluster.node(follower).metrics();
+    assert_eq!(metrics.rejected_snapshots, 1);
+    assert_eq!(metrics.snapshot, None, "a snapshot was installed");
+    // The follower goes on: it applies the next write, through its own client too.
+    assert_eq!(cluster.node(follower).execute_mut((1, 1)).await.unwrap(), 2, "the follower stopped serving");
+    let deadline = tokio::time::Instant::now() + common::PATIENCE;
+    while cluster.node(follower).read_local(|copy| copy.0.get(&1).copied()) != Some(2) {
+        assert!(tokio::time::Instant::now() < deadline, "the follower stopped applying");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    cluster.shutdown().await;
+}
