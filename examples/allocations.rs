@@ -9,10 +9,12 @@
 //! ```
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use corum::{Builder, Dispatch, Error};
+use corum::{Builder, Error};
+
+mod common;
+use common::{full_map, KEYS};
 
 /// The system allocator, counting allocations and bytes allocated.
 struct Counting;
@@ -45,30 +47,9 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-/// A map of 10,000 keys, as the sweep's kv workload (its values overwritten in place, so
-/// the map itself allocates nothing once full).
-#[derive(Clone, Default)]
-struct Kv(HashMap<u64, u64>);
-
-impl Dispatch for Kv {
-    type ReadOp = u64;
-    type WriteOp = (u64, u64);
-    type Response = Option<u64>;
-
-    fn dispatch(&self, key: &u64) -> Option<u64> {
-        self.0.get(key).copied()
-    }
-
-    fn dispatch_mut(&mut self, &(key, value): &(u64, u64)) -> Option<u64> {
-        self.0.insert(key, value)
-    }
-}
-
-const KEYS: u64 = 10_000;
-
 /// Allocations and bytes per write over `writes` writes, after as many to warm up.
 fn measure(replicas: usize, pipelined: bool, writes: u64) -> Result<(f64, f64), Error> {
-    let object = Kv((0..KEYS).map(|key| (key, 0)).collect());
+    let object = full_map();
     let cluster = Builder::new(object).replicas(replicas).build()?;
     let handle = cluster.handle();
     let mut tickets = Vec::with_capacity(64);

@@ -9,37 +9,20 @@
 //! cargo run --release --example idle_handles -- --seconds 2 --idle 0,255
 //! ```
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use corum::{Builder, Dispatch, Error};
+use corum::{Builder, Error};
 
-/// A map of 10,000 keys, as the sweep's kv workload.
-#[derive(Clone, Default)]
-struct Kv(HashMap<u64, u64>);
+mod common;
+use common::{full_map, Kv, KEYS};
 
-impl Dispatch for Kv {
-    type ReadOp = u64;
-    type WriteOp = (u64, u64);
-    type Response = Option<u64>;
-
-    fn dispatch(&self, key: &u64) -> Option<u64> {
-        self.0.get(key).copied()
-    }
-
-    fn dispatch_mut(&mut self, &(key, value): &(u64, u64)) -> Option<u64> {
-        self.0.insert(key, value)
-    }
-}
-
-const KEYS: u64 = 10_000;
 /// The board's lanes: one per handle that writes (the default).
 const LANES: usize = 256;
 
 /// Writes per second from one handle over `window`, 64 in flight (`pipelined`) or one at a
 /// time, with `idle` other handles that each wrote once and stay open.
 fn measure(replicas: usize, idle: usize, pipelined: bool, window: Duration) -> Result<f64, Error> {
-    let object = Kv((0..KEYS).map(|key| (key, 0)).collect());
+    let object = full_map();
     let cluster = Builder::new(object).replicas(replicas).writing_handles(LANES).build()?;
     let idle_handles = (0..idle)
         .map(|index| {
