@@ -365,6 +365,16 @@ impl<D: Replicated> Client<D> {
                 Ok(Reply::Expired) => return Outcome::Done(Err(Error::Expired)),
                 Ok(Reply::UnknownSession) => return Outcome::UnknownSession { retried },
                 Ok(Reply::Panicked) => return Outcome::Done(Err(Error::OperationPanicked)),
+                Ok(Reply::DiskFull { free }) if !delivered => {
+                    return Outcome::Done(Err(Error::DiskFull { node: id, free }))
+                }
+                Ok(Reply::DiskFull { .. }) => {
+                    // An earlier copy may be in a log: the write's outcome is unknown, as
+                    // when no quorum answers in time (not applied twice either way).
+                    answered = true;
+                    last_leader = Some(id);
+                    self.next();
+                }
                 Ok(Reply::NotLeader(leader) | Reply::Deposed(leader)) => {
                     answered = true;
                     last_leader = leader;

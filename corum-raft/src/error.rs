@@ -43,6 +43,16 @@ pub enum Error {
     /// have been applied, or may yet be, once; it will never be applied twice. The client
     /// goes on under a new session.
     SessionExpired,
+    /// The leader's data directory has less free space than its floor
+    /// ([`Builder::min_free_disk`](crate::Builder::min_free_disk)): the write was refused
+    /// before it was proposed, so it was not applied and never will be. Writes are taken
+    /// again once space is freed.
+    DiskFull {
+        /// The leader that refused it.
+        node: NodeId,
+        /// The free bytes it measured.
+        free: u64,
+    },
     /// The node has been shut down.
     Shutdown,
     /// The node's storage failed (opening, reading or writing its data directory).
@@ -65,6 +75,9 @@ impl fmt::Display for Error {
             Error::Expired => f.write_str("the write's session has released its number; it was not applied"),
             Error::SessionExpired => {
                 f.write_str("the session expired while the write was retried; it may have been applied once")
+            }
+            Error::DiskFull { node, free } => {
+                write!(f, "node {node}'s disk has {free} bytes free, below its floor: the write was not applied")
             }
             Error::Shutdown => f.write_str("the node has been shut down"),
             Error::Storage(e) => write!(f, "storage failed: {e}"),

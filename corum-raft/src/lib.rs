@@ -87,6 +87,7 @@ mod net;
 mod node;
 mod peer;
 mod server;
+mod space;
 mod state_machine;
 mod storage;
 mod types;

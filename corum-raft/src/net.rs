@@ -99,6 +99,11 @@ pub(crate) enum Reply<D: Replicated> {
     UnknownSession,
     /// `dispatch_mut` panicked on this write.
     Panicked,
+    /// This node leads, and its disk is below its floor of free space: not proposed.
+    DiskFull {
+        /// The free bytes it measured.
+        free: u64,
+    },
 }
 
 /// What travels back.

@@ -17,6 +17,7 @@ use crate::error::Error;
 use crate::net::{Limits, Net};
 use crate::peer::Factory;
 use crate::server::Server;
+use crate::space::{Probe, Space};
 use crate::state_machine::StateMachine;
 use crate::storage::{Disk, LogStore};
 use crate::types::{NodeId, Replicated, Types};
@@ -62,6 +63,8 @@ pub struct Builder<D: Replicated> {
     session_expiry: Duration,
     initialize: Option<bool>,
     limits: Limits,
+    min_free_disk: u64,
+    free_disk_probe: Option<Probe>,
 }
 
 impl<D: Replicated> Builder<D> {
@@ -82,6 +85,8 @@ impl<D: Replicated> Builder<D> {
             session_expiry: Duration::from_secs(3600),
             initialize: None,
             limits: Limits::default(),
+            min_free_disk: 64 << 20,
+            free_disk_probe: None,
         }
     }
 
@@ -178,6 +183,25 @@ impl<D: Replicated> Builder<D> {
         self
     }
 
+    /// The free space below which this node takes no new log entries (default 64 MiB):
+    /// as leader it refuses client writes with [`Error::DiskFull`] (not proposed, so
+    /// never applied), as follower it refuses appends that carry entries (its leader sends
+    /// them again later), while heartbeats, votes and reads go on. openraft would take a
+    /// failed append for a fatal error and stop the node. Measured on the data directory's
+    /// file system (Unix); 0 turns the check off.
+    pub fn min_free_disk(mut self, bytes: u64) -> Self {
+        self.min_free_disk = bytes;
+        self
+    }
+
+    /// Tests only: measures the free space with `probe` instead of the file system, for a
+    /// disk that fills (a test cannot mount a small file system). Not part of the API.
+    #[doc(hidden)]
+    pub fn free_disk_probe(mut self, probe: impl Fn() -> u64 + Send + Sync + 'static) -> Self {
+        self.free_disk_probe = Some(Arc::new(probe));
+        self
+    }
+
     /// Whether this node initialises the cluster on its first start (default: the member
     /// with the smallest id does). Initialising an already initialised cluster does nothing.
     pub fn initialize(mut self, yes: bool) -> Self {
@@ -257,6 +281,7 @@ impl<D: Replicated> Builder<D> {
         .validate()
         .map_err(|e| Error::Config(e.to_string()))?;
 
+        let space = Space::new(dir.clone(), self.min_free_disk, self.free_disk_probe.take());
         let (disk, recovered) = tokio::task::spawn_blocking(move || Disk::open(&dir))
             .await
             .map_err(|e| Error::Storage(std::io::Error::other(e)))?
@@ -270,7 +295,8 @@ impl<D: Replicated> Builder<D> {
             .await
             .map_err(|e| Error::Storage(std::io::Error::other(e.to_string())))?;
 
-        let core = Server::start(self.id, raft.clone(), image, net, disk, listener, self.timeout, self.session_expiry);
+        let core =
+            Server::start(self.id, raft.clone(), image, net, disk, listener, self.timeout, self.session_expiry, space);
 
         let initialize = self.initialize.unwrap_or(members.keys().next() == Some(&self.id));
         if initialize && !raft.is_initialized().await.map_err(|e| Error::Protocol(e.to_string()))? {
@@ -317,6 +343,9 @@ pub struct NodeMetrics {
     /// Snapshots it refused because they did not decode (or could not be checked), each
     /// answered with a rejection before openraft saw its last chunk.
     pub rejected_snapshots: u64,
+    /// Client writes (as leader) and appends carrying entries (as follower) it refused
+    /// because its disk was below its floor of free space ([`Builder::min_free_disk`]).
+    pub refused_for_space: u64,
     /// Incoming connections it closed at once, past a limit
     /// ([`Builder::connection_limits`]).
     pub refused_connections: u64,
@@ -385,6 +414,7 @@ impl<D: Replicated> Node<D> {
             rejected_frames: self.core.rejected.load(Ordering::Relaxed),
             refused_connections: self.core.net.refused_connections.load(Ordering::Relaxed),
             rejected_snapshots: self.core.rejected_snapshots.load(Ordering::Relaxed),
+            refused_for_space: self.core.refused_for_space.load(Ordering::Relaxed),
         }
     }
 

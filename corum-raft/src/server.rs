@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::net::{self, Frame, Net, Reply, Request, Response};
+use crate::space::Space;
 use crate::state_machine::Image;
 use crate::storage::Disk;
 use crate::types::{decode, Applied, Batch, NodeId, Replicated, Types, Write};
@@ -35,6 +36,10 @@ pub(crate) struct Server<D: Replicated> {
     pub(crate) reads: AtomicU64,
     pub(crate) rejected: AtomicU64,
     pub(crate) rejected_snapshots: AtomicU64,
+    /// The floor of free disk space, and how to measure it.
+    space: Space,
+    /// Client writes and appends refused for want of disk space.
+    pub(crate) refused_for_space: AtomicU64,
     /// The snapshot being received, as openraft's own stream of it holds it (its id and
     /// the bytes so far), so that it is checked whole before its last chunk reaches
     /// openraft (see [`Server::check_snapshot_chunk`]).
@@ -122,6 +127,7 @@ impl<D: Replicated> Server<D> {
         listener: TcpListener,
         timeout: Duration,
         session_expiry: Duration,
+        space: Space,
     ) -> Arc<Self> {
         let (stop, stopped_rx) = watch::channel(false);
         let (batcher, queue) = mpsc::unbounded_channel();
@@ -140,6 +146,8 @@ impl<D: Replicated> Server<D> {
             reads: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             rejected_snapshots: AtomicU64::new(0),
+            space,
+            refused_for_space: AtomicU64::new(0),
             receiving: tokio::sync::Mutex::new(None),
         });
         tokio::spawn(accept(listener, server.clone(), stopped_rx));
@@ -161,6 +169,10 @@ impl<D: Replicated> Server<D> {
         };
         if !leads {
             return Reply::NotLeader(leader);
+        }
+        if let Some(free) = self.space.short() {
+            self.refused_for_space.fetch_add(1, Ordering::Relaxed);
+            return Reply::DiskFull { free };
         }
         let (tx, rx) = oneshot::channel();
         if self.batcher.send((command, tx)).is_err() {
@@ -218,7 +230,16 @@ impl<D: Replicated> Server<D> {
 
     async fn serve(self: Arc<Self>, body: Vec<u8>) -> Frame {
         let response = match decode::<Request<D>>(&body) {
-            Ok(Request::Append(rpc)) => Response::Append(self.raft.append_entries(rpc).await),
+            Ok(Request::Append(rpc)) => match self.space.short().filter(|_| !rpc.entries.is_empty()) {
+                // Taken by openraft, the entries would fail its log store, which stops the
+                // node. Heartbeats (no entries) go on, so the node keeps its leader.
+                Some(free) => {
+                    self.refused_for_space.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!("corum-raft: node {} refused entries: {free} bytes free on its disk", self.id);
+                    Response::Rejected(format!("the disk has {free} bytes free, below its floor"))
+                }
+                None => Response::Append(self.raft.append_entries(rpc).await),
+            },
             Ok(Request::Vote(rpc)) => Response::Vote(self.raft.vote(rpc).await),
             Ok(Request::Snapshot(rpc)) => match self.check_snapshot_chunk(&rpc).await {
                 Ok(()) => Response::Snapshot(self.raft.install_snapshot(rpc).await),

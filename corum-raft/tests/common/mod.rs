@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long a test waits for what takes milliseconds on an idle machine: far above what
@@ -45,6 +47,9 @@ pub struct Cluster {
     pub snapshot_every: u64,
     pub request_timeout: Duration,
     pub session_expiry: Duration,
+    /// Each node's free disk space as it sees it (`Builder::free_disk_probe`): plenty,
+    /// until a test lowers it.
+    pub free: Vec<Arc<AtomicU64>>,
     _tmp: tempfile::TempDir,
 }
 
@@ -66,8 +71,17 @@ impl Cluster {
         }
         let addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
         let dirs: Vec<PathBuf> = (0..n).map(|i| tmp.path().join(format!("node{}", i + 1))).collect();
-        let mut cluster =
-            Cluster { nodes: Vec::new(), addrs, dirs, snapshot_every, request_timeout, session_expiry, _tmp: tmp };
+        let free = (0..n).map(|_| Arc::new(AtomicU64::new(u64::MAX))).collect();
+        let mut cluster = Cluster {
+            nodes: Vec::new(),
+            addrs,
+            dirs,
+            snapshot_every,
+            request_timeout,
+            session_expiry,
+            free,
+            _tmp: tmp,
+        };
         for (i, listener) in listeners.into_iter().enumerate() {
             let node = cluster.builder(i).listener(listener).start().await.unwrap();
             cluster.nodes.push(Some(node));
@@ -83,7 +97,11 @@ impl Cluster {
             .election_timeout(Duration::from_millis(150), Duration::from_millis(300))
             .request_timeout(self.request_timeout)
             .session_expiry(self.session_expiry)
-            .snapshot_every(self.snapshot_every);
+            .snapshot_every(self.snapshot_every)
+            .free_disk_probe({
+                let free = self.free[i].clone();
+                move || free.load(Ordering::Relaxed)
+            });
         for (j, addr) in self.addrs.iter().enumerate() {
             if j != i {
                 b = b.peer(j as u64 + 1, *addr);
