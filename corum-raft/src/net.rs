@@ -26,7 +26,7 @@ use openraft::raft::{
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::types::{NodeId, Replicated, Types, Write};
@@ -227,8 +227,14 @@ impl Drop for Conn {
 }
 
 impl Conn {
-    async fn open(addr: SocketAddr, timeout: Duration, limits: Limits) -> io::Result<Conn> {
-        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+    async fn open(addr: SocketAddr, timeout: Duration, limits: Limits, local: Option<IpAddr>) -> io::Result<Conn> {
+        let connect = async {
+            let Some(local) = local else { return TcpStream::connect(addr).await };
+            let socket = if local.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+            socket.bind(SocketAddr::new(local, 0))?;
+            socket.connect(addr).await
+        };
+        let stream = tokio::time::timeout(timeout, connect)
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::NotConnected, format!("connecting to {addr} timed out")))??;
         stream.set_nodelay(true)?;
@@ -287,6 +293,8 @@ pub(crate) struct Net {
     conns: Mutex<HashMap<SocketAddr, Slot>>,
     cut: AtomicBool,
     pub(crate) limits: Limits,
+    /// The local address outgoing connections are made from (`Builder::bind_outgoing`).
+    local: Option<IpAddr>,
     /// Incoming connections held now, in all and per IP address (the server's).
     incoming: Mutex<HashMap<IpAddr, usize>>,
     incoming_total: AtomicUsize,
@@ -297,9 +305,10 @@ pub(crate) struct Net {
 type Slot = Arc<tokio::sync::Mutex<Option<Arc<Conn>>>>;
 
 impl Net {
-    /// A network bounded by `limits`.
-    pub(crate) fn new(limits: Limits) -> Net {
-        Net { limits, ..Net::default() }
+    /// A network bounded by `limits`, whose outgoing connections come from `local` (or
+    /// wherever the system routes them).
+    pub(crate) fn new(limits: Limits, local: Option<IpAddr>) -> Net {
+        Net { limits, local, ..Net::default() }
     }
 
     /// Counts an incoming connection from `ip` if the limits allow one more; the
@@ -333,7 +342,7 @@ impl Net {
                 Some(conn) if !conn.closed.load(Ordering::Acquire) => conn.clone(),
                 _ => {
                     // A connection not made: nothing was sent (the client counts on the kind).
-                    let opened = Conn::open(addr, timeout, self.limits).await;
+                    let opened = Conn::open(addr, timeout, self.limits, self.local).await;
                     let conn = Arc::new(opened.map_err(|e| io::Error::new(io::ErrorKind::NotConnected, e))?);
                     *slot = Some(conn.clone());
                     conn

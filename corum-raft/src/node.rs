@@ -3,7 +3,7 @@
 //! connections to peers (`peer.rs`).
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -65,6 +65,8 @@ pub struct Builder<D: Replicated> {
     limits: Limits,
     min_free_disk: u64,
     free_disk_probe: Option<Probe>,
+    bind_outgoing: Option<IpAddr>,
+    advertise: Option<SocketAddr>,
 }
 
 impl<D: Replicated> Builder<D> {
@@ -87,6 +89,8 @@ impl<D: Replicated> Builder<D> {
             limits: Limits::default(),
             min_free_disk: 64 << 20,
             free_disk_probe: None,
+            bind_outgoing: None,
+            advertise: None,
         }
     }
 
@@ -202,6 +206,23 @@ impl<D: Replicated> Builder<D> {
         self
     }
 
+    /// The local address this node's connections to its peers come from (default: the
+    /// one the system's routes pick), for a host with several interfaces. (Tests give
+    /// each node its own loopback address, so that a fault proxy tells them apart.)
+    pub fn bind_outgoing(mut self, ip: IpAddr) -> Self {
+        self.bind_outgoing = Some(ip);
+        self
+    }
+
+    /// The address peers and clients reach this node at, where it differs from the one it
+    /// listens on (behind a proxy or a port mapping; default: the listening address). The
+    /// node that initialises the cluster records it in the membership, which is where
+    /// every node looks its peers up.
+    pub fn advertise(mut self, addr: SocketAddr) -> Self {
+        self.advertise = Some(addr);
+        self
+    }
+
     /// Whether this node initialises the cluster on its first start (default: the member
     /// with the smallest id does). Initialising an already initialised cluster does nothing.
     pub fn initialize(mut self, yes: bool) -> Self {
@@ -215,7 +236,7 @@ impl<D: Replicated> Builder<D> {
             return bad("no data directory (Builder::data_dir)".into());
         };
         let mut members = BTreeMap::new();
-        members.insert(self.id, listen);
+        members.insert(self.id, self.advertise.unwrap_or(listen));
         for &(id, addr) in &self.peers {
             if members.insert(id, addr).is_some() {
                 return bad(format!("node id {id} is given twice"));
@@ -289,7 +310,7 @@ impl<D: Replicated> Builder<D> {
         let log = LogStore::<D>::new(disk.clone(), &recovered).map_err(Error::Storage)?;
         let machine = StateMachine::new(self.object, disk.clone(), &recovered).map_err(Error::Storage)?;
         let image = machine.image.clone();
-        let net = Arc::new(Net::new(self.limits));
+        let net = Arc::new(Net::new(self.limits, self.bind_outgoing));
         let factory = Factory { net: net.clone() };
         let raft = Raft::new(self.id, Arc::new(config), factory, log, machine)
             .await

@@ -1,6 +1,8 @@
 //! A test object and a cluster of nodes in one process over loopback.
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -50,6 +52,10 @@ pub struct Cluster {
     /// Each node's free disk space as it sees it (`Builder::free_disk_probe`): plenty,
     /// until a test lowers it.
     pub free: Vec<Arc<AtomicU64>>,
+    /// The fault proxies in front of the nodes, if the cluster was started with them
+    /// ([`Cluster::start_proxied`]): then peers and clients reach node `i` at
+    /// `proxies.addrs[i]`, and nodes call from their own loopback addresses.
+    pub proxies: Option<Arc<proxy::Proxies>>,
     _tmp: tempfile::TempDir,
 }
 
@@ -58,11 +64,26 @@ impl Cluster {
         Cluster::start_with(n, snapshot_every, Duration::from_secs(10), Duration::from_secs(3600)).await
     }
 
+    /// A cluster whose every connection goes through a fault proxy ([`proxy`]).
+    pub async fn start_proxied(n: usize, snapshot_every: u64, request_timeout: Duration) -> Cluster {
+        Cluster::start_inner(n, snapshot_every, request_timeout, Duration::from_secs(3600), true).await
+    }
+
     pub async fn start_with(
         n: usize,
         snapshot_every: u64,
         request_timeout: Duration,
         session_expiry: Duration,
+    ) -> Cluster {
+        Cluster::start_inner(n, snapshot_every, request_timeout, session_expiry, false).await
+    }
+
+    async fn start_inner(
+        n: usize,
+        snapshot_every: u64,
+        request_timeout: Duration,
+        session_expiry: Duration,
+        proxied: bool,
     ) -> Cluster {
         let tmp = tempfile::tempdir().unwrap();
         let mut listeners = Vec::new();
@@ -72,6 +93,7 @@ impl Cluster {
         let addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
         let dirs: Vec<PathBuf> = (0..n).map(|i| tmp.path().join(format!("node{}", i + 1))).collect();
         let free = (0..n).map(|_| Arc::new(AtomicU64::new(u64::MAX))).collect();
+        let proxies = if proxied { Some(Arc::new(proxy::Proxies::start(&addrs).await)) } else { None };
         let mut cluster = Cluster {
             nodes: Vec::new(),
             addrs,
@@ -80,6 +102,7 @@ impl Cluster {
             request_timeout,
             session_expiry,
             free,
+            proxies,
             _tmp: tmp,
         };
         for (i, listener) in listeners.into_iter().enumerate() {
@@ -102,7 +125,10 @@ impl Cluster {
                 let free = self.free[i].clone();
                 move || free.load(Ordering::Relaxed)
             });
-        for (j, addr) in self.addrs.iter().enumerate() {
+        if let Some(proxies) = &self.proxies {
+            b = b.advertise(proxies.addrs[i]).bind_outgoing(proxy::node_ip(i));
+        }
+        for (j, addr) in self.reach().iter().enumerate() {
             if j != i {
                 b = b.peer(j as u64 + 1, *addr);
             }
@@ -110,10 +136,15 @@ impl Cluster {
         b
     }
 
+    /// Where peers and clients reach each node: its proxy, or the node itself.
+    pub fn reach(&self) -> Vec<SocketAddr> {
+        self.proxies.as_ref().map_or_else(|| self.addrs.clone(), |p| p.addrs.clone())
+    }
+
     /// A client from outside the nodes, with its own session.
     pub fn remote_client(&self, timeout: Duration) -> Client<Counters> {
         let mut b = Client::<Counters>::builder().timeout(timeout);
-        for (j, a) in self.addrs.iter().enumerate() {
+        for (j, a) in self.reach().iter().enumerate() {
             b = b.node(j as u64 + 1, *a);
         }
         b.build().unwrap()
