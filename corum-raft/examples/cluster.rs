@@ -1,6 +1,7 @@
 //! Three corum-raft node processes on 127.0.0.1, a client load, the leader's process killed
-//! with SIGKILL mid-run and restarted from its data directory; then every acknowledged
-//! write is checked and every node's copy compared.
+//! with SIGKILL mid-run and restarted from its data directory, then every process killed
+//! with SIGKILL at once and all restarted; then every acknowledged write is checked (none
+//! lost, none applied twice) and every node's copy compared.
 //!
 //! ```text
 //! cargo run --release -p corum-raft --example cluster
@@ -347,6 +348,42 @@ async fn parent(args: &[String]) -> Result<(), Error> {
     }
     row("corum-raft, leader killed mid-run", c, &run);
     println!("failover: no write completed for {:.0} ms around the kill", gap.as_secs_f64() * 1e3);
+
+    // Every node at once (a power cut): the same load, all three processes killed with
+    // SIGKILL together, then restarted from their data directories.
+    let load = {
+        let (client, ledger) = (client.clone(), ledger.clone());
+        let keys = next_key + c as u64;
+        tokio::spawn(async move { load_raft(&client, Ops::Writes, c, 3.0 + seconds, keys, &ledger).await })
+    };
+    let start = Instant::now();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut killed = Vec::new();
+    for p in procs.iter_mut() {
+        let mut p = p.take().ok_or("a node not running")?;
+        p.child.start_kill()?; // SIGKILL
+        killed.push(p);
+    }
+    let killed_at = start.elapsed();
+    for mut p in killed {
+        p.child.wait().await?;
+    }
+    println!("
+all 3 nodes killed with SIGKILL at {:.2} s", killed_at.as_secs_f64());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for (i, p) in procs.iter_mut().enumerate() {
+        *p = Some(spawn(i, &addrs, dir.path()).await?);
+    }
+    println!("all 3 restarted from their data directories at {:.2} s", start.elapsed().as_secs_f64());
+    let run = load.await?;
+    let from = killed_at.saturating_sub(Duration::from_millis(100));
+    let (mut gap, mut prev) = (Duration::ZERO, from);
+    for &t in run.completions.iter().filter(|&&t| t > from) {
+        gap = gap.max(t - prev);
+        prev = t;
+    }
+    row("corum-raft, every node killed at once", c, &run);
+    println!("no write completed for {:.0} ms around the kills", gap.as_secs_f64() * 1e3);
 
     // Nothing acknowledged is lost, nothing applied twice.
     let ledger = ledger.lock().unwrap().clone();
