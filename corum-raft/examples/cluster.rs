@@ -368,8 +368,7 @@ async fn parent(args: &[String]) -> Result<(), Error> {
     for mut p in killed {
         p.child.wait().await?;
     }
-    println!("
-all 3 nodes killed with SIGKILL at {:.2} s", killed_at.as_secs_f64());
+    println!("\nall 3 nodes killed with SIGKILL at {:.2} s", killed_at.as_secs_f64());
     tokio::time::sleep(Duration::from_millis(500)).await;
     for (i, p) in procs.iter_mut().enumerate() {
         *p = Some(spawn(i, &addrs, dir.path()).await?);
