@@ -89,11 +89,12 @@ pub(crate) trait Environment<D: Dispatch, C> {
         false
     }
 
-    /// Step 3: whether this round may wait for a reader to leave its copy once a whole log
-    /// window of slots is put off. The runtime's rounds run by a client helping this
-    /// replica may not (the client would be stuck behind a reader for as long as it reads,
-    /// perhaps for good if the reader waits for that client): they put off further, and
-    /// the replica's own thread runs the round that waits ([`Driver::owes_a_window`]).
+    /// Steps 3 and 4: whether this round may wait for a reader to leave its copy, to apply
+    /// once a whole log window of slots is put off, or to install a peer's copy. The
+    /// runtime's rounds run by a client helping this replica may not (the client would be
+    /// stuck behind a reader for as long as it reads, perhaps for good if the reader waits
+    /// for that client): they put off further, or install in a later round, and the
+    /// replica's own thread runs the round that waits ([`Driver::owes_a_window`]).
     fn may_wait_for_readers(&self) -> bool {
         true
     }
@@ -313,7 +314,13 @@ where
         }
         let copy = env.copy_state(donor);
         let slot = copy.slot_applied;
-        self.state.with(|state| *state = copy);
+        if env.may_wait_for_readers() {
+            self.state.with(|state| *state = copy);
+        } else if self.state.try_with(move |state| *state = copy).is_none() {
+            // A reader is in the copy and this round may not wait for it (a helping
+            // client's): the core asks again next round.
+            return false;
+        }
         // What was put off is below `slot` (which reaches what the core delivered).
         self.deferred.retain(|&(deferred, _)| deferred >= slot);
         self.core.install_snapshot(slot);

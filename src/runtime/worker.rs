@@ -94,10 +94,13 @@ impl<D: Dispatch> Worker<D> {
         progressed
     }
 
-    /// Whether the next round has input waiting: messages in its rings, or writes on the
-    /// board that it would collect now.
+    /// Whether the next round has input waiting: messages in its rings, writes on the
+    /// board that it would collect now, or a whole window of slots to apply.
     pub(crate) fn has_input(&self) -> bool {
-        self.io.has_writes(self.core()) || self.io.incoming.iter().any(|(_, consumer)| !consumer.is_empty())
+        self.io.has_writes(self.core())
+            || self.io.incoming.iter().any(|(_, consumer)| !consumer.is_empty())
+            // A round that waits for a reader is this thread's to run (see `round`).
+            || self.driver.owes_a_window()
     }
 
     /// When the next tick is due.

@@ -11,7 +11,7 @@
 //!   on `quiet_visits` passes in a row: a compare-exchange of `listed` from set to clear,
 //!   then the bit cleared, then `posted` loaded again; if it moved, the bit goes back.
 //!
-//! Why no write is hidden: the owner's swap and the collector's compare-exchange are
+//! Why no write is hidden for good: the owner's swap and the collector's compare-exchange are
 //! read-modify-writes of one flag, so one comes first. If the owner's swap (after a post to
 //! an idle lane) comes first, the collector's compare-exchange reads it (Acquire, after the
 //! owner's Release), so its second load of `posted` sees that post and it puts the bit
@@ -23,6 +23,11 @@
 //! store: if `posted` then still equals that `oldest`, the owner had no write in flight
 //! when it stored it, and its next post is one to an idle lane; if a stale `posted` looked
 //! equal, the second look sees the truth and puts the bit back.
+//!
+//! Between a collector's clearing of the bit and its putting it back, other collectors do
+//! not look at the lane: a collector preempted right there (a deposed leader that does not
+//! know it yet, say) delays a post made meanwhile until it runs again. The window is three
+//! instructions long; no write is lost to it.
 
 use super::{Board, Lane};
 use crate::plant::planted;
