@@ -2,12 +2,12 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::{Cluster, Counters};
-use corum::sim::linearizability::{check, Call, Operation};
+use corum::sim::linearizability::{check, Call};
 use corum_raft::{Applied, Batch, Builder, Client, Error, Write};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -204,27 +204,9 @@ async fn concurrent_clients_across_leader_changes_are_linearizable() {
         (0..6).map(|i| c.node(i % 3).client()).collect()
     };
     let mut tasks = Vec::new();
+    let finished = Arc::new(AtomicU64::new(0));
     for (id, client) in clients.into_iter().enumerate() {
-        let clock = clock.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut history = Vec::new();
-            let mut x = id as u64 * 7919 + 1;
-            for _ in 0..40 {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                let key = x % 3;
-                let invoked = clock.fetch_add(1, Ordering::SeqCst);
-                let (call, result) = if (x >> 20).is_multiple_of(3) {
-                    (Call::Read(key), client.execute(key).await)
-                } else {
-                    (Call::Write((key, 1)), client.execute_mut((key, 1)).await)
-                };
-                let returned = result.ok().map(|r| (clock.fetch_add(1, Ordering::SeqCst), r));
-                history.push(Operation::<Counters> { client: id, call, invoked, returned });
-            }
-            history
-        }));
+        tasks.push(tokio::spawn(common::history_client(client, id, 40, 3, clock.clone(), finished.clone())));
     }
     // Leader changes while the clients run: a partition, then a crash and a restart.
     {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::proxy::Fault;
 use common::{Cluster, Counters};
-use corum::sim::linearizability::{check, Call, Operation};
+use corum::sim::linearizability::{check, Call};
 
 /// The leader the nodes other than `but` agree on, once they do and it is not `but`.
 async fn leader_without(cluster: &Cluster, but: usize) -> usize {
@@ -106,27 +106,7 @@ async fn clients_under_loss_reordering_and_delay_stay_linearizable() {
         // Enough operations that the loss acts while they run.
         let ops = history_ops();
         let client = cluster.remote_client(Duration::from_secs(20));
-        let (clock, finished) = (clock.clone(), finished.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut history = Vec::new();
-            let mut x = id as u64 * 7919 + 1;
-            for _ in 0..ops {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                let key = x % 4;
-                let invoked = clock.fetch_add(1, Ordering::SeqCst);
-                let (call, result) = if (x >> 20).is_multiple_of(3) {
-                    (Call::Read(key), client.execute(key).await)
-                } else {
-                    (Call::Write((key, 1)), client.execute_mut((key, 1)).await)
-                };
-                let returned = result.ok().map(|r| (clock.fetch_add(1, Ordering::SeqCst), r));
-                history.push(Operation::<Counters> { client: id, call, invoked, returned });
-                finished.fetch_add(1, Ordering::Relaxed);
-            }
-            history
-        }));
+        tasks.push(tokio::spawn(common::history_client(client, id, ops, 4, clock.clone(), finished.clone())));
     }
     // Once half the operations ran under the loss, and it dropped and reordered frames
     // enough, it gives way to delay.

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 /// anything needs, so that only a broken guarantee, never a loaded machine, fails a test.
 pub const PATIENCE: Duration = Duration::from_secs(120);
 
+use corum::sim::linearizability::{Call, Operation};
 use corum::Dispatch;
 use corum_raft::{Builder, Client, Node, NodeMetrics};
 use serde::{Deserialize, Serialize};
@@ -220,4 +221,36 @@ impl Cluster {
             }
         }
     }
+}
+
+/// One client's part of a history to check: `ops` operations on `keys` keys picked by a
+/// xorshift seeded with `id`, a third of them reads, the rest writes adding 1, each stamped
+/// on the shared `clock` when invoked and when it returns (`None` for an error: its outcome
+/// is unknown). `finished` counts the operations done, for a test that waits on them.
+pub async fn history_client(
+    client: Client<Counters>,
+    id: usize,
+    ops: usize,
+    keys: u64,
+    clock: Arc<AtomicU64>,
+    finished: Arc<AtomicU64>,
+) -> Vec<Operation<Counters>> {
+    let mut history = Vec::new();
+    let mut x = id as u64 * 7919 + 1;
+    for _ in 0..ops {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let key = x % keys;
+        let invoked = clock.fetch_add(1, Ordering::SeqCst);
+        let (call, result) = if (x >> 20).is_multiple_of(3) {
+            (Call::Read(key), client.execute(key).await)
+        } else {
+            (Call::Write((key, 1)), client.execute_mut((key, 1)).await)
+        };
+        let returned = result.ok().map(|r| (clock.fetch_add(1, Ordering::SeqCst), r));
+        history.push(Operation::<Counters> { client: id, call, invoked, returned });
+        finished.fetch_add(1, Ordering::Relaxed);
+    }
+    history
 }
