@@ -43,9 +43,9 @@
 //! Per write: the owner's stores (no read-modify-write to post or take; one swap of its
 //! lane's own flag when it posts to an idle lane), one pin and one unpin by each
 //! collector, one compare-exchange and one store by the first answerer (an add instead of
-//! the store if a collector held a pin when it claimed the berth; the others, one load), and one event count notification (a fence and a load when nobody waits) per
-//! answer, or per lane and batch for an applier that answers quietly and wakes each lane
-//! once. A collector's pass looks only at the lanes on the board's list (one bit per
+//! the store if a collector held a pin when it claimed the berth; the others, one load),
+//! and one event count notification (a fence and a load when nobody waits) per answer, or
+//! per lane and batch for an applier that answers quietly and wakes each lane once. A collector's pass looks only at the lanes on the board's list (one bit per
 //! lane, `listing`): a lane found idle on 64 passes in a row leaves it, and its owner's next
 //! post puts it back, so a round does not look at every idle session that ever wrote.
 
@@ -296,18 +296,18 @@ impl<W: Clone, R> Board<W, R> {
         // Release pairs with the Acquire of a collector's pin and an answerer's claim.
         berth.word.store(word(number, POSTED), Ordering::Release);
         key.next = number + 1;
-        // Release pairs with a collector's Acquire load: every berth below it is posted.
-        // (The planted bug `board-listed-before-posted` lists the lane first.)
-        if planted!("board-listed-before-posted") && key.oldest == number {
+        // Every earlier write is finished: a collector may have taken the lane off the
+        // list. It goes back after `posted`, which a collector that sees it listed must
+        // see. (The planted bug `board-listed-before-posted` lists it first;
+        // `board-idle-post-unlisted` lists it at its first post only.)
+        let relist = key.oldest == number && (!planted!("board-idle-post-unlisted") || number == 0);
+        let early = planted!("board-listed-before-posted");
+        if relist && early {
             self.list_lane(lane, key.lane);
         }
+        // Release pairs with a collector's Acquire load: every berth below it is posted.
         lane.posted.store(key.next, Ordering::Release);
-        // (The planted bug `board-idle-post-unlisted` lists the lane at its first post only.)
-        let relist = !planted!("board-idle-post-unlisted") || number == 0;
-        if key.oldest == number && !planted!("board-listed-before-posted") && relist {
-            // Every earlier write is finished: a collector may have taken the lane off
-            // the list. Put it back (after `posted`, which a collector that sees the lane
-            // listed must see).
+        if relist && !early {
             self.list_lane(lane, key.lane);
         }
         Ok(number)
